@@ -1,0 +1,23 @@
+#!/bin/sh
+# Regenerate all MobileOne golden data with the PyTorch reference.
+# Usage: tools/reference/make_all.sh [--tiny-only]   (run from anywhere; needs Debian's /usr/bin/python3 with torch)
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+GEN="$ROOT/tools/reference/make_golden.py"
+
+"$PY" "$ROOT/tools/reference/mobileone_ref.py"          # S0..S4 parameter counts vs the spec table
+
+for c in tiny-k4 tiny-se tiny-gray; do                   # small, committed
+    rm -rf "$ROOT/testdata/golden/$c"
+    "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/golden/$c" --seed 0
+done
+du -sh --apparent-size "$ROOT/testdata/golden"
+
+[ "${1:-}" = "--tiny-only" ] && exit 0
+
+for c in s0 s1 s2 s3 s4; do                               # large, git-ignored (testdata/full/)
+    rm -rf "$ROOT/testdata/full/$c"
+    "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/full/$c" --seed 0 --threads "${THREADS:-1}"
+done
+du -sh --apparent-size "$ROOT/testdata/full"/*
