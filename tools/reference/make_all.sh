@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerate all MobileOne golden data with the PyTorch reference.
-# Usage: tools/reference/make_all.sh [--tiny-only]   (run from anywhere; needs Debian's /usr/bin/python3 with torch)
+# Usage: tools/reference/make_all.sh [--tiny-only | --full-only]   (run from anywhere; needs Debian's /usr/bin/python3 with torch)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PYTHON:-/usr/bin/python3}
@@ -8,11 +8,13 @@ GEN="$ROOT/tools/reference/make_golden.py"
 
 "$PY" "$ROOT/tools/reference/mobileone_ref.py"          # S0..S4 parameter counts vs the spec table
 
-for c in tiny-k4 tiny-se tiny-gray; do                   # small, committed
-    rm -rf "$ROOT/testdata/golden/$c"
-    "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/golden/$c" --seed 0
-done
-du -sh --apparent-size "$ROOT/testdata/golden"
+if [ "${1:-}" != "--full-only" ]; then
+    for c in tiny-k4 tiny-se tiny-gray; do               # small, committed
+        rm -rf "$ROOT/testdata/golden/$c"
+        "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/golden/$c" --seed 0
+    done
+    du -sh --apparent-size "$ROOT/testdata/golden"
+fi
 
 [ "${1:-}" = "--tiny-only" ] && exit 0
 

@@ -1,0 +1,227 @@
+package mobileone
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/mobileone-go/mobileone/format/pth"
+	"github.com/mobileone-go/mobileone/format/safetensors"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/tensor"
+)
+
+// Checkpoint formats recognised by Load.
+const (
+	FormatPyTorch     = "pytorch"     // torch.save zip archive (.pth, .pth.tar, .pt)
+	FormatSafetensors = "safetensors" // .safetensors
+)
+
+// Metadata keys this package writes into safetensors files.
+const (
+	metaFormat  = "format"  // "mobileone"
+	metaVariant = "variant" // s0..s4 or "custom"
+	metaNaming  = "naming"  // authors | timm
+	metaFused   = "fused"   // "true" | "false"
+	metaConfig  = "config"  // model.Config as JSON
+	metaLabels  = "labels"  // JSON array of class names (optional)
+)
+
+// LoadOptions adjusts Load.
+type LoadOptions struct {
+	// Variant, if set (s0..s4), must match the checkpoint's architecture.
+	Variant string
+	// KeepUnfused keeps a train-time checkpoint in its branched form; by
+	// default it is re-parameterised at load time.
+	KeepUnfused bool
+	// StemStride overrides the stem stride (not visible in weights) for
+	// PyTorch checkpoints of custom models; 0 keeps the default of 2.
+	StemStride int
+}
+
+// detectFormat sniffs the first bytes of a checkpoint file.
+func detectFormat(head []byte) (string, error) {
+	switch {
+	case len(head) >= 4 && bytes.Equal(head[:4], []byte("PK\x03\x04")):
+		return FormatPyTorch, nil
+	case len(head) >= 2 && head[0] == 0x80 && head[1] <= 5:
+		return FormatPyTorch, nil // legacy torch.save; pth reports it clearly
+	case len(head) >= 9 && head[8] == '{':
+		return FormatSafetensors, nil
+	case len(head) == 0:
+		return "", fmt.Errorf("file is empty")
+	}
+	return "", fmt.Errorf("not a checkpoint: neither a PyTorch zip archive nor a safetensors file")
+}
+
+// readTensors reads the raw tensors and metadata of a checkpoint file.
+func readTensors(path string) (map[string]*tensor.Tensor, map[string]string, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, nil, "", err
+	}
+	kind, err := detectFormat(head[:n])
+	if err != nil {
+		return nil, nil, "", err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	switch kind {
+	case FormatPyTorch:
+		sd, err := pth.Load(f, st.Size())
+		return sd, nil, kind, err
+	default:
+		sf, err := safetensors.Read(f, st.Size())
+		if err != nil {
+			return nil, nil, kind, err
+		}
+		return sf.Tensors, sf.Metadata, kind, nil
+	}
+}
+
+// Load reads a MobileOne checkpoint: the authors' fused or unfused
+// torch.save files, timm-named files, or safetensors written by Save. The
+// architecture is recognised from the tensors' names and shapes (or from the
+// file's metadata); key names are mapped to the authors' convention by rule.
+// Unfused checkpoints are re-parameterised unless opts.KeepUnfused is set.
+func Load(path string, opts LoadOptions) (*Model, error) {
+	raw, meta, kind, err := readTensors(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := fromTensors(raw, meta, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.Source, m.Format = path, kind
+	return m, nil
+}
+
+func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts LoadOptions) (*Model, error) {
+	sd, naming, err := model.CanonicalKeys(raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg, fused, err := model.DetectConfig(sd)
+	if err != nil {
+		return nil, err
+	}
+	var labels []string
+	if c, ok := meta[metaConfig]; ok {
+		var mc model.Config
+		if err := json.Unmarshal([]byte(c), &mc); err != nil {
+			return nil, fmt.Errorf("metadata %q is not valid JSON: %v", metaConfig, err)
+		}
+		if !fused && mc.K != cfg.K {
+			return nil, fmt.Errorf("metadata says k=%d but the checkpoint has %d conv branches", mc.K, cfg.K)
+		}
+		mc.K = cfg.K
+		if !mc.SameArchitecture(withStride(cfg, mc.StemStride)) {
+			return nil, fmt.Errorf("metadata config (%s) does not match the tensors (%s)", mc.Describe(), cfg.Describe())
+		}
+		cfg = mc
+	}
+	if l, ok := meta[metaLabels]; ok {
+		if err := json.Unmarshal([]byte(l), &labels); err != nil {
+			return nil, fmt.Errorf("metadata %q is not a JSON list of strings: %v", metaLabels, err)
+		}
+	}
+	if opts.StemStride != 0 {
+		cfg.StemStride = opts.StemStride
+	}
+	if opts.Variant != "" {
+		want, err := model.Variant(opts.Variant)
+		if err != nil {
+			return nil, err
+		}
+		w := want
+		if fused {
+			w.K = cfg.K
+		}
+		if !w.SameArchitecture(cfg) {
+			got := cfg.Name
+			if got == "" {
+				got = "a custom model (" + cfg.Describe() + ")"
+			}
+			return nil, fmt.Errorf("checkpoint is %s, not %s as requested", got, want.Name)
+		}
+	}
+	mm, err := model.New(cfg, fused)
+	if err != nil {
+		return nil, err
+	}
+	if err := mm.LoadStateDict(sd); err != nil {
+		return nil, err
+	}
+	out := &Model{Model: mm, Naming: string(naming), Labels: labels}
+	if !fused && !opts.KeepUnfused {
+		out.Model = mm.Fuse()
+	}
+	return out, nil
+}
+
+func withStride(c model.Config, s int) model.Config {
+	c.StemStride = s
+	return c
+}
+
+// SaveOptions adjusts Save.
+type SaveOptions struct {
+	// Half stores weights as float16 (about half the size); default float32.
+	Half bool
+	// Naming selects the key convention: "authors" (default) or "timm".
+	Naming string
+}
+
+// Save writes the model's weights as a safetensors file, atomically, with
+// its architecture, naming and class labels in the metadata.
+func (m *Model) Save(path string, opts SaveOptions) error {
+	keys, sd := m.StateDict()
+	naming := model.NamingAuthors
+	switch opts.Naming {
+	case "", "authors":
+	case "timm":
+		naming = model.NamingTimm
+	default:
+		return fmt.Errorf("unknown key naming %q (want authors or timm)", opts.Naming)
+	}
+	keys, sd = model.ToNaming(keys, sd, naming)
+	cfgJSON, err := json.Marshal(m.Config)
+	if err != nil {
+		return err
+	}
+	variant := m.Config.Name
+	if variant == "" {
+		variant = "custom"
+	}
+	meta := map[string]string{
+		metaFormat:  "mobileone",
+		metaVariant: variant,
+		metaNaming:  string(naming),
+		metaFused:   strconv.FormatBool(m.IsFused()),
+		metaConfig:  string(cfgJSON),
+	}
+	if len(m.Labels) > 0 {
+		l, err := json.Marshal(m.Labels)
+		if err != nil {
+			return err
+		}
+		meta[metaLabels] = string(l)
+	}
+	dt := safetensors.DType("F32")
+	if opts.Half {
+		dt = safetensors.DType("F16")
+	}
+	return safetensors.WriteFile(path, keys, sd, meta, dt)
+}
