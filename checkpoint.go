@@ -164,10 +164,11 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 	if err := mm.LoadStateDict(sd); err != nil {
 		return nil, err
 	}
-	out := &Model{Model: mm, Naming: string(naming), Labels: labels}
 	if !fused && !opts.KeepUnfused {
-		out.Model = mm.Fuse()
+		mm = mm.Fuse()
 	}
+	out := wrap(mm)
+	out.Naming, out.Labels = string(naming), labels
 	return out, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"image"
 	"math"
 	"sort"
+	"sync"
 
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/model"
@@ -35,6 +36,44 @@ type Model struct {
 	Naming string   // key convention of the checkpoint it came from
 	Source string   // file it was loaded from
 	Format string   // FormatPyTorch or FormatSafetensors
+
+	plan *planCache
+}
+
+// planCache keeps the inference plan of the last input shape.
+type planCache struct {
+	mu   sync.Mutex
+	plan *model.Plan
+}
+
+// Forward maps x: (N, C, H, W) to logits (N, classes) (or pooled features
+// for a model without classifier). A fused model runs through a Plan that is
+// made on first use for each input shape and reused (packed weights,
+// preallocated buffers); Forward is safe for concurrent use, but calls are
+// serialised. An unfused model runs its branches layer by layer.
+func (m *Model) Forward(x *tensor.Tensor) (*tensor.Tensor, error) {
+	if !m.IsFused() || m.plan == nil {
+		return m.Model.Forward(x)
+	}
+	if len(x.Shape) != 4 || x.Shape[1] != m.Config.InChannels || len(x.Data) != x.Numel() {
+		return m.Model.Forward(x) // reports the shape error
+	}
+	n, h, w := x.Shape[0], x.Shape[2], x.Shape[3]
+	m.plan.mu.Lock()
+	defer m.plan.mu.Unlock()
+	p := m.plan.plan
+	if p == nil || p.N != n || p.H != h || p.W != w {
+		var err error
+		if p, err = model.NewPlan(m.Model, n, h, w); err != nil {
+			return nil, err
+		}
+		m.plan.plan = p
+	}
+	y, err := p.Run(x.Data)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.FromData(append([]float32(nil), y...), n, p.Outputs())
 }
 
 // New builds a model of cfg with random weights (seeded) in its train-time
@@ -45,14 +84,16 @@ func New(cfg Config, fused bool, seed uint64) (*Model, error) {
 		return nil, err
 	}
 	m.InitRandom(seed)
-	return &Model{Model: m}, nil
+	return wrap(m), nil
 }
+
+func wrap(m *model.Model) *Model { return &Model{Model: m, plan: &planCache{}} }
 
 // Fuse returns the re-parameterised (inference) form of m.
 func (m *Model) Fuse() *Model {
-	c := *m
-	c.Model = m.Model.Fuse()
-	return &c
+	c := wrap(m.Model.Fuse())
+	c.Labels, c.Naming, c.Source, c.Format = m.Labels, m.Naming, m.Source, m.Format
+	return c
 }
 
 // ClassNames returns the model's class names: its own labels, ImageNet's for

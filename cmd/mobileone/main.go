@@ -25,6 +25,8 @@ Commands:
   predict   classify images (top-K ImageNet classes), or run a raw .npy tensor
   fuse      re-parameterise a train-time checkpoint into a fused safetensors file
   info      parameter count, MACs and a per-layer table of a variant or checkpoint
+  bench     latency of the fused network (the paper's ModelBench method)
+  export    write the fused network as ONNX
   version   print the version
 
 Run "mobileone <command> -h" for a command's flags.
@@ -53,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdFuse(args[1:], stdout, stderr)
 	case "info":
 		err = cmdInfo(args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(args[1:], stdout, stderr)
+	case "export":
+		err = cmdExport(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mobileone", version)
 	case "help", "-h", "--help", "-help":

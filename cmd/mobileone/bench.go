@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mobileone-go/mobileone"
+	"github.com/mobileone-go/mobileone/internal/cpu"
+	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/model"
+)
+
+const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4 [--random-seed N]) [--threads N] [--batch B]
+                       [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--json] [--profile]
+
+Measures the latency of the fused network with the authors' ModelBench method:
+per round, one warm-up run, then --runs timed runs, sorted, and the --trim
+fastest and slowest dropped. Prints the minimum, median and p90 over all timed
+runs and the trimmed mean, plus the kernels chosen and the CPU features seen.
+Without -w the weights are random (seeded). MOBILEONE_KERNELS=purego|avx2|avx512
+forces a kernel family. --profile adds the time of every layer.`
+
+type benchResult struct {
+	Variant    string            `json:"variant"`
+	Checkpoint string            `json:"checkpoint,omitempty"`
+	Batch      int               `json:"batch"`
+	Height     int               `json:"height"`
+	Width      int               `json:"width"`
+	Threads    int               `json:"threads"`
+	Rounds     int               `json:"rounds"`
+	Runs       int               `json:"runs"`
+	Trim       int               `json:"trim"`
+	MinMS      float64           `json:"min_ms"`
+	MedianMS   float64           `json:"median_ms"`
+	MeanMS     float64           `json:"mean_ms"`
+	P90MS      float64           `json:"p90_ms"`
+	ImagesPerS float64           `json:"images_per_s"`
+	GFLOPS     float64           `json:"gflops"`
+	Kernels    string            `json:"kernels"`
+	CPU        string            `json:"cpu"`
+	Features   string            `json:"cpu_features"`
+	GoVersion  string            `json:"go"`
+	Layers     []model.LayerTime `json:"layers,omitempty"`
+}
+
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", benchUsage, stderr)
+	var weights, variant, size string
+	addModelFlags(&weights, &variant, fs)
+	seed := fs.Uint64("random-seed", 1, "seed of the random weights used without -w")
+	threads := fs.Int("threads", runtime.GOMAXPROCS(0), "threads the kernels may use")
+	batch := fs.Int("batch", 1, "images per run")
+	fs.StringVar(&size, "size", "224", "input size `H` or HxW")
+	rounds := fs.Int("rounds", 20, "rounds")
+	runs := fs.Int("runs", 50, "timed runs per round")
+	trim := fs.Int("trim", 10, "fastest and slowest runs dropped per round for the trimmed mean")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	profile := fs.Bool("profile", false, "also print the time of every layer")
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	h, w, err := parseSize(size)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *threads < 1 || *threads > 1024:
+		return fmt.Errorf("--threads must be 1..1024, got %d", *threads)
+	case *batch < 1 || *batch > 4096:
+		return fmt.Errorf("--batch must be 1..4096, got %d", *batch)
+	case *rounds < 1 || *runs < 1:
+		return errors.New("--rounds and --runs must be at least 1")
+	case *trim < 0 || 2**trim >= *runs:
+		return fmt.Errorf("--trim %d must leave runs: need 2*trim < runs (%d)", *trim, *runs)
+	}
+	var m *mobileone.Model
+	switch {
+	case weights != "":
+		if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant}); err != nil {
+			return err
+		}
+	case variant != "":
+		cfg, err := model.Variant(variant)
+		if err != nil {
+			return err
+		}
+		if m, err = mobileone.New(cfg, false, *seed); err != nil {
+			return err
+		}
+		m = m.Fuse()
+	default:
+		fs.Usage()
+		return errors.New("need -w CHECKPOINT or -m VARIANT")
+	}
+	kernel.SetThreads(*threads)
+	defer kernel.SetThreads(0)
+	plan, err := model.NewPlan(m.Model, *batch, h, w)
+	if err != nil {
+		return err
+	}
+	x := make([]float32, *batch*m.Config.InChannels*h*w)
+	r := rand.New(rand.NewPCG(*seed, 2))
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	run := func() time.Duration {
+		t0 := time.Now()
+		if _, err := plan.Run(x); err != nil {
+			panic(err) // shapes were checked when planning
+		}
+		return time.Since(t0)
+	}
+	var all, kept []time.Duration
+	round := make([]time.Duration, *runs)
+	for i := 0; i < *rounds; i++ {
+		run() // warm-up
+		for j := range round {
+			round[j] = run()
+		}
+		slices.Sort(round)
+		all = append(all, round...)
+		kept = append(kept, round[*trim:*runs-*trim]...)
+	}
+	slices.Sort(all)
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	var sum time.Duration
+	for _, d := range kept {
+		sum += d
+	}
+	name := m.Config.Name
+	if name == "" {
+		name = "custom"
+	}
+	res := benchResult{
+		Variant: name, Checkpoint: weights, Batch: *batch, Height: h, Width: w, Threads: *threads,
+		Rounds: *rounds, Runs: *runs, Trim: *trim,
+		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), CPU: cpuName(),
+		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
+	}
+	res.ImagesPerS = float64(*batch) / (res.MedianMS / 1e3)
+	res.GFLOPS = 2 * float64(m.Config.MACs(h, w)) * float64(*batch) / (res.MinMS * 1e6)
+	if *profile {
+		plan.Profile = true
+		for i := 0; i < max(*runs, 20); i++ {
+			run()
+		}
+		res.Layers = plan.Profiled()
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "MobileOne %s (fused), batch %d, %dx%d, %d threads\n", name, *batch, h, w, *threads)
+	fmt.Fprintf(stdout, "kernels: %s; CPU: %s (%s)\n", res.Kernels, res.CPU, res.Features)
+	fmt.Fprintf(stdout, "%d rounds x %d runs, trim %d: min %.3f ms  median %.3f ms  mean %.3f ms  p90 %.3f ms\n",
+		*rounds, *runs, *trim, res.MinMS, res.MedianMS, res.MeanMS, res.P90MS)
+	fmt.Fprintf(stdout, "%.1f images/s at the median, %.1f GFLOP/s at the minimum\n", res.ImagesPerS, res.GFLOPS)
+	if *profile {
+		var total time.Duration
+		for _, l := range res.Layers {
+			total += l.Time
+		}
+		fmt.Fprintln(stdout)
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "layer\tMMACs\tms\tGFLOP/s\tshare\t")
+		for _, l := range res.Layers {
+			gf := 0.0
+			if l.Time > 0 {
+				gf = 2 * float64(l.MACs) / float64(l.Time)
+			}
+			fmt.Fprintf(tw, "%s\t%.2f\t%.3f\t%.1f\t%.1f%%\t\n", l.Name, float64(l.MACs)/1e6, ms(l.Time), gf, 100*float64(l.Time)/float64(max(total, 1)))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+// cpuName returns the processor's model name where the OS tells it.
+func cpuName() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}

@@ -1,0 +1,65 @@
+package model
+
+import (
+	"testing"
+)
+
+// The planned engine computes what the layer-by-layer model computes, for
+// zoo and custom configurations, batch > 1 and odd sizes, and allocates
+// nothing per run.
+func TestPlanMatchesForward(t *testing.T) {
+	s0, _ := Variant("s0")
+	s4, _ := Variant("s4")
+	tests := []struct {
+		cfg     Config
+		n, h, w int
+	}{
+		{s0, 1, 64, 64},
+		{s4, 2, 45, 57},
+		{Config{Name: "gray", Channels: [5]int{8, 8, 16, 16, 24}, Blocks: [4]int{1, 2, 1, 1}, K: 3, SEPairs: [4]int{0, 1, 0, 1}, NumClasses: 10, InChannels: 1, StemStride: 1}, 3, 28, 28},
+		{Config{Name: "backbone", Channels: [5]int{16, 16, 32, 32, 64}, Blocks: [4]int{1, 1, 2, 1}, K: 2, InChannels: 3, StemStride: 2}, 2, 33, 31},
+	}
+	for _, tc := range tests {
+		t.Run(tc.cfg.Name, func(t *testing.T) {
+			m, err := New(tc.cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.InitRandom(11)
+			f := m.Fuse()
+			x := randInput(5, tc.n, tc.cfg.InChannels, tc.h, tc.w)
+			want, err := f.Forward(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewPlan(m, tc.n, tc.h, tc.w) // fuses internally
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Run(x.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want.Data) {
+				t.Fatalf("plan gives %d values, forward %d", len(got), len(want.Data))
+			}
+			if d := maxRelDiff(got, want.Data); d > 1e-5 {
+				t.Errorf("plan vs forward: max rel diff %.3g", d)
+			}
+			if _, err := p.Run(x.Data[1:]); err == nil {
+				t.Error("a short input must be an error")
+			}
+			if !raceEnabled {
+				if a := testing.AllocsPerRun(5, func() { p.Run(x.Data) }); a != 0 {
+					t.Errorf("Run allocates %.1f times per call, want 0", a)
+				}
+			}
+			p.Profile = true
+			p.Run(x.Data)
+			prof := p.Profiled()
+			if len(prof) != len(m.Blocks())+1 || prof[0].Name != "stage0" || prof[0].MACs <= 0 {
+				t.Errorf("profile %+v", prof[:2])
+			}
+		})
+	}
+}
