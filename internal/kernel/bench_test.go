@@ -51,6 +51,7 @@ func extraLayers() []layer {
 	return []layer{
 		{"s1_stage1_pw_96x96_56", pw(96, 96, 56), 1},
 		{"s4_stage1_pw_192x192_56", pw(192, 192, 56), 1},
+		{"s4_stage3_pw_448x448_14", pw(448, 448, 14), 1},
 		{"s4_stage4_pw_1024x2048_7", pw(1024, 2048, 7), 1},
 		{"s4_stage4_dw_1024_14_s2", dw(1024, 14, 2), 1},
 	}
@@ -108,47 +109,97 @@ func BenchmarkGemm(b *testing.B) {
 
 // BenchmarkS0 runs every convolution of MobileOne-S0 plus the head (global
 // average pool and the 1024→1000 classifier) once per iteration: the kernel
-// time of one 224×224 image.
+// time of one 224×224 image. conv2d/ calls Conv2D (weights packed on every
+// call), convop/ runs ConvOps planned once (what the engine does).
 func BenchmarkS0(b *testing.B) {
 	r := rand.New(rand.NewSource(3))
 	layers := s0Layers()
 	bufs := make([]convBuf, len(layers))
+	ops := make([]*ConvOp, len(layers))
 	macs := 1024 * 1000
 	for i, l := range layers {
 		bufs[i] = newConvBuf(r, l.c)
+		ops[i] = NewConvOp(l.c, bufs[i].w, bufs[i].b, true)
 		macs += l.count * l.macs()
 	}
 	pooled, logits := make([]float32, 1024), make([]float32, 1000)
 	fcw, fcb := randSlice(r, 1024*1000), randSlice(r, 1000)
-	for _, th := range []int{1, 2} {
-		b.Run(fmt.Sprintf("t%d", th), func(b *testing.B) {
-			withThreads(b, threadConfig{th, minParallelWork}, func() {
-				for b.Loop() {
-					for i, l := range layers {
-						for range l.count {
-							Conv2D(l.c, bufs[i].x, bufs[i].w, bufs[i].b, bufs[i].out, true)
+	for _, viaOp := range []bool{false, true} {
+		for _, th := range []int{1, 2} {
+			name := fmt.Sprintf("conv2d/t%d", th)
+			if viaOp {
+				name = fmt.Sprintf("convop/t%d", th)
+			}
+			b.Run(name, func(b *testing.B) {
+				withThreads(b, threadConfig{th, minParallelWork}, func() {
+					for b.Loop() {
+						for i, l := range layers {
+							for range l.count {
+								if viaOp {
+									ops[i].Run(bufs[i].x, bufs[i].out)
+								} else {
+									Conv2D(l.c, bufs[i].x, bufs[i].w, bufs[i].b, bufs[i].out, true)
+								}
+							}
 						}
+						last := bufs[len(bufs)-1].out
+						GlobalAvgPool(1024, 49, last, pooled)
+						Linear(1024, 1000, pooled, fcw, fcb, logits)
 					}
-					last := bufs[len(bufs)-1].out
-					GlobalAvgPool(1024, 49, last, pooled)
-					Linear(1024, 1000, pooled, fcw, fcb, logits)
-				}
+				})
+				b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/img")
+				gflops(b, 2*float64(macs))
 			})
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/img")
-			gflops(b, 2*float64(macs))
+		}
+	}
+	b.Logf("kernels: %s", Kernels())
+}
+
+// BenchmarkConvOp measures the GEMM-path layers of S0 and S4 (pointwise and
+// the dense stem) through ConvOp at every kernel level and 1 and 2 threads.
+func BenchmarkConvOp(b *testing.B) {
+	r := rand.New(rand.NewSource(5))
+	var ls []layer
+	for _, l := range append(s0Layers(), extraLayers()...) {
+		if l.c.Groups == 1 {
+			ls = append(ls, l)
+		}
+	}
+	for _, lv := range levels() {
+		withLevel(b, lv, func() {
+			for _, l := range ls {
+				buf := newConvBuf(r, l.c)
+				op := NewConvOp(l.c, buf.w, buf.b, true)
+				for _, th := range []int{1, 2} {
+					b.Run(fmt.Sprintf("%v/%s/t%d", lv, l.name, th), func(b *testing.B) {
+						withThreads(b, threadConfig{th, minParallelWork}, func() {
+							for b.Loop() {
+								op.Run(buf.x, buf.out)
+							}
+						})
+						gflops(b, 2*float64(l.macs()))
+					})
+				}
+			}
 		})
 	}
 }
 
-// BenchmarkMicroKernel measures the micro-kernel alone on L1-resident
-// panels: the ceiling for the GEMM driver.
+// BenchmarkMicroKernel measures each level's micro-kernel alone on
+// L1-resident panels (kc = 256, full tile, no epilogue): the ceiling for
+// the GEMM driver.
 func BenchmarkMicroKernel(b *testing.B) {
 	const kc = 256
 	r := rand.New(rand.NewSource(4))
-	ap, bp := randSlice(r, kc*mr), randSlice(r, kc*nr)
-	var acc [mr * nr]float32
-	for b.Loop() {
-		microKernel(kc, ap, bp, &acc)
+	for _, lv := range levels() {
+		im := implFor(lv)
+		b.Run(fmt.Sprintf("%v/%dx%d", lv, im.mr, im.nr), func(b *testing.B) {
+			ap, bp := randSlice(r, kc*im.mr), randSlice(r, kc*im.nr)
+			c := make([]float32, im.mr*im.nr)
+			for b.Loop() {
+				im.kernel(kc, ap, bp, c, im.nr, nil, im.mr, im.nr, 0)
+			}
+			gflops(b, float64(2*kc*im.mr*im.nr))
+		})
 	}
-	gflops(b, 2*kc*mr*nr)
 }

@@ -13,7 +13,7 @@ package kernel
 // dense matrix or an implicit im2col view of an image, so convolutions never
 // materialise the im2col matrix.
 
-// Cache blocking. kcMax keeps an A panel (kc·mr) and a B panel (kc·nr) in L1;
+// Cache blocking of the pure-Go kernel. kcMax keeps an A panel (kc·mr) and a B panel (kc·nr) in L1;
 // an mc×kc block of A and a kc×nc block of B fit in L2.
 const (
 	kcMax = 256
@@ -36,59 +36,86 @@ type bSource struct {
 
 // gemmJob is one GEMM with its fused epilogue.
 type gemmJob struct {
-	m, n, k    int
-	a          []float32
-	lda        int
+	m, n, k int
+	a       []float32
+	lda     int
+	// ap, if set, is A already packed for impl by packAAll: the k slices
+	// of kcFor(impl, k), each as mr-row panels of all roundUp(m, mr) rows.
+	ap         []float32
 	b          bSource
 	c          []float32
 	ldc        int
 	bias       []float32 // per row of C, or nil
 	relu       bool
 	accumulate bool // add to the existing contents of C
+	impl       *gemmImpl
+
+	// Task grid, set by plan.
+	kc, mc, nc, tilesM, nTasks, workers int
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 func roundUp(a, b int) int { return ceilDiv(a, b) * b }
 
-// run executes the job on up to Threads() goroutines.
-func (g *gemmJob) run() {
-	m, n, k := g.m, g.n, g.k
-	if m <= 0 || n <= 0 {
-		return
-	}
-	if k <= 0 {
-		g.epilogueOnly()
-		return
-	}
-	// Split k into equal slices no longer than kcMax.
-	nk := ceilDiv(k, kcMax)
-	kc := roundUp(ceilDiv(k, nk), 4)
+// kcFor returns the k slice length used by im for a GEMM of depth k: equal
+// slices no longer than im.kcMax.
+func kcFor(im *gemmImpl, k int) int {
+	nk := ceilDiv(k, im.kcMax)
+	return ceilDiv(k, nk)
+}
 
-	mc := min(mcMax, roundUp(m, mr))
-	nc := min(ncMax, roundUp(n, nr))
-	work := m * n * k
-	workers := Threads()
-	if work < minParallelWork {
-		workers = 1
+// plan chooses the k slice and the task grid. C is cut into mc×nc tiles;
+// each task packs B one kc×nr panel at a time and sweeps it over all its
+// mr-row panels of A, so B packing is amortised over up to mcMax rows.
+func (g *gemmJob) plan() {
+	im := g.impl
+	m, n, k := g.m, g.n, g.k
+	g.kc = kcFor(im, k)
+	mc := min(im.mcMax, roundUp(m, im.mr))
+	// Balance the rows over the row blocks.
+	if tm := ceilDiv(m, mc); tm > 1 {
+		mc = roundUp(ceilDiv(m, tm), im.mr)
 	}
-	// Make enough tasks for dynamic load balancing when running in parallel.
+	nc := roundUp(n, im.nr)
+	workers := workersFor(1<<30, m*n*k)
 	if workers > 1 {
-		want := 4 * workers
-		for ceilDiv(m, mc)*ceilDiv(n, nc) < want && (mc > 16 || nc > 64) {
-			if nc > 64 && (nc >= 2*mc || mc <= 16) {
-				nc = roundUp(nc/2, nr)
+		// Enough tasks for dynamic load balancing: split columns first
+		// (A is shared, so this costs nothing extra), then rows.
+		want := 3 * workers
+		for ceilDiv(m, mc)*ceilDiv(n, nc) < want {
+			if nc >= 2*im.nr && (nc >= 4*im.nr || mc <= 2*im.mr) {
+				nc = roundUp(ceilDiv(nc, 2), im.nr)
+			} else if mc >= 2*im.mr {
+				mc = roundUp(ceilDiv(mc, 2), im.mr)
 			} else {
-				mc = roundUp(mc/2, mr)
+				break
 			}
 		}
 	}
-	tilesM, tilesN := ceilDiv(m, mc), ceilDiv(n, nc)
-	nTasks := tilesM * tilesN
-	if workers <= 1 || nTasks == 1 {
+	g.mc, g.nc = mc, nc
+	g.tilesM = ceilDiv(m, mc)
+	g.nTasks = g.tilesM * ceilDiv(n, nc)
+	g.workers = min(workers, g.nTasks)
+}
+
+// run executes the job on up to Threads() goroutines.
+func (g *gemmJob) run() {
+	if g.m <= 0 || g.n <= 0 {
+		return
+	}
+	if g.k <= 0 {
+		g.epilogueOnly()
+		return
+	}
+	if g.impl == nil {
+		g.impl = active.Load()
+	}
+	g.plan()
+	if g.workers <= 1 {
 		s := getScratch()
-		for t := 0; t < nTasks; t++ {
-			g.task(s, t, tilesM, mc, nc, kc)
+		for t := 0; t < g.nTasks; t++ {
+			g.task(s, t)
 		}
 		putScratch(s)
 		return
@@ -96,81 +123,66 @@ func (g *gemmJob) run() {
 	// The closure (and this copy of the job) only reach the heap on the
 	// parallel path, so serial calls do not allocate.
 	job := *g
-	parallelFor(nTasks, min(workers, nTasks), func(s *scratch, t int) {
-		job.task(s, t, tilesM, mc, nc, kc)
-	})
+	parallelFor(job.nTasks, job.workers, job.task)
 }
 
 // task computes C tile number t; tiles are numbered column-major so that
 // neighbouring tasks share the same B block.
-func (g *gemmJob) task(s *scratch, t, tilesM, mc, nc, kc int) {
-	it, jt := t%tilesM, t/tilesM
-	i0, j0 := it*mc, jt*nc
-	g.tile(s, i0, min(mc, g.m-i0), j0, min(nc, g.n-j0), kc)
+func (g *gemmJob) task(s *scratch, t int) {
+	it, jt := t%g.tilesM, t/g.tilesM
+	i0, j0 := it*g.mc, jt*g.nc
+	g.tile(s, i0, min(g.mc, g.m-i0), j0, min(g.nc, g.n-j0))
 }
 
 // tile computes C[i0:i0+rows, j0:j0+cols].
-func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols, kc int) {
+func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
+	im := g.impl
+	mr, nr, kc := im.mr, im.nr, g.kc
+	kernel := im.kernel
 	pr := roundUp(rows, mr)
-	pc := roundUp(cols, nr)
-	s.a = grow(s.a, pr*kc)
-	s.b = grow(s.b, pc*kc)
-	var acc [mr * nr]float32
+	mPad := roundUp(g.m, mr)
+	if g.ap == nil {
+		s.a = grow(s.a, pr*kc)
+	}
+	s.b = grow(s.b, nr*kc)
 	for p0 := 0; p0 < g.k; p0 += kc {
 		kb := min(kc, g.k-p0)
-		first, last := p0 == 0, p0+kb >= g.k
-		packA(s.a, g.a, g.lda, i0, rows, p0, kb)
-		if g.b.im2col {
-			packBIm2col(s.b, &g.b, p0, kb, j0, cols)
+		var flags uint
+		if p0 > 0 || g.accumulate {
+			flags |= flagAcc
+		}
+		bias := g.bias
+		if p0 == 0 && bias != nil {
+			flags |= flagBias
 		} else {
-			packBDense(s.b, g.b.b, g.b.ldb, p0, kb, j0, cols)
+			bias = nil
 		}
+		if p0+kb >= g.k && g.relu {
+			flags |= flagReLU
+		}
+		var ap []float32
+		if g.ap != nil {
+			o := p0*mPad + i0*kb
+			ap = g.ap[o : o+pr*kb]
+		} else {
+			ap = s.a[:pr*kb]
+			packA(ap, g.a, g.lda, i0, rows, p0, kb, mr)
+		}
+		bp := s.b[:nr*kb]
 		for jp := 0; jp < cols; jp += nr {
-			bp := s.b[jp*kb : (jp+nr)*kb]
 			w := min(nr, cols-jp)
+			if g.b.im2col {
+				packBIm2col(bp, &g.b, p0, kb, j0+jp, w, nr)
+			} else {
+				packBDense(bp, g.b.b, g.b.ldb, p0, kb, j0+jp, w, nr)
+			}
 			for ip := 0; ip < rows; ip += mr {
-				ap := s.a[ip*kb : (ip+mr)*kb]
-				microKernel(kb, ap, bp, &acc)
-				g.store(&acc, i0+ip, min(mr, rows-ip), j0+jp, w, first, last)
-			}
-		}
-	}
-}
-
-// store writes a rows×cols micro-tile to C at (i, j). On the first k slice it
-// starts from the bias (and the old C if accumulating); later slices add to C.
-// On the last slice it applies ReLU.
-func (g *gemmJob) store(acc *[mr * nr]float32, i, rows, j, cols int, first, last bool) {
-	load := !first || g.accumulate
-	relu := last && g.relu
-	for r := 0; r < rows; r++ {
-		var bv float32
-		if first && g.bias != nil {
-			bv = g.bias[i+r]
-		}
-		off := (i+r)*g.ldc + j
-		dst := g.c[off : off+cols]
-		src := acc[r*nr : r*nr+cols]
-		switch {
-		case load && relu:
-			for q, v := range src {
-				v += dst[q] + bv
-				v = max(v, 0)
-				dst[q] = v
-			}
-		case load:
-			for q, v := range src {
-				dst[q] += v + bv
-			}
-		case relu:
-			for q, v := range src {
-				v += bv
-				v = max(v, 0)
-				dst[q] = v
-			}
-		default:
-			for q, v := range src {
-				dst[q] = v + bv
+				var bs []float32
+				if bias != nil {
+					bs = bias[i0+ip:]
+				}
+				off := (i0+ip)*g.ldc + j0 + jp
+				kernel(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
 			}
 		}
 	}
@@ -200,21 +212,9 @@ func (g *gemmJob) epilogueOnly() {
 // packA packs rows [i0, i0+rows) × columns [p0, p0+kc) of a into dst as
 // consecutive mr-row panels; panel q holds element (q·mr+r, p) at p·mr+r.
 // Rows beyond the matrix are zero.
-func packA(dst, a []float32, lda, i0, rows, p0, kc int) {
+func packA(dst, a []float32, lda, i0, rows, p0, kc, mr int) {
 	for ip := 0; ip < rows; ip += mr {
 		panel := dst[ip*kc : (ip+mr)*kc]
-		if ip+mr <= rows {
-			o := (i0+ip)*lda + p0
-			s0 := a[o : o+kc]
-			s1 := a[o+lda : o+lda+kc]
-			s2 := a[o+2*lda : o+2*lda+kc]
-			s3 := a[o+3*lda : o+3*lda+kc]
-			for p := range s0 {
-				d := panel[p*mr : p*mr+mr : p*mr+mr]
-				d[0], d[1], d[2], d[3] = s0[p], s1[p], s2[p], s3[p]
-			}
-			continue
-		}
 		for r := 0; r < mr; r++ {
 			if ip+r < rows {
 				o := (i0+ip+r)*lda + p0
@@ -230,70 +230,91 @@ func packA(dst, a []float32, lda, i0, rows, p0, kc int) {
 	}
 }
 
-// packBDense packs rows [p0, p0+kc) × columns [j0, j0+cols) of b into dst as
-// consecutive nr-column panels; panel q holds element (p, q·nr+c) at p·nr+c.
-// Columns beyond the matrix are zero.
-func packBDense(dst, b []float32, ldb, p0, kc, j0, cols int) {
-	for jp := 0; jp < cols; jp += nr {
-		panel := dst[jp*kc : (jp+nr)*kc]
-		w := min(nr, cols-jp)
-		o := p0*ldb + j0 + jp
-		if w == nr {
+// packAAll packs all of a (m×k, row-major with lda) for im: the k slices of
+// kcFor(im, k) one after another, each as mr-row panels of roundUp(m, mr)
+// rows (the layout gemmJob.ap expects).
+func packAAll(im *gemmImpl, a []float32, lda, m, k int) []float32 {
+	mPad := roundUp(m, im.mr)
+	kc := kcFor(im, k)
+	dst := make([]float32, mPad*k)
+	for p0 := 0; p0 < k; p0 += kc {
+		kb := min(kc, k-p0)
+		packA(dst[p0*mPad:p0*mPad+mPad*kb], a, lda, 0, m, p0, kb, im.mr)
+	}
+	return dst
+}
+
+// packBDense packs rows [p0, p0+kc) × columns [j, j+w) of b into one
+// nr-column panel dst, element (p, c) at p·nr+c. Columns from w on are zero.
+func packBDense(dst, b []float32, ldb, p0, kc, j, w, nr int) {
+	o := p0*ldb + j
+	if w == nr {
+		switch nr {
+		case 32:
 			for p := 0; p < kc; p++ {
-				s := b[o : o+nr : o+nr]
-				d := panel[p*nr : p*nr+nr : p*nr+nr]
-				d[0], d[1], d[2], d[3] = s[0], s[1], s[2], s[3]
-				d[4], d[5], d[6], d[7] = s[4], s[5], s[6], s[7]
+				*(*[32]float32)(dst[p*32:]) = *(*[32]float32)(b[o:])
 				o += ldb
 			}
-			continue
+			return
+		case 16:
+			for p := 0; p < kc; p++ {
+				*(*[16]float32)(dst[p*16:]) = *(*[16]float32)(b[o:])
+				o += ldb
+			}
+			return
+		case 8:
+			for p := 0; p < kc; p++ {
+				*(*[8]float32)(dst[p*8:]) = *(*[8]float32)(b[o:])
+				o += ldb
+			}
+			return
 		}
-		for p := 0; p < kc; p++ {
-			d := panel[p*nr : p*nr+nr]
-			copy(d, b[o:o+w])
-			clear(d[w:])
-			o += ldb
-		}
+	}
+	for p := 0; p < kc; p++ {
+		d := dst[p*nr : p*nr+nr]
+		copy(d, b[o:o+w])
+		clear(d[w:])
+		o += ldb
 	}
 }
 
-// packBIm2col packs the same block as packBDense, but of the implicit im2col
+// maxNR bounds nr for the packing routines' stack arrays.
+const maxNR = 64
+
+// packBIm2col packs the same panel as packBDense, but of the implicit im2col
 // matrix described by src.
-func packBIm2col(dst []float32, src *bSource, p0, kc, j0, cols int) {
+func packBIm2col(dst []float32, src *bSource, p0, kc, j0, w, nr int) {
 	inH, inW, kk := src.inH, src.inW, src.kk
 	plane := inH * inW
 	x := src.x
-	var cy, cx [nr]int
-	for jp := 0; jp < cols; jp += nr {
-		panel := dst[jp*kc : (jp+nr)*kc]
-		for c := 0; c < nr; c++ {
-			if jp+c < cols {
-				j := j0 + jp + c
-				cy[c] = (j/src.outW)*src.stride - src.pad
-				cx[c] = (j%src.outW)*src.stride - src.pad
-			} else {
-				cy[c], cx[c] = -1<<30, -1<<30 // always out of range: zero
-			}
+	var cy, cx [maxNR]int
+	for c := 0; c < nr; c++ {
+		if c < w {
+			j := j0 + c
+			cy[c] = (j/src.outW)*src.stride - src.pad
+			cx[c] = (j%src.outW)*src.stride - src.pad
+		} else {
+			cy[c], cx[c] = -1<<30, -1<<30 // always out of range: zero
 		}
-		ci, r := p0/(kk*kk), p0%(kk*kk)
-		ky, kx := r/kk, r%kk
-		for p := 0; p < kc; p++ {
-			xc := x[ci*plane : ci*plane+plane]
-			d := panel[p*nr : p*nr+nr : p*nr+nr]
-			for c := range d {
-				iy, ix := cy[c]+ky, cx[c]+kx
-				var v float32
-				if uint(iy) < uint(inH) && uint(ix) < uint(inW) {
-					v = xc[iy*inW+ix]
-				}
-				d[c] = v
+	}
+	ci, r := p0/(kk*kk), p0%(kk*kk)
+	ky, kx := r/kk, r%kk
+	for p := 0; p < kc; p++ {
+		xc := x[ci*plane : ci*plane+plane]
+		d := dst[p*nr : p*nr+nr]
+		for c := range d {
+			iy, ix := cy[c]+ky, cx[c]+kx
+			var v float32
+			if uint(iy) < uint(inH) && uint(ix) < uint(inW) {
+				v = xc[iy*inW+ix]
 			}
-			if kx++; kx == kk {
-				kx = 0
-				if ky++; ky == kk {
-					ky = 0
-					ci++
-				}
+			d[c] = v
+		}
+		if kx++; kx == kk {
+			kx = 0
+			if ky++; ky == kk {
+				ky = 0
+				ci++
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // threads is the number of goroutines the kernels may use; 0 means
@@ -49,7 +50,10 @@ func workersFor(nTasks int, work int) int {
 
 // parallelFor runs fn(s, t) for every task t in [0, nTasks) on up to workers
 // goroutines (the caller is one of them). Tasks are handed out dynamically.
-// Each worker gets its own scratch buffers s from a pool for its lifetime.
+// Each worker gets its own scratch buffers s for its lifetime.
+//
+// The helpers come from a persistent pool (see pool); if the pool is busy
+// (a concurrent or nested call), fresh goroutines are used instead.
 func parallelFor(nTasks, workers int, fn func(s *scratch, t int)) {
 	if nTasks <= 0 {
 		return
@@ -60,6 +64,12 @@ func parallelFor(nTasks, workers int, fn func(s *scratch, t int)) {
 			fn(s, t)
 		}
 		putScratch(s)
+		return
+	}
+	workers = min(workers, nTasks)
+	if thePool.mu.TryLock() {
+		thePool.run(nTasks, workers, fn)
+		thePool.mu.Unlock()
 		return
 	}
 	var next atomic.Int64
@@ -84,6 +94,126 @@ func parallelFor(nTasks, workers int, fn func(s *scratch, t int)) {
 	}
 	run()
 	wg.Wait()
+}
+
+// pool is a set of persistent helper goroutines. Between jobs a helper spins
+// for up to spinTime (so back-to-back layers start without a wake-up), then
+// parks on its channel.
+type pool struct {
+	mu      sync.Mutex // held by the caller running a job
+	helpers []*helper
+
+	// The current job; written by the caller before word is published.
+	fn     func(s *scratch, t int)
+	nTasks int64
+	next   atomic.Int64
+	// word is gen<<16 | the number of helpers taking part in job gen.
+	word atomic.Uint64
+	// running counts participating helpers not yet finished.
+	running atomic.Int32
+}
+
+type helper struct {
+	id    int
+	state atomic.Int32 // helperActive or helperParked
+	wake  chan struct{}
+	s     scratch
+}
+
+const (
+	helperActive = iota
+	helperParked
+)
+
+// spinTime is how long an idle helper polls for the next job before parking.
+var spinTime = 50 * time.Microsecond
+
+var thePool pool
+
+// run executes one job with workers-1 helpers; p.mu is held.
+func (p *pool) run(nTasks, workers int, fn func(s *scratch, t int)) {
+	nh := min(workers-1, 1<<16-1)
+	for len(p.helpers) < nh {
+		h := &helper{id: len(p.helpers), wake: make(chan struct{}, 1)}
+		p.helpers = append(p.helpers, h)
+		go p.loop(h, p.word.Load()>>16)
+	}
+	p.fn = fn
+	p.nTasks = int64(nTasks)
+	p.next.Store(0)
+	p.running.Store(int32(nh))
+	gen := p.word.Load()>>16 + 1
+	p.word.Store(gen<<16 | uint64(nh))
+	for _, h := range p.helpers[:nh] {
+		if h.state.CompareAndSwap(helperParked, helperActive) {
+			h.wake <- struct{}{}
+		}
+	}
+	s := getScratch()
+	p.work(s)
+	putScratch(s)
+	for i := 0; p.running.Load() != 0; i++ {
+		if i > 100 {
+			runtime.Gosched()
+		}
+	}
+	p.fn = nil
+}
+
+// work runs tasks of the current job until none is left.
+func (p *pool) work(s *scratch) {
+	fn, n := p.fn, p.nTasks
+	for {
+		t := p.next.Add(1) - 1
+		if t >= n {
+			return
+		}
+		fn(s, int(t))
+	}
+}
+
+// loop is the body of helper h; seen is the last job generation it saw.
+func (p *pool) loop(h *helper, seen uint64) {
+	spin := h.id < runtime.GOMAXPROCS(0)-1
+	for {
+		w := p.word.Load()
+		if w>>16 == seen {
+			w = p.wait(h, seen, spin)
+		}
+		seen = w >> 16
+		if h.id < int(w&0xffff) {
+			p.work(&h.s)
+			p.running.Add(-1)
+		}
+	}
+}
+
+// wait returns the job word once its generation differs from seen.
+func (p *pool) wait(h *helper, seen uint64, spin bool) uint64 {
+	if spin {
+		deadline := time.Now().Add(spinTime)
+		for i := 1; ; i++ {
+			if w := p.word.Load(); w>>16 != seen {
+				return w
+			}
+			if i%128 == 0 && time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	for {
+		h.state.Store(helperParked)
+		if w := p.word.Load(); w>>16 != seen {
+			if !h.state.CompareAndSwap(helperParked, helperActive) {
+				<-h.wake // the caller saw us parked and is sending
+			}
+			return w
+		}
+		<-h.wake
+		if w := p.word.Load(); w>>16 != seen {
+			return w
+		}
+	}
 }
 
 // scratch holds per-worker packing buffers, reused through a sync.Pool so
