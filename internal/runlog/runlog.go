@@ -1,0 +1,117 @@
+// Package runlog keeps a training run's record in its folder: a CSV log with
+// one row per epoch and a PNG plot of the curves, both rewritten atomically
+// after every epoch, and a progress bar per epoch on a terminal.
+package runlog
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/mobileone-go/mobileone/internal/fsutil"
+)
+
+// Row is one epoch's summary.
+type Row struct {
+	Epoch        int     // 1-based
+	Seconds      float64 // training time since the run started (excluding evaluation)
+	LR           float64
+	WeightDecay  float64
+	TrainLoss    float64
+	TrainAcc     float64 // percent
+	ValLoss      float64
+	ValAcc       float64 // percent, raw weights
+	ValAccEMA    float64 // percent, EMA weights (0 if none)
+	ImagesPerSec float64
+}
+
+var header = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s"}
+
+func (r Row) record() []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
+	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ValLoss), f(r.ValAcc), f(r.ValAccEMA), f(r.ImagesPerSec)}
+}
+
+// Log is the record of one run folder.
+type Log struct {
+	dir  string
+	rows []Row
+}
+
+// CSVName and PlotName are the files Log writes in the run folder.
+const (
+	CSVName  = "log.csv"
+	PlotName = "curves.png"
+)
+
+// Open starts a run log in dir. If the folder already has a log (a resumed
+// run), its rows up to and including epoch keep are kept.
+func Open(dir string, keep int) (*Log, error) {
+	l := &Log{dir: dir}
+	f, err := os.Open(filepath.Join(dir, CSVName))
+	if os.IsNotExist(err) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rows, err := parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, CSVName), err)
+	}
+	for _, r := range rows {
+		if r.Epoch <= keep {
+			l.rows = append(l.rows, r)
+		}
+	}
+	return l, nil
+}
+
+func parse(r io.Reader) ([]Row, error) {
+	recs, err := csv.NewReader(r).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	var rows []Row
+	for i, rec := range recs {
+		if i == 0 {
+			continue
+		}
+		if len(rec) != len(header) {
+			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(header))
+		}
+		v := make([]float64, len(rec))
+		for j, s := range rec {
+			if v[j], err = strconv.ParseFloat(s, 64); err != nil {
+				return nil, fmt.Errorf("line %d: %v", i+1, err)
+			}
+		}
+		rows = append(rows, Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]})
+	}
+	return rows, nil
+}
+
+// Rows returns the epochs logged so far.
+func (l *Log) Rows() []Row { return l.rows }
+
+// Append adds an epoch and rewrites the CSV and the plot.
+func (l *Log) Append(r Row) error {
+	l.rows = append(l.rows, r)
+	err := fsutil.WriteFileAtomic(filepath.Join(l.dir, CSVName), func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		cw.Write(header)
+		for _, r := range l.rows {
+			cw.Write(r.record())
+		}
+		cw.Flush()
+		return cw.Error()
+	})
+	if err != nil {
+		return err
+	}
+	return Plot(filepath.Join(l.dir, PlotName), l.rows)
+}
