@@ -1,0 +1,419 @@
+// Package train trains a train-time (unfused) MobileOne: forward and
+// backward passes with BatchNorm in training mode, cross-entropy with label
+// smoothing, SGD with momentum and an EMA of the weights, all matching
+// PyTorch's definitions.
+//
+// A Net is a view of a *model.Model: its parameters are the model's own
+// weight tensors, so after training m.Fuse() and m.StateDict() just work.
+package train
+
+import (
+	"fmt"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/nn"
+	"github.com/mobileone-go/mobileone/tensor"
+)
+
+// Param is one learnable tensor of the model with its gradient.
+type Param struct {
+	Name    string         // authors' key, e.g. stage1.0.rbr_conv.0.conv.weight
+	W, G    *tensor.Tensor // the model's own tensor and its accumulated gradient
+	NoDecay bool           // BatchNorm weight/bias and all biases
+}
+
+// Net is a trainable view of a train-time model.
+type Net struct {
+	m      *model.Model
+	blocks []*block
+	params []Param
+	linGW  *tensor.Tensor
+	linGB  *tensor.Tensor
+
+	// state of the last forward pass
+	trained     bool
+	n           int
+	xin         act
+	feat        *act
+	pooled      []float32 // (C, N)
+	pooledT, lt []float32
+	dlt, wT     []float32
+	dpool       []float32
+	dfeat       []float32
+}
+
+// bnT is a BatchNorm with its gradients and the 1/std of the last batch.
+type bnT struct {
+	bn     *nn.BatchNorm
+	gW, gB *tensor.Tensor
+	invstd []float32
+}
+
+func newBN(bn *nn.BatchNorm) *bnT {
+	return &bnT{bn: bn, gW: tensor.New(bn.C), gB: tensor.New(bn.C), invstd: make([]float32, bn.C)}
+}
+
+func (b *bnT) params() bnParams {
+	return bnParams{gamma: b.bn.Weight.Data, beta: b.bn.Bias.Data, rmean: b.bn.RunningMean.Data,
+		rvar: b.bn.RunningVar.Data, eps: b.bn.Eps}
+}
+
+// branch is one conv+BN branch of a block; the 1×1 scale branch of a K×K
+// block is zero-padded to K×K inside the stacked convolution.
+type branch struct {
+	conv   *nn.Conv2d
+	gW     *tensor.Tensor
+	bn     *bnT
+	padded bool
+}
+
+// block is the trainable form of an nn.Block: all conv branches stacked
+// into one convOp, the skip BN, SE and ReLU.
+type block struct {
+	name     string
+	op       convOp
+	outC     int
+	branches []*branch
+	skip     *bnT
+	se       *seParams
+	first    bool // the stem: no input gradient needed
+
+	x        *act
+	training bool
+	wst      []float32
+	dwst     []float32
+	z        []float32 // branch outputs; x̂ after a training forward, dZ after backward
+	xhatSkip []float32
+	sum      []float32 // pre-SE sum (the output itself when there is no SE)
+	outBuf   []float32
+	out      act
+	gx       []float32
+	ws       convWork
+}
+
+// NewNet wraps a train-time model. The model must not be fused.
+func NewNet(m *model.Model) (*Net, error) {
+	if m == nil || m.IsFused() {
+		return nil, fmt.Errorf("train: need a train-time (unfused) model")
+	}
+	n := &Net{m: m}
+	for i, nb := range m.Blocks() {
+		b := nb.Block
+		if b.IsFused() || len(b.Convs) == 0 {
+			return nil, fmt.Errorf("train: block %s is fused or has no conv branches", nb.Name)
+		}
+		dw := b.Groups > 1
+		if dw && (b.Groups != b.InC || b.InC != b.OutC) {
+			return nil, fmt.Errorf("train: block %s: only dense and depthwise convolutions are supported (groups %d, %d→%d)",
+				nb.Name, b.Groups, b.InC, b.OutC)
+		}
+		blk := &block{name: nb.Name, outC: b.OutC, first: i == 0}
+		for _, cb := range b.Convs {
+			blk.branches = append(blk.branches, &branch{conv: cb.Conv, gW: tensor.New(cb.Conv.Weight.Shape...), bn: newBN(cb.BN)})
+		}
+		if b.Scale != nil {
+			blk.branches = append(blk.branches, &branch{conv: b.Scale.Conv, gW: tensor.New(b.Scale.Conv.Weight.Shape...),
+				bn: newBN(b.Scale.BN), padded: b.K > 1})
+		}
+		if b.Skip != nil {
+			blk.skip = newBN(b.Skip)
+		}
+		blk.op = convOp{Cin: b.InC, Cout: len(blk.branches) * b.OutC, K: b.K, S: b.Stride, P: b.Pad, DW: dw}
+		if dw {
+			for _, br := range blk.branches {
+				blk.op.CenterOnly = append(blk.op.CenterOnly, br.padded)
+			}
+		}
+		if b.SE != nil {
+			s := b.SE
+			blk.se = &seParams{c: s.C, hid: s.Hidden, wr: s.Reduce.Weight.Data, br: s.Reduce.Bias.Data,
+				we: s.Expand.Weight.Data, be: s.Expand.Bias.Data}
+		}
+		n.blocks = append(n.blocks, blk)
+		n.addParams(blk, b)
+	}
+	if m.Linear != nil {
+		n.linGW = tensor.New(m.Linear.Weight.Shape...)
+		n.linGB = tensor.New(m.Linear.Bias.Shape...)
+		n.params = append(n.params, Param{"linear.weight", m.Linear.Weight, n.linGW, false},
+			Param{"linear.bias", m.Linear.Bias, n.linGB, true})
+	}
+	return n, nil
+}
+
+// addParams appends a block's parameters in the order of the authors'
+// state_dict (and PyTorch's named_parameters).
+func (n *Net) addParams(blk *block, b *nn.Block) {
+	p := blk.name
+	add := func(name string, w, g *tensor.Tensor, noDecay bool) {
+		n.params = append(n.params, Param{Name: p + "." + name, W: w, G: g, NoDecay: noDecay})
+	}
+	addBN := func(name string, bn *bnT) {
+		add(name+".weight", bn.bn.Weight, bn.gW, true)
+		add(name+".bias", bn.bn.Bias, bn.gB, true)
+	}
+	if b.SE != nil {
+		se := blk.se
+		gwr, gbr := tensor.New(b.SE.Reduce.Weight.Shape...), tensor.New(b.SE.Reduce.Bias.Shape...)
+		gwe, gbe := tensor.New(b.SE.Expand.Weight.Shape...), tensor.New(b.SE.Expand.Bias.Shape...)
+		se.gwr, se.gbr, se.gwe, se.gbe = gwr.Data, gbr.Data, gwe.Data, gbe.Data
+		add("se.reduce.weight", b.SE.Reduce.Weight, gwr, false)
+		add("se.reduce.bias", b.SE.Reduce.Bias, gbr, true)
+		add("se.expand.weight", b.SE.Expand.Weight, gwe, false)
+		add("se.expand.bias", b.SE.Expand.Bias, gbe, true)
+	}
+	if blk.skip != nil {
+		addBN("rbr_skip", blk.skip)
+	}
+	for i, br := range blk.branches {
+		q := fmt.Sprintf("rbr_conv.%d", i)
+		if br.padded || (b.Scale != nil && br.conv == b.Scale.Conv) {
+			q = "rbr_scale"
+		}
+		add(q+".conv.weight", br.conv.Weight, br.gW, false)
+		addBN(q+".bn", br.bn)
+	}
+}
+
+// Model returns the wrapped model.
+func (n *Net) Model() *model.Model { return n.m }
+
+// Params lists the learnable tensors in the authors' state_dict order.
+func (n *Net) Params() []Param { return n.params }
+
+// ZeroGrad sets every gradient to zero.
+func (n *Net) ZeroGrad() {
+	for _, p := range n.params {
+		clear(p.G.Data)
+	}
+}
+
+// Forward maps images x (N, C, H, W) to logits (N, classes) (pooled
+// features (N, C) for a model without classifier). In training mode the
+// BatchNorms use batch statistics and update their running statistics
+// (momentum 0.1, unbiased variance, num_batches_tracked + 1) as PyTorch
+// does, and the activations are kept for Backward; otherwise they use the
+// running statistics. Forward panics on an input of the wrong shape, and
+// in training mode on a batch with a single value per BatchNorm channel.
+func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
+	cfg := n.m.Config
+	if x == nil || len(x.Shape) != 4 || x.Shape[1] != cfg.InChannels || x.Numel() != len(x.Data) || x.Numel() == 0 {
+		panic(fmt.Sprintf("train: input must be (N, %d, H, W), got %v", cfg.InChannels, x))
+	}
+	nb, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	n.trained, n.n = training, nb
+	n.xin = act{C: c, N: nb, H: h, W: w, Data: grow(n.xin.Data, x.Numel())}
+	// (N, C, HW) → (C, N, HW): transpose of a (N, C) matrix of HW-blocks.
+	hw := h * w
+	for b := 0; b < nb; b++ {
+		for ch := 0; ch < c; ch++ {
+			copy(n.xin.Data[(ch*nb+b)*hw:(ch*nb+b+1)*hw], x.Data[(b*c+ch)*hw:(b*c+ch+1)*hw])
+		}
+	}
+	a := &n.xin
+	for _, blk := range n.blocks {
+		a = blk.forward(a, training)
+	}
+	n.feat = a
+	fhw := a.H * a.W
+	n.pooled = grow(n.pooled, a.C*nb)
+	kernel.GlobalAvgPool(a.C*nb, fhw, a.Data, n.pooled)
+	lin := n.m.Linear
+	if lin == nil {
+		out := tensor.New(nb, a.C)
+		transpose(n.pooled, a.C, nb, out.Data)
+		return out
+	}
+	n.lt = grow(n.lt, lin.Out*nb)
+	kernel.Gemm(lin.Out, nb, lin.In, lin.Weight.Data, n.pooled, n.lt, false)
+	out := tensor.New(nb, lin.Out)
+	for o := 0; o < lin.Out; o++ {
+		bv := lin.Bias.Data[o]
+		for b := 0; b < nb; b++ {
+			out.Data[b*lin.Out+o] = n.lt[o*nb+b] + bv
+		}
+	}
+	return out
+}
+
+// Backward accumulates the gradients of every parameter given the gradient
+// of the loss with respect to the logits of the last Forward, which must
+// have been in training mode.
+func (n *Net) Backward(dlogits *tensor.Tensor) {
+	if !n.trained || n.feat == nil {
+		panic("train: Backward needs a preceding Forward in training mode")
+	}
+	nb, a := n.n, n.feat
+	lin := n.m.Linear
+	n.dpool = grow(n.dpool, a.C*nb)
+	if lin == nil {
+		if dlogits.Numel() != nb*a.C {
+			panic(fmt.Sprintf("train: Backward: gradient %v, want (%d, %d)", dlogits, nb, a.C))
+		}
+		transpose(dlogits.Data, nb, a.C, n.dpool)
+	} else {
+		if dlogits.Numel() != nb*lin.Out {
+			panic(fmt.Sprintf("train: Backward: gradient %v, want (%d, %d)", dlogits, nb, lin.Out))
+		}
+		n.dlt = grow(n.dlt, lin.Out*nb)
+		transpose(dlogits.Data, nb, lin.Out, n.dlt)
+		for o := 0; o < lin.Out; o++ {
+			var s float32
+			for _, v := range n.dlt[o*nb : (o+1)*nb] {
+				s += v
+			}
+			n.linGB.Data[o] += s
+		}
+		n.pooledT = grow(n.pooledT, nb*a.C)
+		transpose(n.pooled, a.C, nb, n.pooledT)
+		kernel.Gemm(lin.Out, lin.In, nb, n.dlt, n.pooledT, n.linGW.Data, true)
+		n.wT = grow(n.wT, lin.In*lin.Out)
+		transpose(lin.Weight.Data, lin.Out, lin.In, n.wT)
+		kernel.Gemm(lin.In, nb, lin.Out, n.wT, n.dlt, n.dpool, false)
+	}
+	fhw := a.H * a.W
+	n.dfeat = grow(n.dfeat, len(a.Data))
+	inv := 1 / float32(fhw)
+	for i, v := range n.dpool {
+		g := v * inv
+		row := n.dfeat[i*fhw : (i+1)*fhw]
+		for j := range row {
+			row[j] = g
+		}
+	}
+	d := n.dfeat
+	for i := len(n.blocks) - 1; i >= 0; i-- {
+		d = n.blocks[i].backward(d)
+	}
+}
+
+// forward runs the block on x; the returned activation is owned by the
+// block and valid until its next forward.
+func (b *block) forward(x *act, training bool) *act {
+	b.x, b.training = x, training
+	op := b.op
+	oh, ow := op.outSize(x.H, x.W)
+	mo := x.N * oh * ow
+	if training && (mo < 2 || x.M() < 2) {
+		panic(fmt.Sprintf("train: block %s: BatchNorm in training mode needs more than one value per channel (batch %d, %dx%d)",
+			b.name, x.N, oh, ow))
+	}
+	b.stackWeights()
+	b.z = grow(b.z, op.Cout*mo)
+	op.forward(x, b.wst, b.z, &b.ws)
+	b.sum = growZero(b.sum, b.outC*mo)
+	per := b.outC * mo
+	for i, br := range b.branches {
+		z := b.z[i*per : (i+1)*per]
+		if training {
+			bnTrainForward(br.bn.params(), z, mo, b.sum, br.bn.invstd, true)
+			br.bn.bn.NumBatchesTracked++
+		} else {
+			bnEvalForward(br.bn.params(), z, mo, b.sum)
+		}
+	}
+	if b.skip != nil {
+		if training {
+			b.xhatSkip = grow(b.xhatSkip, len(x.Data))
+			copy(b.xhatSkip, x.Data)
+			bnTrainForward(b.skip.params(), b.xhatSkip, x.M(), b.sum, b.skip.invstd, true)
+			b.skip.bn.NumBatchesTracked++
+		} else {
+			bnEvalForward(b.skip.params(), x.Data, x.M(), b.sum)
+		}
+	}
+	out := b.sum
+	if b.se != nil {
+		b.outBuf = grow(b.outBuf, per)
+		b.se.forward(b.sum, x.N, oh*ow, b.outBuf)
+		out = b.outBuf
+	}
+	reluInPlace(out)
+	b.out = act{C: b.outC, N: x.N, H: oh, W: ow, Data: out}
+	return &b.out
+}
+
+// stackWeights copies the branch kernels into one (branches·OutC, Cin/g·K·K)
+// matrix, zero-padding the 1×1 scale kernel to K×K.
+func (b *block) stackWeights() {
+	op := b.op
+	cinG := op.Cin
+	if op.DW {
+		cinG = 1
+	}
+	kk := op.K * op.K
+	rowLen := cinG * kk
+	per := b.outC * rowLen
+	b.wst = grow(b.wst, op.Cout*rowLen)
+	ctr := (op.K/2)*op.K + op.K/2
+	for i, br := range b.branches {
+		dst := b.wst[i*per : (i+1)*per]
+		if !br.padded {
+			copy(dst, br.conv.Weight.Data)
+			continue
+		}
+		clear(dst)
+		for o := 0; o < b.outC; o++ {
+			for ci := 0; ci < cinG; ci++ {
+				dst[o*rowLen+ci*kk+ctr] = br.conv.Weight.Data[o*cinG+ci]
+			}
+		}
+	}
+}
+
+// backward takes the gradient of the block's output (overwritten) and
+// returns the gradient of its input (owned by the block; nil for the stem).
+func (b *block) backward(d []float32) []float32 {
+	if !b.training {
+		panic("train: Backward after an evaluation-mode Forward")
+	}
+	x, op := b.x, b.op
+	mo := b.out.M()
+	per := b.outC * mo
+	reluBackward(b.out.Data, d)
+	if b.se != nil {
+		b.se.backward(b.sum, d, x.N, b.out.H*b.out.W)
+	}
+	var gx []float32
+	if !b.first {
+		b.gx = grow(b.gx, len(x.Data))
+		gx = b.gx
+		if b.skip != nil {
+			bnBackward(b.skip.bn.Weight.Data, b.skip.invstd, b.xhatSkip, d, x.M(), b.skip.gW.Data, b.skip.gB.Data, gx)
+		} else {
+			clear(gx)
+		}
+	}
+	for i, br := range b.branches {
+		z := b.z[i*per : (i+1)*per]
+		bnBackward(br.bn.bn.Weight.Data, br.bn.invstd, z, d, mo, br.bn.gW.Data, br.bn.gB.Data, z)
+	}
+	b.dwst = grow(b.dwst, len(b.wst))
+	op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
+	// Scatter the stacked weight gradient into the branches.
+	cinG := op.Cin
+	if op.DW {
+		cinG = 1
+	}
+	kk := op.K * op.K
+	rowLen := cinG * kk
+	wper := b.outC * rowLen
+	ctr := (op.K/2)*op.K + op.K/2
+	for i, br := range b.branches {
+		src := b.dwst[i*wper : (i+1)*wper]
+		g := br.gW.Data
+		if !br.padded {
+			for j, v := range src {
+				g[j] += v
+			}
+			continue
+		}
+		for o := 0; o < b.outC; o++ {
+			for ci := 0; ci < cinG; ci++ {
+				g[o*cinG+ci] += src[o*rowLen+ci*kk+ctr]
+			}
+		}
+	}
+	return gx
+}
