@@ -1,14 +1,100 @@
 package kernel
 
+import "github.com/mobileone-go/mobileone/internal/cpu"
+
+// dwKernel computes nch channels of a 3×3 depthwise convolution with pad 1
+// and a fixed stride: x (nch, h, wd), w (nch, 3, 3), b (nch) or empty for no
+// bias, out (nch, oh, ow). See dw3x3s1Go and dw3x3s2Go for the exact loop.
+type dwKernel func(x, w, b, out []float32, nch, h, wd int, relu bool)
+
+// dwImpl is the set of 3×3 pad-1 depthwise kernels of one implementation
+// level. The narrow kernels are used when an output row has at most narrow
+// pixels (they use shorter vectors).
+type dwImpl struct {
+	level    cpu.Level
+	s1, s2   dwKernel
+	s1n, s2n dwKernel
+	narrow   int
+}
+
+var dwPureGo = &dwImpl{level: cpu.PureGo, s1: dw3x3s1Go, s2: dw3x3s2Go, s1n: dw3x3s1Go, s2n: dw3x3s2Go}
+
+// dwImplFor returns the kernels of level l, or nil if this build has none.
+func dwImplFor(l cpu.Level) *dwImpl {
+	if l == cpu.PureGo {
+		return dwPureGo
+	}
+	if int(l) < len(dwAsm) {
+		return dwAsm[l]
+	}
+	return nil
+}
+
+// dwLevels lists the levels this build and this processor can run, lowest
+// first.
+func dwLevels() []cpu.Level {
+	var ls []cpu.Level
+	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
+		if dwImplFor(l) != nil {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+// selectDW returns the best kernels at or below level l.
+func selectDW(l cpu.Level) *dwImpl {
+	for ; l > cpu.PureGo; l-- {
+		if d := dwImplFor(l); d != nil {
+			return d
+		}
+	}
+	return dwPureGo
+}
+
+// dwActive are the kernels in use, chosen once from cpu.Selected(); tests
+// switch it with setDWLevel.
+var dwActive = selectDW(cpu.Selected())
+
+// setDWLevel makes the depthwise kernels use level l (test hook; not safe
+// while kernels run) and returns a function restoring the previous choice.
+func setDWLevel(l cpu.Level) (restore func()) {
+	old := dwActive
+	dwActive = selectDW(l)
+	return func() { dwActive = old }
+}
+
+// kernel returns the kernel for the stride and output row width.
+func (d *dwImpl) kernel(stride, ow int) dwKernel {
+	narrow := ow <= d.narrow
+	switch {
+	case stride == 1 && narrow:
+		return d.s1n
+	case stride == 1:
+		return d.s1
+	case narrow:
+		return d.s2n
+	}
+	return d.s2
+}
+
+// dwMinTaskWork is the least work (multiply-adds) worth a parallel task.
+const dwMinTaskWork = 1 << 13
+
 // depthwise computes a depthwise convolution (Groups == InC == OutC) directly,
-// one channel per task, with bias and ReLU fused. 3×3 kernels with pad ≤ 1 use
-// an interior fast path without per-tap bounds checks; the border rows and
-// columns (and any other kernel size) use the checked generic loop.
+// with bias and ReLU fused. 3×3 kernels with pad 1 and stride 1 or 2 (every
+// depthwise layer of MobileOne) go through whole-channel kernels (assembly
+// where available, see dwActive); anything else uses the portable loops,
+// one channel per task.
 func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
 	oh, ow := c.OutH(), c.OutW()
 	oplane := oh * ow
 	kk := c.K * c.K
 	ch := c.InC
+	if c.K == 3 && c.Pad == 1 && (c.Stride == 1 || c.Stride == 2) {
+		dw3x3p1(c, x, w, bias, out, relu, dwActive.kernel(c.Stride, ow))
+		return
+	}
 	// Group channels into tasks of roughly equal, not-too-small size.
 	per := max(1, min(ch, (1<<14)/max(1, oplane*kk)))
 	nTasks := ceilDiv(ch, per)
@@ -20,6 +106,101 @@ func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
 	parallelFor(nTasks, workers, func(_ *scratch, t int) {
 		dwChannels(c, x, w, bias, out, relu, t*per, min(ch, (t+1)*per))
 	})
+}
+
+// dw3x3p1 runs kernel k over all channels, split into tasks of whole
+// channels: one call when serial, else about four tasks per worker so that
+// dynamic hand-out balances the load.
+func dw3x3p1(c Conv, x, w, bias, out []float32, relu bool, k dwKernel) {
+	ch := c.InC
+	oplane := c.OutH() * c.OutW()
+	workers := workersFor(ch, ch*oplane*9)
+	if workers <= 1 {
+		dwRun(c, x, w, bias, out, relu, k, 0, ch)
+		return
+	}
+	per := max(ceilDiv(ch, 4*workers), ceilDiv(dwMinTaskWork, oplane*9))
+	nTasks := ceilDiv(ch, per)
+	if nTasks <= 1 {
+		dwRun(c, x, w, bias, out, relu, k, 0, ch)
+		return
+	}
+	parallelFor(nTasks, min(workers, nTasks), func(_ *scratch, t int) {
+		dwRun(c, x, w, bias, out, relu, k, t*per, min(ch, (t+1)*per))
+	})
+}
+
+// dwRun runs kernel k on channels [c0, c1). The slicing bounds-checks every
+// buffer, so the kernel only touches memory it was given.
+func dwRun(c Conv, x, w, bias, out []float32, relu bool, k dwKernel, c0, c1 int) {
+	plane, oplane := c.InH*c.InW, c.OutH()*c.OutW()
+	var b []float32
+	if bias != nil {
+		b = bias[c0:c1]
+	}
+	k(x[c0*plane:c1*plane], w[c0*9:c1*9], b, out[c0*oplane:c1*oplane], c1-c0, c.InH, c.InW, relu)
+}
+
+// dw3x3s1Go is the portable twin of the stride-1 assembly kernels
+// (dw3x3s1AVX512, dw3x3s1AVX512Y, dw3x3s1AVX2). It computes, for every
+// channel ci < nch (plane = h·wd):
+//
+//	for oy := 0; oy < h; oy++ {
+//		for ox := 0; ox < wd; ox++ {
+//			s := b[ci] // 0 if len(b) == 0
+//			for ky := 0; ky < 3; ky++ {
+//				for kx := 0; kx < 3; kx++ {
+//					iy, ix := oy-1+ky, ox-1+kx
+//					if 0 <= iy && iy < h && 0 <= ix && ix < wd {
+//						s += x[ci*plane+iy*wd+ix] * w[ci*9+ky*3+kx]
+//					}
+//				}
+//			}
+//			if relu {
+//				s = max(s, 0)
+//			}
+//			out[ci*plane+oy*wd+ox] = s
+//		}
+//	}
+func dw3x3s1Go(x, w, b, out []float32, nch, h, wd int, relu bool) {
+	dw3x3Go(Conv{1, h, wd, 1, 3, 1, 1, 1}, x, w, b, out, nch, relu)
+}
+
+// dw3x3s2Go is the portable twin of the stride-2 assembly kernels
+// (dw3x3s2AVX512, dw3x3s2AVX512Y, dw3x3s2AVX2). With oh = (h+1)/2,
+// ow = (wd+1)/2 it computes, for every channel ci < nch:
+//
+//	for oy := 0; oy < oh; oy++ {
+//		for ox := 0; ox < ow; ox++ {
+//			s := b[ci] // 0 if len(b) == 0
+//			for ky := 0; ky < 3; ky++ {
+//				for kx := 0; kx < 3; kx++ {
+//					iy, ix := 2*oy-1+ky, 2*ox-1+kx
+//					if 0 <= iy && iy < h && 0 <= ix && ix < wd {
+//						s += x[ci*h*wd+iy*wd+ix] * w[ci*9+ky*3+kx]
+//					}
+//				}
+//			}
+//			if relu {
+//				s = max(s, 0)
+//			}
+//			out[ci*oh*ow+oy*ow+ox] = s
+//		}
+//	}
+func dw3x3s2Go(x, w, b, out []float32, nch, h, wd int, relu bool) {
+	dw3x3Go(Conv{1, h, wd, 1, 3, 2, 1, 1}, x, w, b, out, nch, relu)
+}
+
+// dw3x3Go runs dw3x3 on nch consecutive channels.
+func dw3x3Go(c Conv, x, w, b, out []float32, nch int, relu bool) {
+	plane, oplane := c.InH*c.InW, c.OutH()*c.OutW()
+	for ci := 0; ci < nch; ci++ {
+		var bv float32
+		if len(b) > 0 {
+			bv = b[ci]
+		}
+		dw3x3(c, x[ci*plane:ci*plane+plane], w[ci*9:ci*9+9], bv, out[ci*oplane:ci*oplane+oplane], relu)
+	}
 }
 
 // dwChannels computes depthwise output channels [c0, c1).
