@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -98,10 +99,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if m, err = mobileone.New(cfg, false, *seed); err != nil {
+		if m, err = mobileone.New(cfg, true, *seed); err != nil { // random fused weights
 			return err
 		}
-		m = m.Fuse()
 	default:
 		fs.Usage()
 		return errors.New("need -w CHECKPOINT or -m VARIANT")
@@ -112,6 +112,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	debug.FreeOSMemory() // return what loading and packing left behind
 	x := make([]float32, *batch*m.Config.InChannels*h*w)
 	r := rand.New(rand.NewPCG(*seed, 2))
 	for i := range x {
