@@ -10,6 +10,7 @@ import (
 
 	"github.com/mobileone-go/mobileone/format/pth"
 	"github.com/mobileone-go/mobileone/format/safetensors"
+	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -22,12 +23,13 @@ const (
 
 // Metadata keys this package writes into safetensors files.
 const (
-	metaFormat  = "format"  // "mobileone"
-	metaVariant = "variant" // s0..s4 or "custom"
-	metaNaming  = "naming"  // authors | timm
-	metaFused   = "fused"   // "true" | "false"
-	metaConfig  = "config"  // model.Config as JSON
-	metaLabels  = "labels"  // JSON array of class names (optional)
+	metaFormat  = "format"     // "mobileone"
+	metaVariant = "variant"    // s0..s4 or "custom"
+	metaNaming  = "naming"     // authors | timm
+	metaFused   = "fused"      // "true" | "false"
+	metaConfig  = "config"     // model.Config as JSON
+	metaLabels  = "labels"     // JSON array of class names (optional)
+	metaPrep    = "preprocess" // imageproc.Params as JSON (optional)
 )
 
 // LoadOptions adjusts Load.
@@ -137,6 +139,16 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 			return nil, fmt.Errorf("metadata %q is not a JSON list of strings: %v", metaLabels, err)
 		}
 	}
+	var prep *imageproc.Params
+	if p, ok := meta[metaPrep]; ok {
+		prep = new(imageproc.Params)
+		if err := json.Unmarshal([]byte(p), prep); err != nil {
+			return nil, fmt.Errorf("metadata %q is not valid JSON: %v", metaPrep, err)
+		}
+		if prep.Crop < 1 || prep.Crop > 4096 || prep.ResizeShort < 0 || prep.ResizeShort > 4096 || prep.Std[0] == 0 {
+			return nil, fmt.Errorf("metadata %q has a bad resize %d, crop %d or a zero std", metaPrep, prep.ResizeShort, prep.Crop)
+		}
+	}
 	if opts.StemStride != 0 {
 		cfg.StemStride = opts.StemStride
 	}
@@ -168,7 +180,7 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 		mm = mm.Fuse()
 	}
 	out := wrap(mm)
-	out.Naming, out.Labels = string(naming), labels
+	out.Naming, out.Labels, out.Preprocess = string(naming), labels, prep
 	return out, nil
 }
 
@@ -219,6 +231,13 @@ func (m *Model) Save(path string, opts SaveOptions) error {
 			return err
 		}
 		meta[metaLabels] = string(l)
+	}
+	if m.Preprocess != nil {
+		p, err := json.Marshal(m.Preprocess)
+		if err != nil {
+			return err
+		}
+		meta[metaPrep] = string(p)
 	}
 	dt := safetensors.DType("F32")
 	if opts.Half {

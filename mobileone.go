@@ -37,6 +37,11 @@ type Model struct {
 	Source string   // file it was loaded from
 	Format string   // FormatPyTorch or FormatSafetensors
 
+	// Preprocess overrides the ImageNet preprocessing derived from the
+	// configuration (e.g. a Fashion-MNIST model: grey 28×28, its own mean
+	// and std). It is saved in and loaded from safetensors metadata.
+	Preprocess *imageproc.Params
+
 	plan *planCache
 }
 
@@ -89,10 +94,18 @@ func New(cfg Config, fused bool, seed uint64) (*Model, error) {
 
 func wrap(m *model.Model) *Model { return &Model{Model: m, plan: &planCache{}} }
 
+// FromModel wraps a model built or trained elsewhere (package model or
+// train) with its class names.
+func FromModel(m *model.Model, labels []string) *Model {
+	w := wrap(m)
+	w.Labels = labels
+	return w
+}
+
 // Fuse returns the re-parameterised (inference) form of m.
 func (m *Model) Fuse() *Model {
 	c := wrap(m.Model.Fuse())
-	c.Labels, c.Naming, c.Source, c.Format = m.Labels, m.Naming, m.Source, m.Format
+	c.Labels, c.Naming, c.Source, c.Format, c.Preprocess = m.Labels, m.Naming, m.Source, m.Format, m.Preprocess
 	return c
 }
 
@@ -116,6 +129,9 @@ func (m *Model) ClassNames() []string {
 // ImageNet models, a bilinear short-side resize (256 for S0, 248 for S1–S4),
 // a 224 centre crop and ImageNet's mean and std.
 func (m *Model) Preprocessing() imageproc.Params {
+	if m.Preprocess != nil {
+		return *m.Preprocess
+	}
 	short := m.Config.ResizeShort
 	if short == 0 {
 		short = 256

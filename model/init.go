@@ -72,3 +72,19 @@ func (m *Model) InitRandom(seed uint64) {
 		normal(m.Linear.Bias, 0.1)
 	}
 }
+
+// ReplaceHead gives the model a new, randomly initialised classifier for
+// classes outputs (fine-tuning on new classes).
+func (m *Model) ReplaceHead(classes int, seed uint64) {
+	m.Config.NumClasses = classes
+	m.Linear = nil
+	if classes == 0 {
+		return
+	}
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	m.Linear = nn.NewLinear(m.Config.Channels[4], classes)
+	std := 1 / math.Sqrt(float64(m.Linear.In))
+	for i := range m.Linear.Weight.Data {
+		m.Linear.Weight.Data[i] = float32(r.NormFloat64() * std)
+	}
+}

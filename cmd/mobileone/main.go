@@ -27,6 +27,8 @@ Commands:
   info      parameter count, MACs and a per-layer table of a variant or checkpoint
   bench     latency of the fused network (the paper's ModelBench method)
   export    write the fused network as ONNX
+  train     train or fine-tune (the paper's recipe), resumable
+  eval      top-1/top-5 and a confusion matrix on a labelled data set
   version   print the version
 
 Run "mobileone <command> -h" for a command's flags.
@@ -59,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(args[1:], stdout, stderr)
 	case "export":
 		err = cmdExport(args[1:], stdout, stderr)
+	case "train":
+		err = cmdTrain(args[1:], stdout, stderr)
+	case "eval":
+		err = cmdEval(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mobileone", version)
 	case "help", "-h", "--help", "-help":

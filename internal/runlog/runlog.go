@@ -31,7 +31,7 @@ type Row struct {
 var header = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s"}
 
 func (r Row) record() []string {
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ValLoss), f(r.ValAcc), f(r.ValAccEMA), f(r.ImagesPerSec)}
 }
 

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/mobileone-go/mobileone"
+	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/format/pth"
+	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/internal/fsutil"
+	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/internal/runlog"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/train"
+)
+
+const trainUsage = `usage: mobileone train [--data fashion-mnist | --data DIR] [-m s0..s4] [--epochs 30] -o RUN/
+       mobileone train --init mobileone_s1_unfused.pth.tar --classes N --data DIR -o RUN/
+       mobileone train --resume RUN/
+
+Trains a train-time (over-parameterised) MobileOne with the paper's recipe: SGD
+with momentum 0.9 (--nesterov optional), linear warm-up then cosine learning
+rate, weight decay annealed on the same cosine (1e-4 -> 1e-5) and not applied to
+BatchNorm and biases, label smoothing 0.1, an EMA of the weights (0.9995) used
+for evaluation, augmentation (pad+crop and flip for 28x28 data; random-resized
+crop and flip for image folders; --randaugment N,M for larger variants).
+
+--data fashion-mnist reads Debian's dataset-fashion-mnist (grey 28x28, 10
+classes; the test split is the validation set). --data DIR reads one sub-folder
+of images per class (DIR/train and DIR/val if present). Small inputs use a
+stride-1 stem by default so 28x28 or 32x32 images keep enough resolution.
+
+The run folder gets checkpoint.safetensors at the end of every epoch (written
+atomically; Ctrl-C saves and stops; --resume continues exactly), log.csv,
+curves.png, and at the end model_unfused.pth.tar (authors' key names, loads in
+PyTorch) and model.safetensors (fused), both evaluated.`
+
+// trainArgs are the command's arguments, stored in the checkpoint so that
+// --resume needs nothing else.
+type trainArgs struct {
+	Data, DataDir     string
+	Variant           string
+	K, StemStride     int
+	Channels, Size    int
+	Classes           int
+	Init              string
+	RandAugment       string
+	NoFlip, NoAugment bool
+	Half              bool
+	Hyper             train.Hyper
+	Threads           int
+	Resume, Out       string
+	Widths            string
+	Blocks            string
+}
+
+func cmdTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", trainUsage, stderr)
+	a := trainArgs{Hyper: train.DefaultHyper()}
+	fs.StringVar(&a.Data, "data", "fashion-mnist", "`fashion-mnist` or a folder of class sub-folders")
+	fs.StringVar(&a.DataDir, "fashion-mnist-dir", data.FashionMNISTDir, "where the Fashion-MNIST IDX files are")
+	fs.StringVar(&a.Variant, "m", "s0", "variant whose widths to use: `s0..s4`")
+	fs.StringVar(&a.Widths, "channels-override", "", "custom widths `stem,c1,c2,c3,c4` instead of the variant's")
+	fs.StringVar(&a.Blocks, "blocks", "", "custom block pairs per stage `b1,b2,b3,b4` instead of 2,8,10,1")
+	fs.IntVar(&a.K, "k", 0, "conv branches at train time (0: the variant's)")
+	fs.IntVar(&a.StemStride, "stem-stride", 0, "stem stride 1 or 2 (0: 1 for inputs up to 64 pixels, else 2)")
+	fs.IntVar(&a.Channels, "in-channels", 0, "input channels 1 or 3 (0: 1 for grey data, else 3)")
+	fs.IntVar(&a.Size, "size", 0, "training input size (0: 28 for Fashion-MNIST, 224 for folders)")
+	fs.IntVar(&a.Classes, "classes", 0, "number of classes (0: the data's); with --init replaces the head")
+	fs.StringVar(&a.Init, "init", "", "start from this train-time (unfused) `checkpoint` (fine-tuning)")
+	fs.StringVar(&a.RandAugment, "randaugment", "", "RandAugment `N,M` (e.g. 2,9); empty: off")
+	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
+	fs.BoolVar(&a.NoAugment, "no-augment", false, "no augmentation at all")
+	fs.BoolVar(&a.Half, "half", false, "store the fused model as float16")
+	fs.IntVar(&a.Hyper.Epochs, "epochs", a.Hyper.Epochs, "epochs")
+	fs.IntVar(&a.Hyper.BatchSize, "batch", a.Hyper.BatchSize, "batch size")
+	fs.Float64Var(&a.Hyper.LR, "lr", a.Hyper.LR, "peak learning rate")
+	fs.Float64Var(&a.Hyper.MinLR, "min-lr", a.Hyper.MinLR, "learning rate at the end of the cosine")
+	fs.Float64Var(&a.Hyper.WarmupEpochs, "warmup", a.Hyper.WarmupEpochs, "linear warm-up `epochs`")
+	fs.BoolVar(&a.Hyper.ConstantLR, "constant-lr", false, "no cosine decay")
+	fs.Float64Var(&a.Hyper.Momentum, "momentum", a.Hyper.Momentum, "SGD momentum")
+	fs.BoolVar(&a.Hyper.Nesterov, "nesterov", false, "Nesterov momentum")
+	fs.Float64Var(&a.Hyper.WDStart, "wd", a.Hyper.WDStart, "weight decay at the start")
+	fs.Float64Var(&a.Hyper.WDEnd, "wd-end", a.Hyper.WDEnd, "weight decay at the end of the cosine")
+	fs.BoolVar(&a.Hyper.ConstantWD, "constant-wd", false, "no weight-decay annealing")
+	fs.Float64Var(&a.Hyper.LabelSmoothing, "label-smoothing", a.Hyper.LabelSmoothing, "label smoothing")
+	fs.Float64Var(&a.Hyper.EMADecay, "ema", a.Hyper.EMADecay, "EMA decay of the weights (0: off)")
+	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling and augmentation")
+	fs.IntVar(&a.Hyper.Workers, "workers", 2, "data loading goroutines")
+	fs.IntVar(&a.Threads, "threads", runtime.GOMAXPROCS(0), "threads for the compute kernels")
+	fs.StringVar(&a.Out, "o", "", "run `folder`")
+	fs.StringVar(&a.Resume, "resume", "", "continue the run in this `folder`")
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	var run *train.Run
+	if a.Resume != "" {
+		if len(set) > 1 && !(len(set) == 2 && set["threads"]) {
+			return errors.New("--resume takes no other flags (but --threads): the run's own settings are used")
+		}
+		threads := a.Threads
+		if run, err = train.Resume(a.Resume); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(run.Meta["args"]), &a); err != nil {
+			return fmt.Errorf("%s: the checkpoint's arguments: %v", a.Resume, err)
+		}
+		a.Threads, a.Out = threads, a.Resume
+		a.Hyper = run.Hyper
+		if run.Finished() {
+			fmt.Fprintf(stdout, "%s: all %d epochs are done; writing the final models\n", a.Out, run.Hyper.Epochs)
+		} else {
+			e, s := run.StartEpoch()
+			fmt.Fprintf(stdout, "%s: resuming at epoch %d, batch %d\n", a.Out, e+1, s)
+		}
+	} else if a.Out == "" {
+		fs.Usage()
+		return errors.New("need -o RUN_FOLDER (or --resume RUN_FOLDER)")
+	} else if _, err := os.Stat(filepath.Join(a.Out, train.CheckpointName)); err == nil {
+		return fmt.Errorf("%s already holds a run: continue it with --resume %s, or choose another folder", a.Out, a.Out)
+	}
+	if a.Threads < 1 {
+		return fmt.Errorf("--threads must be at least 1")
+	}
+	kernel.SetThreads(a.Threads)
+
+	trainDS, valDS, labels, err := openData(a)
+	if err != nil {
+		return err
+	}
+	trTrain, trEval, prep, err := transforms(&a, trainDS)
+	if err != nil {
+		return err
+	}
+	if run == nil {
+		m, err := newTrainModel(&a, len(labels))
+		if err != nil {
+			return err
+		}
+		argsJSON, _ := json.Marshal(a)
+		run = &train.Run{Dir: a.Out, Hyper: a.Hyper, Model: m, Labels: labels, Meta: map[string]string{"args": string(argsJSON)}}
+		cfg := m.Config
+		fmt.Fprintf(stdout, "training MobileOne (%s) on %s: %d images, %d classes; validation: %d images\n",
+			cfg.Describe(), a.Data, trainDS.Len(), len(labels), lenOr0(valDS))
+		fmt.Fprintf(stdout, "%s train-time parameters (%s fused), %d epochs of %d batches of %d, %d threads\n",
+			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
+	}
+	run.Train, run.Val, run.TrainTransform, run.EvalTransform = trainDS, valDS, trTrain, trEval
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var bar *progressbar.ProgressBar
+	tty := false
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tty = true
+	}
+	lastLine := time.Now()
+	run.OnStep = func(p train.Progress) {
+		if tty {
+			if bar == nil || p.Step == 1 {
+				bar = progressbar.NewOptions(p.Steps, progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetPredictTime(true), progressbar.OptionShowCount(),
+					progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish(),
+					progressbar.OptionSetWidth(24))
+			}
+			bar.Describe(fmt.Sprintf("epoch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s", p.Epoch, p.Epochs, p.Loss, p.Acc, p.ImagesPerSec))
+			bar.Set(p.Step)
+			return
+		}
+		if time.Since(lastLine) > time.Minute { // a heartbeat in logs
+			lastLine = time.Now()
+			fmt.Fprintf(stderr, "epoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s\n", p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.Acc, p.ImagesPerSec)
+		}
+	}
+	run.OnEpoch = func(r runlog.Row) {
+		if bar != nil {
+			bar.Finish()
+			bar = nil
+		}
+		ema := ""
+		if r.ValAccEMA > 0 {
+			ema = fmt.Sprintf("  val EMA %.2f%%", r.ValAccEMA)
+		}
+		fmt.Fprintf(stdout, "epoch %3d/%d  %6.1f min  lr %.4f  loss %.4f  acc %.2f%%  val loss %.4f  val %.2f%%%s  %.0f img/s\n",
+			r.Epoch, a.Hyper.Epochs, r.Seconds/60, r.LR, r.TrainLoss, r.TrainAcc, r.ValLoss, r.ValAcc, ema, r.ImagesPerSec)
+	}
+	if !run.Finished() {
+		if err := run.Execute(ctx); err != nil {
+			if errors.Is(err, train.ErrInterrupted) {
+				fmt.Fprintf(stdout, "\ninterrupted: saved %s; continue with: mobileone train --resume %s\n", filepath.Join(a.Out, train.CheckpointName), a.Out)
+				return nil
+			}
+			return err
+		}
+	}
+	return finishRun(run, &a, prep, stdout)
+}
+
+func lenOr0(d data.Dataset) int {
+	if d == nil {
+		return 0
+	}
+	return d.Len()
+}
+
+// openData opens the training and validation sets.
+func openData(a trainArgs) (trainDS, valDS data.Dataset, labels []string, err error) {
+	if a.Data == "fashion-mnist" {
+		tr, err := data.LoadFashionMNIST(a.DataDir, "train")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		te, err := data.LoadFashionMNIST(a.DataDir, "test")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return tr, te, tr.Classes(), nil
+	}
+	st, err := os.Stat(a.Data)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--data: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, nil, nil, fmt.Errorf("--data %s is not a folder (or fashion-mnist)", a.Data)
+	}
+	if _, err := os.Stat(filepath.Join(a.Data, "train")); err == nil {
+		tr, val, err := data.LoadFolderSplits(a.Data, data.FolderOptions{})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if val == nil {
+			return tr, nil, tr.Classes(), nil
+		}
+		return tr, val, tr.Classes(), nil
+	}
+	tr, err := data.LoadFolder(a.Data, data.FolderOptions{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tr, nil, tr.Classes(), nil
+}
+
+// transforms builds the training and evaluation transforms and the matching
+// inference preprocessing, filling in the size, channels and stem defaults.
+func transforms(a *trainArgs, ds data.Dataset) (trainT, evalT *data.Transform, prep imageproc.Params, err error) {
+	fashion := a.Data == "fashion-mnist"
+	if a.Size == 0 {
+		a.Size = 224
+		if fashion {
+			a.Size = 28
+		}
+	}
+	if a.Size < 8 || a.Size > 1024 {
+		return nil, nil, prep, fmt.Errorf("--size %d: want 8..1024", a.Size)
+	}
+	if a.Channels == 0 {
+		a.Channels = 3
+		if fashion && a.Init == "" { // grey; a fine-tuned RGB model gets it replicated
+			a.Channels = 1
+		}
+	}
+	if a.Channels != 1 && a.Channels != 3 {
+		return nil, nil, prep, fmt.Errorf("--in-channels must be 1 or 3")
+	}
+	if a.StemStride == 0 {
+		a.StemStride = 2
+		if a.Size <= 64 {
+			a.StemStride = 1
+		}
+	}
+	mean := []float32{0.485, 0.456, 0.406}
+	std := []float32{0.229, 0.224, 0.225}
+	if fashion {
+		mean, std = []float32{data.FashionMNISTMean}, []float32{data.FashionMNISTStd}
+	}
+	if a.Channels == 1 && !fashion {
+		mean, std = []float32{0.449}, []float32{0.226}
+	}
+	aug := data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std, Flip: !a.NoFlip}
+	resize := a.Size
+	if fashion && a.Size == 28 {
+		aug.PadCrop = 4
+	} else {
+		aug.RRC = true
+		resize = int(math.Round(float64(a.Size) * 256 / 224))
+	}
+	if a.RandAugment != "" {
+		n, m, ok := strings.Cut(a.RandAugment, ",")
+		ni, err1 := strconv.Atoi(n)
+		mi, err2 := strconv.Atoi(m)
+		if !ok || err1 != nil || err2 != nil || ni < 1 || ni > 10 || mi < 0 || mi > 30 {
+			return nil, nil, prep, fmt.Errorf("--randaugment %q: want N,M with N in 1..10 and M in 0..30", a.RandAugment)
+		}
+		aug.RandAugmentN, aug.RandAugmentM = ni, mi
+	}
+	if a.NoAugment {
+		aug = data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std}
+	}
+	trainT = aug.Transform()
+	if fashion && a.Size == 28 {
+		evalT = data.EvalTransform(0, 28, a.Channels, mean, std)
+	} else {
+		evalT = data.EvalTransform(resize, a.Size, a.Channels, mean, std)
+	}
+	prep = imageproc.Params{ResizeShort: resize, Crop: a.Size, Gray: a.Channels == 1}
+	for c := 0; c < 3; c++ {
+		prep.Mean[c], prep.Std[c] = mean[min(c, len(mean)-1)], std[min(c, len(std)-1)]
+	}
+	return trainT, evalT, prep, nil
+}
+
+// newTrainModel builds the model to train: the variant's widths (or custom
+// ones) with random weights, or the --init checkpoint with a new head.
+func newTrainModel(a *trainArgs, classes int) (*model.Model, error) {
+	if a.Classes == 0 {
+		a.Classes = classes
+	}
+	if a.Classes < classes {
+		return nil, fmt.Errorf("--classes %d is fewer than the %d classes in the data", a.Classes, classes)
+	}
+	if a.Init != "" {
+		m, err := mobileone.Load(a.Init, mobileone.LoadOptions{KeepUnfused: true})
+		if err != nil {
+			return nil, err
+		}
+		if m.IsFused() {
+			return nil, fmt.Errorf("%s is fused: fine-tuning needs a train-time (unfused) checkpoint such as mobileone_sN_unfused.pth.tar", a.Init)
+		}
+		mm := m.Model
+		if mm.Config.InChannels != a.Channels {
+			return nil, fmt.Errorf("%s takes %d input channels, but --in-channels is %d", a.Init, mm.Config.InChannels, a.Channels)
+		}
+		if mm.Config.NumClasses != a.Classes {
+			mm.ReplaceHead(a.Classes, a.Hyper.Seed)
+		}
+		mm.Config.Name = ""
+		return mm, nil
+	}
+	cfg, err := model.Variant(a.Variant)
+	if err != nil {
+		return nil, err
+	}
+	if a.Widths != "" {
+		parts := strings.Split(a.Widths, ",")
+		if len(parts) != 5 {
+			return nil, fmt.Errorf("--channels-override wants 5 numbers (stem and 4 stages), got %q", a.Widths)
+		}
+		for i, p := range parts {
+			if cfg.Channels[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil {
+				return nil, fmt.Errorf("--channels-override: %v", err)
+			}
+		}
+	}
+	if a.Blocks != "" {
+		parts := strings.Split(a.Blocks, ",")
+		if len(parts) != 4 {
+			return nil, fmt.Errorf("--blocks wants 4 numbers, got %q", a.Blocks)
+		}
+		for i, p := range parts {
+			if cfg.Blocks[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil {
+				return nil, fmt.Errorf("--blocks: %v", err)
+			}
+			cfg.SEPairs[i] = min(cfg.SEPairs[i], cfg.Blocks[i])
+		}
+	}
+	if a.K > 0 {
+		cfg.K = a.K
+	}
+	cfg.NumClasses, cfg.InChannels, cfg.StemStride = a.Classes, a.Channels, a.StemStride
+	cfg.Name, cfg.ResizeShort = "", 0
+	m, err := model.New(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	m.InitRandom(a.Hyper.Seed)
+	return m, nil
+}
+
+// finishRun writes the unfused (authors' names, .pth.tar) and fused
+// (safetensors) models and evaluates both: their accuracies must agree.
+func finishRun(run *train.Run, a *trainArgs, prep imageproc.Params, stdout io.Writer) error {
+	final, isEMA, err := run.Final()
+	if err != nil {
+		return err
+	}
+	which := "trained weights"
+	if isEMA {
+		which = "EMA weights"
+	}
+	unfusedPath := filepath.Join(a.Out, "model_unfused.pth.tar")
+	keys, sd := final.StateDict()
+	if err := fsutil.WriteFileAtomic(unfusedPath, func(w io.Writer) error { return pth.Save(w, keys, sd) }); err != nil {
+		return err
+	}
+	fused := mobileone.FromModel(final.Fuse(), run.Labels)
+	fused.Preprocess = &prep
+	fusedPath := filepath.Join(a.Out, "model.safetensors")
+	if err := fused.Save(fusedPath, mobileone.SaveOptions{Half: a.Half}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (train-time, %s parameters) and %s (fused, %s parameters), from the %s\n",
+		unfusedPath, commas(int64(final.Params())), fusedPath, commas(int64(fused.Params())), which)
+	if run.Val == nil {
+		return nil
+	}
+	bs := a.Hyper.BatchSize
+	ru, err := train.EvaluateUnfused(final, run.Val, run.EvalTransform, bs, a.Hyper.Workers)
+	if err != nil {
+		return err
+	}
+	loaded, err := mobileone.Load(fusedPath, mobileone.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	rf, err := train.Evaluate(loaded.Model, run.Val, run.EvalTransform, bs, a.Hyper.Workers)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "validation top-1: unfused %.2f%%, fused %.2f%% (%d images; top-5 %.2f%% / %.2f%%)\n", ru.Top1, rf.Top1, rf.N, ru.Top5, rf.Top5)
+	if ru.Top1 != rf.Top1 {
+		fmt.Fprintf(stdout, "warning: fused and unfused accuracies differ (%d vs %d correct)\n", int(math.Round(ru.Top1*float64(ru.N)/100)), int(math.Round(rf.Top1*float64(rf.N)/100)))
+	}
+	return nil
+}

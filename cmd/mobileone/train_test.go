@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeToyFolder writes DIR/{train,val}/{left,right}/*.png: a bright block
+// on the left or the right of a 16×16 grey image.
+func writeToyFolder(t *testing.T, dir string) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	for split, n := range map[string]int{"train": 48, "val": 16} {
+		for c, class := range []string{"left", "right"} {
+			d := filepath.Join(dir, split, class)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < n; i++ {
+				img := image.NewGray(image.Rect(0, 0, 16, 16))
+				for j := range img.Pix {
+					img.Pix[j] = uint8(r.IntN(50))
+				}
+				x0, y0 := 1+8*c+r.IntN(3), 2+r.IntN(8)
+				for y := y0; y < y0+5; y++ {
+					for x := x0; x < x0+4; x++ {
+						img.Set(x, y, color.Gray{230})
+					}
+				}
+				var b bytes.Buffer
+				png.Encode(&b, img)
+				os.WriteFile(filepath.Join(d, class+"_"+string(rune('a'+i%26))+string(rune('a'+i/26))+".png"), b.Bytes(), 0o644)
+			}
+		}
+	}
+}
+
+func TestTrainEvalPredict(t *testing.T) {
+	dir := t.TempDir()
+	writeToyFolder(t, dir)
+	run := filepath.Join(dir, "run")
+	args := []string{"train", "--data", dir, "-o", run, "--epochs", "6", "--batch", "16", "--size", "16", "--in-channels", "1",
+		"--channels-override", "8,8,8,16,16", "--blocks", "1,1,1,1", "--k", "2", "--lr", "0.1", "--ema", "0.9", "--no-augment"}
+	code, out, errs := cli(args...)
+	if code != 0 {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"epoch   6/6", "model_unfused.pth.tar", "validation top-1: unfused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("train output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"checkpoint.safetensors", "log.csv", "curves.png", "model_unfused.pth.tar", "model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(run, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// The same folder again is refused; resuming a finished run rewrites the models.
+	if code, _, errs := cli(args...); code != 1 || !strings.Contains(errs, "--resume") {
+		t.Errorf("second train into the same folder: exit %d, %s", code, errs)
+	}
+	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 6 epochs are done") {
+		t.Errorf("resume finished run: exit %d\n%s%s", code, out, errs)
+	}
+	// eval on the val split: JSON with accuracy and a confusion matrix.
+	code, out, errs = cli("eval", "-w", filepath.Join(run, "model.safetensors"), "--data", filepath.Join(dir, "val"), "--json")
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errs)
+	}
+	var ev struct {
+		N         int
+		Top1      float64
+		Confusion [][]int
+		Classes   []string
+	}
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.N != 32 || len(ev.Confusion) != 2 || ev.Classes[1] != "right" || ev.Top1 < 90 {
+		t.Errorf("eval result %+v", ev)
+	}
+	// The trained model classifies an image by name, with its own preprocessing.
+	img := filepath.Join(dir, "val", "right", "right_aa.png")
+	code, out, errs = cli("predict", "-w", filepath.Join(run, "model.safetensors"), "--top", "1", img)
+	if code != 0 || !strings.Contains(out, "right") {
+		t.Errorf("predict: exit %d\n%s%s", code, out, errs)
+	}
+	// The unfused checkpoint (authors' names) loads and fine-tunes.
+	code, out, errs = cli("train", "--data", dir, "-o", filepath.Join(dir, "ft"), "--init", filepath.Join(run, "model_unfused.pth.tar"),
+		"--classes", "3", "--epochs", "1", "--batch", "16", "--size", "16", "--in-channels", "1")
+	if code != 0 || !strings.Contains(out, "3 classes") && !strings.Contains(out, "classes") {
+		t.Errorf("fine-tune: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestTrainBadInput(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train"}, "need -o"},
+		{[]string{"train", "-o", dir, "--data", filepath.Join(dir, "none")}, "no such file"},
+		{[]string{"train", "-o", dir, "--data", "fashion-mnist", "--fashion-mnist-dir", dir}, "dataset-fashion-mnist"},
+		{[]string{"train", "--resume", dir}, "checkpoint.safetensors"},
+		{[]string{"train", "--resume", dir, "--epochs", "3"}, "no other flags"},
+		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--data", dir}, "class"},
+	} {
+		code, _, errs := cli(tc.args...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errs, tc.want)
+		}
+	}
+}

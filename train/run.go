@@ -1,0 +1,360 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/format/safetensors"
+	"github.com/mobileone-go/mobileone/internal/runlog"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/tensor"
+)
+
+// Hyper are a run's hyper-parameters (stored in its checkpoint).
+type Hyper struct {
+	Epochs         int     `json:"epochs"`
+	BatchSize      int     `json:"batch_size"`
+	LR             float64 `json:"lr"`      // peak learning rate
+	MinLR          float64 `json:"min_lr"`  // end of the cosine
+	WarmupEpochs   float64 `json:"warmup_epochs"`
+	ConstantLR     bool    `json:"constant_lr,omitempty"`
+	Momentum       float64 `json:"momentum"`
+	Nesterov       bool    `json:"nesterov"`
+	WDStart        float64 `json:"wd_start"`
+	WDEnd          float64 `json:"wd_end"`
+	ConstantWD     bool    `json:"constant_wd,omitempty"`
+	LabelSmoothing float64 `json:"label_smoothing"`
+	EMADecay       float64 `json:"ema_decay"` // 0: no EMA
+	Seed           uint64  `json:"seed"`
+	Workers        int     `json:"workers"`
+}
+
+// DefaultHyper is the paper's recipe scaled to a small data set.
+func DefaultHyper() Hyper {
+	return Hyper{Epochs: 30, BatchSize: 128, LR: 0.1, MinLR: 0, WarmupEpochs: 1, Momentum: 0.9,
+		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, Seed: 1}
+}
+
+// Progress is reported after every training step.
+type Progress struct {
+	Epoch, Epochs int // 1-based epoch
+	Step, Steps   int // 1-based step within the epoch
+	Loss, Acc     float64
+	ImagesPerSec  float64
+	LR            float64
+}
+
+// Run describes one training run.
+type Run struct {
+	Dir   string // run folder: checkpoint.safetensors, log.csv, curves.png, final models
+	Hyper Hyper
+	Model *model.Model // train-time model to train (its weights are updated in place)
+
+	Train, Val                    data.Dataset
+	TrainTransform, EvalTransform *data.Transform
+	Labels                        []string
+
+	// Meta is stored in the checkpoint as is (the command keeps its
+	// arguments there so that --resume needs nothing else).
+	Meta map[string]string
+
+	OnStep  func(Progress)   // optional, after every step
+	OnEpoch func(runlog.Row) // optional, after every epoch's evaluation
+
+	// Resumed state (set by Resume).
+	start   state
+	ema     *EMA
+	sgdInit map[string]*tensor.Tensor
+}
+
+// state is where a run is, stored in its checkpoint.
+type state struct {
+	Epoch        int     `json:"epoch"` // 0-based epoch in progress
+	Step         int     `json:"step"`  // next batch of that epoch
+	GlobalStep   int     `json:"global_step"`
+	Seconds      float64 `json:"seconds"` // training time so far
+	LossSum      float64 `json:"loss_sum"`
+	Correct      int     `json:"correct"`
+	Seen         int     `json:"seen"`
+	BestAcc      float64 `json:"best_acc"`
+	LastAcc      float64 `json:"last_acc"`     // validation top-1 of the last epoch, raw weights
+	LastAccEMA   float64 `json:"last_acc_ema"` // and EMA weights
+	Done         bool    `json:"done"`
+}
+
+// ErrInterrupted is returned when the context is cancelled; the run was
+// saved and can be resumed.
+var ErrInterrupted = errors.New("training interrupted; state saved")
+
+// CheckpointName is the run's resumable state in its folder.
+const CheckpointName = "checkpoint.safetensors"
+
+// Execute trains until the last epoch, saving a checkpoint at the end of
+// every epoch (and when ctx is cancelled), logging to the run folder.
+func (r *Run) Execute(ctx context.Context) error {
+	h := r.Hyper
+	if h.Epochs < 1 || h.BatchSize < 2 {
+		return fmt.Errorf("train: need epochs ≥ 1 and batch size ≥ 2, got %d and %d", h.Epochs, h.BatchSize)
+	}
+	if r.Train.Len() < h.BatchSize {
+		return fmt.Errorf("train: %d training images, fewer than one batch of %d", r.Train.Len(), h.BatchSize)
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return err
+	}
+	net, err := NewNet(r.Model)
+	if err != nil {
+		return err
+	}
+	opt := NewSGD(net.Params(), h.LR, h.Momentum, h.WDStart, h.Nesterov)
+	if r.sgdInit != nil {
+		if err := opt.LoadState(r.sgdInit); err != nil {
+			return fmt.Errorf("train: resuming optimiser: %w", err)
+		}
+	}
+	if h.EMADecay > 0 && r.ema == nil {
+		r.ema = NewEMA(r.Model, h.EMADecay)
+	}
+	loader, err := data.NewLoader(r.Train, data.Options{BatchSize: h.BatchSize, Shuffle: true, DropLast: true,
+		Workers: h.Workers, Transform: r.TrainTransform, Seed: h.Seed})
+	if err != nil {
+		return err
+	}
+	steps := r.Train.Len() / h.BatchSize
+	sched := Schedule{PeakLR: h.LR, MinLR: h.MinLR, WDStart: h.WDStart, WDEnd: h.WDEnd,
+		WarmupSteps: int(math.Round(h.WarmupEpochs * float64(steps))), TotalSteps: h.Epochs * steps,
+		ConstantLR: h.ConstantLR, ConstantWD: h.ConstantWD}
+	log, err := runlog.Open(r.Dir, r.start.Epoch)
+	if err != nil {
+		return err
+	}
+	st := r.start
+	for ; st.Epoch < h.Epochs; st.Epoch++ {
+		t0 := time.Now()
+		secs0 := st.Seconds
+		imgs := 0
+		for b, err := range loader.EpochFrom(st.Epoch, st.Step) {
+			if err != nil {
+				return err
+			}
+			opt.SetLR(sched.LR(st.GlobalStep))
+			opt.SetWeightDecay(sched.WeightDecay(st.GlobalStep))
+			net.ZeroGrad()
+			logits := net.Forward(b.X, true)
+			loss, dl := CrossEntropy(logits, b.Labels, h.LabelSmoothing)
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				b.Release()
+				return fmt.Errorf("train: loss is %v at epoch %d step %d (learning rate %g too high?)", loss, st.Epoch+1, st.Step+1, opt.LR())
+			}
+			net.Backward(dl)
+			opt.Step()
+			if r.ema != nil {
+				if err := r.ema.Update(r.Model); err != nil {
+					return err
+				}
+			}
+			n := len(b.Labels)
+			st.LossSum += loss * float64(n)
+			st.Correct += correct(logits, b.Labels)
+			st.Seen += n
+			imgs += n
+			b.Release()
+			st.Step++
+			st.GlobalStep++
+			st.Seconds = secs0 + time.Since(t0).Seconds()
+			if r.OnStep != nil {
+				r.OnStep(Progress{Epoch: st.Epoch + 1, Epochs: h.Epochs, Step: st.Step, Steps: steps,
+					Loss: st.LossSum / float64(st.Seen), Acc: 100 * float64(st.Correct) / float64(st.Seen),
+					ImagesPerSec: float64(imgs) / time.Since(t0).Seconds(), LR: opt.LR()})
+			}
+			if ctx.Err() != nil {
+				if err := r.save(st, opt); err != nil {
+					return fmt.Errorf("interrupted, and saving failed: %w", err)
+				}
+				return ErrInterrupted
+			}
+		}
+		row := runlog.Row{Epoch: st.Epoch + 1, Seconds: st.Seconds, LR: opt.LR(), WeightDecay: opt.WeightDecay(),
+			TrainLoss: st.LossSum / float64(max(st.Seen, 1)), TrainAcc: 100 * float64(st.Correct) / float64(max(st.Seen, 1)),
+			ImagesPerSec: float64(imgs) / time.Since(t0).Seconds()}
+		if r.Val != nil {
+			ev, err := Evaluate(r.Model, r.Val, r.EvalTransform, h.BatchSize, h.Workers)
+			if err != nil {
+				return err
+			}
+			row.ValLoss, row.ValAcc = ev.Loss, ev.Top1
+			if r.ema != nil {
+				em, err := r.ema.Copy()
+				if err != nil {
+					return err
+				}
+				eev, err := Evaluate(em, r.Val, r.EvalTransform, h.BatchSize, h.Workers)
+				if err != nil {
+					return err
+				}
+				row.ValAccEMA = eev.Top1
+			}
+		}
+		st.BestAcc = math.Max(st.BestAcc, math.Max(row.ValAcc, row.ValAccEMA))
+		st.LastAcc, st.LastAccEMA = row.ValAcc, row.ValAccEMA
+		st.Step, st.LossSum, st.Correct, st.Seen = 0, 0, 0, 0
+		if st.Epoch+1 == h.Epochs {
+			st.Done = true
+		}
+		next := st
+		next.Epoch++
+		r.start = next
+		if err := r.save(next, opt); err != nil {
+			return err
+		}
+		if err := log.Append(row); err != nil {
+			return err
+		}
+		if r.OnEpoch != nil {
+			r.OnEpoch(row)
+		}
+	}
+	return nil
+}
+
+func correct(logits *tensor.Tensor, labels []int) int {
+	c := logits.Shape[1]
+	n := 0
+	for i, l := range labels {
+		row := logits.Data[i*c : (i+1)*c]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		if best == l {
+			n++
+		}
+	}
+	return n
+}
+
+// save writes the resumable state atomically.
+func (r *Run) save(st state, opt *SGD) error {
+	keys, sd := r.Model.StateDict()
+	all := map[string]*tensor.Tensor{}
+	var order []string
+	for _, k := range keys {
+		all["model/"+k] = sd[k]
+		order = append(order, "model/"+k)
+	}
+	if r.ema != nil {
+		ek, esd := r.ema.StateDict()
+		for _, k := range ek {
+			all["ema/"+k] = esd[k]
+			order = append(order, "ema/"+k)
+		}
+	}
+	for k, v := range opt.State() {
+		all["sgd/"+k] = v
+		order = append(order, "sgd/"+k)
+	}
+	cfg, _ := json.Marshal(r.Model.Config)
+	hy, _ := json.Marshal(r.Hyper)
+	stj, _ := json.Marshal(st)
+	labels, _ := json.Marshal(r.Labels)
+	meta := map[string]string{"format": "mobileone-train", "config": string(cfg), "hyper": string(hy), "state": string(stj), "labels": string(labels)}
+	for k, v := range r.Meta {
+		meta["meta."+k] = v
+	}
+	return safetensors.WriteFile(filepath.Join(r.Dir, CheckpointName), order, all, meta, safetensors.F32)
+}
+
+// Resume reads a run folder's checkpoint: the model (train-time form), the
+// optimiser and EMA state, the hyper-parameters and where to continue. The
+// caller sets the data sets and transforms (from Meta) before Execute.
+func Resume(dir string) (*Run, error) {
+	path := filepath.Join(dir, CheckpointName)
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if f.Metadata["format"] != "mobileone-train" {
+		return nil, fmt.Errorf("%s is not a mobileone training checkpoint", path)
+	}
+	var cfg model.Config
+	var r Run
+	if err := json.Unmarshal([]byte(f.Metadata["config"]), &cfg); err != nil {
+		return nil, fmt.Errorf("%s: config: %v", path, err)
+	}
+	if err := json.Unmarshal([]byte(f.Metadata["hyper"]), &r.Hyper); err != nil {
+		return nil, fmt.Errorf("%s: hyper-parameters: %v", path, err)
+	}
+	if err := json.Unmarshal([]byte(f.Metadata["state"]), &r.start); err != nil {
+		return nil, fmt.Errorf("%s: state: %v", path, err)
+	}
+	if l := f.Metadata["labels"]; l != "" && l != "null" {
+		if err := json.Unmarshal([]byte(l), &r.Labels); err != nil {
+			return nil, fmt.Errorf("%s: labels: %v", path, err)
+		}
+	}
+	r.Meta = map[string]string{}
+	for k, v := range f.Metadata {
+		if strings.HasPrefix(k, "meta.") {
+			r.Meta[strings.TrimPrefix(k, "meta.")] = v
+		}
+	}
+	part := func(prefix string) map[string]*tensor.Tensor {
+		out := map[string]*tensor.Tensor{}
+		for k, v := range f.Tensors {
+			if strings.HasPrefix(k, prefix) {
+				out[strings.TrimPrefix(k, prefix)] = v
+			}
+		}
+		return out
+	}
+	m, err := model.New(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.LoadStateDict(part("model/")); err != nil {
+		return nil, fmt.Errorf("%s: model: %w", path, err)
+	}
+	r.Model, r.Dir = m, dir
+	if r.Hyper.EMADecay > 0 {
+		r.ema = NewEMA(m, r.Hyper.EMADecay)
+		_, esd := r.ema.StateDict()
+		saved := part("ema/")
+		for k, t := range esd {
+			s, ok := saved[k]
+			if !ok || len(s.Data) != len(t.Data) {
+				return nil, fmt.Errorf("%s: EMA tensor %q missing or misshaped", path, k)
+			}
+			copy(t.Data, s.Data)
+		}
+	}
+	r.sgdInit = part("sgd/")
+	return &r, nil
+}
+
+// Finished reports whether a resumed run has already done its last epoch.
+func (r *Run) Finished() bool { return r.start.Done || r.start.Epoch >= r.Hyper.Epochs }
+
+// StartEpoch is the 0-based epoch the run continues at (and Step the batch).
+func (r *Run) StartEpoch() (epoch, step int) { return r.start.Epoch, r.start.Step }
+
+// Final returns the model to ship (train-time form) and whether it is the
+// EMA: the EMA weights if the run keeps an average and they scored at least
+// as well as the raw weights in the last validation (or there was none),
+// else the trained weights.
+func (r *Run) Final() (*model.Model, bool, error) {
+	if r.ema != nil && (r.Val == nil || r.start.LastAccEMA >= r.start.LastAcc) {
+		m, err := r.ema.Copy()
+		return m, true, err
+	}
+	return r.Model, false, nil
+}
