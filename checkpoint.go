@@ -59,32 +59,23 @@ func detectFormat(head []byte) (string, error) {
 	return "", fmt.Errorf("not a checkpoint: neither a PyTorch zip archive nor a safetensors file")
 }
 
-// readTensors reads the raw tensors and metadata of a checkpoint file.
-func readTensors(path string) (map[string]*tensor.Tensor, map[string]string, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	defer f.Close()
+// readTensors reads the raw tensors and metadata of a checkpoint.
+func readTensors(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, map[string]string, string, error) {
 	head := make([]byte, 16)
-	n, err := io.ReadFull(f, head)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	n, err := r.ReadAt(head, 0)
+	if err != nil && err != io.EOF {
 		return nil, nil, "", err
 	}
 	kind, err := detectFormat(head[:n])
 	if err != nil {
 		return nil, nil, "", err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, "", err
-	}
 	switch kind {
 	case FormatPyTorch:
-		sd, err := pth.Load(f, st.Size())
+		sd, err := pth.Load(r, size)
 		return sd, nil, kind, err
 	default:
-		sf, err := safetensors.Read(f, st.Size())
+		sf, err := safetensors.Read(r, size)
 		if err != nil {
 			return nil, nil, kind, err
 		}
@@ -98,15 +89,33 @@ func readTensors(path string) (map[string]*tensor.Tensor, map[string]string, str
 // file's metadata); key names are mapped to the authors' convention by rule.
 // Unfused checkpoints are re-parameterised unless opts.KeepUnfused is set.
 func Load(path string, opts LoadOptions) (*Model, error) {
-	raw, meta, kind, err := readTensors(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s is a folder, not a checkpoint file", path)
+	}
+	return LoadReader(f, st.Size(), path, opts)
+}
+
+// LoadReader is Load for a checkpoint held in r (size bytes), e.g. one
+// embedded in a program; name is used in errors and as Source.
+func LoadReader(r io.ReaderAt, size int64, name string, opts LoadOptions) (*Model, error) {
+	raw, meta, kind, err := readTensors(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	m, err := fromTensors(raw, meta, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	m.Source, m.Format = path, kind
+	m.Source, m.Format = name, kind
 	return m, nil
 }
 
