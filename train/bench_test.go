@@ -8,11 +8,9 @@ import (
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
-// BenchmarkTrainStepS0_32 is one training step (forward, cross-entropy,
-// backward, SGD) of S0 widths (k=4, 10 classes) on a batch of 64 3×32×32
-// images.
-func BenchmarkTrainStepS0_32(b *testing.B) {
-	cfg, _ := model.Variant("s0")
+// benchTrainStep times one training step (forward, cross-entropy, backward,
+// SGD) of cfg on a batch of random inputs with 10 classes.
+func benchTrainStep(b *testing.B, cfg model.Config, batch, h, w int) {
 	cfg.NumClasses = 10
 	m, err := model.New(cfg, false)
 	if err != nil {
@@ -23,9 +21,8 @@ func BenchmarkTrainStepS0_32(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 64
 	r := rand.New(rand.NewPCG(1, 2))
-	x := tensor.New(batch, 3, 32, 32)
+	x := tensor.New(batch, cfg.InChannels, h, w)
 	for i := range x.Data {
 		x.Data[i] = float32(r.NormFloat64())
 	}
@@ -41,9 +38,30 @@ func BenchmarkTrainStepS0_32(b *testing.B) {
 		opt.Step()
 	}
 	step()
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		step()
 	}
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+// BenchmarkTrainStepS0_32 is one training step of S0 widths (k=4, 10
+// classes) on a batch of 64 3×32×32 images.
+func BenchmarkTrainStepS0_32(b *testing.B) {
+	cfg, _ := model.Variant("s0")
+	benchTrainStep(b, cfg, 64, 32, 32)
+}
+
+// BenchmarkTrainStepFashionMNIST is one training step of the Fashion-MNIST
+// configuration: S0 widths, 1 input channel, stem stride 1, a batch of 128
+// 28×28 images, with k=4 and k=1 conv branches.
+func BenchmarkTrainStepFashionMNIST(b *testing.B) {
+	for _, k := range []int{4, 1} {
+		b.Run(map[int]string{4: "k4", 1: "k1"}[k], func(b *testing.B) {
+			cfg, _ := model.Variant("s0")
+			cfg.InChannels, cfg.StemStride, cfg.K = 1, 1, k
+			benchTrainStep(b, cfg, 128, 28, 28)
+		})
+	}
 }

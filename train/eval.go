@@ -11,10 +11,10 @@ import (
 
 // EvalResult is a model's score on a data set.
 type EvalResult struct {
-	N          int     `json:"n"`
-	Loss       float64 `json:"loss"` // cross-entropy, no smoothing
-	Top1       float64 `json:"top1"` // percent
-	Top5       float64 `json:"top5"` // percent
+	N    int     `json:"n"`
+	Loss float64 `json:"loss"` // cross-entropy, no smoothing
+	Top1 float64 `json:"top1"` // percent
+	Top5 float64 `json:"top5"` // percent
 	// Confusion[true][predicted] counts.
 	Confusion [][]int `json:"confusion"`
 }

@@ -42,23 +42,29 @@ func growZero(buf []float32, n int) []float32 {
 // parFor runs fn over [0, n) split into contiguous chunks on up to
 // kernel.Threads() goroutines (one if work, in multiply-adds, is small).
 func parFor(n, work int, fn func(lo, hi int)) {
+	parForW(n, work, func(_, lo, hi int) { fn(lo, hi) })
+}
+
+// parForW is parFor also passing the chunk's index, which is below
+// kernel.Threads() (so per-worker scratch can be indexed by it).
+func parForW(n, work int, fn func(wk, lo, hi int)) {
 	w := kernel.Threads()
 	if work < 1<<15 || w < 2 || n < 2 {
-		fn(0, n)
+		fn(0, 0, n)
 		return
 	}
 	w = min(w, n)
 	chunk := (n + w - 1) / w
 	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
+	for lo, wk := chunk, 1; lo < n; lo, wk = lo+chunk, wk+1 {
 		hi := min(n, lo+chunk)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fn(lo, hi)
+			fn(wk, lo, hi)
 		}()
 	}
-	fn(0, min(n, chunk))
+	fn(0, 0, min(n, chunk))
 	wg.Wait()
 }
 
@@ -121,6 +127,7 @@ func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P =
 // convWork holds reusable scratch buffers of a convOp.
 type convWork struct {
 	col, colT, wT, dcol, dw, wexp []float32
+	dws                           []dwScratch // per worker of dwBackward
 }
 
 // im2col writes col (Cin·K·K, N·OH·OW): row (ci·K+ky)·K+kx, column
@@ -248,11 +255,11 @@ func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 		if dx != nil && c.S == 1 && 2*c.P == c.K-1 {
 			// Same-padded stride 1: the input gradient is a depthwise
 			// convolution of dZ with the flipped kernel (fast kernel).
-			c.dwBackward(x, w, dz, dw, nil, oh, ow)
+			c.dwBackward(x, w, dz, dw, nil, oh, ow, ws)
 			c.dwInputGradConv(x, w, dz, dx, ws)
 			return
 		}
-		c.dwBackward(x, w, dz, dw, dx, oh, ow)
+		c.dwBackward(x, w, dz, dw, dx, oh, ow, ws)
 		return
 	}
 	kd := c.Cin * c.K * c.K
@@ -277,53 +284,6 @@ func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 	ws.dcol = grow(ws.dcol, kd*mo)
 	kernel.Gemm(kd, mo, c.Cout, ws.wT, dz, ws.dcol, false)
 	c.col2im(ws.dcol, x.N, x.H, x.W, oh, ow, dx)
-}
-
-// dwBackward is the depthwise backward. One task per input channel owns
-// that channel's weight gradients (of every branch) and input gradient: it
-// builds the channel's im2col matrix (K·K, N·OH·OW) once, takes the weight
-// gradients as dot products of its rows with each branch's dZ row, and the
-// input gradient as col2im of Σ_b w_b·dZ_b. Branches flagged in
-// c.CenterOnly (a zero-padded 1×1 kernel) only use the centre tap.
-func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, oh, ow int) {
-	kk := c.K * c.K
-	nb := c.Cout / c.Cin
-	mo := x.N * oh * ow
-	ctr := (c.K/2)*c.K + c.K/2
-	parFor(c.Cin, nb*2*kk*mo, func(lo, hi int) {
-		col := make([]float32, kk*mo)
-		var dcol []float32
-		if dx != nil {
-			dcol = make([]float32, kk*mo)
-		}
-		one := convOp{Cin: 1, Cout: 1, K: c.K, S: c.S, P: c.P}
-		for ci := lo; ci < hi; ci++ {
-			plane := x.H * x.W * x.N
-			xc := &act{C: 1, N: x.N, H: x.H, W: x.W, Data: x.Data[ci*plane : (ci+1)*plane]}
-			one.im2colSerial(xc, oh, ow, col)
-			if dcol != nil {
-				clear(dcol)
-			}
-			for b := 0; b < nb; b++ {
-				o := b*c.Cin + ci
-				dzr := dz[o*mo : (o+1)*mo]
-				center := b < len(c.CenterOnly) && c.CenterOnly[b]
-				for t := 0; t < kk; t++ {
-					if center && t != ctr {
-						dw[o*kk+t] = 0
-						continue
-					}
-					dw[o*kk+t] = dot(dzr, col[t*mo:(t+1)*mo])
-					if dcol != nil {
-						axpy(w[o*kk+t], dzr, dcol[t*mo:(t+1)*mo])
-					}
-				}
-			}
-			if dx != nil {
-				one.col2imSerial(dcol, x.N, x.H, x.W, oh, ow, dx[ci*plane:(ci+1)*plane])
-			}
-		}
-	})
 }
 
 // dwInputGradConv adds to dx the input gradient of a same-padded stride-1
@@ -410,33 +370,40 @@ type bnParams struct {
 // 1/sqrt(var+eps) in invstd and, if update, updates the running statistics
 // as PyTorch does (momentum 0.1, unbiased variance).
 func bnTrainForward(bn bnParams, z []float32, m int, sum []float32, invstd []float32, update bool) {
+	bnTrainForwardTo(bn, z, z, m, sum, invstd, update)
+}
+
+// bnTrainForwardTo is bnTrainForward reading the rows from src and writing
+// x̂ to xhat (which may be src).
+func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, invstd []float32, update bool) {
 	c := len(bn.gamma)
 	parFor(c, 3*c*m, func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			row := z[ch*m : (ch+1)*m]
-			// One pass in float64 around a shift (the first value), which
-			// keeps E[x²]−E[x]² free of cancellation for float32 data.
+			row := src[ch*m : (ch+1)*m]
+			// One pass around a shift (the first value), which keeps
+			// E[x²]−E[x]² free of cancellation for float32 data.
 			shift := float64(row[0])
-			var s, sq float64
-			for _, v := range row {
-				d := float64(v) - shift
-				s += d
-				sq += d * d
-			}
+			s, sq := shiftedSums(row, shift)
 			mean := shift + s/float64(m)
 			q := max(0, sq-s*s/float64(m)) // Σ(x−mean)²
 			v := q / float64(m)
 			is := 1 / math.Sqrt(v+bn.eps)
 			invstd[ch] = float32(is)
 			mf, isf := float32(mean), float32(is)
-			for i, x := range row {
-				row[i] = (x - mf) * isf
-			}
+			dst := xhat[ch*m : (ch+1)*m]
+			dst = dst[:len(row)]
 			if sum != nil {
 				g, b := bn.gamma[ch], bn.beta[ch]
 				out := sum[ch*m : (ch+1)*m]
+				out = out[:len(row)]
 				for i, x := range row {
-					out[i] += g*x + b
+					h := (x - mf) * isf
+					dst[i] = h
+					out[i] += g*h + b
+				}
+			} else {
+				for i, x := range row {
+					dst[i] = (x - mf) * isf
 				}
 			}
 			if update {
@@ -449,6 +416,56 @@ func bnTrainForward(bn bnParams, z []float32, m int, sum []float32, invstd []flo
 			}
 		}
 	})
+}
+
+// shiftedSums returns Σ(x−shift) and Σ(x−shift)² in float64, in four
+// interleaved partial sums (independent dependency chains).
+func shiftedSums(row []float32, shift float64) (s, sq float64) {
+	var s0, s1, s2, s3, q0, q1, q2, q3 float64
+	i := 0
+	for ; i+4 <= len(row); i += 4 {
+		p := row[i : i+4 : i+4]
+		d0, d1, d2, d3 := float64(p[0])-shift, float64(p[1])-shift, float64(p[2])-shift, float64(p[3])-shift
+		s0 += d0
+		s1 += d1
+		s2 += d2
+		s3 += d3
+		q0 += d0 * d0
+		q1 += d1 * d1
+		q2 += d2 * d2
+		q3 += d3 * d3
+	}
+	for ; i < len(row); i++ {
+		d := float64(row[i]) - shift
+		s0 += d
+		q0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+}
+
+// dotSums returns Σd and Σd·x (x at least as long as d) in float64, like
+// shiftedSums.
+func dotSums(d, x []float32) (sd, sdx float64) {
+	x = x[:len(d)]
+	var s0, s1, s2, s3, q0, q1, q2, q3 float64
+	i := 0
+	for ; i+4 <= len(d); i += 4 {
+		p, q := d[i:i+4:i+4], x[i:i+4:i+4]
+		p0, p1, p2, p3 := float64(p[0]), float64(p[1]), float64(p[2]), float64(p[3])
+		s0 += p0
+		s1 += p1
+		s2 += p2
+		s3 += p3
+		q0 += p0 * float64(q[0])
+		q1 += p1 * float64(q[1])
+		q2 += p2 * float64(q[2])
+		q3 += p3 * float64(q[3])
+	}
+	for ; i < len(d); i++ {
+		s0 += float64(d[i])
+		q0 += float64(d[i]) * float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
 }
 
 // bnEvalForward adds BN(z) with the running statistics to sum.
@@ -477,16 +494,14 @@ func bnBackward(gamma, invstd []float32, xhat, dy []float32, m int, dgamma, dbet
 		for ch := lo; ch < hi; ch++ {
 			xr := xhat[ch*m : (ch+1)*m]
 			dr := dy[ch*m : (ch+1)*m]
-			var sd, sdx float64
-			for i, d := range dr {
-				sd += float64(d)
-				sdx += float64(d) * float64(xr[i])
-			}
+			sd, sdx := dotSums(dr, xr)
 			dgamma[ch] += float32(sdx)
 			dbeta[ch] += float32(sd)
 			k := gamma[ch] * invstd[ch]
 			md, mdx := float32(sd/float64(m)), float32(sdx/float64(m))
 			out := dz[ch*m : (ch+1)*m]
+			out = out[:len(dr)]
+			xr = xr[:len(dr)]
 			for i, d := range dr {
 				out[i] = k * (d - md - xr[i]*mdx)
 			}

@@ -90,6 +90,8 @@ type block struct {
 	out      act
 	gx       []float32
 	ws       convWork
+	bnIns    []bnSrc
+	bnGrads  []bnGrad
 }
 
 // NewNet wraps a train-time model. The model must not be fused.
@@ -302,8 +304,34 @@ func (b *block) forward(x *act, training bool) *act {
 	b.stackWeights()
 	b.z = grow(b.z, op.Cout*mo)
 	op.forward(x, b.wst, b.z, &b.ws)
-	b.sum = growZero(b.sum, b.outC*mo)
 	per := b.outC * mo
+	if training && (b.skip == nil || x.M() == mo) {
+		// One fused sweep: all BatchNorms, their sum and (without SE) the ReLU.
+		b.sum = grow(b.sum, per)
+		ins := b.bnIns[:0]
+		for i, br := range b.branches {
+			z := b.z[i*per : (i+1)*per]
+			ins = append(ins, bnSrc{bn: br.bn, src: z, xhat: z})
+			br.bn.bn.NumBatchesTracked++
+		}
+		if b.skip != nil {
+			b.xhatSkip = grow(b.xhatSkip, len(x.Data))
+			ins = append(ins, bnSrc{bn: b.skip, src: x.Data, xhat: b.xhatSkip})
+			b.skip.bn.NumBatchesTracked++
+		}
+		b.bnIns = ins
+		bnTrainForwardSum(ins, b.outC, mo, b.sum, b.se == nil)
+		out := b.sum
+		if b.se != nil {
+			b.outBuf = grow(b.outBuf, per)
+			b.se.forward(b.sum, x.N, oh*ow, b.outBuf)
+			out = b.outBuf
+			reluInPlace(out)
+		}
+		b.out = act{C: b.outC, N: x.N, H: oh, W: ow, Data: out}
+		return &b.out
+	}
+	b.sum = growZero(b.sum, per)
 	for i, br := range b.branches {
 		z := b.z[i*per : (i+1)*per]
 		if training {
@@ -316,8 +344,7 @@ func (b *block) forward(x *act, training bool) *act {
 	if b.skip != nil {
 		if training {
 			b.xhatSkip = grow(b.xhatSkip, len(x.Data))
-			copy(b.xhatSkip, x.Data)
-			bnTrainForward(b.skip.params(), b.xhatSkip, x.M(), b.sum, b.skip.invstd, true)
+			bnTrainForwardTo(b.skip.params(), x.Data, b.xhatSkip, x.M(), b.sum, b.skip.invstd, true)
 			b.skip.bn.NumBatchesTracked++
 		} else {
 			bnEvalForward(b.skip.params(), x.Data, x.M(), b.sum)
@@ -371,24 +398,30 @@ func (b *block) backward(d []float32) []float32 {
 	x, op := b.x, b.op
 	mo := b.out.M()
 	per := b.outC * mo
-	reluBackward(b.out.Data, d)
+	y := b.out.Data // the ReLU mask is applied by bnBackwardSum
 	if b.se != nil {
+		reluBackward(b.out.Data, d)
 		b.se.backward(b.sum, d, x.N, b.out.H*b.out.W)
+		y = nil
 	}
 	var gx []float32
 	if !b.first {
 		b.gx = grow(b.gx, len(x.Data))
 		gx = b.gx
-		if b.skip != nil {
-			bnBackward(b.skip.bn.Weight.Data, b.skip.invstd, b.xhatSkip, d, x.M(), b.skip.gW.Data, b.skip.gB.Data, gx)
-		} else {
+		if b.skip == nil {
 			clear(gx)
 		}
 	}
+	gs := b.bnGrads[:0]
 	for i, br := range b.branches {
 		z := b.z[i*per : (i+1)*per]
-		bnBackward(br.bn.bn.Weight.Data, br.bn.invstd, z, d, mo, br.bn.gW.Data, br.bn.gB.Data, z)
+		gs = append(gs, bnGrad{bn: br.bn, xhat: z, dz: z})
 	}
+	if b.skip != nil && gx != nil {
+		gs = append(gs, bnGrad{bn: b.skip, xhat: b.xhatSkip, dz: gx})
+	}
+	b.bnGrads = gs
+	bnBackwardSum(gs, b.outC, mo, d, y)
 	b.dwst = grow(b.dwst, len(b.wst))
 	op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
 	// Scatter the stacked weight gradient into the branches.

@@ -22,8 +22,8 @@ import (
 type Hyper struct {
 	Epochs         int     `json:"epochs"`
 	BatchSize      int     `json:"batch_size"`
-	LR             float64 `json:"lr"`      // peak learning rate
-	MinLR          float64 `json:"min_lr"`  // end of the cosine
+	LR             float64 `json:"lr"`     // peak learning rate
+	MinLR          float64 `json:"min_lr"` // end of the cosine
 	WarmupEpochs   float64 `json:"warmup_epochs"`
 	ConstantLR     bool    `json:"constant_lr,omitempty"`
 	Momentum       float64 `json:"momentum"`
@@ -77,17 +77,17 @@ type Run struct {
 
 // state is where a run is, stored in its checkpoint.
 type state struct {
-	Epoch        int     `json:"epoch"` // 0-based epoch in progress
-	Step         int     `json:"step"`  // next batch of that epoch
-	GlobalStep   int     `json:"global_step"`
-	Seconds      float64 `json:"seconds"` // training time so far
-	LossSum      float64 `json:"loss_sum"`
-	Correct      int     `json:"correct"`
-	Seen         int     `json:"seen"`
-	BestAcc      float64 `json:"best_acc"`
-	LastAcc      float64 `json:"last_acc"`     // validation top-1 of the last epoch, raw weights
-	LastAccEMA   float64 `json:"last_acc_ema"` // and EMA weights
-	Done         bool    `json:"done"`
+	Epoch      int     `json:"epoch"` // 0-based epoch in progress
+	Step       int     `json:"step"`  // next batch of that epoch
+	GlobalStep int     `json:"global_step"`
+	Seconds    float64 `json:"seconds"` // training time so far
+	LossSum    float64 `json:"loss_sum"`
+	Correct    int     `json:"correct"`
+	Seen       int     `json:"seen"`
+	BestAcc    float64 `json:"best_acc"`
+	LastAcc    float64 `json:"last_acc"`     // validation top-1 of the last epoch, raw weights
+	LastAccEMA float64 `json:"last_acc_ema"` // and EMA weights
+	Done       bool    `json:"done"`
 }
 
 // ErrInterrupted is returned when the context is cancelled; the run was
