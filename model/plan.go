@@ -157,25 +157,16 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 // apply computes x *= sigmoid(W2·relu(W1·mean(x) + b1) + b2) per channel, then ReLU.
 func (s *planSE) apply(x []float32) {
 	hw := s.planeSize
-	for ch := 0; ch < s.c; ch++ {
-		var sum float32
-		for _, v := range x[ch*hw : (ch+1)*hw] {
-			sum += v
-		}
-		s.mean[ch] = sum / float32(hw)
-	}
+	kernel.GlobalAvgPool(s.c, hw, x, s.mean)
 	kernel.Linear(s.c, s.hidden, s.mean, s.w1, s.b1, s.hid)
 	for j, v := range s.hid {
 		s.hid[j] = max(v, 0)
 	}
 	kernel.Linear(s.hidden, s.c, s.hid, s.w2, s.b2, s.gate)
-	for ch := 0; ch < s.c; ch++ {
-		g := float32(1 / (1 + math.Exp(-float64(s.gate[ch]))))
-		xs := x[ch*hw : (ch+1)*hw]
-		for j, v := range xs {
-			xs[j] = max(v*g, 0)
-		}
+	for ch, v := range s.gate {
+		s.gate[ch] = float32(1 / (1 + math.Exp(-float64(v))))
 	}
+	kernel.ScaleChannelsReLU(s.c, hw, x, s.gate)
 }
 
 // LayerTime is one layer's share of a profiled Plan's run time.

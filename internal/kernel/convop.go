@@ -21,14 +21,74 @@ type ConvOp struct {
 	kdim        int
 	ap          [][]float32 // packed W_g, see gemmJob.ap
 
+	// Direct 3×3 stride-2 path (impl.stem): weights packed in blocks of
+	// stemOCB output channels, bias padded (zeros if none).
+	stem         stemKernel
+	stemW, stemB []float32
+
 	runs sync.Pool // *convRun
 }
 
-// convRun is the mutable state of one Run: a gemmJob and the task closure
-// bound to it, allocated once and recycled.
+// convRun is the mutable state of one Run: a gemmJob (or, on the direct
+// path, the input and output) and the task closure bound to it, allocated
+// once and recycled.
 type convRun struct {
-	job gemmJob
-	fn  func(s *scratch, t int)
+	job    gemmJob
+	op     *ConvOp
+	x, out []float32
+	fn     func(s *scratch, t int)
+}
+
+// stemBand is the number of output rows per task of the direct 3×3
+// stride-2 path.
+const stemBand = 4
+
+// stemMaxInC bounds the input channels of the direct path; wider
+// convolutions are GEMM-shaped enough for the packed GEMM.
+const stemMaxInC = 16
+
+// useStem reports whether convolution c (groups 1) runs on the direct 3×3
+// stride-2 kernel of im.
+func useStem(im *gemmImpl, c Conv) bool {
+	return im.stem != nil && c.Groups == 1 && c.K == 3 && c.Stride == 2 && c.Pad == 1 &&
+		c.InC <= stemMaxInC && c.OutC%stemOCB == 0
+}
+
+// stemTask computes output rows [t·stemBand, (t+1)·stemBand) of the direct
+// path: it copies the input rows they need into a zero-padded buffer (one
+// zero column on the left, zeros on the right up to ldx, zero rows above
+// and below the image) and runs the kernel on every output row.
+func (op *ConvOp) stemTask(s *scratch, x, out []float32, t int) {
+	c := op.c
+	oh, ow := c.OutH(), c.OutW()
+	oy0 := t * stemBand
+	oy1 := min(oh, oy0+stemBand)
+	ldx := 2*roundUp(ow, 16) + 16
+	rows := 2*(oy1-oy0) + 1
+	chStride := rows * ldx
+	s.a = grow(s.a, c.InC*chStride)
+	buf := s.a
+	plane := c.InH * c.InW
+	for ci := 0; ci < c.InC; ci++ {
+		for r := 0; r < rows; r++ {
+			dst := buf[ci*chStride+r*ldx : ci*chStride+(r+1)*ldx]
+			iy := 2*oy0 - 1 + r
+			if uint(iy) >= uint(c.InH) {
+				clear(dst)
+				continue
+			}
+			dst[0] = 0
+			copy(dst[1:1+c.InW], x[ci*plane+iy*c.InW:ci*plane+(iy+1)*c.InW])
+			clear(dst[1+c.InW:])
+		}
+	}
+	oplane := oh * ow
+	last := (c.OutC - 1) * oplane
+	for oy := oy0; oy < oy1; oy++ {
+		o := oy * ow
+		op.stem(buf[2*(oy-oy0)*ldx:], chStride, ldx, op.stemW, op.stemB, out[o:last+o+ow],
+			oplane, c.InC, c.OutC/stemOCB, ow, op.relu)
+	}
 }
 
 // NewConvOp packs the weights w (OutC, InC/Groups, K, K) and bias (OutC, or
@@ -42,7 +102,13 @@ func NewConvOp(c Conv, w, bias []float32, relu bool) *ConvOp {
 	}
 	op.runs.New = func() any {
 		r := new(convRun)
-		r.fn = func(s *scratch, t int) { r.job.task(s, t) }
+		r.fn = func(s *scratch, t int) {
+			if r.op != nil {
+				r.op.stemTask(s, r.x, r.out, t)
+				return
+			}
+			r.job.task(s, t)
+		}
 		return r
 	}
 	if c.Groups == c.InC && c.Groups == c.OutC && c.Groups > 1 {
@@ -53,6 +119,24 @@ func NewConvOp(c Conv, w, bias []float32, relu bool) *ConvOp {
 	op.cinG, op.coutG = c.InC/c.Groups, c.OutC/c.Groups
 	op.kdim = op.cinG * c.K * c.K
 	op.pointwise = c.K == 1 && c.Stride == 1 && c.Pad == 0
+	if useStem(op.impl, c) {
+		op.stem = op.impl.stem
+		cin, nb := c.InC, c.OutC/stemOCB
+		op.stemW = make([]float32, c.OutC*cin*9)
+		op.stemB = make([]float32, c.OutC)
+		copy(op.stemB, op.bias)
+		for blk := 0; blk < nb; blk++ {
+			for o := 0; o < stemOCB; o++ {
+				oc := blk*stemOCB + o
+				for ci := 0; ci < cin; ci++ {
+					for tap := 0; tap < 9; tap++ {
+						op.stemW[((blk*cin+ci)*9+tap)*stemOCB+o] = w[(oc*cin+ci)*9+tap]
+					}
+				}
+			}
+		}
+		return op
+	}
 	op.ap = make([][]float32, c.Groups)
 	for g := range op.ap {
 		wg := w[g*op.coutG*op.kdim : (g+1)*op.coutG*op.kdim]
@@ -80,6 +164,14 @@ func (op *ConvOp) Run(x, out []float32) {
 	}
 	plane, oplane := c.InH*c.InW, oh*ow
 	r := op.runs.Get().(*convRun)
+	if op.stem != nil {
+		r.op, r.x, r.out = op, x[:c.InC*plane], out[:c.OutC*oplane]
+		nTasks := ceilDiv(oh, stemBand)
+		parallelFor(nTasks, workersFor(nTasks, c.OutC*c.InC*9*oplane), r.fn)
+		*r = convRun{fn: r.fn}
+		op.runs.Put(r)
+		return
+	}
 	for g := 0; g < c.Groups; g++ {
 		job := &r.job
 		*job = gemmJob{

@@ -171,10 +171,14 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 		bp := s.b[:nr*kb]
 		for jp := 0; jp < cols; jp += nr {
 			w := min(nr, cols-jp)
+			pnr, k := nr, kernel
+			if w <= im.nrN {
+				pnr, k = im.nrN, im.kernelN
+			}
 			if g.b.im2col {
-				packBIm2col(bp, &g.b, p0, kb, j0+jp, w, nr)
+				packBIm2col(bp, &g.b, p0, kb, j0+jp, w, pnr)
 			} else {
-				packBDense(bp, g.b.b, g.b.ldb, p0, kb, j0+jp, w, nr)
+				packBDense(bp, g.b.b, g.b.ldb, p0, kb, j0+jp, w, pnr)
 			}
 			for ip := 0; ip < rows; ip += mr {
 				var bs []float32
@@ -182,7 +186,7 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 					bs = bias[i0+ip:]
 				}
 				off := (i0+ip)*g.ldc + j0 + jp
-				kernel(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
+				k(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
 			}
 		}
 	}

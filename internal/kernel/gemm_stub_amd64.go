@@ -7,5 +7,20 @@ package kernel
 // gemmAVX512x12x32 computes a 12×32 tile of C with AVX-512; see gemm12x32Go.
 func gemmAVX512x12x32(kc int, a []float32, b []float32, c []float32, ldc int, bias []float32, rows int, cols int, flags uint)
 
+// gemmAVX512x12x16 computes a 12×16 tile of C with AVX-512; see gemm12x16Go.
+func gemmAVX512x12x16(kc int, a []float32, b []float32, c []float32, ldc int, bias []float32, rows int, cols int, flags uint)
+
 // gemmAVX2x6x16 computes a 6×16 tile of C with AVX2 and FMA; see gemm6x16Go.
 func gemmAVX2x6x16(kc int, a []float32, b []float32, c []float32, ldc int, bias []float32, rows int, cols int, flags uint)
+
+// gemvAVX512 computes y[r] = Σ_{j<in} w[r*in+j]·x[j] for r < rows with AVX-512; see gemvGo.
+func gemvAVX512(w []float32, x []float32, y []float32, in int, rows int)
+
+// conv3x3s2AVX512 computes one output row of a 3×3 stride-2 convolution with AVX-512; see conv3x3s2Go.
+func conv3x3s2AVX512(xp []float32, chStride int, ldx int, w []float32, b []float32, out []float32, ldo int, cin int, ocb int, ow int, relu bool)
+
+// rowSumAVX512 computes out[i] = scale·Σ_{j<hw} x[i*hw+j] for i < c with AVX-512; see rowSumGo.
+func rowSumAVX512(x []float32, out []float32, c int, hw int, scale float32)
+
+// scaleReLUAVX512 computes x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c, j < hw with AVX-512; see scaleReLUGo.
+func scaleReLUAVX512(x []float32, g []float32, c int, hw int)

@@ -33,6 +33,7 @@ func microKernels() []struct {
 		{"go4x8", 4, 8, gemmGo4x8, gemmGo4x8, true},
 		{"avx2_6x16", 6, 16, gemmAVX2x6x16, gemm6x16Go, !haveAsm || best >= cpu.AVX2},
 		{"avx512_12x32", 12, 32, gemmAVX512x12x32, gemm12x32Go, !haveAsm || best >= cpu.AVX512},
+		{"avx512_12x16", 12, 16, gemmAVX512x12x16, gemm12x16Go, !haveAsm || best >= cpu.AVX512},
 	}
 }
 
@@ -104,6 +105,10 @@ func mobileOneCases() []convCase {
 		{"s4_pw448x896_14", pw(448, 896, 14), true, true},
 		{"s4_pw896x896_7", pw(896, 896, 7), false, true},
 		{"s4_dense3x3_64_56", Conv{64, 56, 56, 64, 3, 1, 1, 1}, true, true},
+		{"s4_stem", Conv{3, 224, 224, 64, 3, 2, 1, 1}, true, true},
+		{"s0_pw256x256_14_tail16", pw(256, 256, 14), false, false},
+		{"pw_n17", Conv{40, 1, 17, 30, 1, 1, 0, 1}, true, true},
+		{"pw_n47", Conv{40, 1, 47, 30, 1, 1, 0, 1}, true, false},
 	}
 }
 

@@ -20,15 +20,37 @@ type gemmImpl struct {
 	kcMax  int // longest k slice (A and B panels of kcMax in L1/L2)
 	mcMax  int // most rows of A per task (an mcMax×kcMax block in L2)
 	kernel microKernelFunc
+	// kernelN, if set, is an mr×nrN kernel (nrN < nr) for the last B
+	// panel of a tile when it has at most nrN columns: it wastes fewer
+	// lanes on sizes such as 14×14 = 6·32 + 4.
+	kernelN microKernelFunc
+	nrN     int
+	// gemv computes a matrix-vector product (see gemvGo).
+	gemv func(w, x, y []float32, in, rows int)
+	// rowSum and scaleReLU are the per-channel reductions and rescaling
+	// of pooling and squeeze-excitation (see rowSumGo, scaleReLUGo).
+	rowSum    func(x, out []float32, c, hw int, scale float32)
+	scaleReLU func(x, g []float32, c, hw int)
+	// stem, if set, is the direct 3×3 stride-2 kernel ConvOp uses for
+	// dense convolutions with few input channels (see conv3x3s2Go).
+	stem stemKernel
 }
+
+// stemKernel computes one output row of a dense 3×3 stride-2 convolution
+// from a zero-padded input; see conv3x3s2Go.
+type stemKernel func(xp []float32, chStride, ldx int, w, b, out []float32, ldo, cin, ocb, ow int, relu bool)
 
 var (
 	implGo = &gemmImpl{level: cpu.PureGo, name: "gemm 4x8", mr: mr, nr: nr,
-		kcMax: kcMax, mcMax: mcMax, kernel: gemmGo4x8}
+		kcMax: kcMax, mcMax: mcMax, kernel: gemmGo4x8, gemv: gemvGo,
+		rowSum: rowSumGo, scaleReLU: scaleReLUGo}
 	implAVX2 = &gemmImpl{level: cpu.AVX2, name: "gemm 6x16", mr: 6, nr: 16,
-		kcMax: 256, mcMax: 144, kernel: gemmAVX2x6x16}
+		kcMax: 256, mcMax: 144, kernel: gemmAVX2x6x16, gemv: gemvGo,
+		rowSum: rowSumGo, scaleReLU: scaleReLUGo}
 	implAVX512 = &gemmImpl{level: cpu.AVX512, name: "gemm 12x32", mr: 12, nr: 32,
-		kcMax: 256, mcMax: 192, kernel: gemmAVX512x12x32}
+		kcMax: 256, mcMax: 192, kernel: gemmAVX512x12x32,
+		kernelN: gemmAVX512x12x16, nrN: 16, gemv: gemvAVX512, stem: conv3x3s2AVX512,
+		rowSum: rowSumAVX512, scaleReLU: scaleReLUAVX512}
 )
 
 // active is the implementation the kernels use, chosen once at start-up.

@@ -328,6 +328,21 @@ func main() {
 	for _, s := range avx2Shapes {
 		avx2(s[0], s[1], 4, maskTab)
 	}
+
+	permEven := GLOBL("stempermeven", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(2*i)))
+	}
+	permOdd := GLOBL("stempermodd", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(2*i+1)))
+	}
+	negInf := GLOBL("stemneginf", RODATA|NOPTR)
+	DATA(0, U32(0xff800000))
+	gemvAVX512()
+	conv3x3s2AVX512(permEven, permOdd, negInf)
+	rowSumAVX512()
+	scaleReLUAVX512()
 	Generate()
 }
 
@@ -335,8 +350,9 @@ func main() {
 // panels): AVX-512 12×32 256 GFLOP/s, 14×32 259, 8×48 252, 6×64 256 at
 // kc = 64 but 46 at kc = 256 (its 64 KB B panel leaves L1); 12×32 wastes the
 // least on MobileOne's channel counts (48, 128, 256, 1024: multiples of 4,
-// not of 14). AVX2 6×16: 121 GFLOP/s.
+// not of 14). AVX2 6×16: 121 GFLOP/s. 12×16 is the column-tail kernel for
+// panels of at most 16 columns (14×14 maps: 196 = 6·32 + 4).
 var (
-	avx512Shapes = [][2]int{{12, 2}}
+	avx512Shapes = [][2]int{{12, 2}, {12, 1}}
 	avx2Shapes   = [][2]int{{6, 2}}
 )
