@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/mobileone-go/mobileone/model"
@@ -160,13 +161,23 @@ func NewEMA(m *model.Model, decay float64) *EMA {
 	return e
 }
 
-// Update folds the model's current state into the average.
-func (e *EMA) Update(m *model.Model) error {
+// Update folds the model's current state into the average with the
+// constant Decay.
+func (e *EMA) Update(m *model.Model) error { return e.update(m, e.Decay) }
+
+// UpdateAt is Update with a warm-up for step (0-based): the decay is
+// min(Decay, (1+step)/(10+step)), so that early averages are not dominated
+// by the initial weights (as TensorFlow's and timm's EMA warm-up do).
+func (e *EMA) UpdateAt(m *model.Model, step int) error {
+	return e.update(m, math.Min(e.Decay, float64(1+step)/float64(10+step)))
+}
+
+func (e *EMA) update(m *model.Model, decay float64) error {
 	keys, sd := m.StateDict()
 	if len(keys) != len(e.keys) {
 		return fmt.Errorf("train: EMA: model has %d tensors, average has %d", len(keys), len(e.keys))
 	}
-	d := float32(e.Decay)
+	d := float32(decay)
 	for _, k := range keys {
 		v, ok := e.vals[k]
 		src := sd[k]

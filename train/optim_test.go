@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -152,5 +153,34 @@ func TestEMA(t *testing.T) {
 	}
 	if m.Linear.Weight.Data[3] != c.Linear.Weight.Data[3] {
 		t.Error("Apply did not load the average")
+	}
+}
+
+// UpdateAt warms the decay up: at step 0 it is 1/10, so the average moves
+// 90 % of the way to the model; later it is capped at Decay.
+func TestEMAWarmup(t *testing.T) {
+	cfg := model.Config{Channels: [5]int{4, 4, 4, 4, 4}, Blocks: [4]int{1, 1, 1, 1}, K: 1, NumClasses: 2, InChannels: 1, StemStride: 1}
+	m, err := model.New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEMA(m, 0.99)
+	w := m.Linear.Weight
+	old := w.Data[0]
+	w.Data[0] = old + 1
+	if err := e.UpdateAt(m, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, sd := e.StateDict()
+	if got, want := sd["linear.weight"].Data[0], old+0.9; math.Abs(float64(got-want)) > 1e-6 {
+		t.Errorf("after UpdateAt(0): %v, want %v", got, want)
+	}
+	before := sd["linear.weight"].Data[0]
+	w.Data[0] = before + 1
+	if err := e.UpdateAt(m, 100000); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sd["linear.weight"].Data[0], before+0.01; math.Abs(float64(got-want)) > 1e-5 {
+		t.Errorf("late UpdateAt: %v, want %v (decay capped at 0.99)", got, want)
 	}
 }

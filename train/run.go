@@ -33,6 +33,7 @@ type Hyper struct {
 	ConstantWD     bool    `json:"constant_wd,omitempty"`
 	LabelSmoothing float64 `json:"label_smoothing"`
 	EMADecay       float64 `json:"ema_decay"` // 0: no EMA
+	EMAWarmup      bool    `json:"ema_warmup"` // decay min(EMADecay, (1+t)/(10+t)) at step t
 	Seed           uint64  `json:"seed"`
 	Workers        int     `json:"workers"`
 }
@@ -40,7 +41,7 @@ type Hyper struct {
 // DefaultHyper is the paper's recipe scaled to a small data set.
 func DefaultHyper() Hyper {
 	return Hyper{Epochs: 30, BatchSize: 128, LR: 0.1, MinLR: 0, WarmupEpochs: 1, Momentum: 0.9,
-		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, Seed: 1}
+		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, EMAWarmup: true, Seed: 1}
 }
 
 // Progress is reported after every training step.
@@ -157,7 +158,13 @@ func (r *Run) Execute(ctx context.Context) error {
 			net.Backward(dl)
 			opt.Step()
 			if r.ema != nil {
-				if err := r.ema.Update(r.Model); err != nil {
+				var err error
+				if h.EMAWarmup {
+					err = r.ema.UpdateAt(r.Model, st.GlobalStep)
+				} else {
+					err = r.ema.Update(r.Model)
+				}
+				if err != nil {
 					return err
 				}
 			}
