@@ -123,14 +123,14 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		if len(set) > 1 && !(len(set) == 2 && set["threads"]) {
 			return errors.New("--resume takes no other flags (but --threads): the run's own settings are used")
 		}
-		threads := a.Threads
-		if run, err = train.Resume(a.Resume); err != nil {
+		threads, dir := a.Threads, a.Resume
+		if run, err = train.Resume(dir); err != nil {
 			return err
 		}
 		if err := json.Unmarshal([]byte(run.Meta["args"]), &a); err != nil {
-			return fmt.Errorf("%s: the checkpoint's arguments: %v", a.Resume, err)
+			return fmt.Errorf("%s: the checkpoint's arguments: %v", dir, err)
 		}
-		a.Threads, a.Out = threads, a.Resume
+		a.Threads, a.Out, a.Resume = threads, dir, dir
 		a.Hyper = run.Hyper
 		if run.Finished() {
 			fmt.Fprintf(stdout, "%s: all %d epochs are done; writing the final models\n", a.Out, run.Hyper.Epochs)

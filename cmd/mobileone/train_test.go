@@ -67,8 +67,11 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code, _, errs := cli(args...); code != 1 || !strings.Contains(errs, "--resume") {
 		t.Errorf("second train into the same folder: exit %d, %s", code, errs)
 	}
-	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 6 epochs are done") {
+	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 6 epochs are done") || !strings.Contains(out, filepath.Join(run, "model.safetensors")) {
 		t.Errorf("resume finished run: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat("model.safetensors"); err == nil {
+		t.Error("resume wrote its model into the working directory")
 	}
 	// eval on the val split: JSON with accuracy and a confusion matrix.
 	code, out, errs = cli("eval", "-w", filepath.Join(run, "model.safetensors"), "--data", filepath.Join(dir, "val"), "--json")
