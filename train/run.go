@@ -34,6 +34,9 @@ type Hyper struct {
 	LabelSmoothing float64 `json:"label_smoothing"`
 	EMADecay       float64 `json:"ema_decay"` // 0: no EMA
 	EMAWarmup      bool    `json:"ema_warmup"` // decay min(EMADecay, (1+t)/(10+t)) at step t
+	// EMARecalibrate re-estimates the EMA model's BatchNorm statistics on
+	// this many training batches before it is evaluated or shipped (0: off).
+	EMARecalibrate int `json:"ema_recalibrate"`
 	Seed           uint64  `json:"seed"`
 	Workers        int     `json:"workers"`
 }
@@ -41,7 +44,7 @@ type Hyper struct {
 // DefaultHyper is the paper's recipe scaled to a small data set.
 func DefaultHyper() Hyper {
 	return Hyper{Epochs: 30, BatchSize: 128, LR: 0.1, MinLR: 0, WarmupEpochs: 1, Momentum: 0.9,
-		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, EMAWarmup: true, Seed: 1}
+		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, EMAWarmup: true, EMARecalibrate: 50, Seed: 1}
 }
 
 // Progress is reported after every training step.
@@ -199,7 +202,7 @@ func (r *Run) Execute(ctx context.Context) error {
 			}
 			row.ValLoss, row.ValAcc = ev.Loss, ev.Top1
 			if r.ema != nil {
-				em, err := r.ema.Copy()
+				em, err := r.emaModel(st.Epoch)
 				if err != nil {
 					return err
 				}
@@ -360,8 +363,19 @@ func (r *Run) StartEpoch() (epoch, step int) { return r.start.Epoch, r.start.Ste
 // else the trained weights.
 func (r *Run) Final() (*model.Model, bool, error) {
 	if r.ema != nil && (r.Val == nil || r.start.LastAccEMA >= r.start.LastAcc) {
-		m, err := r.ema.Copy()
+		m, err := r.emaModel(r.Hyper.Epochs - 1)
 		return m, true, err
 	}
 	return r.Model, false, nil
+}
+
+// emaModel returns the EMA weights as a model, its BatchNorm statistics
+// recalibrated (deterministically for the epoch) when the run asks for it.
+func (r *Run) emaModel(epoch int) (*model.Model, error) {
+	m, err := r.ema.Copy()
+	if err != nil || r.Hyper.EMARecalibrate <= 0 || r.Train == nil {
+		return m, err
+	}
+	seed := r.Hyper.Seed ^ (0x9e3779b97f4a7c15 * uint64(epoch+1))
+	return m, RecalibrateBN(m, r.Train, r.TrainTransform, r.Hyper.BatchSize, r.Hyper.EMARecalibrate, r.Hyper.Workers, seed)
 }

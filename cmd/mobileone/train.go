@@ -102,6 +102,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&a.Hyper.ConstantWD, "constant-wd", false, "no weight-decay annealing")
 	fs.Float64Var(&a.Hyper.LabelSmoothing, "label-smoothing", a.Hyper.LabelSmoothing, "label smoothing")
 	fs.Float64Var(&a.Hyper.EMADecay, "ema", a.Hyper.EMADecay, "EMA decay of the weights (0: off)")
+	fs.IntVar(&a.Hyper.EMARecalibrate, "ema-recalibrate", a.Hyper.EMARecalibrate, "re-estimate the EMA model's BatchNorm statistics on this many training `batches` before evaluating or shipping it (0: off)")
 	fs.BoolVar(&a.Hyper.EMAWarmup, "ema-warmup", true, "EMA decay min(ema, (1+t)/(10+t)) at step t (--ema-warmup=false: constant)")
 	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling and augmentation")
 	fs.IntVar(&a.Hyper.Workers, "workers", 2, "data loading goroutines")
