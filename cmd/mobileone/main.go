@@ -22,7 +22,8 @@ Usage:
   mobileone <command> [flags] [args]
 
 Commands:
-  predict   classify images (top-K ImageNet classes), or run a raw .npy tensor
+  demo      write ten Fashion-MNIST test images and classify them with the built-in model
+  predict   classify images (top-K classes), or run a raw .npy tensor
   fuse      re-parameterise a train-time checkpoint into a fused safetensors file
   info      parameter count, MACs and a per-layer table of a variant or checkpoint
   bench     latency of the fused network (the paper's ModelBench method)
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrain(args[1:], stdout, stderr)
 	case "eval":
 		err = cmdEval(args[1:], stdout, stderr)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mobileone", version)
 	case "help", "-h", "--help", "-help":

@@ -9,10 +9,11 @@ import (
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
-const predictUsage = `usage: mobileone predict -w CKPT [-m s0..s4] [--top K] [--json] IMAGE...
+const predictUsage = `usage: mobileone predict [-w CKPT] [-m s0..s4] [--top K] [--json] IMAGE...
        mobileone predict -w CKPT --npy in.npy --out logits.npy
 
 Classifies each image and prints its top-K classes with probabilities, using the
@@ -22,7 +23,9 @@ tensor (N, C, H, W) through the network and writes float32 logits (N, classes).
 
 CKPT is an authors' fused or unfused .pth.tar, a timm-named or mobileone
 .safetensors file. The variant is recognised from the tensors unless -m is given,
-in which case the checkpoint must be that variant.`
+in which case the checkpoint must be that variant. Without -w, the model built
+into the binary is used: a MobileOne trained on Fashion-MNIST by this project
+(10 clothing classes; "mobileone demo" shows it at work).`
 
 // addModelFlags registers -w/--weights and -m/--model.
 func addModelFlags(fsw, fsm *string, fs interface {
@@ -47,10 +50,6 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if weights == "" {
-		fs.Usage()
-		return errors.New("no checkpoint given: pass -w FILE")
-	}
 	if *top < 1 {
 		return fmt.Errorf("--top must be at least 1, got %d", *top)
 	}
@@ -68,8 +67,16 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no images given")
 	}
 
-	m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant})
-	if err != nil {
+	var m *mobileone.Model
+	if weights == "" {
+		if variant != "" {
+			return errors.New("-m needs -w: the built-in model is a Fashion-MNIST model, not a zoo variant")
+		}
+		if m, err = zoo.Default(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "mobileone predict: no -w given: using the %s (10 clothing classes, grey 28x28)\n", zoo.DefaultName)
+	} else if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant}); err != nil {
 		return err
 	}
 	if npyIn != "" {
