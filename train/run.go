@@ -32,13 +32,13 @@ type Hyper struct {
 	WDEnd          float64 `json:"wd_end"`
 	ConstantWD     bool    `json:"constant_wd,omitempty"`
 	LabelSmoothing float64 `json:"label_smoothing"`
-	EMADecay       float64 `json:"ema_decay"` // 0: no EMA
+	EMADecay       float64 `json:"ema_decay"`  // 0: no EMA
 	EMAWarmup      bool    `json:"ema_warmup"` // decay min(EMADecay, (1+t)/(10+t)) at step t
 	// EMARecalibrate re-estimates the EMA model's BatchNorm statistics on
 	// this many training batches before it is evaluated or shipped (0: off).
-	EMARecalibrate int `json:"ema_recalibrate"`
-	Seed           uint64  `json:"seed"`
-	Workers        int     `json:"workers"`
+	EMARecalibrate int    `json:"ema_recalibrate"`
+	Seed           uint64 `json:"seed"`
+	Workers        int    `json:"workers"`
 }
 
 // DefaultHyper is the paper's recipe scaled to a small data set.
