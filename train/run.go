@@ -64,7 +64,10 @@ type Run struct {
 
 	Train, Val                    data.Dataset
 	TrainTransform, EvalTransform *data.Transform
-	Labels                        []string
+	// TransformFor, if set, gives the training transform of each epoch
+	// (0-based): progressive resolution. It replaces TrainTransform.
+	TransformFor func(epoch int) *data.Transform
+	Labels       []string
 
 	// Meta is stored in the checkpoint as is (the command keeps its
 	// arguments there so that --resume needs nothing else).
@@ -142,6 +145,12 @@ func (r *Run) Execute(ctx context.Context) error {
 	}
 	st := r.start
 	for ; st.Epoch < h.Epochs; st.Epoch++ {
+		if r.TransformFor != nil {
+			r.TrainTransform = r.TransformFor(st.Epoch)
+			if err := loader.SetTransform(r.TrainTransform); err != nil {
+				return err
+			}
+		}
 		t0 := time.Now()
 		secs0 := st.Seconds
 		imgs := 0

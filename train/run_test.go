@@ -133,3 +133,25 @@ func TestRunResumeExact(t *testing.T) {
 		t.Errorf("resumed log %+v, want 8 rows ending like %+v", got, last)
 	}
 }
+
+// Progressive resolution: the run asks for each epoch's transform and
+// trains through the size changes (the network is fully convolutional).
+func TestRunProgressive(t *testing.T) {
+	trainDS, valDS := toyData(t, 64, 1), toyData(t, 16, 2)
+	r := toyRun(t, t.TempDir(), trainDS, valDS)
+	r.Hyper.Epochs = 3
+	var asked []int
+	sizes := []int{8, 12, 16}
+	r.TransformFor = func(e int) *data.Transform {
+		asked = append(asked, e)
+		return data.Augment{Size: sizes[e], RRC: true, Scale: [2]float64{0.5, 1}, Mean: []float32{0.2}, Std: []float32{0.3}}.Transform()
+	}
+	seen := map[int]bool{}
+	r.OnStep = func(p Progress) { seen[p.Epoch] = true }
+	if err := r.Execute(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 3 || asked[0] != 0 || asked[2] != 2 || len(seen) != 3 {
+		t.Errorf("transform asked for epochs %v, trained epochs %v", asked, seen)
+	}
+}

@@ -69,6 +69,7 @@ type trainArgs struct {
 	Resume, Out       string
 	Widths            string
 	Blocks            string
+	Progressive       string
 }
 
 func cmdTrain(args []string, stdout, stderr io.Writer) error {
@@ -85,6 +86,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&a.Size, "size", 0, "training input size (0: 28 for Fashion-MNIST, 224 for folders)")
 	fs.IntVar(&a.Classes, "classes", 0, "number of classes (0: the data's); with --init replaces the head")
 	fs.StringVar(&a.Init, "init", "", "start from this train-time (unfused) `checkpoint` (fine-tuning)")
+	fs.StringVar(&a.Progressive, "progressive", "", "progressive resolution: training `size@epoch,...` (1-based epochs), e.g. 160@1,192@37,224@112; the last size is --size")
 	fs.StringVar(&a.RandAugment, "randaugment", "", "RandAugment `N,M` (e.g. 2,9); empty: off")
 	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
 	fs.BoolVar(&a.NoAugment, "no-augment", false, "no augmentation at all")
@@ -172,6 +174,11 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
 	}
 	run.Train, run.Val, run.TrainTransform, run.EvalTransform = trainDS, valDS, trTrain, trEval
+	if a.Progressive != "" {
+		if run.TransformFor, err = progressive(a); err != nil {
+			return err
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -333,6 +340,48 @@ func transforms(a *trainArgs, ds data.Dataset) (trainT, evalT *data.Transform, p
 		prep.Mean[c], prep.Std[c] = mean[min(c, len(mean)-1)], std[min(c, len(std)-1)]
 	}
 	return trainT, evalT, prep, nil
+}
+
+// progressive parses --progressive into a per-epoch training transform:
+// the same augmentation as --size, at the size in force for each epoch.
+func progressive(a trainArgs) (func(int) *data.Transform, error) {
+	type step struct{ size, epoch int }
+	var steps []step
+	for _, part := range strings.Split(a.Progressive, ",") {
+		ss, es, ok := strings.Cut(strings.TrimSpace(part), "@")
+		size, err1 := strconv.Atoi(ss)
+		epoch, err2 := strconv.Atoi(es)
+		if !ok || err1 != nil || err2 != nil || size < 8 || size > 1024 || epoch < 1 {
+			return nil, fmt.Errorf("--progressive %q: want size@epoch,... (sizes 8..1024, epochs from 1)", a.Progressive)
+		}
+		if len(steps) > 0 && epoch <= steps[len(steps)-1].epoch {
+			return nil, fmt.Errorf("--progressive %q: epochs must increase", a.Progressive)
+		}
+		steps = append(steps, step{size, epoch})
+	}
+	if steps[0].epoch != 1 {
+		return nil, fmt.Errorf("--progressive %q: the first size must start at epoch 1", a.Progressive)
+	}
+	if last := steps[len(steps)-1].size; last != a.Size {
+		return nil, fmt.Errorf("--progressive %q ends at %d but --size (the evaluation size) is %d", a.Progressive, last, a.Size)
+	}
+	cache := map[int]*data.Transform{}
+	return func(e int) *data.Transform {
+		size := steps[0].size
+		for _, s := range steps {
+			if e+1 >= s.epoch {
+				size = s.size
+			}
+		}
+		if t := cache[size]; t != nil {
+			return t
+		}
+		b := a
+		b.Size = size
+		t, _, _, _ := transforms(&b, nil)
+		cache[size] = t
+		return t
+	}, nil
 }
 
 // newTrainModel builds the model to train: the variant's widths (or custom

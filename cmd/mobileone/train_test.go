@@ -106,6 +106,8 @@ func TestTrainEvalPredict(t *testing.T) {
 
 func TestTrainBadInput(t *testing.T) {
 	dir := t.TempDir()
+	toy := filepath.Join(dir, "toy")
+	writeToyFolder(t, toy)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -115,6 +117,7 @@ func TestTrainBadInput(t *testing.T) {
 		{[]string{"train", "-o", dir, "--data", "fashion-mnist", "--fashion-mnist-dir", dir}, "dataset-fashion-mnist"},
 		{[]string{"train", "--resume", dir}, "checkpoint.safetensors"},
 		{[]string{"train", "--resume", dir, "--epochs", "3"}, "no other flags"},
+		{[]string{"train", "-o", filepath.Join(dir, "p"), "--data", toy, "--size", "16", "--progressive", "12@1,20@3"}, "ends at 20"},
 		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--data", dir}, "class"},
 	} {
 		code, _, errs := cli(tc.args...)
