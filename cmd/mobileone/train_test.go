@@ -106,7 +106,7 @@ func TestTrainEvalPredict(t *testing.T) {
 
 func TestTrainBadInput(t *testing.T) {
 	dir := t.TempDir()
-	toy := filepath.Join(dir, "toy")
+	toy := t.TempDir()
 	writeToyFolder(t, toy)
 	for _, tc := range []struct {
 		args []string
