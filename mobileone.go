@@ -55,7 +55,9 @@ type planCache struct {
 // for a model without classifier). A fused model runs through a Plan that is
 // made on first use for each input shape and reused (packed weights,
 // preallocated buffers); Forward is safe for concurrent use, but calls are
-// serialised. An unfused model runs its branches layer by layer.
+// serialised. The plan copies the weights when it is made: after changing a
+// fused model's weights in place, use a new Model (FromModel). An unfused
+// model runs its branches layer by layer.
 func (m *Model) Forward(x *tensor.Tensor) (*tensor.Tensor, error) {
 	if !m.IsFused() || m.plan == nil {
 		return m.Model.Forward(x)
