@@ -72,14 +72,6 @@ func ToNaming(keys []string, sd map[string]*tensor.Tensor, n Naming) ([]string, 
 	if n != NamingTimm {
 		return keys, sd
 	}
-	rev := strings.NewReplacer(
-		".rbr_conv.", ".conv_kxk.",
-		".rbr_scale.", ".conv_scale.",
-		".rbr_skip.", ".identity.",
-		".se.reduce.", ".attn.fc1.",
-		".se.expand.", ".attn.fc2.",
-	)
-	stage := regexp.MustCompile(`^stage(\d+)\.`)
 	nkeys := make([]string, len(keys))
 	out := make(map[string]*tensor.Tensor, len(sd))
 	for i, k := range keys {
@@ -90,17 +82,28 @@ func ToNaming(keys []string, sd map[string]*tensor.Tensor, n Naming) ([]string, 
 		case strings.HasPrefix(nk, "linear."):
 			nk = "head.fc." + strings.TrimPrefix(nk, "linear.")
 		default:
-			if m := stage.FindStringSubmatch(nk); m != nil {
+			if m := authorsStage.FindStringSubmatch(nk); m != nil {
 				s, _ := strconv.Atoi(m[1])
 				nk = fmt.Sprintf("stages.%d.", s-1) + nk[len(m[0]):]
 			}
 		}
-		nk = rev.Replace("." + nk)[1:]
+		nk = authorsParts.Replace("." + nk)[1:]
 		nkeys[i] = nk
 		out[nk] = sd[k]
 	}
 	return nkeys, out
 }
+
+var (
+	authorsStage = regexp.MustCompile(`^stage(\d+)\.`)
+	authorsParts = strings.NewReplacer(
+		".rbr_conv.", ".conv_kxk.",
+		".rbr_scale.", ".conv_scale.",
+		".rbr_skip.", ".identity.",
+		".se.reduce.", ".attn.fc1.",
+		".se.expand.", ".attn.fc2.",
+	)
+)
 
 var blockKey = regexp.MustCompile(`^stage([1-4])\.(\d+)\.`)
 

@@ -6,7 +6,6 @@
 package nn
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
@@ -160,20 +159,14 @@ func (s *SE) ForwardInPlace(x *tensor.Tensor) {
 	hid := make([]float32, s.Hidden)
 	gate := make([]float32, c)
 	for i := 0; i < n; i++ {
-		for ch := 0; ch < c; ch++ {
-			var sum float64
-			for _, v := range x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw] {
-				sum += float64(v)
-			}
-			mean[ch] = float32(sum / float64(hw))
-		}
-		dense(s.Reduce.Weight.Data, s.Reduce.Bias.Data, mean, hid)
+		kernel.GlobalAvgPool(c, hw, x.Data[i*c*hw:(i+1)*c*hw], mean)
+		kernel.Linear(c, s.Hidden, mean, s.Reduce.Weight.Data, s.Reduce.Bias.Data, hid)
 		for j, v := range hid {
 			if v < 0 {
 				hid[j] = 0
 			}
 		}
-		dense(s.Expand.Weight.Data, s.Expand.Bias.Data, hid, gate)
+		kernel.Linear(s.Hidden, c, hid, s.Expand.Weight.Data, s.Expand.Bias.Data, gate)
 		for ch := 0; ch < c; ch++ {
 			g := float32(1 / (1 + math.Exp(-float64(gate[ch]))))
 			xs := x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw]
@@ -181,19 +174,6 @@ func (s *SE) ForwardInPlace(x *tensor.Tensor) {
 				xs[j] *= g
 			}
 		}
-	}
-}
-
-// dense computes out = w·in + b for w: (len(out), len(in)).
-func dense(w, b, in, out []float32) {
-	k := len(in)
-	for o := range out {
-		row := w[o*k : (o+1)*k]
-		s := float64(b[o])
-		for j, v := range in {
-			s += float64(row[j]) * float64(v)
-		}
-		out[o] = float32(s)
 	}
 }
 
@@ -216,7 +196,7 @@ func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
 	n := x.Shape[0]
 	out := tensor.New(n, l.Out)
 	for i := 0; i < n; i++ {
-		dense(l.Weight.Data, l.Bias.Data, x.Data[i*l.In:(i+1)*l.In], out.Data[i*l.Out:(i+1)*l.Out])
+		kernel.Linear(l.In, l.Out, x.Data[i*l.In:(i+1)*l.In], l.Weight.Data, l.Bias.Data, out.Data[i*l.Out:(i+1)*l.Out])
 	}
 	return out
 }
@@ -226,13 +206,7 @@ func GlobalAvgPool(x *tensor.Tensor) *tensor.Tensor {
 	n, c := x.Shape[0], x.Shape[1]
 	hw := x.Shape[2] * x.Shape[3]
 	out := tensor.New(n, c)
-	for i := 0; i < n*c; i++ {
-		var s float64
-		for _, v := range x.Data[i*hw : (i+1)*hw] {
-			s += float64(v)
-		}
-		out.Data[i] = float32(s / float64(hw))
-	}
+	kernel.GlobalAvgPool(n*c, hw, x.Data, out.Data)
 	return out
 }
 
@@ -243,14 +217,4 @@ func ReLUInPlace(x *tensor.Tensor) {
 			x.Data[i] = 0
 		}
 	}
-}
-
-func checkInput(x *tensor.Tensor, c int, what string) error {
-	if len(x.Shape) != 4 {
-		return fmt.Errorf("%s: input must be (N, C, H, W), got %s", what, tensor.ShapeString(x.Shape))
-	}
-	if x.Shape[1] != c {
-		return fmt.Errorf("%s: input has %d channels, want %d", what, x.Shape[1], c)
-	}
-	return nil
 }

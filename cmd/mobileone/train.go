@@ -156,7 +156,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	trTrain, trEval, prep, err := transforms(&a, trainDS)
+	trTrain, trEval, prep, err := transforms(&a)
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func openData(a trainArgs) (trainDS, valDS data.Dataset, labels []string, err er
 
 // transforms builds the training and evaluation transforms and the matching
 // inference preprocessing, filling in the size, channels and stem defaults.
-func transforms(a *trainArgs, ds data.Dataset) (trainT, evalT *data.Transform, prep imageproc.Params, err error) {
+func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Params, err error) {
 	fashion := a.Data == "fashion-mnist"
 	if a.Size == 0 {
 		a.Size = 224
@@ -378,7 +378,7 @@ func progressive(a trainArgs) (func(int) *data.Transform, error) {
 		}
 		b := a
 		b.Size = size
-		t, _, _, _ := transforms(&b, nil)
+		t, _, _, _ := transforms(&b)
 		cache[size] = t
 		return t
 	}, nil
