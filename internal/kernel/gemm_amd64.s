@@ -2253,3 +2253,277 @@ scaleReLUAVX512_next:
 scaleReLUAVX512_done:
 	VZEROUPPER
 	RET
+
+// func gemvAVX2(w []float32, x []float32, y []float32, in int, rows int)
+// Requires: AVX, FMA3
+TEXT ·gemvAVX2(SB), NOSPLIT, $0-88
+	MOVQ w_base+0(FP), SI
+	MOVQ x_base+24(FP), DX
+	MOVQ y_base+48(FP), DI
+	MOVQ in+72(FP), CX
+	MOVQ rows+80(FP), R8
+	MOVQ CX, R9
+	SHLQ $0x02, R9
+	MOVQ CX, BX
+	ANDQ $0x00000007, BX
+	MOVQ CX, R10
+	SUBQ BX, R10
+	SHLQ $0x02, R10
+	MOVQ R10, R14
+	SUBQ $0x00000040, R14
+
+gemvAVX2_rows4:
+	CMPQ   R8, $0x00000004
+	JL     gemvAVX2_rows1
+	VXORPS Y0, Y0, Y0
+	VXORPS Y4, Y4, Y4
+	VXORPS Y1, Y1, Y1
+	VXORPS Y5, Y5, Y5
+	VXORPS Y2, Y2, Y2
+	VXORPS Y6, Y6, Y6
+	VXORPS Y3, Y3, Y3
+	VXORPS Y7, Y7, Y7
+	LEAQ   (SI)(R9*1), R11
+	LEAQ   (R11)(R9*1), R12
+	LEAQ   (R12)(R9*1), R13
+	XORQ   AX, AX
+
+gemvAVX2_r4_loop2:
+	CMPQ        AX, R14
+	JG          gemvAVX2_r4_one
+	VMOVUPS     (DX)(AX*1), Y8
+	VMOVUPS     32(DX)(AX*1), Y9
+	VFMADD231PS (SI)(AX*1), Y8, Y0
+	VFMADD231PS (R11)(AX*1), Y8, Y1
+	VFMADD231PS (R12)(AX*1), Y8, Y2
+	VFMADD231PS (R13)(AX*1), Y8, Y3
+	VFMADD231PS 32(SI)(AX*1), Y9, Y4
+	VFMADD231PS 32(R11)(AX*1), Y9, Y5
+	VFMADD231PS 32(R12)(AX*1), Y9, Y6
+	VFMADD231PS 32(R13)(AX*1), Y9, Y7
+	ADDQ        $0x00000040, AX
+	JMP         gemvAVX2_r4_loop2
+
+gemvAVX2_r4_one:
+	CMPQ        AX, R10
+	JGE         gemvAVX2_r4_sum
+	VMOVUPS     (DX)(AX*1), Y8
+	VFMADD231PS (SI)(AX*1), Y8, Y0
+	VFMADD231PS (R11)(AX*1), Y8, Y1
+	VFMADD231PS (R12)(AX*1), Y8, Y2
+	VFMADD231PS (R13)(AX*1), Y8, Y3
+	ADDQ        $0x00000020, AX
+
+gemvAVX2_r4_sum:
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X8
+	VADDPS       X8, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X8
+	VADDPS       X8, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X8
+	VADDPS       X8, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	MOVQ         BX, CX
+
+gemvAVX2_r4_tail:
+	TESTQ       CX, CX
+	JE          gemvAVX2_r4_store
+	VMOVSS      (DX)(AX*1), X8
+	VFMADD231SS (SI)(AX*1), X8, X0
+	VFMADD231SS (R11)(AX*1), X8, X1
+	VFMADD231SS (R12)(AX*1), X8, X2
+	VFMADD231SS (R13)(AX*1), X8, X3
+	ADDQ        $0x00000004, AX
+	DECQ        CX
+	JMP         gemvAVX2_r4_tail
+
+gemvAVX2_r4_store:
+	VMOVSS X0, (DI)
+	VMOVSS X1, 4(DI)
+	VMOVSS X2, 8(DI)
+	VMOVSS X3, 12(DI)
+	LEAQ   (R13)(R9*1), SI
+	ADDQ   $0x00000010, DI
+	SUBQ   $0x00000004, R8
+	JMP    gemvAVX2_rows4
+
+gemvAVX2_rows1:
+	TESTQ  R8, R8
+	JE     gemvAVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y4, Y4, Y4
+	XORQ   AX, AX
+
+gemvAVX2_r1_loop2:
+	CMPQ        AX, R14
+	JG          gemvAVX2_r1_one
+	VMOVUPS     (DX)(AX*1), Y8
+	VMOVUPS     32(DX)(AX*1), Y9
+	VFMADD231PS (SI)(AX*1), Y8, Y0
+	VFMADD231PS 32(SI)(AX*1), Y9, Y4
+	ADDQ        $0x00000040, AX
+	JMP         gemvAVX2_r1_loop2
+
+gemvAVX2_r1_one:
+	CMPQ        AX, R10
+	JGE         gemvAVX2_r1_sum
+	VMOVUPS     (DX)(AX*1), Y8
+	VFMADD231PS (SI)(AX*1), Y8, Y0
+	ADDQ        $0x00000020, AX
+
+gemvAVX2_r1_sum:
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVQ         BX, CX
+
+gemvAVX2_r1_tail:
+	TESTQ       CX, CX
+	JE          gemvAVX2_r1_store
+	VMOVSS      (DX)(AX*1), X8
+	VFMADD231SS (SI)(AX*1), X8, X0
+	ADDQ        $0x00000004, AX
+	DECQ        CX
+	JMP         gemvAVX2_r1_tail
+
+gemvAVX2_r1_store:
+	VMOVSS X0, (DI)
+	LEAQ   (SI)(R9*1), SI
+	ADDQ   $0x00000004, DI
+	SUBQ   $0x00000001, R8
+	JMP    gemvAVX2_rows1
+
+gemvAVX2_done:
+	VZEROUPPER
+	RET
+
+// func rowSumAVX2(x []float32, out []float32, c int, hw int, scale float32)
+// Requires: AVX, SSE
+TEXT ·rowSumAVX2(SB), NOSPLIT, $0-68
+	MOVQ  x_base+0(FP), SI
+	MOVQ  out_base+24(FP), DI
+	MOVQ  c+48(FP), R8
+	MOVQ  hw+56(FP), CX
+	MOVSS scale+64(FP), X3
+	MOVQ  CX, R9
+	SHLQ  $0x02, R9
+	MOVQ  CX, BX
+	ANDQ  $0x00000007, BX
+	MOVQ  CX, R10
+	SUBQ  BX, R10
+	SHLQ  $0x02, R10
+	TESTQ R8, R8
+	JE    rowSumAVX2_done
+
+rowSumAVX2_row:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   AX, AX
+
+rowSumAVX2_loop:
+	CMPQ   AX, R10
+	JGE    rowSumAVX2_sum
+	VADDPS (SI)(AX*1), Y0, Y0
+	ADDQ   $0x00000020, AX
+	CMPQ   AX, R10
+	JGE    rowSumAVX2_sum
+	VADDPS (SI)(AX*1), Y1, Y1
+	ADDQ   $0x00000020, AX
+	JMP    rowSumAVX2_loop
+
+rowSumAVX2_sum:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVQ         BX, CX
+
+rowSumAVX2_tail:
+	TESTQ  CX, CX
+	JE     rowSumAVX2_store
+	VADDSS (SI)(AX*1), X0, X0
+	ADDQ   $0x00000004, AX
+	DECQ   CX
+	JMP    rowSumAVX2_tail
+
+rowSumAVX2_store:
+	VMULSS X3, X0, X0
+	VMOVSS X0, (DI)
+	ADDQ   $0x00000004, DI
+	ADDQ   R9, SI
+	DECQ   R8
+	JNZ    rowSumAVX2_row
+
+rowSumAVX2_done:
+	VZEROUPPER
+	RET
+
+// func scaleReLUAVX2(x []float32, g []float32, c int, hw int)
+// Requires: AVX
+TEXT ·scaleReLUAVX2(SB), NOSPLIT, $0-64
+	MOVQ   x_base+0(FP), SI
+	MOVQ   g_base+24(FP), DI
+	MOVQ   c+48(FP), R8
+	MOVQ   hw+56(FP), CX
+	MOVQ   CX, R9
+	SHLQ   $0x02, R9
+	MOVQ   CX, BX
+	ANDQ   $0x00000007, BX
+	MOVQ   CX, R10
+	SUBQ   BX, R10
+	SHLQ   $0x02, R10
+	VXORPS Y0, Y0, Y0
+	TESTQ  R8, R8
+	JE     scaleReLUAVX2_done
+
+scaleReLUAVX2_row:
+	VBROADCASTSS (DI), Y1
+	XORQ         AX, AX
+
+scaleReLUAVX2_loop:
+	CMPQ    AX, R10
+	JGE     scaleReLUAVX2_tailstart
+	VMULPS  (SI)(AX*1), Y1, Y2
+	VMAXPS  Y0, Y2, Y2
+	VMOVUPS Y2, (SI)(AX*1)
+	ADDQ    $0x00000020, AX
+	JMP     scaleReLUAVX2_loop
+
+scaleReLUAVX2_tailstart:
+	MOVQ BX, CX
+
+scaleReLUAVX2_tail:
+	TESTQ  CX, CX
+	JE     scaleReLUAVX2_next
+	VMOVSS (SI)(AX*1), X2
+	VMULSS X1, X2, X2
+	VMAXSS X0, X2, X2
+	VMOVSS X2, (SI)(AX*1)
+	ADDQ   $0x00000004, AX
+	DECQ   CX
+	JMP    scaleReLUAVX2_tail
+
+scaleReLUAVX2_next:
+	ADDQ $0x00000004, DI
+	ADDQ R9, SI
+	DECQ R8
+	JNZ  scaleReLUAVX2_row
+
+scaleReLUAVX2_done:
+	VZEROUPPER
+	RET

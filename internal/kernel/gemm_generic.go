@@ -36,3 +36,12 @@ func scaleReLUAVX512(x, g []float32, c, hw int) { scaleReLUGo(x, g, c, hw) }
 func gemmAVX2x6x16(kc int, a, b, c []float32, ldc int, bias []float32, rows, cols int, flags uint) {
 	gemm6x16Go(kc, a, b, c, ldc, bias, rows, cols, flags)
 }
+
+// gemvAVX2 is the twin of the assembly kernel; see gemvGo.
+func gemvAVX2(w, x, y []float32, in, rows int) { gemvGo(w, x, y, in, rows) }
+
+// rowSumAVX2 is the twin of the assembly kernel; see rowSumGo.
+func rowSumAVX2(x, out []float32, c, hw int, scale float32) { rowSumGo(x, out, c, hw, scale) }
+
+// scaleReLUAVX2 is the twin of the assembly kernel; see scaleReLUGo.
+func scaleReLUAVX2(x, g []float32, c, hw int) { scaleReLUGo(x, g, c, hw) }

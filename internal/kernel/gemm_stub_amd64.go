@@ -24,3 +24,12 @@ func rowSumAVX512(x []float32, out []float32, c int, hw int, scale float32)
 
 // scaleReLUAVX512 computes x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c, j < hw with AVX-512; see scaleReLUGo.
 func scaleReLUAVX512(x []float32, g []float32, c int, hw int)
+
+// gemvAVX2 computes y[r] = Σ_{j<in} w[r*in+j]·x[j] for r < rows with AVX2 and FMA; see gemvGo.
+func gemvAVX2(w []float32, x []float32, y []float32, in int, rows int)
+
+// rowSumAVX2 computes out[i] = scale·Σ_{j<hw} x[i*hw+j] for i < c with AVX2; see rowSumGo.
+func rowSumAVX2(x []float32, out []float32, c int, hw int, scale float32)
+
+// scaleReLUAVX2 computes x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c, j < hw with AVX2; see scaleReLUGo.
+func scaleReLUAVX2(x []float32, g []float32, c int, hw int)

@@ -45,8 +45,8 @@ var (
 		kcMax: kcMax, mcMax: mcMax, kernel: gemmGo4x8, gemv: gemvGo,
 		rowSum: rowSumGo, scaleReLU: scaleReLUGo}
 	implAVX2 = &gemmImpl{level: cpu.AVX2, name: "gemm 6x16", mr: 6, nr: 16,
-		kcMax: 256, mcMax: 144, kernel: gemmAVX2x6x16, gemv: gemvGo,
-		rowSum: rowSumGo, scaleReLU: scaleReLUGo}
+		kcMax: 256, mcMax: 144, kernel: gemmAVX2x6x16, gemv: gemvAVX2,
+		rowSum: rowSumAVX2, scaleReLU: scaleReLUAVX2}
 	implAVX512 = &gemmImpl{level: cpu.AVX512, name: "gemm 12x32", mr: 12, nr: 32,
 		kcMax: 256, mcMax: 192, kernel: gemmAVX512x12x32,
 		kernelN: gemmAVX512x12x16, nrN: 16, gemv: gemvAVX512, stem: conv3x3s2AVX512,

@@ -152,6 +152,9 @@ func TestGemv(t *testing.T) {
 	if !haveAsm || cpu.Detected.Best() >= cpu.AVX512 {
 		ks["avx512"] = gemvAVX512
 	}
+	if !haveAsm || cpu.Detected.Best() >= cpu.AVX2 {
+		ks["avx2"] = gemvAVX2
+	}
 	for name, k := range ks {
 		for _, in := range []int{0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 64, 100, 1024} {
 			for _, rows := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16} {

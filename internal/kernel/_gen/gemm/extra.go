@@ -379,3 +379,220 @@ func scaleReLUAVX512() {
 	VZEROUPPER()
 	RET()
 }
+
+// hsum8 reduces the 8 lanes of y to lane 0 of its XMM part (t is clobbered).
+func hsum8(y, t VecPhysical) {
+	x, tx := y.AsX(), t.AsX()
+	VEXTRACTF128(U8(1), y.AsY(), tx)
+	VADDPS(tx, x, x)
+	VHADDPS(x, x, x)
+	VHADDPS(x, x, x)
+}
+
+// gemvAVX2 generates y[r] = Σ_j w[r*in+j]·x[j] for r < rows with AVX2+FMA:
+// four rows per pass, two vectors of 8 columns per step (eight independent
+// FMA chains), the in%8 column tail one scalar FMA at a time.
+func gemvAVX2() {
+	name := "gemvAVX2"
+	TEXT(name, NOSPLIT, "func(w, x, y []float32, in, rows int)")
+	Doc(name + " computes y[r] = Σ_{j<in} w[r*in+j]·x[j] for r < rows with AVX2 and FMA; see gemvGo.")
+	rW, rX, rY, rIn, rRows := RSI, RDX, RDI, R9, R8
+	rEnd, rEnd2, rOff, rTail := R10, R14, RAX, RBX
+	rows := []GPPhysical{RSI, R11, R12, R13}
+	Load(Param("w").Base(), rW)
+	Load(Param("x").Base(), rX)
+	Load(Param("y").Base(), rY)
+	Load(Param("in"), RCX)
+	Load(Param("rows"), rRows)
+	MOVQ(RCX, rIn)
+	SHLQ(U8(2), rIn) // row stride in bytes
+	MOVQ(RCX, rTail)
+	ANDQ(U32(7), rTail) // scalar tail columns
+	MOVQ(RCX, rEnd)
+	SUBQ(rTail, rEnd)
+	SHLQ(U8(2), rEnd) // bytes of whole vectors
+	MOVQ(rEnd, rEnd2)
+	SUBQ(U32(64), rEnd2)
+
+	body := func(nr int, lbl string) {
+		acc := func(r, u int) VecPhysical { return ymm(r + 4*u) }
+		for r := 0; r < nr; r++ {
+			for u := 0; u < 2; u++ {
+				VXORPS(acc(r, u), acc(r, u), acc(r, u))
+			}
+		}
+		for r := 1; r < nr; r++ {
+			LEAQ(Mem{Base: rows[r-1], Index: rIn, Scale: 1}, rows[r])
+		}
+		XORQ(rOff, rOff)
+		Label(lbl + "_loop2")
+		CMPQ(rOff, rEnd2)
+		JG(LabelRef(lbl + "_one"))
+		for u := 0; u < 2; u++ {
+			VMOVUPS(Mem{Base: rX, Index: rOff, Scale: 1, Disp: 32 * u}, ymm(8+u))
+		}
+		for u := 0; u < 2; u++ {
+			for r := 0; r < nr; r++ {
+				VFMADD231PS(Mem{Base: rows[r], Index: rOff, Scale: 1, Disp: 32 * u}, ymm(8+u), acc(r, u))
+			}
+		}
+		ADDQ(U32(64), rOff)
+		JMP(LabelRef(lbl + "_loop2"))
+		Label(lbl + "_one")
+		CMPQ(rOff, rEnd)
+		JGE(LabelRef(lbl + "_sum"))
+		VMOVUPS(Mem{Base: rX, Index: rOff, Scale: 1}, ymm(8))
+		for r := 0; r < nr; r++ {
+			VFMADD231PS(Mem{Base: rows[r], Index: rOff, Scale: 1}, ymm(8), acc(r, 0))
+		}
+		ADDQ(U32(32), rOff)
+		Label(lbl + "_sum")
+		for r := 0; r < nr; r++ {
+			VADDPS(acc(r, 1), acc(r, 0), acc(r, 0))
+			hsum8(acc(r, 0), ymm(8))
+		}
+		MOVQ(rTail, RCX)
+		Label(lbl + "_tail")
+		TESTQ(RCX, RCX)
+		JE(LabelRef(lbl + "_store"))
+		VMOVSS(Mem{Base: rX, Index: rOff, Scale: 1}, ymm(8).AsX())
+		for r := 0; r < nr; r++ {
+			VFMADD231SS(Mem{Base: rows[r], Index: rOff, Scale: 1}, ymm(8).AsX(), acc(r, 0).AsX())
+		}
+		ADDQ(U32(4), rOff)
+		DECQ(RCX)
+		JMP(LabelRef(lbl + "_tail"))
+		Label(lbl + "_store")
+		for r := 0; r < nr; r++ {
+			VMOVSS(acc(r, 0).AsX(), Mem{Base: rY, Disp: 4 * r})
+		}
+		LEAQ(Mem{Base: rows[nr-1], Index: rIn, Scale: 1}, rW)
+		ADDQ(U32(4*nr), rY)
+		SUBQ(U32(nr), rRows)
+	}
+	Label(name + "_rows4")
+	CMPQ(rRows, U32(4))
+	JL(LabelRef(name + "_rows1"))
+	body(4, name+"_r4")
+	JMP(LabelRef(name + "_rows4"))
+	Label(name + "_rows1")
+	TESTQ(rRows, rRows)
+	JE(LabelRef(name + "_done"))
+	body(1, name+"_r1")
+	JMP(LabelRef(name + "_rows1"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// rowSumAVX2 generates out[i] = scale·Σ_{j<hw} x[i*hw+j] for i < c with
+// AVX2: two vector accumulators per row, the hw%8 tail added one by one.
+func rowSumAVX2() {
+	name := "rowSumAVX2"
+	TEXT(name, NOSPLIT, "func(x, out []float32, c, hw int, scale float32)")
+	Doc(name + " computes out[i] = scale·Σ_{j<hw} x[i*hw+j] for i < c with AVX2; see rowSumGo.")
+	rX, rOut, rC, rHw, rEnd, rOff, rTail := RSI, RDI, R8, R9, R10, RAX, RBX
+	Load(Param("x").Base(), rX)
+	Load(Param("out").Base(), rOut)
+	Load(Param("c"), rC)
+	Load(Param("hw"), RCX)
+	Load(Param("scale"), X3)
+	MOVQ(RCX, rHw)
+	SHLQ(U8(2), rHw)
+	MOVQ(RCX, rTail)
+	ANDQ(U32(7), rTail)
+	MOVQ(RCX, rEnd)
+	SUBQ(rTail, rEnd)
+	SHLQ(U8(2), rEnd) // bytes of whole vectors
+	TESTQ(rC, rC)
+	JE(LabelRef(name + "_done"))
+	Label(name + "_row")
+	VXORPS(Y0, Y0, Y0)
+	VXORPS(Y1, Y1, Y1)
+	XORQ(rOff, rOff)
+	Label(name + "_loop")
+	CMPQ(rOff, rEnd)
+	JGE(LabelRef(name + "_sum"))
+	VADDPS(Mem{Base: rX, Index: rOff, Scale: 1}, Y0, Y0)
+	ADDQ(U32(32), rOff)
+	CMPQ(rOff, rEnd)
+	JGE(LabelRef(name + "_sum"))
+	VADDPS(Mem{Base: rX, Index: rOff, Scale: 1}, Y1, Y1)
+	ADDQ(U32(32), rOff)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_sum")
+	VADDPS(Y1, Y0, Y0)
+	hsum8(Y0, Y2)
+	MOVQ(rTail, RCX)
+	Label(name + "_tail")
+	TESTQ(RCX, RCX)
+	JE(LabelRef(name + "_store"))
+	VADDSS(Mem{Base: rX, Index: rOff, Scale: 1}, X0, X0)
+	ADDQ(U32(4), rOff)
+	DECQ(RCX)
+	JMP(LabelRef(name + "_tail"))
+	Label(name + "_store")
+	VMULSS(X3, X0, X0)
+	VMOVSS(X0, Mem{Base: rOut})
+	ADDQ(U32(4), rOut)
+	ADDQ(rHw, rX)
+	DECQ(rC)
+	JNZ(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// scaleReLUAVX2 generates x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c,
+// j < hw with AVX2, the hw%8 tail one value at a time.
+func scaleReLUAVX2() {
+	name := "scaleReLUAVX2"
+	TEXT(name, NOSPLIT, "func(x, g []float32, c, hw int)")
+	Doc(name + " computes x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c, j < hw with AVX2; see scaleReLUGo.")
+	rX, rG, rC, rHw, rEnd, rOff, rTail := RSI, RDI, R8, R9, R10, RAX, RBX
+	Load(Param("x").Base(), rX)
+	Load(Param("g").Base(), rG)
+	Load(Param("c"), rC)
+	Load(Param("hw"), RCX)
+	MOVQ(RCX, rHw)
+	SHLQ(U8(2), rHw)
+	MOVQ(RCX, rTail)
+	ANDQ(U32(7), rTail)
+	MOVQ(RCX, rEnd)
+	SUBQ(rTail, rEnd)
+	SHLQ(U8(2), rEnd)
+	VXORPS(Y0, Y0, Y0)
+	TESTQ(rC, rC)
+	JE(LabelRef(name + "_done"))
+	Label(name + "_row")
+	VBROADCASTSS(Mem{Base: rG}, Y1)
+	XORQ(rOff, rOff)
+	Label(name + "_loop")
+	CMPQ(rOff, rEnd)
+	JGE(LabelRef(name + "_tailstart"))
+	VMULPS(Mem{Base: rX, Index: rOff, Scale: 1}, Y1, Y2)
+	VMAXPS(Y0, Y2, Y2)
+	VMOVUPS(Y2, Mem{Base: rX, Index: rOff, Scale: 1})
+	ADDQ(U32(32), rOff)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_tailstart")
+	MOVQ(rTail, RCX)
+	Label(name + "_tail")
+	TESTQ(RCX, RCX)
+	JE(LabelRef(name + "_next"))
+	VMOVSS(Mem{Base: rX, Index: rOff, Scale: 1}, X2)
+	VMULSS(X1, X2, X2)
+	VMAXSS(X0, X2, X2)
+	VMOVSS(X2, Mem{Base: rX, Index: rOff, Scale: 1})
+	ADDQ(U32(4), rOff)
+	DECQ(RCX)
+	JMP(LabelRef(name + "_tail"))
+	Label(name + "_next")
+	ADDQ(U32(4), rG)
+	ADDQ(rHw, rX)
+	DECQ(rC)
+	JNZ(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}

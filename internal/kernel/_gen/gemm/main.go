@@ -343,6 +343,9 @@ func main() {
 	conv3x3s2AVX512(permEven, permOdd, negInf)
 	rowSumAVX512()
 	scaleReLUAVX512()
+	gemvAVX2()
+	rowSumAVX2()
+	scaleReLUAVX2()
 	Generate()
 }
 
