@@ -3,10 +3,24 @@ package model
 import (
 	"fmt"
 	"math"
+	"os"
 	"time"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/nn"
+)
+
+// Layouts of a Plan's activations.
+const (
+	// LayoutBlocked keeps activations in 16-channel blocks (NCHW16c, see
+	// kernel.BlockedLen): the stem reads the NCHW image and writes blocks;
+	// depthwise and pointwise layers read and write blocks at full vector
+	// width whatever the map size, and 1×1 layers need no packing at run
+	// time. The default whenever every layer has a blocked kernel.
+	LayoutBlocked = "blocked"
+	// LayoutNCHW runs every layer on NCHW planes through kernel.ConvOp
+	// (packed GEMM for 1×1 and dense layers, direct depthwise kernels).
+	LayoutNCHW = "nchw"
 )
 
 // Plan is a fused model prepared for repeated inference at one input shape
@@ -16,12 +30,18 @@ import (
 // goroutine.
 type Plan struct {
 	N, C, H, W int
-	layers     []planLayer
-	bufA, bufB []float32 // ping-pong activations of one image
-	pooled     []float32
-	logits     []float32 // (N, classes)
-	linear     *nn.Linear
-	outC       int
+	// Layout is LayoutBlocked or LayoutNCHW.
+	Layout string
+	layers []planLayer
+	lanes  []planLane // activation buffers per image in flight
+	logits []float32  // (N, classes)
+	linear *nn.Linear
+	outC   int
+
+	// Set for the duration of a batch-parallel Run.
+	x        []float32
+	laneTask func(t int)
+	workers  int // thread cap of every op during the run (0: none)
 
 	// Profile, when set, makes Run record the time of every layer.
 	Profile bool
@@ -29,9 +49,21 @@ type Plan struct {
 	runs    int
 }
 
+// planLane holds what one image needs while it runs through the network.
+type planLane struct {
+	bufA, bufB []float32 // ping-pong activations
+	pooled     []float32
+	se         []seBuf // by layer; empty for layers without SE
+}
+
+type seBuf struct{ mean, hid, gate []float32 }
+
 type planLayer struct {
 	name             string
-	op               *kernel.ConvOp
+	op               *kernel.ConvOp // NCHW layout
+	stem             *kernel.StemOp // blocked layout: exactly one of stem, dw, pw
+	dw               *kernel.DepthwiseOp
+	pw               *kernel.PointwiseOp
 	in, out          int // values per image
 	outC, outH, outW int
 	se               *planSE
@@ -42,24 +74,64 @@ type planSE struct {
 	c, hidden int
 	w1, b1    []float32
 	w2, b2    []float32
-	mean, hid []float32
-	gate      []float32
 	planeSize int
+	blocked   bool
 }
 
 // NewPlan prepares m (fused here if it is not) for inputs of shape
-// (n, InChannels, h, w).
+// (n, InChannels, h, w), in the blocked layout when every layer supports it
+// (the environment variable MOBILEONE_LAYOUT=nchw forces the NCHW engine).
 func NewPlan(m *Model, n, h, w int) (*Plan, error) {
+	layout := LayoutBlocked
+	if os.Getenv("MOBILEONE_LAYOUT") == LayoutNCHW {
+		layout = LayoutNCHW
+	}
+	return NewPlanLayout(m, n, h, w, layout)
+}
+
+// blockedOK reports whether every layer of the fused model m has a blocked
+// kernel: a dense 3×3 pad-1 stem, then depthwise 3×3 pad-1 and 1×1
+// stride-1 layers.
+func blockedOK(m *Model) bool {
+	for i, nb := range m.Blocks() {
+		f := nb.Block.Fused
+		c := kernel.Conv{InC: f.InC, InH: 8, InW: 8, OutC: f.OutC, K: f.K, Stride: f.Stride, Pad: f.Pad, Groups: f.Groups}
+		switch {
+		case i == 0 && kernel.StemBlockedOK(c):
+		case i > 0 && kernel.DepthwiseBlockedOK(c):
+		case i > 0 && isPointwise(c):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isPointwise(c kernel.Conv) bool {
+	return c.K == 1 && c.Stride == 1 && c.Pad == 0 && max(c.Groups, 1) == 1
+}
+
+// NewPlanLayout is NewPlan with the activation layout chosen by the caller:
+// LayoutNCHW, or LayoutBlocked, which falls back to NCHW for a model with a
+// layer the blocked kernels do not cover.
+func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	if n < 1 || h < 1 || w < 1 {
 		return nil, fmt.Errorf("plan: bad input size %d×%d×%d", n, h, w)
+	}
+	if layout != LayoutNCHW && layout != LayoutBlocked {
+		return nil, fmt.Errorf("plan: unknown layout %q (want %s or %s)", layout, LayoutBlocked, LayoutNCHW)
 	}
 	if !m.IsFused() {
 		m = m.Fuse()
 	}
-	p := &Plan{N: n, C: m.Config.InChannels, H: h, W: w, linear: m.Linear}
-	maxBuf := m.Config.InChannels * h * w
+	if layout == LayoutBlocked && !blockedOK(m) {
+		layout = LayoutNCHW
+	}
+	blocked := layout == LayoutBlocked
+	p := &Plan{N: n, C: m.Config.InChannels, H: h, W: w, Layout: layout, linear: m.Linear}
+	maxBuf := 0
 	ch, hh, ww := m.Config.InChannels, h, w
-	for _, nb := range m.Blocks() {
+	for i, nb := range m.Blocks() {
 		b := nb.Block
 		f := b.Fused
 		c := kernel.Conv{InC: ch, InH: hh, InW: ww, OutC: f.OutC, K: f.K, Stride: f.Stride, Pad: f.Pad, Groups: f.Groups}
@@ -67,16 +139,28 @@ func NewPlan(m *Model, n, h, w int) (*Plan, error) {
 		if oh < 1 || ow < 1 {
 			return nil, fmt.Errorf("plan: input %d×%d is too small for %s", h, w, nb.Name)
 		}
+		relu := b.SE == nil // with SE, ReLU follows the gate
 		l := planLayer{
-			name: nb.Name, op: kernel.NewConvOp(c, f.Weight.Data, f.Bias.Data, b.SE == nil),
-			in: ch * hh * ww, out: f.OutC * oh * ow, outC: f.OutC, outH: oh, outW: ow,
+			name: nb.Name, in: ch * hh * ww, out: f.OutC * oh * ow, outC: f.OutC, outH: oh, outW: ow,
 			macs: int64(f.MACs(hh, ww)),
+		}
+		switch {
+		case !blocked:
+			l.op = kernel.NewConvOp(c, f.Weight.Data, f.Bias.Data, relu)
+		case i == 0:
+			l.stem = kernel.NewStemOp(c, f.Weight.Data, f.Bias.Data, relu)
+			l.out = kernel.BlockedLen(f.OutC, oh*ow)
+		case isPointwise(c):
+			l.pw = kernel.NewPointwiseOp(ch, f.OutC, f.Weight.Data, f.Bias.Data, relu)
+			l.in, l.out = kernel.BlockedLen(ch, hh*ww), kernel.BlockedLen(f.OutC, oh*ow)
+		default:
+			l.dw = kernel.NewDepthwiseOp(c, f.Weight.Data, f.Bias.Data, relu)
+			l.in, l.out = kernel.BlockedLen(ch, hh*ww), kernel.BlockedLen(f.OutC, oh*ow)
 		}
 		if b.SE != nil {
 			s := b.SE
 			l.se = &planSE{c: s.C, hidden: s.Hidden, w1: s.Reduce.Weight.Data, b1: s.Reduce.Bias.Data,
-				w2: s.Expand.Weight.Data, b2: s.Expand.Bias.Data, mean: make([]float32, s.C),
-				hid: make([]float32, s.Hidden), gate: make([]float32, s.C), planeSize: oh * ow}
+				w2: s.Expand.Weight.Data, b2: s.Expand.Bias.Data, planeSize: oh * ow, blocked: blocked}
 			l.macs += int64(s.MACs())
 		}
 		p.layers = append(p.layers, l)
@@ -84,9 +168,25 @@ func NewPlan(m *Model, n, h, w int) (*Plan, error) {
 		ch, hh, ww = f.OutC, oh, ow
 	}
 	p.outC = ch
-	p.bufA = make([]float32, maxBuf)
-	p.bufB = make([]float32, maxBuf)
-	p.pooled = make([]float32, ch)
+	// Batch-parallel runs (blocked layout) keep up to two images in flight.
+	nLanes := 1
+	if blocked && n > 1 {
+		nLanes = min(n, maxLanes)
+	}
+	p.lanes = make([]planLane, nLanes)
+	for i := range p.lanes {
+		ln := &p.lanes[i]
+		ln.bufA = make([]float32, maxBuf)
+		ln.bufB = make([]float32, maxBuf)
+		ln.pooled = make([]float32, ch)
+		ln.se = make([]seBuf, len(p.layers))
+		for li, l := range p.layers {
+			if l.se != nil {
+				ln.se[li] = seBuf{mean: make([]float32, l.se.c), hid: make([]float32, l.se.hidden), gate: make([]float32, l.se.c)}
+			}
+		}
+	}
+	p.laneTask = p.runLane
 	if m.Linear != nil {
 		p.logits = make([]float32, n*m.Linear.Out)
 	} else {
@@ -99,54 +199,33 @@ func NewPlan(m *Model, n, h, w int) (*Plan, error) {
 // Outputs is the number of values Run returns per image.
 func (p *Plan) Outputs() int { return len(p.logits) / p.N }
 
+// maxLanes bounds the images a batch-parallel Run keeps in flight.
+const maxLanes = 8
+
 // Run computes the logits (N, classes) — or pooled features (N, C) for a
 // model without classifier — of x: (N, C, H, W) flattened. The returned
 // slice belongs to the plan and is overwritten by the next Run.
+//
+// With more than one image and more than one thread (kernel.Threads), the
+// blocked layout runs whole images in parallel, each on one thread (no
+// synchronisation between layers); otherwise images run one after another
+// and every layer spreads its work over the threads.
 func (p *Plan) Run(x []float32) ([]float32, error) {
 	per := p.C * p.H * p.W
 	if len(x) != p.N*per {
 		return nil, fmt.Errorf("plan: input has %d values, want %d (%d×%d×%d×%d)", len(x), p.N*per, p.N, p.C, p.H, p.W)
 	}
-	outs := p.Outputs()
+	lanes := min(len(p.lanes), kernel.Threads())
+	if lanes > 1 && !p.Profile {
+		p.setWorkers(1)
+		p.x = x
+		kernel.Parallel(lanes, lanes, p.laneTask)
+		p.x = nil
+		p.setWorkers(0)
+		return p.logits, nil
+	}
 	for i := 0; i < p.N; i++ {
-		src := x[i*per : (i+1)*per]
-		dst := p.bufA
-		for li := range p.layers {
-			l := &p.layers[li]
-			var t0 time.Time
-			if p.Profile {
-				t0 = time.Now()
-			}
-			out := dst[:l.out]
-			l.op.Run(src[:l.in], out)
-			if l.se != nil {
-				l.se.apply(out)
-			}
-			if p.Profile {
-				p.times[li] += time.Since(t0)
-			}
-			src = out
-			if &dst[0] == &p.bufA[0] {
-				dst = p.bufB
-			} else {
-				dst = p.bufA
-			}
-		}
-		var t0 time.Time
-		if p.Profile {
-			t0 = time.Now()
-		}
-		last := &p.layers[len(p.layers)-1]
-		kernel.GlobalAvgPool(p.outC, last.outH*last.outW, src[:last.out], p.pooled)
-		y := p.logits[i*outs : (i+1)*outs]
-		if p.linear != nil {
-			kernel.Linear(p.linear.In, p.linear.Out, p.pooled, p.linear.Weight.Data, p.linear.Bias.Data, y)
-		} else {
-			copy(y, p.pooled)
-		}
-		if p.Profile {
-			p.times[len(p.layers)] += time.Since(t0)
-		}
+		p.runImage(&p.lanes[0], x, i)
 	}
 	if p.Profile {
 		p.runs++
@@ -154,19 +233,109 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 	return p.logits, nil
 }
 
+// runLane runs images lane, lane+lanes, ... of p.x on the calling goroutine.
+func (p *Plan) runLane(lane int) {
+	step := min(len(p.lanes), kernel.Threads())
+	for i := lane; i < p.N; i += step {
+		p.runImage(&p.lanes[lane], p.x, i)
+	}
+}
+
+// setWorkers caps the threads of every blocked op (0: kernel.Threads()).
+func (p *Plan) setWorkers(n int) {
+	p.workers = n
+	for i := range p.layers {
+		l := &p.layers[i]
+		switch {
+		case l.stem != nil:
+			l.stem.Workers = n
+		case l.pw != nil:
+			l.pw.Workers = n
+		case l.dw != nil:
+			l.dw.Workers = n
+		}
+	}
+}
+
+// runImage computes the outputs of image i of x with lane ln's buffers.
+func (p *Plan) runImage(ln *planLane, x []float32, i int) {
+	per := p.C * p.H * p.W
+	outs := p.Outputs()
+	src := x[i*per : (i+1)*per]
+	dst := ln.bufA
+	for li := range p.layers {
+		l := &p.layers[li]
+		var t0 time.Time
+		if p.Profile {
+			t0 = time.Now()
+		}
+		out := dst[:l.out]
+		in := src[:l.in]
+		switch {
+		case l.op != nil:
+			l.op.Run(in, out)
+		case l.stem != nil:
+			l.stem.Run(in, out)
+		case l.pw != nil:
+			l.pw.Run(in, l.outH*l.outW, out)
+		default:
+			l.dw.Run(in, out)
+		}
+		if l.se != nil {
+			l.se.apply(out, &ln.se[li])
+		}
+		if p.Profile {
+			p.times[li] += time.Since(t0)
+		}
+		src = out
+		if &dst[0] == &ln.bufA[0] {
+			dst = ln.bufB
+		} else {
+			dst = ln.bufA
+		}
+	}
+	var t0 time.Time
+	if p.Profile {
+		t0 = time.Now()
+	}
+	last := &p.layers[len(p.layers)-1]
+	if p.Layout == LayoutBlocked {
+		kernel.BlockedAvgPool(p.outC, last.outH*last.outW, src[:last.out], ln.pooled)
+	} else {
+		kernel.GlobalAvgPool(p.outC, last.outH*last.outW, src[:last.out], ln.pooled)
+	}
+	y := p.logits[i*outs : (i+1)*outs]
+	if p.linear != nil {
+		kernel.LinearLimit(p.linear.In, p.linear.Out, ln.pooled, p.linear.Weight.Data, p.linear.Bias.Data, y, p.workers)
+	} else {
+		copy(y, ln.pooled)
+	}
+	if p.Profile {
+		p.times[len(p.layers)] += time.Since(t0)
+	}
+}
+
 // apply computes x *= sigmoid(W2·relu(W1·mean(x) + b1) + b2) per channel, then ReLU.
-func (s *planSE) apply(x []float32) {
+func (s *planSE) apply(x []float32, b *seBuf) {
 	hw := s.planeSize
-	kernel.GlobalAvgPool(s.c, hw, x, s.mean)
-	kernel.Linear(s.c, s.hidden, s.mean, s.w1, s.b1, s.hid)
-	for j, v := range s.hid {
-		s.hid[j] = max(v, 0)
+	if s.blocked {
+		kernel.BlockedAvgPool(s.c, hw, x, b.mean)
+	} else {
+		kernel.GlobalAvgPool(s.c, hw, x, b.mean)
 	}
-	kernel.Linear(s.hidden, s.c, s.hid, s.w2, s.b2, s.gate)
-	for ch, v := range s.gate {
-		s.gate[ch] = float32(1 / (1 + math.Exp(-float64(v))))
+	kernel.LinearLimit(s.c, s.hidden, b.mean, s.w1, s.b1, b.hid, 1)
+	for j, v := range b.hid {
+		b.hid[j] = max(v, 0)
 	}
-	kernel.ScaleChannelsReLU(s.c, hw, x, s.gate)
+	kernel.LinearLimit(s.hidden, s.c, b.hid, s.w2, s.b2, b.gate, 1)
+	for ch, v := range b.gate {
+		b.gate[ch] = float32(1 / (1 + math.Exp(-float64(v))))
+	}
+	if s.blocked {
+		kernel.BlockedScaleReLU(s.c, hw, x, b.gate)
+	} else {
+		kernel.ScaleChannelsReLU(s.c, hw, x, b.gate)
+	}
 }
 
 // LayerTime is one layer's share of a profiled Plan's run time.

@@ -20,46 +20,51 @@ func TestPlanMatchesForward(t *testing.T) {
 		{Config{Name: "backbone", Channels: [5]int{16, 16, 32, 32, 64}, Blocks: [4]int{1, 1, 2, 1}, K: 2, InChannels: 3, StemStride: 2}, 2, 33, 31},
 	}
 	for _, tc := range tests {
-		t.Run(tc.cfg.Name, func(t *testing.T) {
-			m, err := New(tc.cfg, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.InitRandom(11)
-			f := m.Fuse()
-			x := randInput(5, tc.n, tc.cfg.InChannels, tc.h, tc.w)
-			want, err := f.Forward(x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := NewPlan(m, tc.n, tc.h, tc.w) // fuses internally
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := p.Run(x.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(want.Data) {
-				t.Fatalf("plan gives %d values, forward %d", len(got), len(want.Data))
-			}
-			if d := maxRelDiff(got, want.Data); d > 1e-5 {
-				t.Errorf("plan vs forward: max rel diff %.3g", d)
-			}
-			if _, err := p.Run(x.Data[1:]); err == nil {
-				t.Error("a short input must be an error")
-			}
-			if !raceEnabled {
-				if a := testing.AllocsPerRun(5, func() { p.Run(x.Data) }); a != 0 {
-					t.Errorf("Run allocates %.1f times per call, want 0", a)
+		for _, layout := range []string{LayoutBlocked, LayoutNCHW} {
+			t.Run(tc.cfg.Name+"/"+layout, func(t *testing.T) {
+				m, err := New(tc.cfg, false)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			p.Profile = true
-			p.Run(x.Data)
-			prof := p.Profiled()
-			if len(prof) != len(m.Blocks())+1 || prof[0].Name != "stage0" || prof[0].MACs <= 0 {
-				t.Errorf("profile %+v", prof[:2])
-			}
-		})
+				m.InitRandom(11)
+				f := m.Fuse()
+				x := randInput(5, tc.n, tc.cfg.InChannels, tc.h, tc.w)
+				want, err := f.Forward(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := NewPlanLayout(m, tc.n, tc.h, tc.w, layout) // fuses internally
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Layout != layout {
+					t.Errorf("plan layout %q, want %q", p.Layout, layout)
+				}
+				got, err := p.Run(x.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(want.Data) {
+					t.Fatalf("plan gives %d values, forward %d", len(got), len(want.Data))
+				}
+				if d := maxRelDiff(got, want.Data); d > 1e-5 {
+					t.Errorf("plan vs forward: max rel diff %.3g", d)
+				}
+				if _, err := p.Run(x.Data[1:]); err == nil {
+					t.Error("a short input must be an error")
+				}
+				if !raceEnabled {
+					if a := testing.AllocsPerRun(5, func() { p.Run(x.Data) }); a != 0 {
+						t.Errorf("Run allocates %.1f times per call, want 0", a)
+					}
+				}
+				p.Profile = true
+				p.Run(x.Data)
+				prof := p.Profiled()
+				if len(prof) != len(m.Blocks())+1 || prof[0].Name != "stage0" || prof[0].MACs <= 0 {
+					t.Errorf("profile %+v", prof[:2])
+				}
+			})
+		}
 	}
 }

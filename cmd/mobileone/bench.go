@@ -22,14 +22,17 @@ import (
 )
 
 const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4 [--random-seed N]) [--threads N] [--batch B]
-                       [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--json] [--profile]
+                       [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--layout blocked|nchw]
+                       [--json] [--profile]
 
 Measures the latency of the fused network with the authors' ModelBench method:
 per round, one warm-up run, then --runs timed runs, sorted, and the --trim
 fastest and slowest dropped. Prints the minimum, median and p90 over all timed
 runs and the trimmed mean, plus the kernels chosen and the CPU features seen.
 Without -w the weights are random (seeded). MOBILEONE_KERNELS=purego|avx2|avx512
-forces a kernel family. --profile adds the time of every layer.`
+forces a kernel family. --layout nchw runs the NCHW engine instead of the
+default channel-blocked one (for comparison). --profile adds the time of
+every layer.`
 
 type benchResult struct {
 	Variant    string            `json:"variant"`
@@ -48,6 +51,7 @@ type benchResult struct {
 	ImagesPerS float64           `json:"images_per_s"`
 	GFLOPS     float64           `json:"gflops"`
 	Kernels    string            `json:"kernels"`
+	Layout     string            `json:"layout"`
 	CPU        string            `json:"cpu"`
 	Features   string            `json:"cpu_features"`
 	GoVersion  string            `json:"go"`
@@ -67,6 +71,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	trim := fs.Int("trim", 10, "fastest and slowest runs dropped per round for the trimmed mean")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.Bool("profile", false, "also print the time of every layer")
+	layout := fs.String("layout", model.LayoutBlocked, "activation layout: blocked or nchw")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -108,7 +113,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	kernel.SetThreads(*threads)
 	defer kernel.SetThreads(0)
-	plan, err := model.NewPlan(m.Model, *batch, h, w)
+	plan, err := model.NewPlanLayout(m.Model, *batch, h, w, *layout)
 	if err != nil {
 		return err
 	}
@@ -150,7 +155,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		Variant: name, Checkpoint: weights, Batch: *batch, Height: h, Width: w, Threads: *threads,
 		Rounds: *rounds, Runs: *runs, Trim: *trim,
 		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
-		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), CPU: cpuName(),
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: plan.Layout, CPU: cpuName(),
 		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
 	}
 	res.ImagesPerS = float64(*batch) / (res.MedianMS / 1e3)
@@ -166,7 +171,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	fmt.Fprintf(stdout, "MobileOne %s (fused), batch %d, %dx%d, %d threads\n", name, *batch, h, w, *threads)
-	fmt.Fprintf(stdout, "kernels: %s; CPU: %s (%s)\n", res.Kernels, res.CPU, res.Features)
+	fmt.Fprintf(stdout, "kernels: %s, %s layout; CPU: %s (%s)\n", res.Kernels, res.Layout, res.CPU, res.Features)
 	fmt.Fprintf(stdout, "%d rounds x %d runs, trim %d: min %.3f ms  median %.3f ms  mean %.3f ms  p90 %.3f ms\n",
 		*rounds, *runs, *trim, res.MinMS, res.MedianMS, res.MeanMS, res.P90MS)
 	fmt.Fprintf(stdout, "%.1f images/s at the median, %.1f GFLOP/s at the minimum\n", res.ImagesPerS, res.GFLOPS)

@@ -16,6 +16,14 @@
 // routine has a pure-Go twin (microkernel_twin.go). ConvOp packs a
 // convolution's weights once for repeated runs. Work is spread over up to Threads() goroutines from a persistent
 // pool (parallel.go). The naive kernels in package ref are the test oracle.
+//
+// The inference engine runs on the channel-blocked layout of blocked.go
+// (16 channels per vector): StemOp (dense 3×3 from the NCHW image,
+// stemblocked*.go), DepthwiseOp (3×3 depthwise, dwblocked*.go) and
+// PointwiseOp (1×1, pointwise*.go: 6 pixels × 64 output channels per
+// AVX-512 micro-tile, input read in place), each with avo-generated
+// AVX-512 and AVX2 kernels (_gen/stemb, _gen/dwb, _gen/pw) and pure-Go
+// twins. The NCHW ConvOp path above stays for anything else.
 package kernel
 
 // Conv describes a 2-D convolution of one image in NCHW layout with a square
@@ -117,6 +125,11 @@ func ScaleChannelsReLU(c, hw int, x, g []float32) {
 // selected level's matrix-vector kernel (gemvAVX512 streams W once with full
 // vectors, four rows per pass), split over the workers in blocks of rows.
 func Linear(in, out int, x, w, bias, y []float32) {
+	LinearLimit(in, out, x, w, bias, y, 0)
+}
+
+// LinearLimit is Linear on at most limit threads (0: Threads()).
+func LinearLimit(in, out int, x, w, bias, y []float32, limit int) {
 	if out <= 0 {
 		return
 	}
@@ -126,7 +139,11 @@ func Linear(in, out int, x, w, bias, y []float32) {
 	gemv := active.Load().gemv
 	per := roundUp(max(1, (1<<14)/max(1, in)), 4)
 	nTasks := ceilDiv(out, per)
-	if workers := workersFor(nTasks, in*out); workers > 1 {
+	workers := workersFor(nTasks, in*out)
+	if limit > 0 {
+		workers = min(workers, limit)
+	}
+	if workers > 1 {
 		parallelFor(nTasks, workers, func(_ *scratch, t int) {
 			linearRows(gemv, in, x, w, bias, y, t*per, min(out, (t+1)*per))
 		})

@@ -1,0 +1,471 @@
+package kernel
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/mobileone-go/mobileone/internal/cpu"
+)
+
+// Pointwise (1×1, stride 1, groups 1) convolution on blocked activations
+// (NCHW16c, see blocked.go).
+//
+// It is a GEMM with the pixels as rows and the output channels as columns:
+// out(hw, cout) = x(hw, cin) · Wᵀ(cin, cout). The micro-kernel (pwKernel)
+// computes a tile of up to r pixels × nb output blocks of 16 channels:
+// for every input channel it broadcasts that channel of each pixel (read in
+// place from the blocked input: no packing at run time) and multiplies it by
+// nb weight vectors of a panel packed once by NewPointwiseOp. The weight
+// panels are cut along the input channels into chunks of kcb blocks that
+// stay in L1 while the tiles of a pixel range go by; later chunks add to
+// the partial sums in out, and the last one adds the bias and applies ReLU.
+
+// pwKernel computes one tile of R pixels × NB output blocks (R and NB fixed
+// per kernel) over kb input blocks; see pwTileGo for the exact loop.
+type pwKernel func(x, w, out, bias []float32, kb, xstride, ostride int, flags uint)
+
+// Epilogue flags of pwKernel (same bits as the GEMM micro-kernels).
+const (
+	pwAcc  = 1 // add the old out
+	pwBias = 2 // add bias
+	pwReLU = 4 // max(·, 0)
+)
+
+// pwMaxR and pwMaxNB bound the tile of every level.
+const (
+	pwMaxR  = 6
+	pwMaxNB = 4
+)
+
+// pwImpl is the pointwise kernel set of one implementation level.
+type pwImpl struct {
+	level cpu.Level
+	r, nb int // full tile: r pixels × nb output blocks
+	kcb   int // input blocks per weight-panel chunk (panel chunk in L1)
+	// kern[rows][nb] is the kernel for a tile of rows pixels and nb
+	// output blocks, 1 ≤ rows ≤ r, 1 ≤ nb ≤ the level's nb.
+	kern [pwMaxR + 1][pwMaxNB + 1]pwKernel
+}
+
+// pwTileGo is the portable twin of the assembly kernels pw<ISA>x<R>x<NB>
+// with R = rows, NB = nb. It computes, for p < rows, v < nb, l < 16:
+//
+//	s := Σ_{k<kb, j<16} x[k*xstride + p*16 + j] · w[((k*16+j)*nb + v)*16 + l]
+//	if flags&pwAcc != 0 { s += out[v*ostride + p*16 + l] }
+//	if flags&pwBias != 0 { s += bias[v*16 + l] }
+//	if flags&pwReLU != 0 { s = max(s, 0) }
+//	out[v*ostride + p*16 + l] = s
+//
+// (the assembly sums in a different order, with FMAs).
+func pwTileGo(rows, nb int, x, w, out, bias []float32, kb, xstride, ostride int, flags uint) {
+	ws := nb * BlockC // weight row (one input channel) length
+	for p := 0; p < rows; p++ {
+		if p+4 <= rows {
+			// Four pixels at a time share the weight loads.
+			pwQuadGo(p, nb, x, w, out, bias, kb, xstride, ostride, flags)
+			p += 3
+			continue
+		}
+		for v := 0; v < nb; v++ {
+			dst := out[v*ostride+p*BlockC : v*ostride+p*BlockC+BlockC]
+			// Two halves of 8 lanes: 8 accumulators stay in registers.
+			for h := 0; h < BlockC; h += 8 {
+				var a0, a1, a2, a3, a4, a5, a6, a7 float32
+				for k := 0; k < kb; k++ {
+					xr := (*[BlockC]float32)(x[k*xstride+p*BlockC:])
+					wk := w[k*BlockC*ws+v*BlockC+h:]
+					for j, xv := range xr {
+						wr := (*[8]float32)(wk[j*ws:])
+						a0 += xv * wr[0]
+						a1 += xv * wr[1]
+						a2 += xv * wr[2]
+						a3 += xv * wr[3]
+						a4 += xv * wr[4]
+						a5 += xv * wr[5]
+						a6 += xv * wr[6]
+						a7 += xv * wr[7]
+					}
+				}
+				pwStore8(dst[h:], [8]float32{a0, a1, a2, a3, a4, a5, a6, a7}, bias, v*BlockC+h, flags)
+			}
+		}
+	}
+}
+
+// pwStore8 applies the epilogue of pwTileGo to 8 lanes and stores them to
+// d; b0 is their offset in bias.
+func pwStore8(dst []float32, acc [8]float32, bias []float32, b0 int, flags uint) {
+	d := (*[8]float32)(dst)
+	if flags&pwAcc != 0 {
+		for l := range acc {
+			acc[l] += d[l]
+		}
+	}
+	if flags&pwBias != 0 {
+		b := (*[8]float32)(bias[b0:])
+		for l := range acc {
+			acc[l] += b[l]
+		}
+	}
+	if flags&pwReLU != 0 {
+		for l := range acc {
+			acc[l] = max(acc[l], 0)
+		}
+	}
+	*d = acc
+}
+
+// pwQuadGo computes pixels p..p+3 of pwTileGo, 8 output lanes at a time
+// (a 4×8 register block as in microKernel: the accumulators live in a
+// stack array, which the compiler schedules better than 32 locals).
+func pwQuadGo(p, nb int, x, w, out, bias []float32, kb, xstride, ostride int, flags uint) {
+	ws := nb * BlockC
+	for v := 0; v < nb; v++ {
+		for h := 0; h < BlockC; h += 8 {
+			var acc [32]float32
+			for k := 0; k < kb; k++ {
+				xq := (*[4 * BlockC]float32)(x[k*xstride+p*BlockC:])
+				wk := w[k*BlockC*ws+v*BlockC+h:]
+				for j := 0; j < BlockC; j++ {
+					wr := (*[8]float32)(wk[j*ws:])
+					b0, b1, b2, b3 := wr[0], wr[1], wr[2], wr[3]
+					b4, b5, b6, b7 := wr[4], wr[5], wr[6], wr[7]
+					a0 := xq[0*BlockC+j]
+					acc[0] += a0 * b0
+					acc[1] += a0 * b1
+					acc[2] += a0 * b2
+					acc[3] += a0 * b3
+					acc[4] += a0 * b4
+					acc[5] += a0 * b5
+					acc[6] += a0 * b6
+					acc[7] += a0 * b7
+					a1 := xq[1*BlockC+j]
+					acc[8] += a1 * b0
+					acc[9] += a1 * b1
+					acc[10] += a1 * b2
+					acc[11] += a1 * b3
+					acc[12] += a1 * b4
+					acc[13] += a1 * b5
+					acc[14] += a1 * b6
+					acc[15] += a1 * b7
+					a2 := xq[2*BlockC+j]
+					acc[16] += a2 * b0
+					acc[17] += a2 * b1
+					acc[18] += a2 * b2
+					acc[19] += a2 * b3
+					acc[20] += a2 * b4
+					acc[21] += a2 * b5
+					acc[22] += a2 * b6
+					acc[23] += a2 * b7
+					a3 := xq[3*BlockC+j]
+					acc[24] += a3 * b0
+					acc[25] += a3 * b1
+					acc[26] += a3 * b2
+					acc[27] += a3 * b3
+					acc[28] += a3 * b4
+					acc[29] += a3 * b5
+					acc[30] += a3 * b6
+					acc[31] += a3 * b7
+				}
+			}
+			for q := 0; q < 4; q++ {
+				o := v*ostride + (p+q)*BlockC + h
+				pwStore8(out[o:o+8], [8]float32(acc[q*8:]), bias, v*BlockC+h, flags)
+			}
+		}
+	}
+}
+
+// pwGoKernel returns pwTileGo for a fixed tile as a pwKernel.
+func pwGoKernel(rows, nb int) pwKernel {
+	return func(x, w, out, bias []float32, kb, xstride, ostride int, flags uint) {
+		pwTileGo(rows, nb, x, w, out, bias, kb, xstride, ostride, flags)
+	}
+}
+
+// pwGoKernels fills kern with pwTileGo for every tile shape.
+func pwGoKernels() (kern [pwMaxR + 1][pwMaxNB + 1]pwKernel) {
+	for r := 1; r <= pwMaxR; r++ {
+		for nb := 1; nb <= pwMaxNB; nb++ {
+			kern[r][nb] = pwGoKernel(r, nb)
+		}
+	}
+	return kern
+}
+
+var pwPureGo = &pwImpl{level: cpu.PureGo, r: 4, nb: 1, kcb: 16, kern: pwGoKernels()}
+
+// pwImplFor returns the kernels of level l, or nil if this build has none.
+func pwImplFor(l cpu.Level) *pwImpl {
+	if l == cpu.PureGo {
+		return pwPureGo
+	}
+	if int(l) < len(pwAsm) {
+		return pwAsm[l]
+	}
+	return nil
+}
+
+// pwLevels lists the levels this build and this processor can run, lowest
+// first.
+func pwLevels() []cpu.Level {
+	var ls []cpu.Level
+	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
+		if pwImplFor(l) != nil {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+// selectPW returns the best kernels at or below level l.
+func selectPW(l cpu.Level) *pwImpl {
+	for ; l > cpu.PureGo; l-- {
+		if d := pwImplFor(l); d != nil {
+			return d
+		}
+	}
+	return pwPureGo
+}
+
+// pwActive are the kernels new PointwiseOps use, chosen once from
+// cpu.Selected(); tests switch it with setPWLevel.
+var pwActive = selectPW(cpu.Selected())
+
+// setPWLevel makes PointwiseOps created from now on use level l (test hook;
+// not safe while ops are being created) and returns a function restoring
+// the previous choice.
+func setPWLevel(l cpu.Level) (restore func()) {
+	old := pwActive
+	pwActive = selectPW(l)
+	return func() { pwActive = old }
+}
+
+// PointwiseOp is a 1×1 stride-1 convolution (groups 1) on blocked
+// activations with bias and optional ReLU fused.
+type PointwiseOp struct {
+	// Workers, if > 0, caps the goroutines Run uses (never more than
+	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
+	Workers int
+
+	cin, cout int
+	cib, cob  int // input and output blocks
+	relu      bool
+	im        *pwImpl
+	// w holds the weights packed for im: output blocks in groups of im.nb
+	// (the last group may be narrower), group of output blocks [ob0,
+	// ob0+nb) at w[ob0*16*cib*16:], laid out [cib*16][nb*16]; padding
+	// rows and columns are zero.
+	w    []float32
+	bias []float32 // cob*16, zero padded; nil without bias
+	runs sync.Pool // *pwRun
+}
+
+// pwRun is the state of one Run and the task closure bound to it, allocated
+// once and recycled through PointwiseOp.runs.
+type pwRun struct {
+	op     *PointwiseOp
+	x, out []float32
+	hw     int
+	// Task grid: pixel chunks of pcTiles tiles × group chunks of gcGroups
+	// weight groups; task t is pixel chunk t/nGC, group chunk t%nGC.
+	pcTiles, gcGroups, nGC int
+	fn                     func(s *scratch, t int)
+}
+
+// NewPointwiseOp packs the weights w (cout, cin) row-major and bias (cout,
+// or nil) of a pointwise convolution, fusing ReLU if relu, for the kernel
+// level selected at start-up. w and bias are not retained.
+func NewPointwiseOp(cin, cout int, w, bias []float32, relu bool) *PointwiseOp {
+	cin, cout = max(cin, 0), max(cout, 0)
+	im := pwActive
+	op := &PointwiseOp{
+		cin: cin, cout: cout,
+		cib: Blocks(cin), cob: Blocks(cout),
+		relu: relu, im: im,
+	}
+	w = w[:cin*cout]
+	kdim := op.cib * BlockC
+	op.w = pwAligned(op.cob * BlockC * kdim)
+	for ob0 := 0; ob0 < op.cob; ob0 += im.nb {
+		nb := min(im.nb, op.cob-ob0)
+		panel := op.w[ob0*BlockC*kdim : (ob0+nb)*BlockC*kdim]
+		for o := ob0 * BlockC; o < min(cout, (ob0+nb)*BlockC); o++ {
+			col := o - ob0*BlockC
+			row := w[o*cin : (o+1)*cin]
+			for i, v := range row {
+				panel[i*nb*BlockC+col] = v
+			}
+		}
+	}
+	if bias != nil {
+		op.bias = pwAligned(op.cob * BlockC)
+		copy(op.bias, bias[:cout])
+	}
+	op.runs.New = func() any {
+		r := new(pwRun)
+		r.fn = func(_ *scratch, t int) { r.task(t) }
+		return r
+	}
+	return op
+}
+
+// pwAligned returns a zeroed slice of n floats starting on a 64-byte
+// boundary, so that no weight vector load splits a cache line.
+func pwAligned(n int) []float32 {
+	buf := make([]float32, n+BlockC)
+	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) % 64 / 4)
+	return buf[off : off+n : off+n]
+}
+
+// pwMinTaskWork is the least work (multiply-adds) worth a parallel task.
+const pwMinTaskWork = 1 << 17
+
+// pwTasksPerWorker is how many tasks per worker a parallel Run aims for.
+const pwTasksPerWorker = 4
+
+// pwChunkBytes bounds the input read by one pixel chunk (so that it stays
+// in L2 while every weight group goes by).
+const pwChunkBytes = 256 << 10
+
+// Run computes out = conv1×1(x) + bias (then ReLU if the op fuses it).
+//
+//	x:   BlockedLen(cin, hw) floats
+//	out: BlockedLen(cout, hw) floats; padding channels are written as 0.
+//
+// Run may be called concurrently on different buffers; it allocates
+// nothing in steady state and uses up to Threads() workers.
+func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
+	if hw <= 0 || op.cob == 0 {
+		return
+	}
+	x = x[:BlockedLen(op.cin, hw)]
+	out = out[:BlockedLen(op.cout, hw)]
+	if op.cib == 0 {
+		op.biasOnly(hw, out)
+		return
+	}
+	im := op.im
+	nTiles := ceilDiv(hw, im.r)
+	nGroups := ceilDiv(op.cob, im.nb)
+	kdim := op.cib * BlockC
+	tileWork := im.r * im.nb * BlockC * kdim // per tile and group
+
+	// Serial layout: pixel chunks whose input fits pwChunkBytes, all
+	// groups per task.
+	pcTiles := max(1, pwChunkBytes/(4*kdim*im.r))
+	pcTiles = min(pcTiles, nTiles)
+	gcGroups := nGroups
+	work := hw * kdim * op.cob * BlockC
+	workers := workersFor(nTiles*nGroups, work)
+	if op.Workers > 0 {
+		workers = min(workers, op.Workers)
+	}
+	if workers > 1 {
+		// About four tasks per worker (dynamic hand-out balances them),
+		// none smaller than pwMinTaskWork: split the groups first when the
+		// weights outweigh the input (each pixel chunk reads all weights of
+		// its groups), else the pixels.
+		target := pwTasksPerWorker * workers
+		maxTasks := max(1, (nTiles*nGroups*tileWork)/pwMinTaskWork)
+		target = min(target, maxTasks, nTiles*nGroups)
+		nPC := ceilDiv(nTiles, pcTiles)
+		if nPC < target {
+			wBytes, xBytes := op.cob*BlockC*kdim, hw*kdim
+			if wBytes > xBytes {
+				nGC := min(nGroups, ceilDiv(target, nPC))
+				gcGroups = ceilDiv(nGroups, nGC)
+				nGC = ceilDiv(nGroups, gcGroups)
+				if nPC*nGC < target {
+					pcTiles = min(pcTiles, ceilDiv(nTiles, ceilDiv(target, nGC)))
+				}
+			} else {
+				pcTiles = min(pcTiles, ceilDiv(nTiles, target))
+				nPC = ceilDiv(nTiles, pcTiles)
+				if nPC < target {
+					nGC := min(nGroups, ceilDiv(target, nPC))
+					gcGroups = ceilDiv(nGroups, nGC)
+				}
+			}
+		}
+	}
+	nGC := ceilDiv(nGroups, gcGroups)
+	nTasks := ceilDiv(nTiles, pcTiles) * nGC
+	r := op.runs.Get().(*pwRun)
+	r.op, r.x, r.out, r.hw = op, x, out, hw
+	r.pcTiles, r.gcGroups, r.nGC = pcTiles, gcGroups, nGC
+	parallelFor(nTasks, min(workers, nTasks), r.fn)
+	*r = pwRun{fn: r.fn} // drop references to x and out
+	op.runs.Put(r)
+}
+
+// task computes pixel chunk t/nGC × group chunk t%nGC: for every weight
+// group, every chunk of input blocks (its weights in L1), every tile.
+func (r *pwRun) task(t int) {
+	op, hw := r.op, r.hw
+	im := op.im
+	x, out := r.x, r.out
+	kdim := op.cib * BlockC
+	pc, gc := t/r.nGC, t%r.nGC
+	p0 := pc * r.pcTiles * im.r
+	p1 := min(hw, p0+r.pcTiles*im.r)
+	g0 := gc * r.gcGroups
+	g1 := min(ceilDiv(op.cob, im.nb), g0+r.gcGroups)
+	stride := hw * BlockC
+	kcb := im.kcb
+	var last uint
+	if op.bias != nil {
+		last |= pwBias
+	}
+	if op.relu {
+		last |= pwReLU
+	}
+	for g := g0; g < g1; g++ {
+		ob0 := g * im.nb
+		nb := min(im.nb, op.cob-ob0)
+		panel := op.w[ob0*BlockC*kdim : (ob0+nb)*BlockC*kdim]
+		var bias []float32
+		if op.bias != nil {
+			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
+		}
+		ob := out[ob0*stride : (ob0+nb)*stride]
+		for k0 := 0; k0 < op.cib; k0 += kcb {
+			kb := min(kcb, op.cib-k0)
+			var flags uint
+			if k0 > 0 {
+				flags = pwAcc
+			}
+			if k0+kb == op.cib {
+				flags |= last
+			}
+			wk := panel[k0*BlockC*nb*BlockC : (k0+kb)*BlockC*nb*BlockC]
+			xk := x[k0*stride : (k0+kb)*stride]
+			for p := p0; p < p1; p += im.r {
+				rows := min(im.r, p1-p)
+				xs := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
+				os := ob[p*BlockC : (nb-1)*stride+(p+rows)*BlockC]
+				im.kern[rows][nb](xs, wk, os, bias, kb, stride, stride, flags)
+			}
+		}
+	}
+}
+
+// biasOnly writes the output of a convolution without input channels:
+// the bias (then ReLU), zero in the padding channels.
+func (op *PointwiseOp) biasOnly(hw int, out []float32) {
+	for cb := 0; cb < op.cob; cb++ {
+		blk := out[cb*hw*BlockC : (cb+1)*hw*BlockC]
+		var b [BlockC]float32
+		if op.bias != nil {
+			copy(b[:], op.bias[cb*BlockC:])
+		}
+		if op.relu {
+			for j := range b {
+				b[j] = max(b[j], 0)
+			}
+		}
+		for p := 0; p < hw; p++ {
+			copy(blk[p*BlockC:], b[:])
+		}
+	}
+}
