@@ -282,7 +282,7 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 			l.dw.Run(in, out)
 		}
 		if l.se != nil {
-			l.se.apply(out, &ln.se[li])
+			l.se.apply(out, &ln.se[li], p.workers)
 		}
 		if p.Profile {
 			p.times[li] += time.Since(t0)
@@ -300,7 +300,7 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 	}
 	last := &p.layers[len(p.layers)-1]
 	if p.Layout == LayoutBlocked {
-		kernel.BlockedAvgPool(p.outC, last.outH*last.outW, src[:last.out], ln.pooled)
+		kernel.BlockedAvgPoolLimit(p.outC, last.outH*last.outW, src[:last.out], ln.pooled, p.workers)
 	} else {
 		kernel.GlobalAvgPool(p.outC, last.outH*last.outW, src[:last.out], ln.pooled)
 	}
@@ -316,10 +316,10 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 }
 
 // apply computes x *= sigmoid(W2·relu(W1·mean(x) + b1) + b2) per channel, then ReLU.
-func (s *planSE) apply(x []float32, b *seBuf) {
+func (s *planSE) apply(x []float32, b *seBuf, workers int) {
 	hw := s.planeSize
 	if s.blocked {
-		kernel.BlockedAvgPool(s.c, hw, x, b.mean)
+		kernel.BlockedAvgPoolLimit(s.c, hw, x, b.mean, workers)
 	} else {
 		kernel.GlobalAvgPool(s.c, hw, x, b.mean)
 	}
@@ -332,7 +332,7 @@ func (s *planSE) apply(x []float32, b *seBuf) {
 		b.gate[ch] = float32(1 / (1 + math.Exp(-float64(v))))
 	}
 	if s.blocked {
-		kernel.BlockedScaleReLU(s.c, hw, x, b.gate)
+		kernel.BlockedScaleReLULimit(s.c, hw, x, b.gate, workers)
 	} else {
 		kernel.ScaleChannelsReLU(s.c, hw, x, b.gate)
 	}

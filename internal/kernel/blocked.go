@@ -1,5 +1,7 @@
 package kernel
 
+import "sync"
+
 // Channel-blocked activation layout (NCHW16c), used by the inference engine
 // for every layer after the stem input.
 //
@@ -65,40 +67,120 @@ func FromBlocked(c, hw int, src, dst []float32) {
 
 // BlockedAvgPool writes the mean over the hw pixels of each of the c
 // channels of the blocked activation x to out (c).
-func BlockedAvgPool(c, hw int, x, out []float32) {
+func BlockedAvgPool(c, hw int, x, out []float32) { BlockedAvgPoolLimit(c, hw, x, out, 0) }
+
+// BlockedScaleReLU computes x = max(x·g[channel], 0) in place on a blocked
+// activation of c channels and hw pixels (the squeeze-excitation gate).
+func BlockedScaleReLU(c, hw int, x, g []float32) { BlockedScaleReLULimit(c, hw, x, g, 0) }
+
+// BlockedAvgPoolLimit is BlockedAvgPool on at most limit threads (0:
+// Threads()).
+func BlockedAvgPoolLimit(c, hw int, x, out []float32, limit int) {
 	x = x[:BlockedLen(c, hw)]
 	out = out[:c]
-	inv := 1 / float32(hw)
-	var acc [BlockC]float32
-	for cb := 0; cb < Blocks(c); cb++ {
-		acc = [BlockC]float32{}
-		blk := x[cb*hw*BlockC : (cb+1)*hw*BlockC]
-		for p := 0; p+BlockC <= len(blk); p += BlockC {
-			v := (*[BlockC]float32)(blk[p : p+BlockC])
-			for j := range acc {
-				acc[j] += v[j]
-			}
+	if hw <= 0 {
+		clear(out)
+		return
+	}
+	blockedRun(c, hw, x, out, limit, false)
+}
+
+// BlockedScaleReLULimit is BlockedScaleReLU on at most limit threads (0:
+// Threads()).
+func BlockedScaleReLULimit(c, hw int, x, g []float32, limit int) {
+	blockedRun(c, hw, x[:BlockedLen(c, hw)], g[:c], limit, true)
+}
+
+// blockedJob runs pooling (v = out) or scaling (v = gate) over channel
+// blocks, in parallel tasks of whole blocks when the map is large.
+type blockedJob struct {
+	c, hw, per int
+	x, v       []float32
+	scale      bool
+	im         *gemmImpl
+	fn         func(t int)
+	// acc holds 16 floats per task (a local array passed to the kernel
+	// through a func value would escape to the heap).
+	acc []float32
+}
+
+var blockedJobs = sync.Pool{New: func() any {
+	j := new(blockedJob)
+	j.fn = j.task
+	return j
+}}
+
+// blockedMinTask is the least work (floats) of a parallel task.
+const blockedMinTask = 1 << 15
+
+func blockedRun(c, hw int, x, v []float32, limit int, scale bool) {
+	nb := Blocks(c)
+	per := max(1, blockedMinTask/(hw*BlockC))
+	nTasks := ceilDiv(nb, per)
+	workers := min(Threads(), nTasks)
+	if limit > 0 {
+		workers = min(workers, limit)
+	}
+	j := blockedJobs.Get().(*blockedJob)
+	j.c, j.hw, j.per, j.x, j.v, j.scale, j.im = c, hw, per, x, v, scale, active.Load()
+	if len(j.acc) < nTasks*BlockC {
+		j.acc = make([]float32, nTasks*BlockC)
+	}
+	if workers <= 1 {
+		for t := 0; t < nTasks; t++ {
+			j.task(t)
 		}
-		for j := 0; j < BlockC && cb*BlockC+j < c; j++ {
-			out[cb*BlockC+j] = acc[j] * inv
+	} else {
+		Parallel(nTasks, workers, j.fn)
+	}
+	j.x, j.v, j.im = nil, nil, nil
+	blockedJobs.Put(j)
+}
+
+// task handles channel blocks [t·per, (t+1)·per).
+func (j *blockedJob) task(t int) {
+	c, hw := j.c, j.hw
+	acc := j.acc[t*BlockC : (t+1)*BlockC]
+	inv := 1 / float32(max(hw, 1))
+	for cb := t * j.per; cb < min(Blocks(c), (t+1)*j.per); cb++ {
+		blk := j.x[cb*hw*BlockC : (cb+1)*hw*BlockC]
+		n := min(c-cb*BlockC, BlockC)
+		if j.scale {
+			clear(acc)
+			copy(acc, j.v[cb*BlockC:cb*BlockC+n])
+			j.im.blockScaleReLU(blk, acc, hw)
+			continue
+		}
+		j.im.blockSum(blk, hw, acc)
+		for i, s := range acc[:n] {
+			j.v[cb*BlockC+i] = s * inv
 		}
 	}
 }
 
-// BlockedScaleReLU computes x = max(x·g[channel], 0) in place on a blocked
-// activation of c channels and hw pixels (the squeeze-excitation gate).
-func BlockedScaleReLU(c, hw int, x, g []float32) {
-	x = x[:BlockedLen(c, hw)]
-	var gv [BlockC]float32
-	for cb := 0; cb < Blocks(c); cb++ {
-		gv = [BlockC]float32{}
-		copy(gv[:], g[cb*BlockC:min(c, (cb+1)*BlockC)])
-		blk := x[cb*hw*BlockC : (cb+1)*hw*BlockC]
-		for p := 0; p+BlockC <= len(blk); p += BlockC {
-			v := (*[BlockC]float32)(blk[p : p+BlockC])
-			for j := range v {
-				v[j] = max(v[j]*gv[j], 0)
-			}
+// blockSumGo is the twin of blockSumAVX512 and blockSumAVX2: out[j] =
+// Σ_{p<n} x[p*16+j] for j < 16.
+func blockSumGo(x []float32, n int, out []float32) {
+	x = x[:n*BlockC]
+	var acc [BlockC]float32
+	for p := 0; p < n; p++ {
+		v := (*[BlockC]float32)(x[p*BlockC : (p+1)*BlockC])
+		for j := range acc {
+			acc[j] += v[j]
+		}
+	}
+	copy(out[:BlockC], acc[:])
+}
+
+// blockScaleReLUGo is the twin of blockScaleReLUAVX512 and
+// blockScaleReLUAVX2: x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n, j < 16.
+func blockScaleReLUGo(x, g []float32, n int) {
+	x = x[:n*BlockC]
+	gv := (*[BlockC]float32)(g[:BlockC])
+	for p := 0; p < n; p++ {
+		v := (*[BlockC]float32)(x[p*BlockC : (p+1)*BlockC])
+		for j := range v {
+			v[j] = max(v[j]*gv[j], 0)
 		}
 	}
 }

@@ -2527,3 +2527,142 @@ scaleReLUAVX2_next:
 scaleReLUAVX2_done:
 	VZEROUPPER
 	RET
+
+// func blockSumAVX512(x []float32, n int, out []float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·blockSumAVX512(SB), NOSPLIT, $0-56
+	MOVQ   x_base+0(FP), SI
+	MOVQ   n+24(FP), CX
+	MOVQ   out_base+32(FP), DI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+
+blockSumAVX512_loop4:
+	CMPQ   CX, $0x00000004
+	JL     blockSumAVX512_loop1
+	VADDPS (SI), Z0, Z0
+	VADDPS 64(SI), Z1, Z1
+	VADDPS 128(SI), Z2, Z2
+	VADDPS 192(SI), Z3, Z3
+	ADDQ   $0x00000100, SI
+	SUBQ   $0x00000004, CX
+	JMP    blockSumAVX512_loop4
+
+blockSumAVX512_loop1:
+	TESTQ  CX, CX
+	JE     blockSumAVX512_sum
+	VADDPS (SI), Z0, Z0
+	ADDQ   $0x00000040, SI
+	DECQ   CX
+	JMP    blockSumAVX512_loop1
+
+blockSumAVX512_sum:
+	VADDPS  Z1, Z0, Z0
+	VADDPS  Z3, Z2, Z2
+	VADDPS  Z2, Z0, Z0
+	VMOVUPS Z0, (DI)
+	VZEROUPPER
+	RET
+
+// func blockSumAVX2(x []float32, n int, out []float32)
+// Requires: AVX
+TEXT ·blockSumAVX2(SB), NOSPLIT, $0-56
+	MOVQ   x_base+0(FP), SI
+	MOVQ   n+24(FP), CX
+	MOVQ   out_base+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+blockSumAVX2_loop4:
+	CMPQ   CX, $0x00000004
+	JL     blockSumAVX2_loop1
+	VADDPS (SI), Y0, Y0
+	VADDPS 32(SI), Y1, Y1
+	VADDPS 64(SI), Y2, Y2
+	VADDPS 96(SI), Y3, Y3
+	VADDPS 128(SI), Y4, Y4
+	VADDPS 160(SI), Y5, Y5
+	VADDPS 192(SI), Y6, Y6
+	VADDPS 224(SI), Y7, Y7
+	ADDQ   $0x00000100, SI
+	SUBQ   $0x00000004, CX
+	JMP    blockSumAVX2_loop4
+
+blockSumAVX2_loop1:
+	TESTQ  CX, CX
+	JE     blockSumAVX2_sum
+	VADDPS (SI), Y0, Y0
+	VADDPS 32(SI), Y1, Y1
+	ADDQ   $0x00000040, SI
+	DECQ   CX
+	JMP    blockSumAVX2_loop1
+
+blockSumAVX2_sum:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y6, Y4, Y4
+	VADDPS  Y4, Y0, Y0
+	VMOVUPS Y0, (DI)
+	VADDPS  Y3, Y1, Y1
+	VADDPS  Y7, Y5, Y5
+	VADDPS  Y5, Y1, Y1
+	VMOVUPS Y1, 32(DI)
+	VZEROUPPER
+	RET
+
+// func blockScaleReLUAVX512(x []float32, g []float32, n int)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·blockScaleReLUAVX512(SB), NOSPLIT, $0-56
+	MOVQ    x_base+0(FP), SI
+	MOVQ    g_base+24(FP), DX
+	MOVQ    n+48(FP), CX
+	VXORPS  Z0, Z0, Z0
+	VMOVUPS (DX), Z1
+
+blockScaleReLUAVX512_loop:
+	TESTQ   CX, CX
+	JE      blockScaleReLUAVX512_done
+	VMULPS  (SI), Z1, Z4
+	VMAXPS  Z0, Z4, Z4
+	VMOVUPS Z4, (SI)
+	ADDQ    $0x00000040, SI
+	DECQ    CX
+	JMP     blockScaleReLUAVX512_loop
+
+blockScaleReLUAVX512_done:
+	VZEROUPPER
+	RET
+
+// func blockScaleReLUAVX2(x []float32, g []float32, n int)
+// Requires: AVX
+TEXT ·blockScaleReLUAVX2(SB), NOSPLIT, $0-56
+	MOVQ    x_base+0(FP), SI
+	MOVQ    g_base+24(FP), DX
+	MOVQ    n+48(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS (DX), Y1
+	VMOVUPS 32(DX), Y2
+
+blockScaleReLUAVX2_loop:
+	TESTQ   CX, CX
+	JE      blockScaleReLUAVX2_done
+	VMULPS  (SI), Y1, Y4
+	VMAXPS  Y0, Y4, Y4
+	VMOVUPS Y4, (SI)
+	VMULPS  32(SI), Y2, Y5
+	VMAXPS  Y0, Y5, Y5
+	VMOVUPS Y5, 32(SI)
+	ADDQ    $0x00000040, SI
+	DECQ    CX
+	JMP     blockScaleReLUAVX2_loop
+
+blockScaleReLUAVX2_done:
+	VZEROUPPER
+	RET

@@ -45,3 +45,15 @@ func rowSumAVX2(x, out []float32, c, hw int, scale float32) { rowSumGo(x, out, c
 
 // scaleReLUAVX2 is the twin of the assembly kernel; see scaleReLUGo.
 func scaleReLUAVX2(x, g []float32, c, hw int) { scaleReLUGo(x, g, c, hw) }
+
+// blockSumAVX512 is the twin of the assembly kernel; see blockSumGo.
+func blockSumAVX512(x []float32, n int, out []float32) { blockSumGo(x, n, out) }
+
+// blockSumAVX2 is the twin of the assembly kernel; see blockSumGo.
+func blockSumAVX2(x []float32, n int, out []float32) { blockSumGo(x, n, out) }
+
+// blockScaleReLUAVX512 is the twin of the assembly kernel; see blockScaleReLUGo.
+func blockScaleReLUAVX512(x, g []float32, n int) { blockScaleReLUGo(x, g, n) }
+
+// blockScaleReLUAVX2 is the twin of the assembly kernel; see blockScaleReLUGo.
+func blockScaleReLUAVX2(x, g []float32, n int) { blockScaleReLUGo(x, g, n) }

@@ -33,3 +33,15 @@ func rowSumAVX2(x []float32, out []float32, c int, hw int, scale float32)
 
 // scaleReLUAVX2 computes x[i*hw+j] = max(x[i*hw+j]·g[i], 0) for i < c, j < hw with AVX2; see scaleReLUGo.
 func scaleReLUAVX2(x []float32, g []float32, c int, hw int)
+
+// blockSumAVX512 computes out[j] = Σ_{p<n} x[p*16+j] for j < 16; see blockSumGo.
+func blockSumAVX512(x []float32, n int, out []float32)
+
+// blockSumAVX2 computes out[j] = Σ_{p<n} x[p*16+j] for j < 16; see blockSumGo.
+func blockSumAVX2(x []float32, n int, out []float32)
+
+// blockScaleReLUAVX512 computes x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n, j < 16; see blockScaleReLUGo.
+func blockScaleReLUAVX512(x []float32, g []float32, n int)
+
+// blockScaleReLUAVX2 computes x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n, j < 16; see blockScaleReLUGo.
+func blockScaleReLUAVX2(x []float32, g []float32, n int)

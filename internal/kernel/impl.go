@@ -31,6 +31,10 @@ type gemmImpl struct {
 	// of pooling and squeeze-excitation (see rowSumGo, scaleReLUGo).
 	rowSum    func(x, out []float32, c, hw int, scale float32)
 	scaleReLU func(x, g []float32, c, hw int)
+	// blockSum and blockScaleReLU are the same on one 16-channel block
+	// of the blocked layout (see blockSumGo, blockScaleReLUGo).
+	blockSum       func(x []float32, n int, out []float32)
+	blockScaleReLU func(x, g []float32, n int)
 	// stem, if set, is the direct 3×3 stride-2 kernel ConvOp uses for
 	// dense convolutions with few input channels (see conv3x3s2Go).
 	stem stemKernel
@@ -43,14 +47,17 @@ type stemKernel func(xp []float32, chStride, ldx int, w, b, out []float32, ldo, 
 var (
 	implGo = &gemmImpl{level: cpu.PureGo, name: "gemm 4x8", mr: mr, nr: nr,
 		kcMax: kcMax, mcMax: mcMax, kernel: gemmGo4x8, gemv: gemvGo,
-		rowSum: rowSumGo, scaleReLU: scaleReLUGo}
+		rowSum: rowSumGo, scaleReLU: scaleReLUGo,
+		blockSum: blockSumGo, blockScaleReLU: blockScaleReLUGo}
 	implAVX2 = &gemmImpl{level: cpu.AVX2, name: "gemm 6x16", mr: 6, nr: 16,
 		kcMax: 256, mcMax: 144, kernel: gemmAVX2x6x16, gemv: gemvAVX2,
-		rowSum: rowSumAVX2, scaleReLU: scaleReLUAVX2}
+		rowSum: rowSumAVX2, scaleReLU: scaleReLUAVX2,
+		blockSum: blockSumAVX2, blockScaleReLU: blockScaleReLUAVX2}
 	implAVX512 = &gemmImpl{level: cpu.AVX512, name: "gemm 12x32", mr: 12, nr: 32,
 		kcMax: 256, mcMax: 192, kernel: gemmAVX512x12x32,
 		kernelN: gemmAVX512x12x16, nrN: 16, gemv: gemvAVX512, stem: conv3x3s2AVX512,
-		rowSum: rowSumAVX512, scaleReLU: scaleReLUAVX512}
+		rowSum: rowSumAVX512, scaleReLU: scaleReLUAVX512,
+		blockSum: blockSumAVX512, blockScaleReLU: blockScaleReLUAVX512}
 )
 
 // active is the implementation the kernels use, chosen once at start-up.

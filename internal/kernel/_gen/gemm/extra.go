@@ -596,3 +596,103 @@ func scaleReLUAVX2() {
 	VZEROUPPER()
 	RET()
 }
+
+// blockSum generates out[j] = Σ_{p<n} x[p*16+j] for j < 16: the per-channel
+// sums of one block of the blocked layout. AVX-512 keeps four ZMM
+// accumulators (four pixels per step); AVX2 two pairs of YMM.
+func blockSum(avx512 bool) {
+	name := "blockSumAVX2"
+	if avx512 {
+		name = "blockSumAVX512"
+	}
+	TEXT(name, NOSPLIT, "func(x []float32, n int, out []float32)")
+	Doc(name + " computes out[j] = Σ_{p<n} x[p*16+j] for j < 16; see blockSumGo.")
+	rX, rN, rOut := RSI, RCX, RDI
+	Load(Param("x").Base(), rX)
+	Load(Param("n"), rN)
+	Load(Param("out").Base(), rOut)
+	vec := ymm
+	if avx512 {
+		vec = zmm
+	}
+	// acc(u, h): pixel slot u of the step, half h (AVX2 only).
+	halves := 2
+	if avx512 {
+		halves = 1
+	}
+	acc := func(u, h int) VecPhysical { return vec(u*halves + h) }
+	for u := 0; u < 4; u++ {
+		for h := 0; h < halves; h++ {
+			VXORPS(acc(u, h), acc(u, h), acc(u, h))
+		}
+	}
+	Label(name + "_loop4")
+	CMPQ(rN, U32(4))
+	JL(LabelRef(name + "_loop1"))
+	for u := 0; u < 4; u++ {
+		for h := 0; h < halves; h++ {
+			VADDPS(Mem{Base: rX, Disp: 64*u + 32*h}, acc(u, h), acc(u, h))
+		}
+	}
+	ADDQ(U32(256), rX)
+	SUBQ(U32(4), rN)
+	JMP(LabelRef(name + "_loop4"))
+	Label(name + "_loop1")
+	TESTQ(rN, rN)
+	JE(LabelRef(name + "_sum"))
+	for h := 0; h < halves; h++ {
+		VADDPS(Mem{Base: rX, Disp: 32 * h}, acc(0, h), acc(0, h))
+	}
+	ADDQ(U32(64), rX)
+	DECQ(rN)
+	JMP(LabelRef(name + "_loop1"))
+	Label(name + "_sum")
+	for h := 0; h < halves; h++ {
+		VADDPS(acc(1, h), acc(0, h), acc(0, h))
+		VADDPS(acc(3, h), acc(2, h), acc(2, h))
+		VADDPS(acc(2, h), acc(0, h), acc(0, h))
+		VMOVUPS(acc(0, h), Mem{Base: rOut, Disp: 32 * h})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// blockScaleReLU generates x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n,
+// j < 16: the squeeze-excitation gate on one block of the blocked layout.
+func blockScaleReLU(avx512 bool) {
+	name := "blockScaleReLUAVX2"
+	if avx512 {
+		name = "blockScaleReLUAVX512"
+	}
+	TEXT(name, NOSPLIT, "func(x, g []float32, n int)")
+	Doc(name + " computes x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n, j < 16; see blockScaleReLUGo.")
+	rX, rG, rN := RSI, RDX, RCX
+	Load(Param("x").Base(), rX)
+	Load(Param("g").Base(), rG)
+	Load(Param("n"), rN)
+	vec := ymm
+	halves := 2
+	if avx512 {
+		vec, halves = zmm, 1
+	}
+	zero := vec(0)
+	VXORPS(zero, zero, zero)
+	for h := 0; h < halves; h++ {
+		VMOVUPS(Mem{Base: rG, Disp: 32 * h}, vec(1+h))
+	}
+	Label(name + "_loop")
+	TESTQ(rN, rN)
+	JE(LabelRef(name + "_done"))
+	for h := 0; h < halves; h++ {
+		t := vec(4 + h)
+		VMULPS(Mem{Base: rX, Disp: 32 * h}, vec(1+h), t)
+		VMAXPS(zero, t, t)
+		VMOVUPS(t, Mem{Base: rX, Disp: 32 * h})
+	}
+	ADDQ(U32(64), rX)
+	DECQ(rN)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}

@@ -346,6 +346,10 @@ func main() {
 	gemvAVX2()
 	rowSumAVX2()
 	scaleReLUAVX2()
+	blockSum(true)
+	blockSum(false)
+	blockScaleReLU(true)
+	blockScaleReLU(false)
 	Generate()
 }
 
