@@ -2666,3 +2666,20 @@ blockScaleReLUAVX2_loop:
 blockScaleReLUAVX2_done:
 	VZEROUPPER
 	RET
+
+// func prefetchLines(b []float32, n int)
+// Requires: MMX+
+TEXT ·prefetchLines(SB), NOSPLIT, $0-32
+	MOVQ b_base+0(FP), SI
+	MOVQ n+24(FP), CX
+
+prefetchLines_loop:
+	TESTQ      CX, CX
+	JLE        prefetchLines_done
+	PREFETCHT0 (SI)
+	ADDQ       $0x00000040, SI
+	DECQ       CX
+	JMP        prefetchLines_loop
+
+prefetchLines_done:
+	RET

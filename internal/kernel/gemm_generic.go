@@ -57,3 +57,6 @@ func blockScaleReLUAVX512(x, g []float32, n int) { blockScaleReLUGo(x, g, n) }
 
 // blockScaleReLUAVX2 is the twin of the assembly kernel; see blockScaleReLUGo.
 func blockScaleReLUAVX2(x, g []float32, n int) { blockScaleReLUGo(x, g, n) }
+
+// prefetchLines is a no-op without assembly.
+func prefetchLines(b []float32, n int) {}

@@ -45,3 +45,6 @@ func blockScaleReLUAVX512(x []float32, g []float32, n int)
 
 // blockScaleReLUAVX2 computes x[p*16+j] = max(x[p*16+j]·g[j], 0) for p < n, j < 16; see blockScaleReLUGo.
 func blockScaleReLUAVX2(x []float32, g []float32, n int)
+
+// prefetchLines hints the processor to load the first n 64-byte lines of b into L1.
+func prefetchLines(b []float32, n int)

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"os"
 	"sync"
 	"unsafe"
 
@@ -318,6 +319,9 @@ func pwAligned(n int) []float32 {
 	return buf[off : off+n : off+n]
 }
 
+// pwPrefetch turns on software prefetching of the next weight chunk.
+var pwPrefetch = os.Getenv("MOBILEONE_PWPREFETCH") != "0"
+
 // pwMinTaskWork is the least work (multiply-adds) worth a parallel task.
 const pwMinTaskWork = 1 << 17
 
@@ -440,10 +444,26 @@ func (r *pwRun) task(t int) {
 			}
 			wk := panel[k0*BlockC*nb*BlockC : (k0+kb)*BlockC*nb*BlockC]
 			xk := x[k0*stride : (k0+kb)*stride]
+			// While the tiles run on this weight chunk (from L1), pull
+			// the next one (this group's next chunk, or the next
+			// group's first) in, a slice per tile.
+			var next []float32
+			if k0+kb < op.cib {
+				next = panel[(k0+kb)*BlockC*nb*BlockC : min(op.cib, k0+2*kb)*BlockC*nb*BlockC]
+			} else if g+1 < g1 {
+				nob := (g + 1) * im.nb
+				nnb := min(im.nb, op.cob-nob)
+				next = op.w[nob*BlockC*kdim : nob*BlockC*kdim+min(op.cib, kcb)*BlockC*nnb*BlockC]
+			}
+			per := ceilDiv(ceilDiv(len(next), 16), ceilDiv(p1-p0, im.r)) // lines per tile
 			for p := p0; p < p1; p += im.r {
 				rows := min(im.r, p1-p)
 				xs := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
 				os := ob[p*BlockC : (nb-1)*stride+(p+rows)*BlockC]
+				if n := min(per, len(next)/16); n > 0 && pwPrefetch {
+					prefetchLines(next, n)
+					next = next[n*16:]
+				}
 				im.kern[rows][nb](xs, wk, os, bias, kb, stride, stride, flags)
 			}
 		}

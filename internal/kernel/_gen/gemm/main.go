@@ -350,6 +350,7 @@ func main() {
 	blockSum(false)
 	blockScaleReLU(true)
 	blockScaleReLU(false)
+	prefetchLines()
 	Generate()
 }
 
