@@ -3,7 +3,7 @@
 #
 #   bench/peers/run.sh [--variants "s0 s1 s2 s3 s4"] [--threads "1 2"] [--seed 1]
 #                      [--rounds 10 --runs 20 --trim 4] [--b8-rounds 3 --b8-runs 5 --b8-trim 1]
-#                      [--no-b8] [--out results.md] [--install-only]
+#                      [--repeat 1] [--no-b8] [--out results.md] [--install-only]
 #
 # 1. installs onnxruntime-node@1.30.0 (npm, --ignore-scripts) into
 #    $MOBILEONE_PEERS_DIR (default ~/.cache/mobileone-peers), outside the
@@ -17,7 +17,11 @@
 # 4. for each variant x threads runs `mobileone bench --json` and
 #    ort_bench.js --json with the same method (per round one warm-up, then
 #    --runs timed runs; min and median over all timed runs), at batch 1 and
-#    batch 8 (throughput), and prints one markdown table.
+#    batch 8 (throughput), and prints one markdown table. With --repeat N the
+#    two sides alternate N times per cell (ours, ORT, ours, ORT, ...) and the
+#    table shows the minimum of the minimums and the median of the medians
+#    (and of the batch-8 images/s), so a burst of noise on the machine hits
+#    both sides alike instead of one.
 #
 # Machines are noisy: compare ratios from one run, not absolute times across runs.
 set -euo pipefail
@@ -33,6 +37,7 @@ seed=1
 rounds=10 runs=20 trim=4
 b8_rounds=3 b8_runs=5 b8_trim=1
 do_b8=1
+repeat=1
 out=""
 install_only=0
 while [ $# -gt 0 ]; do
@@ -47,9 +52,10 @@ while [ $# -gt 0 ]; do
 	--b8-runs) b8_runs=$2; shift 2 ;;
 	--b8-trim) b8_trim=$2; shift 2 ;;
 	--no-b8) do_b8=0; shift ;;
+	--repeat) repeat=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--install-only) install_only=1; shift ;;
-	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -100,16 +106,18 @@ for v in $variants; do
 		[ "$do_b8" = 1 ] && batches="1 8"
 		for b in $batches; do
 			if [ "$b" = 1 ]; then r=$rounds n=$runs tr=$trim; else r=$b8_rounds n=$b8_runs tr=$b8_trim; fi
-			log "$v: $t thread(s), batch $b: ours"
-			if j=$("$mo" bench -m "$v" --random-seed "$seed" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json); then
-				echo "{\"side\":\"ours\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
-			else
-				log "$v: mobileone bench failed; its cells stay empty"
-				status=1
-			fi
-			log "$v: $t thread(s), batch $b: ONNX Runtime"
-			j=$(node "$here/ort_bench.js" --model "$work/$v.onnx" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json)
-			echo "{\"side\":\"ort\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
+			for rep in $(seq "$repeat"); do
+				log "$v: $t thread(s), batch $b: ours ($rep/$repeat)"
+				if j=$("$mo" bench -m "$v" --random-seed "$seed" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json); then
+					echo "{\"side\":\"ours\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
+				else
+					log "$v: mobileone bench failed; its cells stay empty"
+					status=1
+				fi
+				log "$v: $t thread(s), batch $b: ONNX Runtime ($rep/$repeat)"
+				j=$(node "$here/ort_bench.js" --model "$work/$v.onnx" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json)
+				echo "{\"side\":\"ort\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
+			done
 		done
 	done
 done
