@@ -16,7 +16,8 @@ const (
 	// kernel.BlockedLen): the stem reads the NCHW image and writes blocks;
 	// depthwise and pointwise layers read and write blocks at full vector
 	// width whatever the map size, and 1×1 layers need no packing at run
-	// time. The default whenever every layer has a blocked kernel.
+	// time. The default with SIMD kernels whenever every layer has a
+	// blocked kernel.
 	LayoutBlocked = "blocked"
 	// LayoutNCHW runs every layer on NCHW planes through kernel.ConvOp
 	// (packed GEMM for 1×1 and dense layers, direct depthwise kernels).
@@ -79,14 +80,26 @@ type planSE struct {
 }
 
 // NewPlan prepares m (fused here if it is not) for inputs of shape
-// (n, InChannels, h, w), in the blocked layout when every layer supports it
-// (the environment variable MOBILEONE_LAYOUT=nchw forces the NCHW engine).
+// (n, InChannels, h, w) in the layout DefaultLayout chooses.
 func NewPlan(m *Model, n, h, w int) (*Plan, error) {
-	layout := LayoutBlocked
-	if os.Getenv("MOBILEONE_LAYOUT") == LayoutNCHW {
-		layout = LayoutNCHW
+	return NewPlanLayout(m, n, h, w, DefaultLayout())
+}
+
+// DefaultLayout is the activation layout NewPlan uses: LayoutBlocked with
+// SIMD kernels, LayoutNCHW with the pure-Go ones (where the blocked layout
+// is slower: S0 64 vs 53 ms on one thread of the reference machine). The
+// environment variable MOBILEONE_LAYOUT=blocked|nchw overrides it.
+func DefaultLayout() string {
+	switch os.Getenv("MOBILEONE_LAYOUT") {
+	case LayoutNCHW:
+		return LayoutNCHW
+	case LayoutBlocked:
+		return LayoutBlocked
 	}
-	return NewPlanLayout(m, n, h, w, layout)
+	if kernel.Vectorized() {
+		return LayoutBlocked
+	}
+	return LayoutNCHW
 }
 
 // blockedOK reports whether every layer of the fused model m has a blocked
@@ -113,10 +126,13 @@ func isPointwise(c kernel.Conv) bool {
 
 // NewPlanLayout is NewPlan with the activation layout chosen by the caller:
 // LayoutNCHW, or LayoutBlocked, which falls back to NCHW for a model with a
-// layer the blocked kernels do not cover.
+// layer the blocked kernels do not cover; "" means DefaultLayout().
 func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	if n < 1 || h < 1 || w < 1 {
 		return nil, fmt.Errorf("plan: bad input size %d×%d×%d", n, h, w)
+	}
+	if layout == "" {
+		layout = DefaultLayout()
 	}
 	if layout != LayoutNCHW && layout != LayoutBlocked {
 		return nil, fmt.Errorf("plan: unknown layout %q (want %s or %s)", layout, LayoutBlocked, LayoutNCHW)

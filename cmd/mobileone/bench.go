@@ -30,9 +30,9 @@ per round, one warm-up run, then --runs timed runs, sorted, and the --trim
 fastest and slowest dropped. Prints the minimum, median and p90 over all timed
 runs and the trimmed mean, plus the kernels chosen and the CPU features seen.
 Without -w the weights are random (seeded). MOBILEONE_KERNELS=purego|avx2|avx512
-forces a kernel family. --layout nchw runs the NCHW engine instead of the
-default channel-blocked one (for comparison). --profile adds the time of
-every layer.`
+forces a kernel family. --layout picks the activation layout (default: the
+channel-blocked engine with SIMD kernels, NCHW with the pure-Go ones; the
+other one for comparison). --profile adds the time of every layer.`
 
 type benchResult struct {
 	Variant    string            `json:"variant"`
@@ -71,7 +71,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	trim := fs.Int("trim", 10, "fastest and slowest runs dropped per round for the trimmed mean")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.Bool("profile", false, "also print the time of every layer")
-	layout := fs.String("layout", model.LayoutBlocked, "activation layout: blocked or nchw")
+	layout := fs.String("layout", "", "activation layout: blocked or nchw (default: "+model.DefaultLayout()+" here)")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -236,6 +236,7 @@ func TestBadInput(t *testing.T) {
 		{"npy short", []string{"predict", "-w", good, "--npy", p("short.npy"), "--out", p("out4.npy")}, "short.npy"},
 		{"fuse bad checkpoint", []string{"fuse", "-w", p("truncated.pth.tar"), "-o", p("out5.safetensors")}, "truncated.pth.tar"},
 		{"fuse missing dir", []string{"fuse", "-w", good, "-o", p("nodir/out6.safetensors")}, "nodir"},
+		{"bench unknown layout", []string{"bench", "-m", "s0", "--size", "32", "--layout", "nhwc"}, "unknown layout \"nhwc\""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -280,5 +281,36 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, errs := cli("predict", "-w", golden+"/fused.pth.tar"); code != 1 || !strings.Contains(errs, "no images") {
 		t.Errorf("no images: exit %d, %q", code, errs)
+	}
+}
+
+// bench prints one JSON object with the figures, the layout it ran and the
+// per-layer profile; both layouts run.
+func TestBenchJSON(t *testing.T) {
+	for _, layout := range []string{"blocked", "nchw"} {
+		t.Run(layout, func(t *testing.T) {
+			code, out, errs := cli("bench", "-m", "s0", "--size", "64", "--batch", "2", "--threads", "2",
+				"--rounds", "2", "--runs", "3", "--trim", "1", "--layout", layout, "--json", "--profile")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			var r struct {
+				MinMS    float64 `json:"min_ms"`
+				MedianMS float64 `json:"median_ms"`
+				MeanMS   float64 `json:"mean_ms"`
+				Threads  int
+				Batch    int
+				Layout   string
+				Kernels  string
+				Layers   []struct{ Name string }
+			}
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if r.MinMS <= 0 || r.MedianMS < r.MinMS || r.MeanMS <= 0 || r.Threads != 2 || r.Batch != 2 ||
+				r.Layout != layout || r.Kernels == "" || len(r.Layers) < 2 || r.Layers[0].Name != "stage0" {
+				t.Errorf("bench JSON %+v", r)
+			}
+		})
 	}
 }

@@ -100,6 +100,10 @@ func setLevel(l cpu.Level) (restore func()) {
 	return func() { active.Store(old) }
 }
 
+// Vectorized reports whether the kernels in use are SIMD assembly (not the
+// pure-Go fallback).
+func Vectorized() bool { return active.Load().level > cpu.PureGo }
+
 // Kernels describes the kernels in use, e.g. "avx512 (gemm 12x32)".
 func Kernels() string {
 	im := active.Load()
