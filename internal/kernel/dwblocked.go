@@ -211,6 +211,14 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 		rpt = ceilDiv(op.oh, nbands)
 		nbands = ceilDiv(op.oh, rpt)
 	}
+	// Static schedule (see staticSchedule): one contiguous band of
+	// output rows per worker, all channel blocks.
+	static := staticSchedule && op.oh >= 14 && workers > 1
+	if static {
+		bpt, nbands = op.nb, workers
+		rpt = ceilDiv(op.oh, nbands)
+		nbands = ceilDiv(op.oh, rpt)
+	}
 	nTasks := ceilDiv(op.nb, bpt) * nbands
 	if nTasks <= 1 {
 		op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
@@ -219,7 +227,11 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 	r := op.runs.Get().(*dwbRun)
 	r.op, r.x, r.out = op, x, out
 	r.bpt, r.rpt, r.nbands = bpt, rpt, nbands
-	parallelFor(nTasks, min(workers, nTasks), r.fn)
+	if static {
+		parallelForStatic(nTasks, min(workers, nTasks), r.fn)
+	} else {
+		parallelFor(nTasks, min(workers, nTasks), r.fn)
+	}
 	r.op, r.x, r.out = nil, nil, nil // drop references to the buffers
 	op.runs.Put(r)
 }

@@ -55,6 +55,18 @@ func workersFor(nTasks int, work int) int {
 // The helpers come from a persistent pool (see pool); if the pool is busy
 // (a concurrent or nested call), fresh goroutines are used instead.
 func parallelFor(nTasks, workers int, fn func(s *scratch, t int)) {
+	parallelForMode(nTasks, workers, fn, false)
+}
+
+// parallelForStatic is parallelFor with a fixed hand-out: of W workers, the
+// caller runs tasks [0, n/W) and pool helper h tasks [(h+1)·n/W,
+// (h+2)·n/W), so consecutive layers that split their pixels the same way
+// find their input in the cache of the core that wrote it.
+func parallelForStatic(nTasks, workers int, fn func(s *scratch, t int)) {
+	parallelForMode(nTasks, workers, fn, true)
+}
+
+func parallelForMode(nTasks, workers int, fn func(s *scratch, t int), static bool) {
 	if nTasks <= 0 {
 		return
 	}
@@ -68,6 +80,7 @@ func parallelFor(nTasks, workers int, fn func(s *scratch, t int)) {
 	}
 	workers = min(workers, nTasks)
 	if thePool.mu.TryLock() {
+		thePool.static = static
 		thePool.run(nTasks, workers, fn)
 		thePool.mu.Unlock()
 		return
@@ -106,6 +119,7 @@ type pool struct {
 	// The current job; written by the caller before word is published.
 	fn     func(s *scratch, t int)
 	nTasks int64
+	static bool // contiguous task ranges per worker (parallelForStatic)
 	next   atomic.Int64
 	// word is gen<<16 | the number of helpers taking part in job gen.
 	word atomic.Uint64
@@ -150,7 +164,7 @@ func (p *pool) run(nTasks, workers int, fn func(s *scratch, t int)) {
 		}
 	}
 	s := getScratch()
-	p.work(s)
+	p.work(s, 0)
 	putScratch(s)
 	for i := 0; p.running.Load() != 0; i++ {
 		if i > 100 {
@@ -160,9 +174,17 @@ func (p *pool) run(nTasks, workers int, fn func(s *scratch, t int)) {
 	p.fn = nil
 }
 
-// work runs tasks of the current job until none is left.
-func (p *pool) work(s *scratch) {
+// work runs tasks of the current job until none is left (dynamic), or the
+// range of worker id (static; the caller is 0, helper h is h+1).
+func (p *pool) work(s *scratch, id int) {
 	fn, n := p.fn, p.nTasks
+	if p.static {
+		w := int64(p.word.Load()&0xffff) + 1
+		for t := int64(id) * n / w; t < (int64(id)+1)*n/w; t++ {
+			fn(s, int(t))
+		}
+		return
+	}
 	for {
 		t := p.next.Add(1) - 1
 		if t >= n {
@@ -182,7 +204,7 @@ func (p *pool) loop(h *helper, seen uint64) {
 		}
 		seen = w >> 16
 		if h.id < int(w&0xffff) {
-			p.work(&h.s)
+			p.work(&h.s, h.id+1)
 			p.running.Add(-1)
 		}
 	}

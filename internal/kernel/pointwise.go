@@ -393,12 +393,25 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 			}
 		}
 	}
+	// Static schedule (see staticSchedule): every worker gets one
+	// contiguous run of pixel chunks, all output groups, so it reads the
+	// rows the same core wrote in the layer before.
+	static := staticSchedule && workers > 1 && nTiles >= 16
+	if static {
+		serial := min(nTiles, max(1, pwChunkBytes/(4*kdim*im.r)))
+		nPC := roundUp(ceilDiv(nTiles, serial), workers)
+		pcTiles, gcGroups = ceilDiv(nTiles, nPC), nGroups
+	}
 	nGC := ceilDiv(nGroups, gcGroups)
 	nTasks := ceilDiv(nTiles, pcTiles) * nGC
 	r := op.runs.Get().(*pwRun)
 	r.op, r.x, r.out, r.hw = op, x, out, hw
 	r.pcTiles, r.gcGroups, r.nGC = pcTiles, gcGroups, nGC
-	parallelFor(nTasks, min(workers, nTasks), r.fn)
+	if static {
+		parallelForStatic(nTasks, min(workers, nTasks), r.fn)
+	} else {
+		parallelFor(nTasks, min(workers, nTasks), r.fn)
+	}
 	*r = pwRun{fn: r.fn} // drop references to x and out
 	op.runs.Put(r)
 }

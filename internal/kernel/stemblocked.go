@@ -314,7 +314,11 @@ func (op *StemOp) Run(x, out []float32) {
 	if op.Workers > 0 {
 		workers = min(workers, op.Workers)
 	}
-	parallelFor(nTasks, workers, r.fn)
+	if staticSchedule {
+		parallelForStatic(nTasks, workers, r.fn)
+	} else {
+		parallelFor(nTasks, workers, r.fn)
+	}
 	r.op, r.x, r.out = nil, nil, nil
 	op.runs.Put(r)
 }
