@@ -271,6 +271,10 @@ type pwRun struct {
 	// Task grid: pixel chunks of pcTiles tiles × group chunks of gcGroups
 	// weight groups; task t is pixel chunk t/nGC, group chunk t%nGC.
 	pcTiles, gcGroups, nGC int
+	// nPC pixel chunks over nTiles tiles; chunk pc covers tiles
+	// [pc·nTiles/nPC, (pc+1)·nTiles/nPC), so chunk sizes differ by at
+	// most one tile.
+	nPC, nTiles int
 	fn                     func(s *scratch, t int)
 }
 
@@ -397,16 +401,18 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	// contiguous run of pixel chunks, all output groups, so it reads the
 	// rows the same core wrote in the layer before.
 	static := staticSchedule && workers > 1 && nTiles >= 16
+	nPC := ceilDiv(nTiles, pcTiles)
 	if static {
 		serial := min(nTiles, max(1, pwChunkBytes/(4*kdim*im.r)))
-		nPC := roundUp(ceilDiv(nTiles, serial), workers)
+		nPC = min(roundUp(ceilDiv(nTiles, serial), workers), nTiles)
 		pcTiles, gcGroups = ceilDiv(nTiles, nPC), nGroups
 	}
 	nGC := ceilDiv(nGroups, gcGroups)
-	nTasks := ceilDiv(nTiles, pcTiles) * nGC
+	nTasks := nPC * nGC
 	r := op.runs.Get().(*pwRun)
 	r.op, r.x, r.out, r.hw = op, x, out, hw
 	r.pcTiles, r.gcGroups, r.nGC = pcTiles, gcGroups, nGC
+	r.nPC, r.nTiles = nPC, nTiles
 	if static {
 		parallelForStatic(nTasks, min(workers, nTasks), r.fn)
 	} else {
@@ -424,8 +430,8 @@ func (r *pwRun) task(t int) {
 	x, out := r.x, r.out
 	kdim := op.cib * BlockC
 	pc, gc := t/r.nGC, t%r.nGC
-	p0 := pc * r.pcTiles * im.r
-	p1 := min(hw, p0+r.pcTiles*im.r)
+	p0 := pc * r.nTiles / r.nPC * im.r
+	p1 := min(hw, (pc+1)*r.nTiles/r.nPC*im.r)
 	g0 := gc * r.gcGroups
 	g1 := min(ceilDiv(op.cob, im.nb), g0+r.gcGroups)
 	stride := hw * BlockC
