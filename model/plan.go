@@ -42,6 +42,8 @@ type Plan struct {
 	// Set for the duration of a batch-parallel Run.
 	x        []float32
 	laneTask func(t int)
+	maxBuf   int // floats of the largest activation
+	active   int // lanes of the current Run
 	workers  int // thread cap of every op during the run (0: none)
 
 	// Profile, when set, makes Run record the time of every layer.
@@ -184,24 +186,7 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 		ch, hh, ww = f.OutC, oh, ow
 	}
 	p.outC = ch
-	// Batch-parallel runs (blocked layout) keep up to two images in flight.
-	nLanes := 1
-	if blocked && n > 1 {
-		nLanes = min(n, maxLanes)
-	}
-	p.lanes = make([]planLane, nLanes)
-	for i := range p.lanes {
-		ln := &p.lanes[i]
-		ln.bufA = make([]float32, maxBuf)
-		ln.bufB = make([]float32, maxBuf)
-		ln.pooled = make([]float32, ch)
-		ln.se = make([]seBuf, len(p.layers))
-		for li, l := range p.layers {
-			if l.se != nil {
-				ln.se[li] = seBuf{mean: make([]float32, l.se.c), hid: make([]float32, l.se.hidden), gate: make([]float32, l.se.c)}
-			}
-		}
-	}
+	p.maxBuf = maxBuf
 	p.laneTask = p.runLane
 	if m.Linear != nil {
 		p.logits = make([]float32, n*m.Linear.Out)
@@ -215,9 +200,6 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 // Outputs is the number of values Run returns per image.
 func (p *Plan) Outputs() int { return len(p.logits) / p.N }
 
-// maxLanes bounds the images a batch-parallel Run keeps in flight.
-const maxLanes = 8
-
 // Run computes the logits (N, classes) — or pooled features (N, C) for a
 // model without classifier — of x: (N, C, H, W) flattened. The returned
 // slice belongs to the plan and is overwritten by the next Run.
@@ -225,14 +207,20 @@ const maxLanes = 8
 // With more than one image and more than one thread (kernel.Threads), the
 // blocked layout runs whole images in parallel, each on one thread (no
 // synchronisation between layers); otherwise images run one after another
-// and every layer spreads its work over the threads.
+// and every layer spreads its work over the threads. (Running a thread's
+// images layer by layer, so that each layer's weights are read once per
+// group of images, measured no faster here.)
 func (p *Plan) Run(x []float32) ([]float32, error) {
 	per := p.C * p.H * p.W
 	if len(x) != p.N*per {
 		return nil, fmt.Errorf("plan: input has %d values, want %d (%d×%d×%d×%d)", len(x), p.N*per, p.N, p.C, p.H, p.W)
 	}
-	lanes := min(len(p.lanes), kernel.Threads())
-	if lanes > 1 && !p.Profile {
+	lanes := 1
+	if p.Layout == LayoutBlocked && !p.Profile {
+		lanes = min(p.N, kernel.Threads())
+	}
+	p.ensureLanes(lanes)
+	if lanes > 1 {
 		p.setWorkers(1)
 		p.x = x
 		kernel.Parallel(lanes, lanes, p.laneTask)
@@ -249,10 +237,31 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 	return p.logits, nil
 }
 
+// ensureLanes makes sure n lanes have buffers (allocated on the first Run
+// with that many threads; Run allocates nothing after that).
+func (p *Plan) ensureLanes(n int) {
+	p.active = n
+	if len(p.lanes) >= n {
+		return
+	}
+	p.lanes = make([]planLane, n)
+	for i := range p.lanes {
+		ln := &p.lanes[i]
+		ln.bufA = make([]float32, p.maxBuf)
+		ln.bufB = make([]float32, p.maxBuf)
+		ln.pooled = make([]float32, p.outC)
+		ln.se = make([]seBuf, len(p.layers))
+		for li, l := range p.layers {
+			if l.se != nil {
+				ln.se[li] = seBuf{mean: make([]float32, l.se.c), hid: make([]float32, l.se.hidden), gate: make([]float32, l.se.c)}
+			}
+		}
+	}
+}
+
 // runLane runs images lane, lane+lanes, ... of p.x on the calling goroutine.
 func (p *Plan) runLane(lane int) {
-	step := min(len(p.lanes), kernel.Threads())
-	for i := lane; i < p.N; i += step {
+	for i := lane; i < p.N; i += p.active {
 		p.runImage(&p.lanes[lane], p.x, i)
 	}
 }

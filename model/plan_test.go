@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/mobileone-go/mobileone/internal/kernel"
 	"testing"
 )
 
@@ -67,4 +68,39 @@ func TestPlanMatchesForward(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A batch of more images than threads runs on one, two and three threads,
+// and every image gets its own logits, run after run.
+func TestPlanBatchThreads(t *testing.T) {
+	cfg := Config{Name: "small", Channels: [5]int{16, 16, 32, 32, 48}, Blocks: [4]int{1, 1, 2, 1}, K: 2,
+		SEPairs: [4]int{0, 0, 1, 1}, NumClasses: 7, InChannels: 3, StemStride: 2}
+	m, err := New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.InitRandom(3)
+	const n = 9
+	x := randInput(9, n, 3, 30, 34)
+	want, err := m.Fuse().Forward(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, threads := range []int{1, 2, 3} {
+		kernel.SetThreads(threads)
+		p, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for run := 0; run < 2; run++ {
+			got, err := p.Run(x.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxRelDiff(got, want.Data); d > 1e-5 {
+				t.Errorf("threads %d run %d: max rel diff %.3g", threads, run, d)
+			}
+		}
+	}
+	kernel.SetThreads(0)
 }
