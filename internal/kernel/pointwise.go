@@ -275,7 +275,7 @@ type pwRun struct {
 	// [pc·nTiles/nPC, (pc+1)·nTiles/nPC), so chunk sizes differ by at
 	// most one tile.
 	nPC, nTiles int
-	fn                     func(s *scratch, t int)
+	fn          func(s *scratch, t int)
 }
 
 // NewPointwiseOp packs the weights w (cout, cin) row-major and bias (cout,
