@@ -1,26 +1,4 @@
 #!/bin/sh
-# check.sh regenerates the depthwise kernels into a temporary directory and
-# fails if they differ from the committed ../depthwise_amd64.s and
-# ../depthwise_stub_amd64.go (the first line, which records the output
-# paths of the generating command, is compared only for its DO NOT EDIT
-# marker). Run from anywhere.
-set -eu
-gen=$(cd "$(dirname "$0")/.." && pwd)
-kernel=$(cd "$gen/.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-(cd "$gen" && go run ./dw -out "$tmp/depthwise_amd64.s" -stubs "$tmp/depthwise_stub_amd64.go")
-status=0
-for f in depthwise_amd64.s depthwise_stub_amd64.go; do
-	if ! head -n 1 "$kernel/$f" | grep -q 'DO NOT EDIT'; then
-		echo "check.sh: $f lacks the DO NOT EDIT header" >&2
-		status=1
-	fi
-	tail -n +2 "$tmp/$f" >"$tmp/$f.body"
-	if ! tail -n +2 "$kernel/$f" | diff -u --label "committed $f" --label "generated $f" - "$tmp/$f.body" >&2; then
-		echo "check.sh: $f is stale; run go generate ./internal/kernel" >&2
-		status=1
-	fi
-done
-[ "$status" -eq 0 ] && echo "depthwise kernels up to date"
-exit "$status"
+# check.sh fails if internal/kernel/depthwise_amd64.s or depthwise_stub_amd64.go differ
+# from what ./dw generates (see ../checkgen.sh). Run from anywhere.
+exec "$(dirname "$0")/../checkgen.sh" dw depthwise
