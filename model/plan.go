@@ -26,9 +26,9 @@ const (
 
 // Plan is a fused model prepared for repeated inference at one input shape
 // (plan once, run many): every convolution's weights are packed once for the
-// selected kernels and every activation buffer is allocated once, so Run
-// allocates nothing. A Plan is not safe for concurrent use; make one per
-// goroutine.
+// selected kernels and the activation buffers are allocated once (on the
+// first Run with a given number of threads), so Run then allocates nothing.
+// A Plan is not safe for concurrent use; make one per goroutine.
 type Plan struct {
 	N, C, H, W int
 	// Layout is LayoutBlocked or LayoutNCHW.
