@@ -117,10 +117,7 @@ func blockedRun(c, hw int, x, v []float32, limit int, scale bool) {
 	nb := Blocks(c)
 	per := max(1, blockedMinTask/(hw*BlockC))
 	nTasks := ceilDiv(nb, per)
-	workers := min(Threads(), nTasks)
-	if limit > 0 {
-		workers = min(workers, limit)
-	}
+	workers := workersForLimit(nTasks, nb*hw*BlockC, limit)
 	j := blockedJobs.Get().(*blockedJob)
 	j.c, j.hw, j.per, j.x, j.v, j.scale, j.im = c, hw, per, x, v, scale, active.Load()
 	if len(j.acc) < nTasks*BlockC {

@@ -19,50 +19,8 @@ type dwImpl struct {
 
 var dwPureGo = &dwImpl{level: cpu.PureGo, s1: dw3x3s1Go, s2: dw3x3s2Go, s1n: dw3x3s1Go, s2n: dw3x3s2Go}
 
-// dwImplFor returns the kernels of level l, or nil if this build has none.
-func dwImplFor(l cpu.Level) *dwImpl {
-	if l == cpu.PureGo {
-		return dwPureGo
-	}
-	if int(l) < len(dwAsm) {
-		return dwAsm[l]
-	}
-	return nil
-}
-
-// dwLevels lists the levels this build and this processor can run, lowest
-// first.
-func dwLevels() []cpu.Level {
-	var ls []cpu.Level
-	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
-		if dwImplFor(l) != nil {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
-
-// selectDW returns the best kernels at or below level l.
-func selectDW(l cpu.Level) *dwImpl {
-	for ; l > cpu.PureGo; l-- {
-		if d := dwImplFor(l); d != nil {
-			return d
-		}
-	}
-	return dwPureGo
-}
-
-// dwActive are the kernels in use, chosen once from cpu.Selected(); tests
-// switch it with setDWLevel.
-var dwActive = selectDW(cpu.Selected())
-
-// setDWLevel makes the depthwise kernels use level l (test hook; not safe
-// while kernels run) and returns a function restoring the previous choice.
-func setDWLevel(l cpu.Level) (restore func()) {
-	old := dwActive
-	dwActive = selectDW(l)
-	return func() { dwActive = old }
-}
+// dwKernels are this family's kernels by level (see levelSet).
+var dwKernels = newLevelSet(dwPureGo, dwAsm[:])
 
 // kernel returns the kernel for the stride and output row width.
 func (d *dwImpl) kernel(stride, ow int) dwKernel {
@@ -84,7 +42,7 @@ const dwMinTaskWork = 1 << 13
 // depthwise computes a depthwise convolution (Groups == InC == OutC) directly,
 // with bias and ReLU fused. 3×3 kernels with pad 1 and stride 1 or 2 (every
 // depthwise layer of MobileOne) go through whole-channel kernels (assembly
-// where available, see dwActive); anything else uses the portable loops,
+// where available, see dwKernels.active); anything else uses the portable loops,
 // one channel per task.
 func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
 	oh, ow := c.OutH(), c.OutW()
@@ -92,7 +50,7 @@ func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
 	kk := c.K * c.K
 	ch := c.InC
 	if c.K == 3 && c.Pad == 1 && (c.Stride == 1 || c.Stride == 2) {
-		dw3x3p1(c, x, w, bias, out, relu, dwActive.kernel(c.Stride, ow))
+		dw3x3p1(c, x, w, bias, out, relu, dwKernels.active.kernel(c.Stride, ow))
 		return
 	}
 	// Group channels into tasks of roughly equal, not-too-small size.

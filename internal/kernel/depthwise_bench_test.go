@@ -12,7 +12,7 @@ import (
 // traffic: input, output, weights and bias once each.
 func BenchmarkDepthwise(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
-	for _, l := range dwLevels() {
+	for _, l := range dwKernels.levels() {
 		for _, s := range dwRealShapes {
 			c := s.conv()
 			buf := newConvBuf(r, c)

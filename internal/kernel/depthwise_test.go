@@ -37,7 +37,7 @@ var dwRealShapes = []dwShape{
 
 // withDWLevel runs fn with the depthwise kernels forced to level l.
 func withDWLevel(l cpu.Level, fn func()) {
-	restore := setDWLevel(l)
+	restore := dwKernels.set(l)
 	defer restore()
 	fn()
 }
@@ -53,16 +53,16 @@ func guardedRand(r *rand.Rand, n int) []float32 {
 }
 
 func TestDWLevels(t *testing.T) {
-	ls := dwLevels()
+	ls := dwKernels.levels()
 	if len(ls) == 0 || ls[0] != cpu.PureGo {
-		t.Fatalf("dwLevels() = %v, want purego first", ls)
+		t.Fatalf("dwKernels.levels() = %v, want purego first", ls)
 	}
 	for _, l := range ls {
-		if got := selectDW(l).level; got != l {
-			t.Errorf("selectDW(%v) = %v", l, got)
+		if got := dwKernels.best(l).level; got != l {
+			t.Errorf("dwKernels.best(%v) = %v", l, got)
 		}
 	}
-	t.Logf("levels %v, active %v, cpu %v", ls, dwActive.level, cpu.Detected)
+	t.Logf("levels %v, active %v, cpu %v", ls, dwKernels.active.level, cpu.Detected)
 }
 
 // runDWCase checks Conv2D on one depthwise case at every level and the given
@@ -81,7 +81,7 @@ func runDWCase(t *testing.T, c Conv, bias, relu bool, seed int64, configs []thre
 	want, mag := make([]float32, n), make([]float32, n)
 	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, x, w, b, want, relu)
 	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
-	for _, l := range dwLevels() {
+	for _, l := range dwKernels.levels() {
 		for _, tc := range configs {
 			buf, got := guarded(n)
 			withDWLevel(l, func() {
@@ -172,8 +172,8 @@ func TestDepthwiseReal(t *testing.T) {
 // the middle of a buffer: nothing outside the range may be written.
 func TestDepthwiseKernels(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
-	for _, l := range dwLevels() {
-		d := dwImplFor(l)
+	for _, l := range dwKernels.levels() {
+		d := dwKernels.at(l)
 		for _, k := range []struct {
 			name   string
 			s      int
@@ -217,7 +217,7 @@ func TestDepthwiseNoAllocs(t *testing.T) {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	r := rand.New(rand.NewSource(8))
-	for _, l := range dwLevels() {
+	for _, l := range dwKernels.levels() {
 		for _, s := range []dwShape{{"a", 32, 14, 1}, {"b", 16, 28, 2}, {"c", 64, 7, 1}} {
 			c := s.conv()
 			buf := newConvBuf(r, c)

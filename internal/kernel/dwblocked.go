@@ -29,51 +29,8 @@ type dwbImpl struct {
 
 var dwbPureGo = &dwbImpl{level: cpu.PureGo, s1: dwb3x3s1Go, s2: dwb3x3s2Go}
 
-// dwbImplFor returns the kernels of level l, or nil if this build has none.
-func dwbImplFor(l cpu.Level) *dwbImpl {
-	if l == cpu.PureGo {
-		return dwbPureGo
-	}
-	if int(l) < len(dwbAsm) {
-		return dwbAsm[l]
-	}
-	return nil
-}
-
-// dwbLevels lists the levels this build and this processor can run, lowest
-// first.
-func dwbLevels() []cpu.Level {
-	var ls []cpu.Level
-	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
-		if dwbImplFor(l) != nil {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
-
-// selectDWB returns the best kernels at or below level l.
-func selectDWB(l cpu.Level) *dwbImpl {
-	for ; l > cpu.PureGo; l-- {
-		if d := dwbImplFor(l); d != nil {
-			return d
-		}
-	}
-	return dwbPureGo
-}
-
-// dwbActive are the kernels new DepthwiseOps use, chosen once from
-// cpu.Selected(); tests switch it with setDWBLevel.
-var dwbActive = selectDWB(cpu.Selected())
-
-// setDWBLevel makes DepthwiseOps created from now on use level l (test hook;
-// not safe while ops are being created) and returns a function restoring the
-// previous choice.
-func setDWBLevel(l cpu.Level) (restore func()) {
-	old := dwbActive
-	dwbActive = selectDWB(l)
-	return func() { dwbActive = old }
-}
+// dwbKernels are this family's kernels by level (see levelSet).
+var dwbKernels = newLevelSet(dwbPureGo, dwbAsm[:])
 
 // DepthwiseBlockedOK reports whether NewDepthwiseOp supports c: Groups ==
 // InC == OutC, K == 3, Pad == 1, Stride 1 or 2 (and InC, InH, InW > 0).
@@ -121,7 +78,7 @@ func NewDepthwiseOp(c Conv, w, bias []float32, relu bool) *DepthwiseOp {
 	if !DepthwiseBlockedOK(c) {
 		panic(fmt.Sprintf("kernel: NewDepthwiseOp: unsupported convolution %+v", c))
 	}
-	impl := dwbActive
+	impl := dwbKernels.active
 	op := &DepthwiseOp{
 		c: c, relu: relu, level: impl.level,
 		nb: Blocks(c.InC), oh: c.OutH(), ow: c.OutW(),
@@ -193,10 +150,7 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 	out = out[:BlockedLen(c.InC, ohw)]
 	rowWork := op.ow * 9 * BlockC
 	work := op.nb * op.oh * rowWork
-	workers := workersFor(op.nb*op.oh, work/op.scale)
-	if op.Workers > 0 {
-		workers = min(workers, op.Workers)
-	}
+	workers := workersForLimit(op.nb*op.oh, work/op.scale, op.Workers)
 	if workers <= 1 {
 		op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
 		return

@@ -13,7 +13,7 @@ import (
 // traffic of input, output, weights and bias) for a direct comparison.
 func BenchmarkDepthwiseBlocked(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
-	for _, l := range dwbLevels() {
+	for _, l := range dwbKernels.levels() {
 		for _, s := range dwRealShapes {
 			c := s.conv()
 			hw, ohw := c.InH*c.InW, c.OutH()*c.OutW()

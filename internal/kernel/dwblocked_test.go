@@ -13,7 +13,7 @@ import (
 
 // withDWBLevel runs fn with new DepthwiseOps using level l.
 func withDWBLevel(l cpu.Level, fn func()) {
-	restore := setDWBLevel(l)
+	restore := dwbKernels.set(l)
 	defer restore()
 	fn()
 }
@@ -46,19 +46,19 @@ func guardedBlocked(c, hw int, src []float32) []float32 {
 }
 
 func TestDWBLevels(t *testing.T) {
-	ls := dwbLevels()
+	ls := dwbKernels.levels()
 	if len(ls) == 0 || ls[0] != cpu.PureGo {
-		t.Fatalf("dwbLevels() = %v, want purego first", ls)
+		t.Fatalf("dwbKernels.levels() = %v, want purego first", ls)
 	}
 	for _, l := range ls {
-		if got := selectDWB(l).level; got != l {
-			t.Errorf("selectDWB(%v) = %v", l, got)
+		if got := dwbKernels.best(l).level; got != l {
+			t.Errorf("dwbKernels.best(%v) = %v", l, got)
 		}
 	}
-	if got, want := dwbActive.level, selectDWB(cpu.Selected()).level; got != want {
+	if got, want := dwbKernels.active.level, dwbKernels.best(cpu.Selected()).level; got != want {
 		t.Errorf("active level %v, want %v", got, want)
 	}
-	t.Logf("levels %v, active %v, cpu %v", ls, dwbActive.level, cpu.Detected)
+	t.Logf("levels %v, active %v, cpu %v", ls, dwbKernels.active.level, cpu.Detected)
 }
 
 func TestDepthwiseBlockedOK(t *testing.T) {
@@ -111,7 +111,7 @@ func runDWBCase(t *testing.T, c Conv, bias, relu bool, seed int64, configs []dwb
 	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
 	nb := BlockedLen(c.OutC, oh*ow)
 	got := make([]float32, n)
-	for _, l := range dwbLevels() {
+	for _, l := range dwbKernels.levels() {
 		var op *DepthwiseOp
 		withDWBLevel(l, func() { op = NewDepthwiseOp(c, w, b, relu) })
 		if op.level != l {
@@ -211,8 +211,8 @@ func TestDepthwiseBlockedReal(t *testing.T) {
 // pure-Go twin.
 func TestDepthwiseBlockedKernels(t *testing.T) {
 	r := rand.New(rand.NewSource(9))
-	for _, l := range dwbLevels() {
-		d := dwbImplFor(l)
+	for _, l := range dwbKernels.levels() {
+		d := dwbKernels.at(l)
 		for _, s := range []int{1, 2} {
 			kern := map[int]dwbKernel{1: d.s1, 2: d.s2}[s]
 			twin := map[int]dwbKernel{1: dwb3x3s1Go, 2: dwb3x3s2Go}[s]
@@ -259,7 +259,7 @@ func TestDepthwiseBlockedNoAllocs(t *testing.T) {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	r := rand.New(rand.NewSource(8))
-	for _, l := range dwbLevels() {
+	for _, l := range dwbKernels.levels() {
 		for _, s := range []dwShape{{"a", 32, 14, 1}, {"b", 16, 28, 2}, {"c", 64, 7, 1}, {"d", 256, 14, 1}} {
 			c := s.conv()
 			x := randSlice(r, BlockedLen(c.InC, c.InH*c.InW))

@@ -139,10 +139,7 @@ func LinearLimit(in, out int, x, w, bias, y []float32, limit int) {
 	gemv := active.Load().gemv
 	per := roundUp(max(1, (1<<14)/max(1, in)), 4)
 	nTasks := ceilDiv(out, per)
-	workers := workersFor(nTasks, in*out)
-	if limit > 0 {
-		workers = min(workers, limit)
-	}
+	workers := workersForLimit(nTasks, in*out, limit)
 	if workers > 1 {
 		parallelFor(nTasks, workers, func(_ *scratch, t int) {
 			linearRows(gemv, in, x, w, bias, y, t*per, min(out, (t+1)*per))

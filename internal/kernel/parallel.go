@@ -48,6 +48,16 @@ func workersFor(nTasks int, work int) int {
 	return w
 }
 
+// workersForLimit is workersFor capped at limit workers (0: no cap), the
+// Workers field of the ops and the limit of LinearLimit and friends.
+func workersForLimit(nTasks, work, limit int) int {
+	w := workersFor(nTasks, work)
+	if limit > 0 {
+		w = min(w, limit)
+	}
+	return w
+}
+
 // parallelFor runs fn(s, t) for every task t in [0, nTasks) on up to workers
 // goroutines (the caller is one of them). Tasks are handed out dynamically.
 // Each worker gets its own scratch buffers s for its lifetime.

@@ -196,51 +196,8 @@ func pwGoKernels() (kern [pwMaxR + 1][pwMaxNB + 1]pwKernel) {
 
 var pwPureGo = &pwImpl{level: cpu.PureGo, r: 4, nb: 1, kcb: 16, kern: pwGoKernels()}
 
-// pwImplFor returns the kernels of level l, or nil if this build has none.
-func pwImplFor(l cpu.Level) *pwImpl {
-	if l == cpu.PureGo {
-		return pwPureGo
-	}
-	if int(l) < len(pwAsm) {
-		return pwAsm[l]
-	}
-	return nil
-}
-
-// pwLevels lists the levels this build and this processor can run, lowest
-// first.
-func pwLevels() []cpu.Level {
-	var ls []cpu.Level
-	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
-		if pwImplFor(l) != nil {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
-
-// selectPW returns the best kernels at or below level l.
-func selectPW(l cpu.Level) *pwImpl {
-	for ; l > cpu.PureGo; l-- {
-		if d := pwImplFor(l); d != nil {
-			return d
-		}
-	}
-	return pwPureGo
-}
-
-// pwActive are the kernels new PointwiseOps use, chosen once from
-// cpu.Selected(); tests switch it with setPWLevel.
-var pwActive = selectPW(cpu.Selected())
-
-// setPWLevel makes PointwiseOps created from now on use level l (test hook;
-// not safe while ops are being created) and returns a function restoring
-// the previous choice.
-func setPWLevel(l cpu.Level) (restore func()) {
-	old := pwActive
-	pwActive = selectPW(l)
-	return func() { pwActive = old }
-}
+// pwKernels are this family's kernels by level (see levelSet).
+var pwKernels = newLevelSet(pwPureGo, pwAsm[:])
 
 // PointwiseOp is a 1×1 stride-1 convolution (groups 1) on blocked
 // activations with bias and optional ReLU fused.
@@ -283,7 +240,7 @@ type pwRun struct {
 // level selected at start-up. w and bias are not retained.
 func NewPointwiseOp(cin, cout int, w, bias []float32, relu bool) *PointwiseOp {
 	cin, cout = max(cin, 0), max(cout, 0)
-	im := pwActive
+	im := pwKernels.active
 	op := &PointwiseOp{
 		cin: cin, cout: cout,
 		cib: Blocks(cin), cob: Blocks(cout),
@@ -365,10 +322,7 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	pcTiles = min(pcTiles, nTiles)
 	gcGroups := nGroups
 	work := hw * kdim * op.cob * BlockC
-	workers := workersFor(nTiles*nGroups, work)
-	if op.Workers > 0 {
-		workers = min(workers, op.Workers)
-	}
+	workers := workersForLimit(nTiles*nGroups, work, op.Workers)
 	if workers > 1 {
 		// About four tasks per worker (dynamic hand-out balances them),
 		// none smaller than pwMinTaskWork: split the groups first when the

@@ -12,7 +12,7 @@ import (
 // BenchmarkConvOp (the NCHW GEMM path) on the same shapes.
 func BenchmarkPointwise(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
-	for _, l := range pwLevels() {
+	for _, l := range pwKernels.levels() {
 		for _, s := range pwRealShapes {
 			hw := s.pixels()
 			x := randSlice(r, BlockedLen(s.cin, hw))

@@ -39,7 +39,7 @@ var pwRealShapes = []pwShape{
 
 // withPWLevel runs fn with new PointwiseOps built for level l.
 func withPWLevel(l cpu.Level, fn func()) {
-	restore := setPWLevel(l)
+	restore := pwKernels.set(l)
 	defer restore()
 	fn()
 }
@@ -102,7 +102,7 @@ var pwConfigs = []threadConfig{{1, 1 << 16}, {2, 0}}
 func runPWCase(t *testing.T, s pwShape, bias, relu bool, seed int64) {
 	t.Helper()
 	c := newPWCase(s, bias, relu, seed)
-	for _, l := range pwLevels() {
+	for _, l := range pwKernels.levels() {
 		var op *PointwiseOp
 		withPWLevel(l, func() { op = NewPointwiseOp(s.cin, s.cout, c.w, c.b, relu) })
 		if op.im.level != l {
@@ -118,14 +118,14 @@ func runPWCase(t *testing.T, s pwShape, bias, relu bool, seed int64) {
 }
 
 func TestPWLevels(t *testing.T) {
-	ls := pwLevels()
+	ls := pwKernels.levels()
 	if len(ls) == 0 || ls[0] != cpu.PureGo {
-		t.Fatalf("pwLevels() = %v, want purego first", ls)
+		t.Fatalf("pwKernels.levels() = %v, want purego first", ls)
 	}
 	for _, l := range ls {
-		im := selectPW(l)
+		im := pwKernels.best(l)
 		if im.level != l {
-			t.Errorf("selectPW(%v) = %v", l, im.level)
+			t.Errorf("pwKernels.best(%v) = %v", l, im.level)
 		}
 		if im.r < 1 || im.r > pwMaxR || im.nb < 1 || im.nb > pwMaxNB || im.kcb < 1 {
 			t.Errorf("%v: bad tile %d×%d kcb %d", l, im.r, im.nb, im.kcb)
@@ -138,7 +138,7 @@ func TestPWLevels(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("levels %v, active %v, cpu %v", ls, pwActive.level, cpu.Detected)
+	t.Logf("levels %v, active %v, cpu %v", ls, pwKernels.active.level, cpu.Detected)
 }
 
 // TestPointwiseReal runs the real MobileOne layer shapes.
@@ -204,11 +204,11 @@ func TestPointwiseFlags(t *testing.T) {
 func TestPointwiseKernels(t *testing.T) {
 	r := rand.New(rand.NewSource(9))
 	const kb, xstride, ostride = 3, 7 * BlockC, 9 * BlockC
-	for _, l := range pwLevels() {
+	for _, l := range pwKernels.levels() {
 		if l == cpu.PureGo {
 			continue
 		}
-		im := pwImplFor(l)
+		im := pwKernels.at(l)
 		for rows := 1; rows <= im.r; rows++ {
 			for nb := 1; nb <= im.nb; nb++ {
 				for _, flags := range []uint{0, pwAcc, pwBias | pwReLU, pwAcc | pwBias | pwReLU} {
@@ -260,7 +260,7 @@ func TestPointwiseNoAllocs(t *testing.T) {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	r := rand.New(rand.NewSource(10))
-	for _, l := range pwLevels() {
+	for _, l := range pwKernels.levels() {
 		for _, s := range []pwShape{{"", 64, 64, 7, 7}, {"", 40, 100, 13, 1}, {"", 300, 40, 5, 5}} {
 			hw := s.pixels()
 			x := randSlice(r, BlockedLen(s.cin, hw))
@@ -318,7 +318,7 @@ func TestPointwiseConcurrent(t *testing.T) {
 
 // TestPointwiseNoInput covers cin = 0 (bias only) and empty maps.
 func TestPointwiseNoInput(t *testing.T) {
-	for _, l := range pwLevels() {
+	for _, l := range pwKernels.levels() {
 		var op *PointwiseOp
 		withPWLevel(l, func() {
 			op = NewPointwiseOp(0, 20, nil, []float32{-1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, -20}, true)

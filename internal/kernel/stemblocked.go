@@ -123,50 +123,8 @@ func stembGoKernel(stride, nb int) stembKernel {
 var stembPureGo = &stembImpl{level: cpu.PureGo, maxNB: 1, tile: [5]int{1: 8},
 	k: [2][5]stembKernel{{nil, stembGoKernel(1, 1)}, {nil, stembGoKernel(2, 1)}}}
 
-// stembImplFor returns the kernels of level l, or nil if this build has none.
-func stembImplFor(l cpu.Level) *stembImpl {
-	if l == cpu.PureGo {
-		return stembPureGo
-	}
-	if int(l) < len(stembAsm) {
-		return stembAsm[l]
-	}
-	return nil
-}
-
-// stembLevels lists the levels this build and this processor can run,
-// lowest first.
-func stembLevels() []cpu.Level {
-	var ls []cpu.Level
-	for l := cpu.PureGo; l <= cpu.Detected.Best(); l++ {
-		if stembImplFor(l) != nil {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
-
-// selectStemb returns the best kernels at or below level l.
-func selectStemb(l cpu.Level) *stembImpl {
-	for ; l > cpu.PureGo; l-- {
-		if d := stembImplFor(l); d != nil {
-			return d
-		}
-	}
-	return stembPureGo
-}
-
-// stembActive are the kernels new StemOps use, chosen once from
-// cpu.Selected(); tests switch it with setStembLevel.
-var stembActive = selectStemb(cpu.Selected())
-
-// setStembLevel makes StemOps created afterwards use level l (test hook)
-// and returns a function restoring the previous choice.
-func setStembLevel(l cpu.Level) (restore func()) {
-	old := stembActive
-	stembActive = selectStemb(l)
-	return func() { stembActive = old }
-}
+// stembKernels are this family's kernels by level (see levelSet).
+var stembKernels = newLevelSet(stembPureGo, stembAsm[:])
 
 // stembSplit splits cb blocks into groups of at most maxNB blocks (one
 // kernel call per group and output row). With maxNB 4 it prefers groups of
@@ -250,7 +208,7 @@ func NewStemOp(c Conv, w, bias []float32, relu bool) *StemOp {
 		panic("kernel: NewStemOp: unsupported convolution")
 	}
 	c.Groups = 1
-	im := stembActive
+	im := stembKernels.active
 	op := &StemOp{c: c, relu: relu, level: im.level}
 	oh := c.OutH()
 	op.band = max(1, min(4, oh/16))
@@ -310,10 +268,7 @@ func (op *StemOp) Run(x, out []float32) {
 	r := op.runs.Get().(*stembRun)
 	r.op, r.x, r.out = op, x[:c.InC*c.InH*c.InW], out[:BlockedLen(c.OutC, oh*ow)]
 	nTasks := ceilDiv(oh, op.band)
-	workers := workersFor(nTasks, Blocks(c.OutC)*BlockC*c.InC*9*oh*ow)
-	if op.Workers > 0 {
-		workers = min(workers, op.Workers)
-	}
+	workers := workersForLimit(nTasks, Blocks(c.OutC)*BlockC*c.InC*9*oh*ow, op.Workers)
 	if staticSchedule {
 		parallelForStatic(nTasks, workers, r.fn)
 	} else {

@@ -23,7 +23,7 @@ var stemBlockedShapes = []struct {
 // useful multiply-adds (OutC, not the padded channels) twice.
 func BenchmarkStemBlocked(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
-	for _, l := range stembLevels() {
+	for _, l := range stembKernels.levels() {
 		for _, s := range stemBlockedShapes {
 			c := s.c
 			x := randSlice(r, c.InC*c.InH*c.InW)

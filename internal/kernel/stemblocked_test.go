@@ -13,21 +13,21 @@ import (
 
 // withStembLevel runs fn with new StemOps using level l.
 func withStembLevel(l cpu.Level, fn func()) {
-	restore := setStembLevel(l)
+	restore := stembKernels.set(l)
 	defer restore()
 	fn()
 }
 
 func TestStembLevels(t *testing.T) {
-	ls := stembLevels()
+	ls := stembKernels.levels()
 	if len(ls) == 0 || ls[0] != cpu.PureGo {
-		t.Fatalf("stembLevels() = %v, want purego first", ls)
+		t.Fatalf("stembKernels.levels() = %v, want purego first", ls)
 	}
 	for _, l := range ls {
-		if got := selectStemb(l).level; got != l {
-			t.Errorf("selectStemb(%v) = %v", l, got)
+		if got := stembKernels.best(l).level; got != l {
+			t.Errorf("stembKernels.best(%v) = %v", l, got)
 		}
-		im := stembImplFor(l)
+		im := stembKernels.at(l)
 		for s := range im.k {
 			for nb := 1; nb <= im.maxNB; nb++ {
 				if im.k[s][nb] == nil {
@@ -36,10 +36,10 @@ func TestStembLevels(t *testing.T) {
 			}
 		}
 	}
-	if haveAsm && cpu.Detected.Best() >= cpu.AVX512 && stembActive.level != cpu.AVX512 && cpu.Selected() >= cpu.AVX512 {
-		t.Errorf("active level %v on an AVX-512 machine", stembActive.level)
+	if haveAsm && cpu.Detected.Best() >= cpu.AVX512 && stembKernels.active.level != cpu.AVX512 && cpu.Selected() >= cpu.AVX512 {
+		t.Errorf("active level %v on an AVX-512 machine", stembKernels.active.level)
 	}
-	t.Logf("levels %v, active %v, cpu %v", ls, stembActive.level, cpu.Detected)
+	t.Logf("levels %v, active %v, cpu %v", ls, stembKernels.active.level, cpu.Detected)
 }
 
 func TestStembSplit(t *testing.T) {
@@ -102,8 +102,8 @@ type stembKernelSet struct {
 // stembAllKernels lists every kernel of every level this machine runs.
 func stembAllKernels() []stembKernelSet {
 	var ks []stembKernelSet
-	for _, l := range stembLevels() {
-		im := stembImplFor(l)
+	for _, l := range stembKernels.levels() {
+		im := stembKernels.at(l)
 		for s := range im.k {
 			for nb := 1; nb <= im.maxNB; nb++ {
 				ks = append(ks, stembKernelSet{fmt.Sprintf("%v/s%d/nb%d", l, s+1, nb), s + 1, nb, im.tile[nb], im.k[s][nb]})
@@ -247,12 +247,12 @@ func stemBlockedCases() []convCase {
 // channels must come out zero.
 func TestStemOp(t *testing.T) {
 	configs := []threadConfig{{1, 1 << 16}, {2, 0}}
-	for _, l := range stembLevels() {
+	for _, l := range stembKernels.levels() {
 		withStembLevel(l, func() {
 			for i, cc := range stemBlockedCases() {
 				c := cc.c
 				big := c.InH*c.InW >= 224*224
-				if testing.Short() && big && l != stembActive.level && l != cpu.PureGo {
+				if testing.Short() && big && l != stembKernels.active.level && l != cpu.PureGo {
 					continue
 				}
 				t.Run(fmt.Sprintf("%v/%v", l, cc), func(t *testing.T) {
@@ -305,7 +305,7 @@ func TestStemOp(t *testing.T) {
 // TestStemOpTwin checks that the selected level's StemOp matches the
 // pure-Go level's on the real stems.
 func TestStemOpTwin(t *testing.T) {
-	if stembActive.level == cpu.PureGo {
+	if stembKernels.active.level == cpu.PureGo {
 		t.Skip("no assembly level")
 	}
 	r := rand.New(rand.NewSource(41))
@@ -331,7 +331,7 @@ func TestStemOpAllocs(t *testing.T) {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	r := rand.New(rand.NewSource(42))
-	for _, l := range stembLevels() {
+	for _, l := range stembKernels.levels() {
 		withStembLevel(l, func() {
 			for _, c := range []Conv{{3, 224, 224, 48, 3, 2, 1, 1}, {1, 28, 28, 48, 3, 1, 1, 1}} {
 				x := randSlice(r, c.InC*c.InH*c.InW)
