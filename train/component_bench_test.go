@@ -30,17 +30,22 @@ func BenchmarkBNParts(b *testing.B) {
 	})
 }
 
-// BenchmarkDot3x3 times the fused depthwise weight-gradient dot products of
-// one 16×16 channel of a batch of 64 (padded to 18×18).
-func BenchmarkDot3x3(b *testing.B) {
-	const n = 64 * 18 * 18
-	d := make([]float32, n)
-	x := make([]float32, n+40)
-	for i := range x {
-		x[i] = float32(i % 13)
+// BenchmarkDWBackward times the depthwise backward (weight and input
+// gradients, k = 4 branches and the 1×1 scale) of a 128-channel 8×8 layer on
+// a batch of 64.
+func BenchmarkDWBackward(b *testing.B) {
+	op := convOp{Cin: 128, Cout: 5 * 128, K: 3, S: 1, P: 1, DW: true, CenterOnly: []bool{false, false, false, false, true}}
+	x := &act{C: 128, N: 64, H: 8, W: 8, Data: make([]float32, 128*64*64)}
+	for i := range x.Data {
+		x.Data[i] = float32(i%13) * 0.1
 	}
-	g := make([]float32, 9)
+	w := make([]float32, op.Cout*9)
+	dz := make([]float32, op.Cout*64*64)
+	dw := make([]float32, len(w))
+	dx := make([]float32, len(x.Data))
+	var ws convWork
+	b.SetBytes(int64(4 * (len(dz) + 2*len(x.Data))))
 	for i := 0; i < b.N; i++ {
-		dot3x3(d, x, 18, g)
+		op.backward(x, w, dz, dw, dx, &ws)
 	}
 }

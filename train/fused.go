@@ -1,6 +1,10 @@
 package train
 
-import "math"
+import (
+	"math"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
+)
 
 // Block-level fused BatchNorm passes. A block sums the BatchNorms of its
 // branches (and skip), all over rows of the same length m, so one sweep per
@@ -54,28 +58,10 @@ func bnTrainForwardSum(ins []bnSrc, c, m int, out []float32, relu bool) {
 				oc := o[j0:j1]
 				for k, in := range ins {
 					g, b := in.bn.bn.Weight.Data[ch], in.bn.bn.Bias.Data[ch]
-					mk, ik := mf[k], isf[k]
-					src := in.src[ch*m+j0 : ch*m+j1]
-					dst := in.xhat[ch*m+j0 : ch*m+j1]
-					src, dst = src[:len(oc)], dst[:len(oc)]
-					if k == 0 {
-						for i, x := range src {
-							h := (x - mk) * ik
-							dst[i] = h
-							oc[i] = g*h + b
-						}
-						continue
-					}
-					for i, x := range src {
-						h := (x - mk) * ik
-						dst[i] = h
-						oc[i] += g*h + b
-					}
+					kernel.BNNorm(in.src[ch*m+j0:ch*m+j1], in.xhat[ch*m+j0:ch*m+j1], oc, mf[k], isf[k], g, b, k > 0)
 				}
 				if relu {
-					for i, v := range oc {
-						oc[i] = max(v, 0)
-					}
+					kernel.ReLU(oc)
 				}
 			}
 		}
@@ -124,42 +110,14 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 			for k, in := range ins {
 				kf := in.bn.bn.Weight.Data[ch] * in.bn.invstd[ch]
 				mdx := float32(sdx[k] / float64(m))
-				xr := in.xhat[ch*m : (ch+1)*m]
-				out := in.dz[ch*m : (ch+1)*m]
-				xr, out = xr[:len(dr)], out[:len(dr)]
-				for i, dv := range dr {
-					out[i] = kf * (dv - md - xr[i]*mdx)
-				}
+				kernel.BNBackApply(dr, in.xhat[ch*m:(ch+1)*m], in.dz[ch*m:(ch+1)*m], kf, md, mdx)
 			}
 		}
 	})
 }
 
-// dotF64 returns Σ a[i]·b[i] (b at least as long as a) in float64, in four
-// interleaved partial sums.
-func dotF64(a, b []float32) float64 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		p, q := a[i:i+4:i+4], b[i:i+4:i+4]
-		s0 += float64(p[0]) * float64(q[0])
-		s1 += float64(p[1]) * float64(q[1])
-		s2 += float64(p[2]) * float64(q[2])
-		s3 += float64(p[3]) * float64(q[3])
-	}
-	for ; i < len(a); i++ {
-		s0 += float64(a[i]) * float64(b[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
+// dotF64 returns Σ a[i]·b[i] (b at least as long as a) in float64.
+func dotF64(a, b []float32) float64 { return kernel.Dot64(a, b) }
 
 // reluMask zeroes d where y is not positive (y >= 0; see reluBackward).
-func reluMask(y, d []float32) {
-	y = y[:len(d)]
-	for i, v := range y {
-		b := math.Float32bits(v)
-		mask := uint32(int32(b|-b) >> 31) // all ones if b != 0
-		d[i] = math.Float32frombits(math.Float32bits(d[i]) & mask)
-	}
-}
+func reluMask(y, d []float32) { kernel.ReLUMask(y[:len(d)], d) }

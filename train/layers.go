@@ -7,18 +7,22 @@ import (
 	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
-// Activations inside the trainable net are channel-major, (C, N, H, W):
-// element (c, n, y, x) is at ((c*N+n)*H+y)*W+x. Every channel is then one
-// contiguous row of M = N·H·W values, so a 1×1 convolution over the whole
-// batch is one GEMM W(Cout, Cin)·X(Cin, M), BatchNorm statistics are row
-// reductions, and a depthwise convolution is a depthwise convolution of C·N
-// planes.
+// Activations inside the trainable net are channel-major with the batch
+// innermost, (C, H, W, N): element (c, n, y, x) is at ((c*H+y)*W+x)*N+n.
+// Every channel is one contiguous row of M = H·W·N values, so a 1×1
+// convolution over the whole batch is one GEMM W(Cout, Cin)·X(Cin, M) and
+// BatchNorm statistics are row reductions; and every pixel is a contiguous
+// vector of N values, so a tap of a depthwise kernel is one vector operation
+// per run of pixels (see dwconv.go).
 
-// act is a channel-major activation.
+// act is an activation in the trainer's layout (C, H, W, N).
 type act struct {
 	C, N, H, W int
 	Data       []float32
 }
+
+// at returns the index of element (c, n, y, x).
+func (a *act) at(c, n, y, x int) int { return ((c*a.H+y)*a.W+x)*a.N + n }
 
 // M is the number of values per channel.
 func (a *act) M() int { return a.N * a.H * a.W }
@@ -126,196 +130,98 @@ func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P =
 
 // convWork holds reusable scratch buffers of a convOp.
 type convWork struct {
-	col, colT, wT, dcol, dw, wexp []float32
-	dws                           []dwScratch // per worker of dwBackward
+	col, dcol []float32
+	spans     spanTable
 }
 
-// im2col writes col (Cin·K·K, N·OH·OW): row (ci·K+ky)·K+kx, column
-// (n·OH+oy)·OW+ox, zero outside the image.
-func (c convOp) im2col(x *act, oh, ow int, col []float32) {
+// im2col writes col (Cin·K·K, OH·OW·N): row (ci·K+ky)·K+kx, column
+// (oy·OW+ox)·N+n, zero outside the image.
+func (c convOp) im2col(x *act, oh, ow int, col []float32, ws *convWork) {
 	kk := c.K * c.K
-	parFor(c.Cin*kk, c.Cin*kk*x.N*oh*ow, func(lo, hi int) { c.im2colRows(x, oh, ow, col, lo, hi) })
-}
-
-// im2colSerial is im2col on the calling goroutine.
-func (c convOp) im2colSerial(x *act, oh, ow int, col []float32) {
-	c.im2colRows(x, oh, ow, col, 0, c.Cin*c.K*c.K)
-}
-
-// im2colRows writes rows [lo, hi) of the im2col matrix.
-func (c convOp) im2colRows(x *act, oh, ow int, col []float32, lo, hi int) {
 	mo := x.N * oh * ow
-	kk := c.K * c.K
-	for p := lo; p < hi; p++ {
-		ci, ky, kx := p/kk, p%kk/c.K, p%c.K
-		dst := col[p*mo : (p+1)*mo]
-		for n := 0; n < x.N; n++ {
-			plane := x.Data[(ci*x.N+n)*x.H*x.W:][:x.H*x.W]
-			for oy := 0; oy < oh; oy++ {
-				d := dst[(n*oh+oy)*ow:][:ow]
-				iy := oy*c.S - c.P + ky
-				if uint(iy) >= uint(x.H) {
-					clear(d)
-					continue
-				}
-				row := plane[iy*x.W:][:x.W]
-				for ox := range d {
-					ix := ox*c.S - c.P + kx
-					if uint(ix) < uint(x.W) {
-						d[ox] = row[ix]
-					} else {
-						d[ox] = 0
-					}
-				}
+	pin := x.H * x.W * x.N
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	parFor(c.Cin*kk, c.Cin*kk*mo, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			ci, t := p/kk, p%kk
+			dst := col[p*mo : (p+1)*mo]
+			xp := x.Data[ci*pin : (ci+1)*pin]
+			if !st.full[t] {
+				clear(dst)
+			}
+			for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+				copy(dst[s.z:s.z+s.n], xp[s.x:s.x+s.n])
 			}
 		}
-	}
+	})
 }
 
 // col2im adds the columns of dcol back into dx (the adjoint of im2col).
-func (c convOp) col2im(dcol []float32, n, h, w, oh, ow int, dx []float32) {
-	parFor(c.Cin, c.Cin*c.K*c.K*n*oh*ow, func(lo, hi int) { c.col2imChannels(dcol, n, h, w, oh, ow, dx, lo, hi) })
-}
-
-// col2imSerial is col2im on the calling goroutine.
-func (c convOp) col2imSerial(dcol []float32, n, h, w, oh, ow int, dx []float32) {
-	c.col2imChannels(dcol, n, h, w, oh, ow, dx, 0, c.Cin)
-}
-
-// col2imChannels adds the rows of input channels [lo, hi).
-func (c convOp) col2imChannels(dcol []float32, n, h, w, oh, ow int, dx []float32, lo, hi int) {
-	mo := n * oh * ow
+func (c convOp) col2im(dcol []float32, x *act, oh, ow int, dx []float32, ws *convWork) {
 	kk := c.K * c.K
-	for ci := lo; ci < hi; ci++ {
-		for t := 0; t < kk; t++ {
-			ky, kx := t/c.K, t%c.K
-			src := dcol[(ci*kk+t)*mo:][:mo]
-			for b := 0; b < n; b++ {
-				plane := dx[(ci*n+b)*h*w:][:h*w]
-				for oy := 0; oy < oh; oy++ {
-					iy := oy*c.S - c.P + ky
-					if uint(iy) >= uint(h) {
-						continue
-					}
-					s := src[(b*oh+oy)*ow:][:ow]
-					row := plane[iy*w:][:w]
-					for ox, v := range s {
-						ix := ox*c.S - c.P + kx
-						if uint(ix) < uint(w) {
-							row[ix] += v
-						}
-					}
+	mo := x.N * oh * ow
+	pin := x.H * x.W * x.N
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	parFor(c.Cin, c.Cin*kk*mo, func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			dxp := dx[ci*pin : (ci+1)*pin]
+			for t := 0; t < kk; t++ {
+				src := dcol[(ci*kk+t)*mo:][:mo]
+				for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+					vadd(src[s.z:s.z+s.n], dxp[s.x:s.x+s.n])
 				}
 			}
 		}
-	}
+	})
 }
 
-// forward computes z (Cout, N, OH, OW) = conv(x, w).
+// forward computes z (Cout, OH, OW, N) = conv(x, w).
 func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
-	oh, ow := c.outSize(x.H, x.W)
-	mo := x.N * oh * ow
 	if c.DW {
-		// One depthwise call per output-channel block of Cin: planes
-		// (ci, n) are the C·N "channels" of kernel.Conv2D, with the
-		// weights repeated for every image.
-		kk := c.K * c.K
-		cn := c.Cin * x.N
-		ws.wexp = grow(ws.wexp, cn*kk)
-		p := kernel.Conv{InC: cn, InH: x.H, InW: x.W, OutC: cn, K: c.K, Stride: c.S, Pad: c.P, Groups: cn}
-		for b := 0; b < c.Cout/c.Cin; b++ {
-			for ci := 0; ci < c.Cin; ci++ {
-				src := w[(b*c.Cin+ci)*kk:][:kk]
-				for n := 0; n < x.N; n++ {
-					copy(ws.wexp[(ci*x.N+n)*kk:], src)
-				}
-			}
-			kernel.Conv2D(p, x.Data, ws.wexp, nil, z[b*c.Cin*mo:(b+1)*c.Cin*mo], false)
-		}
+		c.dwForward(x, w, z, ws)
 		return
 	}
+	oh, ow := c.outSize(x.H, x.W)
+	mo := x.N * oh * ow
 	kd := c.Cin * c.K * c.K
 	col := x.Data
 	if !c.pointwise() {
 		ws.col = grow(ws.col, kd*mo)
-		c.im2col(x, oh, ow, ws.col)
+		c.im2col(x, oh, ow, ws.col, ws)
 		col = ws.col
 	}
 	kernel.Gemm(c.Cout, mo, kd, w, col, z, false)
 }
 
 // backward computes dw (overwritten) and, if dx is not nil, adds the input
-// gradient to dx (channel-major like x), given dz (Cout, N, OH, OW). For a
+// gradient to dx (laid out like x), given dz (Cout, OH, OW, N). For a
 // dense non-pointwise conv, forward must have run on the same x and ws (the
 // im2col matrix is reused).
 func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
-	oh, ow := c.outSize(x.H, x.W)
-	mo := x.N * oh * ow
 	if c.DW {
-		if dx != nil && c.S == 1 && 2*c.P == c.K-1 {
-			// Same-padded stride 1: the input gradient is a depthwise
-			// convolution of dZ with the flipped kernel (fast kernel).
-			c.dwBackward(x, w, dz, dw, nil, oh, ow, ws)
-			c.dwInputGradConv(x, w, dz, dx, ws)
-			return
-		}
-		c.dwBackward(x, w, dz, dw, dx, oh, ow, ws)
+		c.dwBackward(x, w, dz, dw, dx, ws)
 		return
 	}
+	oh, ow := c.outSize(x.H, x.W)
+	mo := x.N * oh * ow
 	kd := c.Cin * c.K * c.K
 	col := x.Data
 	if !c.pointwise() {
 		col = ws.col[:kd*mo]
 	}
-	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ (mo, kd)
-	ws.colT = grow(ws.colT, mo*kd)
-	transpose(col, kd, mo, ws.colT)
-	kernel.Gemm(c.Cout, kd, mo, dz, ws.colT, dw, false)
+	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ
+	kernel.GemmNT(c.Cout, kd, mo, dz, col, dw, false)
 	if dx == nil {
 		return
 	}
 	// dcol (kd, mo) = Wᵀ (kd, Cout) · dZ (Cout, mo)
-	ws.wT = grow(ws.wT, kd*c.Cout)
-	transpose(w, c.Cout, kd, ws.wT)
 	if c.pointwise() {
-		kernel.Gemm(kd, mo, c.Cout, ws.wT, dz, dx, true)
+		kernel.GemmTN(kd, mo, c.Cout, w, dz, dx, true)
 		return
 	}
 	ws.dcol = grow(ws.dcol, kd*mo)
-	kernel.Gemm(kd, mo, c.Cout, ws.wT, dz, ws.dcol, false)
-	c.col2im(ws.dcol, x.N, x.H, x.W, oh, ow, dx)
-}
-
-// dwInputGradConv adds to dx the input gradient of a same-padded stride-1
-// depthwise stack: Σ_b conv(dZ_b, flip(w_b)), through kernel.Conv2D.
-func (c convOp) dwInputGradConv(x *act, w, dz, dx []float32, ws *convWork) {
-	kk := c.K * c.K
-	cn := c.Cin * x.N
-	size := cn * x.H * x.W
-	ws.wexp = grow(ws.wexp, cn*kk)
-	ws.dcol = grow(ws.dcol, size)
-	p := kernel.Conv{InC: cn, InH: x.H, InW: x.W, OutC: cn, K: c.K, Stride: 1, Pad: c.P, Groups: cn}
-	for b := 0; b < c.Cout/c.Cin; b++ {
-		for ci := 0; ci < c.Cin; ci++ {
-			src := w[(b*c.Cin+ci)*kk:][:kk]
-			dst := ws.wexp[ci*x.N*kk:][:x.N*kk]
-			for t := 0; t < kk; t++ {
-				dst[t] = src[kk-1-t]
-			}
-			for n := 1; n < x.N; n++ {
-				copy(dst[n*kk:(n+1)*kk], dst[:kk])
-			}
-		}
-		kernel.Conv2D(p, dz[b*size:(b+1)*size], ws.wexp, nil, ws.dcol, false)
-		tmp := ws.dcol
-		parFor(len(tmp)/4096+1, len(tmp), func(lo, hi int) {
-			i1 := min(len(tmp), hi*4096)
-			d, s := dx[lo*4096:i1], tmp[lo*4096:i1]
-			for i, v := range s {
-				d[i] += v
-			}
-		})
-	}
+	kernel.GemmTN(kd, mo, c.Cout, w, dz, ws.dcol, false)
+	c.col2im(ws.dcol, x, oh, ow, dx, ws)
 }
 
 // dot returns Σ a[i]·b[i] (float32 products, four partial sums, float64 total).
@@ -390,22 +296,11 @@ func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, in
 			is := 1 / math.Sqrt(v+bn.eps)
 			invstd[ch] = float32(is)
 			mf, isf := float32(mean), float32(is)
-			dst := xhat[ch*m : (ch+1)*m]
-			dst = dst[:len(row)]
+			var out []float32
 			if sum != nil {
-				g, b := bn.gamma[ch], bn.beta[ch]
-				out := sum[ch*m : (ch+1)*m]
-				out = out[:len(row)]
-				for i, x := range row {
-					h := (x - mf) * isf
-					dst[i] = h
-					out[i] += g*h + b
-				}
-			} else {
-				for i, x := range row {
-					dst[i] = (x - mf) * isf
-				}
+				out = sum[ch*m : (ch+1)*m]
 			}
+			kernel.BNNorm(row, xhat[ch*m:(ch+1)*m], out, mf, isf, bn.gamma[ch], bn.beta[ch], true)
 			if update {
 				unbiased := v
 				if m > 1 {
@@ -418,55 +313,13 @@ func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, in
 	})
 }
 
-// shiftedSums returns Σ(x−shift) and Σ(x−shift)² in float64, in four
-// interleaved partial sums (independent dependency chains).
+// shiftedSums returns Σ(x−shift) and Σ(x−shift)² in float64.
 func shiftedSums(row []float32, shift float64) (s, sq float64) {
-	var s0, s1, s2, s3, q0, q1, q2, q3 float64
-	i := 0
-	for ; i+4 <= len(row); i += 4 {
-		p := row[i : i+4 : i+4]
-		d0, d1, d2, d3 := float64(p[0])-shift, float64(p[1])-shift, float64(p[2])-shift, float64(p[3])-shift
-		s0 += d0
-		s1 += d1
-		s2 += d2
-		s3 += d3
-		q0 += d0 * d0
-		q1 += d1 * d1
-		q2 += d2 * d2
-		q3 += d3 * d3
-	}
-	for ; i < len(row); i++ {
-		d := float64(row[i]) - shift
-		s0 += d
-		q0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+	return kernel.SumSq(row, float32(shift))
 }
 
-// dotSums returns Σd and Σd·x (x at least as long as d) in float64, like
-// shiftedSums.
-func dotSums(d, x []float32) (sd, sdx float64) {
-	x = x[:len(d)]
-	var s0, s1, s2, s3, q0, q1, q2, q3 float64
-	i := 0
-	for ; i+4 <= len(d); i += 4 {
-		p, q := d[i:i+4:i+4], x[i:i+4:i+4]
-		p0, p1, p2, p3 := float64(p[0]), float64(p[1]), float64(p[2]), float64(p[3])
-		s0 += p0
-		s1 += p1
-		s2 += p2
-		s3 += p3
-		q0 += p0 * float64(q[0])
-		q1 += p1 * float64(q[1])
-		q2 += p2 * float64(q[2])
-		q3 += p3 * float64(q[3])
-	}
-	for ; i < len(d); i++ {
-		s0 += float64(d[i])
-		q0 += float64(d[i]) * float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
-}
+// dotSums returns Σd and Σd·x (x at least as long as d) in float64.
+func dotSums(d, x []float32) (sd, sdx float64) { return kernel.DotSums(d, x[:len(d)]) }
 
 // bnEvalForward adds BN(z) with the running statistics to sum.
 func bnEvalForward(bn bnParams, z []float32, m int, sum []float32) {
@@ -499,12 +352,7 @@ func bnBackward(gamma, invstd []float32, xhat, dy []float32, m int, dgamma, dbet
 			dbeta[ch] += float32(sd)
 			k := gamma[ch] * invstd[ch]
 			md, mdx := float32(sd/float64(m)), float32(sdx/float64(m))
-			out := dz[ch*m : (ch+1)*m]
-			out = out[:len(dr)]
-			xr = xr[:len(dr)]
-			for i, d := range dr {
-				out[i] = k * (d - md - xr[i]*mdx)
-			}
+			kernel.BNBackApply(dr, xr, dz[ch*m:(ch+1)*m], k, md, mdx)
 		}
 	})
 }
@@ -524,19 +372,23 @@ type seParams struct {
 	mean, h, g []float32 // caches: (N, C), (N, hid), (N, C)
 }
 
-// forward computes out = s·gate for s (C, N, HW) channel-major.
+// forward computes out = s·gate for s (C, HW, N).
 func (p *seParams) forward(s []float32, n, hw int, out []float32) {
 	c, hid := p.c, p.hid
 	p.mean = grow(p.mean, n*c)
 	p.h = grow(p.h, n*hid)
 	p.g = grow(p.g, n*c)
+	acc := make([]float64, n)
 	for ch := 0; ch < c; ch++ {
-		for b := 0; b < n; b++ {
-			var sum float64
-			for _, v := range s[(ch*n+b)*hw:][:hw] {
-				sum += float64(v)
+		clear(acc)
+		plane := s[ch*hw*n : (ch+1)*hw*n]
+		for i := 0; i < hw; i++ {
+			for b, v := range plane[i*n : (i+1)*n] {
+				acc[b] += float64(v)
 			}
-			p.mean[b*c+ch] = float32(sum / float64(hw))
+		}
+		for b, v := range acc {
+			p.mean[b*c+ch] = float32(v / float64(hw))
 		}
 	}
 	for b := 0; b < n; b++ {
@@ -558,33 +410,39 @@ func (p *seParams) forward(s []float32, n, hw int, out []float32) {
 		}
 	}
 	parFor(c, c*n*hw, func(lo, hi int) {
+		gv := make([]float32, n)
 		for ch := lo; ch < hi; ch++ {
-			for b := 0; b < n; b++ {
-				g := p.g[b*c+ch]
-				src := s[(ch*n+b)*hw:][:hw]
-				dst := out[(ch*n+b)*hw:][:hw]
-				for i, v := range src {
-					dst[i] = v * g
+			for b := range gv {
+				gv[b] = p.g[b*c+ch]
+			}
+			for i := 0; i < hw; i++ {
+				src := s[(ch*hw+i)*n:][:n]
+				dst := out[(ch*hw+i)*n:][:n]
+				for b, v := range src {
+					dst[b] = v * gv[b]
 				}
 			}
 		}
 	})
 }
 
-// backward turns d (the gradient of out, (C, N, HW)) into the gradient of
+// backward turns d (the gradient of out, (C, HW, N)) into the gradient of
 // s in place and accumulates the SE weight gradients.
 func (p *seParams) backward(s, d []float32, n, hw int) {
 	c, hid := p.c, p.hid
 	da := make([]float64, n*c) // gradient of the gate's pre-activation
+	dg := make([]float64, n)
 	for ch := 0; ch < c; ch++ {
-		for b := 0; b < n; b++ {
-			src := s[(ch*n+b)*hw:][:hw]
-			var dg float64
-			for i, v := range d[(ch*n+b)*hw:][:hw] {
-				dg += float64(v) * float64(src[i])
+		clear(dg)
+		for i := 0; i < hw; i++ {
+			src := s[(ch*hw+i)*n:][:n]
+			for b, v := range d[(ch*hw+i)*n:][:n] {
+				dg[b] += float64(v) * float64(src[b])
 			}
+		}
+		for b := range dg {
 			g := float64(p.g[b*c+ch])
-			da[b*c+ch] = dg * g * (1 - g)
+			da[b*c+ch] = dg[b] * g * (1 - g)
 		}
 	}
 	dh := make([]float64, n*hid)
@@ -619,13 +477,16 @@ func (p *seParams) backward(s, d []float32, n, hw int) {
 		}
 	}
 	parFor(c, c*n*hw, func(lo, hi int) {
+		gv, add := make([]float32, n), make([]float32, n)
 		for ch := lo; ch < hi; ch++ {
-			for b := 0; b < n; b++ {
-				g := p.g[b*c+ch]
-				add := float32(dm[b*c+ch] / float64(hw))
-				dr := d[(ch*n+b)*hw:][:hw]
-				for i, v := range dr {
-					dr[i] = v*g + add
+			for b := range gv {
+				gv[b] = p.g[b*c+ch]
+				add[b] = float32(dm[b*c+ch] / float64(hw))
+			}
+			for i := 0; i < hw; i++ {
+				dr := d[(ch*hw+i)*n:][:n]
+				for b, v := range dr {
+					dr[b] = v*gv[b] + add[b]
 				}
 			}
 		}
@@ -639,24 +500,14 @@ func (p *seParams) backward(s, d []float32, n, hw int) {
 // reluInPlace clamps x at zero.
 func reluInPlace(x []float32) {
 	parFor(len(x)/4096+1, len(x), func(lo, hi int) {
-		for i := lo * 4096; i < min(len(x), hi*4096); i++ {
-			x[i] = max(x[i], 0)
-		}
+		kernel.ReLU(x[lo*4096 : min(len(x), hi*4096)])
 	})
 }
 
-// reluBackward zeroes d where the ReLU output y is not positive (y >= 0,
-// so y > 0 exactly when its bits are not zero; branch-free, since the signs
-// are unpredictable).
+// reluBackward zeroes d where the ReLU output y is not positive (y >= 0).
 func reluBackward(y, d []float32) {
 	parFor(len(d)/4096+1, len(d), func(lo, hi int) {
 		i1 := min(len(d), hi*4096)
-		ys, ds := y[lo*4096:i1], d[lo*4096:i1]
-		ys = ys[:len(ds)]
-		for i, v := range ys {
-			b := math.Float32bits(v)
-			mask := uint32(int32(b|-b) >> 31) // all ones if b != 0
-			ds[i] = math.Float32frombits(math.Float32bits(ds[i]) & mask)
-		}
+		kernel.ReLUMask(y[lo*4096:i1], d[lo*4096:i1])
 	})
 }

@@ -88,7 +88,7 @@ func fdCheckSkip(t *testing.T, what string, f func() float64, v, grad []float32,
 }
 
 // ---------------------------------------------------------------------------
-// naive float64 references (channel-major layout)
+// naive float64 references (the trainer's layout, (C, H, W, N))
 // ---------------------------------------------------------------------------
 
 func naiveConvForward(c convOp, x *act, w []float32) []float64 {
@@ -115,11 +115,11 @@ func naiveConvForward(c convOp, x *act, w []float32) []float64 {
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
-								s += float64(w[(o*cinG+cg)*kk+ky*c.K+kx]) * float64(x.Data[((ci*x.N+n)*x.H+iy)*x.W+ix])
+								s += float64(w[(o*cinG+cg)*kk+ky*c.K+kx]) * float64(x.Data[x.at(ci, n, iy, ix)])
 							}
 						}
 					}
-					z[((o*x.N+n)*oh+oy)*ow+ox] = s
+					z[((o*oh+oy)*ow+ox)*x.N+n] = s
 				}
 			}
 		}
@@ -140,7 +140,7 @@ func naiveConvBackward(c convOp, x *act, w, dz []float32) (dw, dx []float64) {
 		for n := 0; n < x.N; n++ {
 			for oy := 0; oy < oh; oy++ {
 				for ox := 0; ox < ow; ox++ {
-					g := float64(dz[((o*x.N+n)*oh+oy)*ow+ox])
+					g := float64(dz[((o*oh+oy)*ow+ox)*x.N+n])
 					for cg := 0; cg < cinG; cg++ {
 						ci := cg
 						if c.DW {
@@ -152,7 +152,7 @@ func naiveConvBackward(c convOp, x *act, w, dz []float32) (dw, dx []float64) {
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
-								xi := ((ci*x.N+n)*x.H+iy)*x.W + ix
+								xi := x.at(ci, n, iy, ix)
 								wi := (o*cinG+cg)*kk + ky*c.K + kx
 								dw[wi] += g * float64(x.Data[xi])
 								dx[xi] += g * float64(w[wi])
@@ -417,7 +417,7 @@ func TestSEBackward(t *testing.T) {
 			var mean [c]float64
 			for cc := 0; cc < c; cc++ {
 				for i := 0; i < hw; i++ {
-					mean[cc] += float64(s[(cc*n+b)*hw+i]) / hw
+					mean[cc] += float64(s[(cc*hw+i)*n+b]) / hw
 				}
 			}
 			var h [hid]float64
@@ -434,7 +434,7 @@ func TestSEBackward(t *testing.T) {
 			}
 			g := 1 / (1 + math.Exp(-a))
 			for i := 0; i < hw; i++ {
-				k := (ch*n+b)*hw + i
+				k := (ch*hw+i)*n + b
 				if d := math.Abs(float64(out[k]) - float64(s[k])*g); d > 1e-5 {
 					t.Fatalf("forward (%d,%d,%d): %v, want %v", ch, b, i, out[k], float64(s[k])*g)
 				}

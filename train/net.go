@@ -206,13 +206,8 @@ func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
 	nb, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	n.trained, n.n = training, nb
 	n.xin = act{C: c, N: nb, H: h, W: w, Data: grow(n.xin.Data, x.Numel())}
-	// (N, C, HW) → (C, N, HW): transpose of a (N, C) matrix of HW-blocks.
-	hw := h * w
-	for b := 0; b < nb; b++ {
-		for ch := 0; ch < c; ch++ {
-			copy(n.xin.Data[(ch*nb+b)*hw:(ch*nb+b+1)*hw], x.Data[(b*c+ch)*hw:(b*c+ch+1)*hw])
-		}
-	}
+	// (N, C·H·W) → (C·H·W, N).
+	transpose(x.Data, nb, c*h*w, n.xin.Data)
 	a := &n.xin
 	for _, blk := range n.blocks {
 		a = blk.forward(a, training)
@@ -220,7 +215,16 @@ func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
 	n.feat = a
 	fhw := a.H * a.W
 	n.pooled = grow(n.pooled, a.C*nb)
-	kernel.GlobalAvgPool(a.C*nb, fhw, a.Data, n.pooled)
+	inv := 1 / float32(fhw)
+	for ch := 0; ch < a.C; ch++ {
+		p := n.pooled[ch*nb : (ch+1)*nb]
+		plane := a.Data[ch*fhw*nb : (ch+1)*fhw*nb]
+		copy(p, plane[:nb])
+		for i := 1; i < fhw; i++ {
+			vadd(plane[i*nb:(i+1)*nb], p)
+		}
+		vscale(inv, p, p)
+	}
 	lin := n.m.Linear
 	if lin == nil {
 		out := tensor.New(nb, a.C)
@@ -277,11 +281,12 @@ func (n *Net) Backward(dlogits *tensor.Tensor) {
 	fhw := a.H * a.W
 	n.dfeat = grow(n.dfeat, len(a.Data))
 	inv := 1 / float32(fhw)
-	for i, v := range n.dpool {
-		g := v * inv
-		row := n.dfeat[i*fhw : (i+1)*fhw]
-		for j := range row {
-			row[j] = g
+	for ch := 0; ch < a.C; ch++ {
+		g := n.dpool[ch*nb : (ch+1)*nb]
+		plane := n.dfeat[ch*fhw*nb : (ch+1)*fhw*nb]
+		vscale(inv, g, plane[:nb])
+		for i := 1; i < fhw; i++ {
+			copy(plane[i*nb:(i+1)*nb], plane[:nb])
 		}
 	}
 	d := n.dfeat

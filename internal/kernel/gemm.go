@@ -27,6 +27,9 @@ const (
 type bSource struct {
 	b   []float32
 	ldb int
+	// trans: b holds Bᵀ (n×k, row-major with ldb), so column j of B is
+	// row j of b.
+	trans bool
 
 	im2col            bool
 	x                 []float32
@@ -39,6 +42,7 @@ type gemmJob struct {
 	m, n, k int
 	a       []float32
 	lda     int
+	aTrans  bool // a holds Aᵀ (k×m, row-major with lda)
 	// ap, if set, is A already packed for impl by packAAll: the k slices
 	// of kcFor(impl, k), each as mr-row panels of all roundUp(m, mr) rows.
 	ap         []float32
@@ -166,7 +170,11 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 			ap = g.ap[o : o+pr*kb]
 		} else {
 			ap = s.a[:pr*kb]
-			packA(ap, g.a, g.lda, i0, rows, p0, kb, mr)
+			if g.aTrans {
+				packAT(ap, g.a, g.lda, i0, rows, p0, kb, mr)
+			} else {
+				packA(ap, g.a, g.lda, i0, rows, p0, kb, mr)
+			}
 		}
 		bp := s.b[:nr*kb]
 		for jp := 0; jp < cols; jp += nr {
@@ -177,6 +185,8 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 			}
 			if g.b.im2col {
 				packBIm2col(bp, &g.b, p0, kb, j0+jp, w, pnr)
+			} else if g.b.trans {
+				packRows(bp, g.b.b, g.b.ldb, j0+jp, w, p0, kb, pnr)
 			} else {
 				packBDense(bp, g.b.b, g.b.ldb, p0, kb, j0+jp, w, pnr)
 			}
@@ -218,18 +228,55 @@ func (g *gemmJob) epilogueOnly() {
 // Rows beyond the matrix are zero.
 func packA(dst, a []float32, lda, i0, rows, p0, kc, mr int) {
 	for ip := 0; ip < rows; ip += mr {
+		packRows(dst[ip*kc:(ip+mr)*kc], a, lda, i0+ip, min(mr, rows-ip), p0, kc, mr)
+	}
+}
+
+// packAT is packA for a matrix given transposed (a holds Aᵀ, k×m): every
+// row of a panel is a contiguous run of Aᵀ.
+func packAT(dst, at []float32, lda, i0, rows, p0, kc, mr int) {
+	for ip := 0; ip < rows; ip += mr {
 		panel := dst[ip*kc : (ip+mr)*kc]
-		for r := 0; r < mr; r++ {
-			if ip+r < rows {
-				o := (i0+ip+r)*lda + p0
-				for p, v := range a[o : o+kc] {
-					panel[p*mr+r] = v
-				}
-			} else {
-				for p := 0; p < kc; p++ {
-					panel[p*mr+r] = 0
-				}
+		w := min(mr, rows-ip)
+		o := p0*lda + i0 + ip
+		for p := 0; p < kc; p++ {
+			d := panel[p*mr : p*mr+mr]
+			copy(d, at[o:o+w])
+			clear(d[w:])
+			o += lda
+		}
+	}
+}
+
+// packRows packs rows [r0, r0+rows) × columns [p0, p0+kc) of the row-major
+// matrix a into one panel of mr interleaved rows, element (r, p) at
+// p·mr+r; rows from rows to mr are zero. Four rows are read at a time, so
+// every store writes four adjacent values.
+func packRows(dst, a []float32, lda, r0, rows, p0, kc, mr int) {
+	dst = dst[:kc*mr]
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		o := (r0+r)*lda + p0
+		a0 := a[o : o+kc]
+		a1 := a[o+lda : o+lda+kc]
+		a2 := a[o+2*lda : o+2*lda+kc]
+		a3 := a[o+3*lda : o+3*lda+kc]
+		a1, a2, a3 = a1[:len(a0)], a2[:len(a0)], a3[:len(a0)]
+		for p := range a0 {
+			d := dst[p*mr+r : p*mr+r+4 : p*mr+r+4]
+			d[0], d[1], d[2], d[3] = a0[p], a1[p], a2[p], a3[p]
+		}
+	}
+	for ; r < mr; r++ {
+		if r < rows {
+			o := (r0+r)*lda + p0
+			for p, v := range a[o : o+kc] {
+				dst[p*mr+r] = v
 			}
+			continue
+		}
+		for p := 0; p < kc; p++ {
+			dst[p*mr+r] = 0
 		}
 	}
 }

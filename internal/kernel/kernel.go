@@ -103,6 +103,35 @@ func Gemm(m, n, k int, a, b, c []float32, accumulate bool) {
 	job.run()
 }
 
+// GemmNT computes c = a·bᵀ (+ c if accumulate); a: (m, k), b: (n, k),
+// c: (m, n), all row-major: every element of c is a dot product of a row of
+// a and a row of b, as in the weight gradient of a convolution, with no
+// transposed copy of b.
+func GemmNT(m, n, k int, a, b, c []float32, accumulate bool) {
+	job := gemmJob{
+		m: m, n: n, k: k,
+		a: a, lda: k,
+		b: bSource{b: b, ldb: k, trans: true},
+		c: c, ldc: n,
+		accumulate: accumulate,
+	}
+	job.run()
+}
+
+// GemmTN computes c = aᵀ·b (+ c if accumulate); a: (k, m), b: (k, n),
+// c: (m, n), all row-major, as in the input gradient of a convolution
+// (Wᵀ·dZ), with no transposed copy of a.
+func GemmTN(m, n, k int, a, b, c []float32, accumulate bool) {
+	job := gemmJob{
+		m: m, n: n, k: k,
+		a: a, lda: m, aTrans: true,
+		b: bSource{b: b, ldb: n},
+		c: c, ldc: n,
+		accumulate: accumulate,
+	}
+	job.run()
+}
+
 // GlobalAvgPool computes out[i] = mean(x[i*hw : (i+1)*hw]) for i < c.
 func GlobalAvgPool(c, hw int, x, out []float32) {
 	if c <= 0 {

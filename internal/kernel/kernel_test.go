@@ -244,6 +244,34 @@ func TestGemm(t *testing.T) {
 					checkGuard(t, buf, s.m*s.n)
 					compare(t, got, want, mag)
 				}
+				// GemmTN with aᵀ (k×m) gives the same product.
+				at := make([]float32, len(a))
+				for i := 0; i < s.m; i++ {
+					for p := 0; p < s.k; p++ {
+						at[p*s.m+i] = a[i*s.k+p]
+					}
+				}
+				for _, tc := range threadConfigs {
+					buf, got := guarded(s.m * s.n)
+					copy(got, c0)
+					withThreads(t, tc, func() { GemmTN(s.m, s.n, s.k, at, b, got, acc) })
+					checkGuard(t, buf, s.m*s.n)
+					compare(t, got, want, mag)
+				}
+				// GemmNT with bᵀ (n×k) gives the same product.
+				bt := make([]float32, len(b))
+				for p := 0; p < s.k; p++ {
+					for j := 0; j < s.n; j++ {
+						bt[j*s.k+p] = b[p*s.n+j]
+					}
+				}
+				for _, tc := range threadConfigs {
+					buf, got := guarded(s.m * s.n)
+					copy(got, c0)
+					withThreads(t, tc, func() { GemmNT(s.m, s.n, s.k, a, bt, got, acc) })
+					checkGuard(t, buf, s.m*s.n)
+					compare(t, got, want, mag)
+				}
 			})
 		}
 	}

@@ -1,0 +1,166 @@
+package train
+
+// Convolutions in the trainer's layout (C, H, W, N): every pixel of a
+// channel is a contiguous vector of the N images of the batch, so whether a
+// kernel tap falls on the padding is decided per pixel, never per value.
+// A tap over a run of output pixels is then one operation on contiguous
+// vectors: an axpy (depthwise forward and input gradient), a dot product
+// (depthwise weight gradient) or a copy (im2col). The runs are computed once
+// per input geometry (spanTable).
+
+// span is one run of a tap: output values [z, z+n) of a channel plane read
+// input values [x, x+n) of the input channel plane.
+type span struct{ z, x, n int }
+
+// spanTable lists the runs of every tap of a convolution for one input
+// geometry: tap t's runs are spans[start[t]:start[t+1]]; full[t] is set when
+// they cover the whole output plane.
+type spanTable struct {
+	h, w, n int
+	spans   []span
+	start   []int
+	full    []bool
+}
+
+// tapRange returns the outputs [o0, o1) along one axis whose input
+// o·s − p + k lies in [0, in).
+func tapRange(k, s, p, in, out int) (int, int) {
+	o0 := 0
+	if d := p - k; d > 0 {
+		o0 = (d + s - 1) / s
+	}
+	hi := in - 1 + p - k // o·s ≤ hi
+	if hi < 0 {
+		return 0, 0
+	}
+	return o0, max(o0, min(out, hi/s+1))
+}
+
+// spanTable returns the runs of c for an input of h×w pixels of n images,
+// cached in ws.
+func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
+	st := &ws.spans
+	if st.h == h && st.w == w && st.n == n && st.start != nil {
+		return st
+	}
+	oh, ow := c.outSize(h, w)
+	kk := c.K * c.K
+	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk)}
+	for t := 0; t < kk; t++ {
+		ky, kx := t/c.K, t%c.K
+		st.start[t] = len(st.spans)
+		oy0, oy1 := tapRange(ky, c.S, c.P, h, oh)
+		ox0, ox1 := tapRange(kx, c.S, c.P, w, ow)
+		total := 0
+		add := func(s span) {
+			total += s.n
+			if k := len(st.spans) - 1; k >= st.start[t] {
+				if p := &st.spans[k]; p.z+p.n == s.z && p.x+p.n == s.x {
+					p.n += s.n
+					return
+				}
+			}
+			st.spans = append(st.spans, s)
+		}
+		for oy := oy0; oy < oy1; oy++ {
+			iy := oy*c.S - c.P + ky
+			if c.S == 1 {
+				if ox1 > ox0 {
+					add(span{z: (oy*ow + ox0) * n, x: (iy*w + ox0 - c.P + kx) * n, n: (ox1 - ox0) * n})
+				}
+				continue
+			}
+			for ox := ox0; ox < ox1; ox++ {
+				add(span{z: (oy*ow + ox) * n, x: (iy*w + ox*c.S - c.P + kx) * n, n: n})
+			}
+		}
+		st.full[t] = total == oh*ow*n
+	}
+	st.start[kk] = len(st.spans)
+	return st
+}
+
+// dwForward computes the depthwise z (Cout, OH, OW, N) = conv(x, w); output
+// channel o reads input channel o mod Cin.
+func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
+	oh, ow := c.outSize(x.H, x.W)
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	kk := c.K * c.K
+	nb := c.Cout / c.Cin
+	pin, pout := x.H*x.W*x.N, oh*ow*x.N
+	ctr := (c.K/2)*c.K + c.K/2
+	parFor(c.Cin, c.Cout*kk*pout, func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			xp := x.Data[ci*pin : (ci+1)*pin]
+			for b := 0; b < nb; b++ {
+				o := b*c.Cin + ci
+				zp := z[o*pout : (o+1)*pout]
+				wo := w[o*kk : (o+1)*kk]
+				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				first := ctr
+				if !st.full[ctr] {
+					clear(zp)
+					first = -1
+				} else {
+					for _, s := range st.spans[st.start[ctr]:st.start[ctr+1]] {
+						vscale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+					}
+				}
+				for t := 0; t < kk; t++ {
+					if t == first || (center && t != ctr) {
+						continue
+					}
+					wt := wo[t]
+					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+						vaxpy(wt, xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+					}
+				}
+			}
+		}
+	})
+}
+
+// dwBackward writes the depthwise weight gradient dw (Cout, K·K) and, if dx
+// is not nil, adds the input gradient to dx, given dz (Cout, OH, OW, N).
+// One task per input channel owns that channel's weight gradients (of every
+// branch) and input gradient. Branches flagged in c.CenterOnly (a
+// zero-padded 1×1 kernel) only use the centre tap; their other taps are
+// reported as 0.
+func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
+	oh, ow := c.outSize(x.H, x.W)
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	kk := c.K * c.K
+	nb := c.Cout / c.Cin
+	pin, pout := x.H*x.W*x.N, oh*ow*x.N
+	ctr := (c.K/2)*c.K + c.K/2
+	parFor(c.Cin, 2*c.Cout*kk*pout, func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			xp := x.Data[ci*pin : (ci+1)*pin]
+			var dxp []float32
+			if dx != nil {
+				dxp = dx[ci*pin : (ci+1)*pin]
+			}
+			for b := 0; b < nb; b++ {
+				o := b*c.Cin + ci
+				dzp := dz[o*pout : (o+1)*pout]
+				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				for t := 0; t < kk; t++ {
+					if center && t != ctr {
+						dw[o*kk+t] = 0
+						continue
+					}
+					var g float64
+					wt := w[o*kk+t]
+					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+						d := dzp[s.z : s.z+s.n]
+						g += vdot64(d, xp[s.x:s.x+s.n])
+						if dxp != nil {
+							vaxpy(wt, d, dxp[s.x:s.x+s.n])
+						}
+					}
+					dw[o*kk+t] = float32(g)
+				}
+			}
+		}
+	})
+}
