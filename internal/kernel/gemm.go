@@ -1,5 +1,7 @@
 package kernel
 
+import "sync"
+
 // Blocked, packed, parallel GEMM driver.
 //
 // C (m×n) = A (m×k) · B (k×n), row-major with leading dimensions, optionally
@@ -53,6 +55,11 @@ type gemmJob struct {
 	relu       bool
 	accumulate bool // add to the existing contents of C
 	impl       *gemmImpl
+	// prepack: when several tasks would pack the same A (or B) block,
+	// pack the whole operand once, in parallel, before the tiles run
+	// (dense operands only; set by Gemm, GemmNT and GemmTN).
+	prepack bool
+	bpk     []float32 // B packed by prepackB, or nil
 
 	// Task grid, set by plan.
 	kc, mc, nc, tilesM, nTasks, workers int
@@ -127,7 +134,126 @@ func (g *gemmJob) run() {
 	// The closure (and this copy of the job) only reach the heap on the
 	// parallel path, so serial calls do not allocate.
 	job := *g
+	if job.prepack && !job.b.im2col {
+		var bufA, bufB *[]float32
+		if job.ap == nil && job.nTasks > job.tilesM {
+			bufA = getPackBuf(roundUp(job.m, job.impl.mr) * job.k)
+			job.ap = *bufA
+			job.prepackA()
+		}
+		if job.tilesM > 1 {
+			bufB = getPackBuf(roundUp(job.n, job.impl.nr) * job.k)
+			job.bpk = *bufB
+			job.prepackB()
+		}
+		parallelFor(job.nTasks, job.workers, job.task)
+		putPackBuf(bufA)
+		putPackBuf(bufB)
+		return
+	}
 	parallelFor(job.nTasks, job.workers, job.task)
+}
+
+// packBufs recycles the buffers of prepacked operands: a few buffers kept
+// across calls (a sync.Pool would drop them at every GC, and these are
+// megabytes), handed out to the first request they are large enough for.
+var packBufs struct {
+	sync.Mutex
+	free []*[]float32
+}
+
+func getPackBuf(n int) *[]float32 {
+	packBufs.Lock()
+	defer packBufs.Unlock()
+	best := -1
+	for i, b := range packBufs.free {
+		if cap(*b) >= n && (best < 0 || cap(*b) < cap(*packBufs.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		if len(packBufs.free) == 0 {
+			b := make([]float32, n)
+			return &b
+		}
+		best = 0 // replace the smallest buffer by a large enough one
+		for i, b := range packBufs.free {
+			if cap(*b) < cap(*packBufs.free[best]) {
+				best = i
+			}
+		}
+		*packBufs.free[best] = make([]float32, n)
+	}
+	b := packBufs.free[best]
+	packBufs.free = append(packBufs.free[:best], packBufs.free[best+1:]...)
+	*b = (*b)[:n]
+	return b
+}
+
+func putPackBuf(b *[]float32) {
+	if b == nil {
+		return
+	}
+	packBufs.Lock()
+	if len(packBufs.free) < 4 {
+		packBufs.free = append(packBufs.free, b)
+	}
+	packBufs.Unlock()
+}
+
+// prepackA packs all of A into g.ap in the layout of packAAll, one mr-row
+// panel of one k slice per task.
+func (g *gemmJob) prepackA() {
+	im := g.impl
+	mr, kc := im.mr, g.kc
+	mPad := roundUp(g.m, mr)
+	panels := mPad / mr
+	slices := ceilDiv(g.k, kc)
+	parallelFor(slices*panels, g.workers, func(_ *scratch, t int) {
+		p0, ip := t/panels*kc, t%panels*mr
+		kb := min(kc, g.k-p0)
+		dst := g.ap[p0*mPad+ip*kb : p0*mPad+(ip+mr)*kb]
+		if g.aTrans {
+			packAT(dst, g.a, g.lda, ip, min(mr, g.m-ip), p0, kb, mr)
+		} else {
+			packA(dst, g.a, g.lda, ip, min(mr, g.m-ip), p0, kb, mr)
+		}
+	})
+}
+
+// prepackB packs all of B into g.bpk: k slice p0 at p0·nPad, the panel of
+// columns from j at p0·nPad + j·kb, each as packB would for a tile.
+func (g *gemmJob) prepackB() {
+	im := g.impl
+	nr, kc := im.nr, g.kc
+	nPad := roundUp(g.n, nr)
+	panels := nPad / nr
+	slices := ceilDiv(g.k, kc)
+	parallelFor(slices*panels, g.workers, func(_ *scratch, t int) {
+		p0, j := t/panels*kc, t%panels*nr
+		kb := min(kc, g.k-p0)
+		g.packB(g.bpk[p0*nPad+j*kb:p0*nPad+(j+nr)*kb], p0, kb, j, min(nr, g.n-j))
+	})
+}
+
+// packB packs rows [p0, p0+kb) × columns [j, j+w) of B into one panel for
+// the kernel tile() uses for w columns; it returns the panel width.
+func (g *gemmJob) packB(bp []float32, p0, kb, j, w int) int {
+	im := g.impl
+	pnr := im.nr
+	if w <= im.nrN {
+		pnr = im.nrN
+	}
+	bp = bp[:pnr*kb]
+	switch {
+	case g.b.im2col:
+		packBIm2col(bp, &g.b, p0, kb, j, w, pnr)
+	case g.b.trans:
+		packRows(bp, g.b.b, g.b.ldb, j, w, p0, kb, pnr)
+	default:
+		packBDense(bp, g.b.b, g.b.ldb, p0, kb, j, w, pnr)
+	}
+	return pnr
 }
 
 // task computes C tile number t; tiles are numbered column-major so that
@@ -176,19 +302,19 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 				packA(ap, g.a, g.lda, i0, rows, p0, kb, mr)
 			}
 		}
-		bp := s.b[:nr*kb]
+		nPad := roundUp(g.n, nr)
 		for jp := 0; jp < cols; jp += nr {
 			w := min(nr, cols-jp)
-			pnr, k := nr, kernel
+			k := kernel
 			if w <= im.nrN {
-				pnr, k = im.nrN, im.kernelN
+				k = im.kernelN
 			}
-			if g.b.im2col {
-				packBIm2col(bp, &g.b, p0, kb, j0+jp, w, pnr)
-			} else if g.b.trans {
-				packRows(bp, g.b.b, g.b.ldb, j0+jp, w, p0, kb, pnr)
+			var bp []float32
+			if g.bpk != nil {
+				bp = g.bpk[p0*nPad+(j0+jp)*kb:]
 			} else {
-				packBDense(bp, g.b.b, g.b.ldb, p0, kb, j0+jp, w, pnr)
+				bp = s.b[:nr*kb]
+				g.packB(bp, p0, kb, j0+jp, w)
 			}
 			for ip := 0; ip < rows; ip += mr {
 				var bs []float32

@@ -99,6 +99,7 @@ func Gemm(m, n, k int, a, b, c []float32, accumulate bool) {
 		b: bSource{b: b, ldb: n},
 		c: c, ldc: n,
 		accumulate: accumulate,
+		prepack:    true,
 	}
 	job.run()
 }
@@ -114,6 +115,7 @@ func GemmNT(m, n, k int, a, b, c []float32, accumulate bool) {
 		b: bSource{b: b, ldb: k, trans: true},
 		c: c, ldc: n,
 		accumulate: accumulate,
+		prepack:    true,
 	}
 	job.run()
 }
@@ -128,6 +130,7 @@ func GemmTN(m, n, k int, a, b, c []float32, accumulate bool) {
 		b: bSource{b: b, ldb: n},
 		c: c, ldc: n,
 		accumulate: accumulate,
+		prepack:    true,
 	}
 	job.run()
 }
