@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -16,12 +17,16 @@ import (
 //	buf = d on the first step, else momentum·buf + d
 //	d = d + momentum·buf if Nesterov, else buf
 //	w = w − lr·d
+//
+// (each line a vector kernel over a chunk; an axpy may round as one fused
+// multiply-add).
 type SGD struct {
 	params   []Param
 	lr, wd   float64
 	Momentum float64
 	Nesterov bool
 	bufs     map[string][]float32
+	chunks   []sgdSpan
 }
 
 // NewSGD returns an SGD optimiser over params.
@@ -58,40 +63,49 @@ func (o *SGD) Step() {
 			bufs[i] = b
 		}
 	}
-	total := 0
-	for _, p := range o.params {
-		total += len(p.W.Data)
+	// Chunks of sgdChunk values of every parameter, handed out evenly;
+	// each chunk goes through the vector kernels while it is in L1.
+	if len(o.chunks) == 0 {
+		for i, p := range o.params {
+			for lo := 0; lo < len(p.W.Data); lo += sgdChunk {
+				o.chunks = append(o.chunks, sgdSpan{i, lo, min(len(p.W.Data), lo+sgdChunk)})
+			}
+		}
 	}
-	parFor(len(o.params), total*4, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			p := o.params[i]
-			var wd float32
-			if !p.NoDecay {
-				wd = float32(o.wd)
+	parFor(len(o.chunks), len(o.chunks)*sgdChunk*4, func(lo, hi int) {
+		var tmp [sgdChunk]float32
+		for _, c := range o.chunks[lo:hi] {
+			p := o.params[c.param]
+			w, g := p.W.Data[c.lo:c.hi], p.G.Data[c.lo:c.hi]
+			d := tmp[:len(w)]
+			copy(d, g)
+			if !p.NoDecay && o.wd != 0 {
+				kernel.Axpy(float32(o.wd), w, d)
 			}
-			w, g, buf := p.W.Data, p.G.Data, bufs[i]
-			for j := range w {
-				d := g[j]
-				if wd != 0 {
-					d += wd * w[j]
+			if buf := bufs[c.param]; buf != nil {
+				buf = buf[c.lo:c.hi]
+				if fresh[c.param] {
+					copy(buf, d)
+				} else {
+					kernel.Scale(mom, buf, buf)
+					kernel.Add(d, buf)
 				}
-				if buf != nil {
-					if fresh[i] {
-						buf[j] = d
-					} else {
-						buf[j] = mom*buf[j] + d
-					}
-					if o.Nesterov {
-						d += mom * buf[j]
-					} else {
-						d = buf[j]
-					}
+				if o.Nesterov {
+					kernel.Axpy(mom, buf, d)
+				} else {
+					d = buf
 				}
-				w[j] -= lr * d
 			}
+			kernel.Axpy(-lr, d, w)
 		}
 	})
 }
+
+// sgdChunk is the number of values of a parameter one SGD task updates.
+const sgdChunk = 2048
+
+// sgdSpan is values [lo, hi) of parameter number param.
+type sgdSpan struct{ param, lo, hi int }
 
 // State returns copies of the momentum buffers by parameter name (empty
 // before the first step), for checkpoints.
