@@ -1,5 +1,10 @@
 package train
 
+import (
+	"cmp"
+	"slices"
+)
+
 // Convolutions in the trainer's layout (C, H, W, N): every pixel of a
 // channel is a contiguous vector of the N images of the batch, so whether a
 // kernel tap falls on the padding is decided per pixel, never per value.
@@ -20,7 +25,21 @@ type spanTable struct {
 	spans   []span
 	start   []int
 	full    []bool
+	// byRow holds the same runs unmerged, ordered by output row and, within
+	// a row, centre tap first: working through a large plane row by row
+	// keeps the rows a tap reads and writes in L1 for all the taps.
+	byRow []tapSpan
 }
+
+// tapSpan is a span of tap t.
+type tapSpan struct {
+	span
+	t int
+}
+
+// rowOrderBytes is the plane size from which the depthwise passes go row by
+// row (byRow) rather than tap by tap (fewer, merged runs).
+const rowOrderBytes = 32 << 10
 
 // tapRange returns the outputs [o0, o1) along one axis whose input
 // o·s − p + k lies in [0, in).
@@ -45,7 +64,7 @@ func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
 	}
 	oh, ow := c.outSize(h, w)
 	kk := c.K * c.K
-	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk)}
+	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0]}
 	for t := 0; t < kk; t++ {
 		ky, kx := t/c.K, t%c.K
 		st.start[t] = len(st.spans)
@@ -54,6 +73,7 @@ func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
 		total := 0
 		add := func(s span) {
 			total += s.n
+			st.byRow = append(st.byRow, tapSpan{s, t})
 			if k := len(st.spans) - 1; k >= st.start[t] {
 				if p := &st.spans[k]; p.z+p.n == s.z && p.x+p.n == s.x {
 					p.n += s.n
@@ -77,7 +97,22 @@ func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
 		st.full[t] = total == oh*ow*n
 	}
 	st.start[kk] = len(st.spans)
+	ctr := (c.K/2)*c.K + c.K/2
+	rowLen := ow * n
+	slices.SortStableFunc(st.byRow, func(a, b tapSpan) int {
+		if ra, rb := a.z/rowLen, b.z/rowLen; ra != rb {
+			return ra - rb
+		}
+		return cmp.Compare(b2i(a.t != ctr), b2i(b.t != ctr))
+	})
 	return st
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // dwForward computes the depthwise z (Cout, OH, OW, N) = conv(x, w); output
@@ -97,6 +132,17 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 				zp := z[o*pout : (o+1)*pout]
 				wo := w[o*kk : (o+1)*kk]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				if pout*4 >= rowOrderBytes && st.full[ctr] && kk <= maxTaps {
+					for _, s := range st.byRow {
+						switch {
+						case s.t == ctr:
+							vscale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+						case !center:
+							vaxpy(wo[s.t], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+						}
+					}
+					continue
+				}
 				first := ctr
 				if !st.full[ctr] {
 					clear(zp)
@@ -119,6 +165,9 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 		}
 	})
 }
+
+// maxTaps bounds K·K for the row-ordered depthwise backward.
+const maxTaps = 49
 
 // dwBackward writes the depthwise weight gradient dw (Cout, K·K) and, if dx
 // is not nil, adds the input gradient to dx, given dz (Cout, OH, OW, N).
@@ -144,6 +193,23 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 				o := b*c.Cin + ci
 				dzp := dz[o*pout : (o+1)*pout]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				if pout*4 >= rowOrderBytes && kk <= maxTaps {
+					var g [maxTaps]float64
+					for _, s := range st.byRow {
+						if center && s.t != ctr {
+							continue
+						}
+						d := dzp[s.z : s.z+s.n]
+						g[s.t] += vdot64(d, xp[s.x:s.x+s.n])
+						if dxp != nil {
+							vaxpy(w[o*kk+s.t], d, dxp[s.x:s.x+s.n])
+						}
+					}
+					for t := 0; t < kk; t++ {
+						dw[o*kk+t] = float32(g[t])
+					}
+					continue
+				}
 				for t := 0; t < kk; t++ {
 					if center && t != ctr {
 						dw[o*kk+t] = 0

@@ -220,6 +220,9 @@ func TestConvBackward(t *testing.T) {
 		{"depthwise_1x1_s1", convOp{Cin: 3, Cout: 3, K: 3, S: 1, P: 1, DW: true}, 2, 1, nil},
 		{"depthwise_branches3_centre", convOp{Cin: 4, Cout: 12, K: 3, S: 1, P: 1, DW: true}, 2, 5, []bool{false, false, true}},
 		{"depthwise_branches2_s2_centre", convOp{Cin: 4, Cout: 8, K: 3, S: 2, P: 1, DW: true}, 2, 5, []bool{false, true}},
+		// planes of ≥ 32 KB: the row-ordered passes
+		{"depthwise_rows_s1", convOp{Cin: 2, Cout: 6, K: 3, S: 1, P: 1, DW: true}, 64, 12, []bool{false, true, false}},
+		{"depthwise_rows_s2", convOp{Cin: 2, Cout: 4, K: 3, S: 2, P: 1, DW: true}, 64, 24, []bool{false, true}},
 	}
 	for ci, cc := range cases {
 		t.Run(cc.name, func(t *testing.T) {
