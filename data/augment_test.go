@@ -43,6 +43,8 @@ func allOps() []Op {
 		CenterCrop{Width: 16, Height: 12},
 		RandAugment{N: 3, M: 9},
 		RandAugment{N: 2, M: 30, Bilinear: true, Fill: 128},
+		RandomErasing{P: 1},
+		RandomErasing{P: 0.5, Scale: [2]float64{0.1, 0.2}},
 	)
 	for _, name := range RandAugmentOps {
 		ops = append(ops, RandAugment{N: 1, M: 15, Ops: []string{name}})
@@ -493,6 +495,50 @@ func TestRandAugmentPIL(t *testing.T) {
 		got := ApplyRandAugmentOp(testImage(11, 9, nc), op, mag, false, 0)
 		if g := hex.EncodeToString(got.Pix); g != want {
 			t.Errorf("%d channels, %s %v:\n got %s\nwant %s", nc, op, mag, g, want)
+		}
+	}
+}
+
+func TestRandomErasing(t *testing.T) {
+	for _, nc := range []int{1, 3} {
+		m := testImage(28, 28, nc)
+		for i := range m.Pix {
+			m.Pix[i] = 77
+		}
+		orig := cloneImage(m)
+		if got := (RandomErasing{P: 0}).Apply(m, NewRNG(1, 0)); got != m {
+			t.Fatal("P 0 changed the image")
+		}
+		erased := 0
+		for seed := uint64(0); seed < 200; seed++ {
+			got := (RandomErasing{P: 1}).Apply(m, NewRNG(seed, 0))
+			if !sameImage(m, orig) {
+				t.Fatal("the input was modified")
+			}
+			if got == m {
+				continue // no rectangle fitted (rare)
+			}
+			erased++
+			// The changed pixels lie in a rectangle of 2-33 % of the area.
+			x0, y0, x1, y1 := 28, 28, -1, -1
+			for y := 0; y < 28; y++ {
+				for x := 0; x < 28; x++ {
+					for c := 0; c < nc; c++ {
+						if got.Pix[(y*28+x)*nc+c] != 77 {
+							x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
+						}
+					}
+				}
+			}
+			if x1 < 0 {
+				t.Fatalf("seed %d: nothing erased", seed)
+			}
+			if a := float64((x1-x0+1)*(y1-y0+1)) / (28 * 28); a > 0.36 {
+				t.Fatalf("seed %d: erased %.2f of the area", seed, a)
+			}
+		}
+		if erased < 150 {
+			t.Fatalf("only %d of 200 images erased with P 1", erased)
 		}
 	}
 }

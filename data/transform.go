@@ -177,7 +177,7 @@ func toGrey(m *imageproc.Image8) *imageproc.Image8 {
 
 // Augment describes a training transform; each augmentation is switched on
 // by its field. The order is timm's: RandomResizedCrop or pad + RandomCrop,
-// horizontal flip, RandAugment, then ToTensor + Normalize.
+// horizontal flip, RandAugment, random erasing, then ToTensor + Normalize.
 type Augment struct {
 	// Size is the output side (square). With RRC it is required; with
 	// PadCrop 0 means the input size (Size must then be set for datasets
@@ -195,6 +195,8 @@ type Augment struct {
 	// RandAugmentN > 0 enables RandAugment with N ops of magnitude
 	// RandAugmentM (0..30, torchvision's default 9).
 	RandAugmentN, RandAugmentM int
+	// Erase > 0 applies RandomErasing with this probability, last.
+	Erase float64
 	// Channels, Mean, Std: as in Transform.
 	Channels  int
 	Mean, Std []float32
@@ -214,6 +216,9 @@ func (a Augment) Transform() *Transform {
 	}
 	if a.RandAugmentN > 0 {
 		t.Ops = append(t.Ops, RandAugment{N: a.RandAugmentN, M: a.RandAugmentM})
+	}
+	if a.Erase > 0 {
+		t.Ops = append(t.Ops, RandomErasing{P: a.Erase})
 	}
 	return t
 }

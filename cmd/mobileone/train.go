@@ -62,6 +62,7 @@ type trainArgs struct {
 	Classes           int
 	Init              string
 	RandAugment       string
+	Erase             float64
 	NoFlip, NoAugment bool
 	Half              bool
 	Hyper             train.Hyper
@@ -88,6 +89,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&a.Init, "init", "", "start from this train-time (unfused) `checkpoint` (fine-tuning)")
 	fs.StringVar(&a.Progressive, "progressive", "", "progressive resolution: training `size@epoch,...` (1-based epochs), e.g. 160@1,192@37,224@112; the last size is --size")
 	fs.StringVar(&a.RandAugment, "randaugment", "", "RandAugment `N,M` (e.g. 2,9); empty: off")
+	fs.Float64Var(&a.Erase, "random-erase", 0, "random erasing with this `probability` (e.g. 0.5; 0: off): a random rectangle of 2-33 % of the image filled with noise")
 	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
 	fs.BoolVar(&a.NoAugment, "no-augment", false, "no augmentation at all")
 	fs.BoolVar(&a.Half, "half", false, "store the fused model as float16")
@@ -326,6 +328,10 @@ func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Par
 		}
 		aug.RandAugmentN, aug.RandAugmentM = ni, mi
 	}
+	if a.Erase < 0 || a.Erase > 1 || math.IsNaN(a.Erase) {
+		return nil, nil, prep, fmt.Errorf("--random-erase %g: want a probability in [0, 1]", a.Erase)
+	}
+	aug.Erase = a.Erase
 	if a.NoAugment {
 		aug = data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std}
 	}
