@@ -3,6 +3,8 @@ package train
 import (
 	"cmp"
 	"slices"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
 // Convolutions in the trainer's layout (C, H, W, N): every pixel of a
@@ -200,9 +202,10 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 							continue
 						}
 						d := dzp[s.z : s.z+s.n]
-						g[s.t] += vdot64(d, xp[s.x:s.x+s.n])
 						if dxp != nil {
-							vaxpy(w[o*kk+s.t], d, dxp[s.x:s.x+s.n])
+							g[s.t] += kernel.DotAxpy(w[o*kk+s.t], d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
+						} else {
+							g[s.t] += vdot64(d, xp[s.x:s.x+s.n])
 						}
 					}
 					for t := 0; t < kk; t++ {
@@ -219,9 +222,10 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 					wt := w[o*kk+t]
 					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
 						d := dzp[s.z : s.z+s.n]
-						g += vdot64(d, xp[s.x:s.x+s.n])
 						if dxp != nil {
-							vaxpy(wt, d, dxp[s.x:s.x+s.n])
+							g += kernel.DotAxpy(wt, d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
+						} else {
+							g += vdot64(d, xp[s.x:s.x+s.n])
 						}
 					}
 					dw[o*kk+t] = float32(g)

@@ -84,9 +84,6 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 		sdx := make([]float64, nb)
 		for ch := lo; ch < hi; ch++ {
 			dr := d[ch*m : (ch+1)*m]
-			if y != nil {
-				reluMask(y[ch*m:(ch+1)*m], dr)
-			}
 			var sd float64
 			clear(sdx)
 			for j0 := 0; j0 < m; j0 += fuseChunk {
@@ -94,7 +91,12 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 				dc := dr[j0:j1]
 				for k, in := range ins {
 					if k == 0 {
-						s, sx := dotSums(dc, in.xhat[ch*m+j0:ch*m+j1])
+						var s, sx float64
+						if y != nil { // the ReLU mask first, in the same pass
+							s, sx = kernel.ReLUMaskDotSums(y[ch*m+j0:ch*m+j1], dc, in.xhat[ch*m+j0:ch*m+j1])
+						} else {
+							s, sx = dotSums(dc, in.xhat[ch*m+j0:ch*m+j1])
+						}
 						sd += s
 						sdx[k] += sx
 						continue
@@ -118,6 +120,3 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 
 // dotF64 returns Σ a[i]·b[i] (b at least as long as a) in float64.
 func dotF64(a, b []float32) float64 { return kernel.Dot64(a, b) }
-
-// reluMask zeroes d where y is not positive (y >= 0; see reluBackward).
-func reluMask(y, d []float32) { kernel.ReLUMask(y[:len(d)], d) }

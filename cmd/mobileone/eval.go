@@ -18,7 +18,8 @@ const evalUsage = `usage: mobileone eval -w CKPT [--data fashion-mnist | --data 
 Scores a model on a labelled data set: top-1 and top-5 accuracy, the mean
 cross-entropy and a confusion matrix (rows: true class, columns: predicted).
 The preprocessing is the model's own (stored by "mobileone train"), else
-ImageNet's. --data DIR is one sub-folder of images per class (class order must
+Fashion-MNIST's with --data fashion-mnist (e.g. for the train-time
+model_unfused.pth.tar a run writes), else ImageNet's. --data DIR is one sub-folder of images per class (class order must
 match the model's); with --data fashion-mnist, --split test (default) or train.`
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&split, "split", "test", "Fashion-MNIST split: test or train")
 	batch := fs.Int("batch", 256, "batch size")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	stemStride := fs.Int("stem-stride", 0, "stem stride of a PyTorch checkpoint (not visible in its weights): 1 or 2 (0: 1 with --data fashion-mnist, else 2)")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -44,9 +46,19 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	if *batch < 1 {
 		return fmt.Errorf("--batch must be at least 1")
 	}
-	m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant})
+	if *stemStride != 0 && *stemStride != 1 && *stemStride != 2 {
+		return fmt.Errorf("--stem-stride must be 1 or 2, got %d", *stemStride)
+	}
+	m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, StemStride: *stemStride})
 	if err != nil {
 		return err
+	}
+	if m.Preprocess == nil && dataArg == "fashion-mnist" && *stemStride == 0 && m.Config.StemStride != 1 {
+		// No stored configuration (a PyTorch checkpoint): assume the
+		// trainer's stride-1 stem for 28×28 inputs.
+		if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, StemStride: 1}); err != nil {
+			return err
+		}
 	}
 	var ds data.Dataset
 	if dataArg == "fashion-mnist" {
@@ -59,13 +71,26 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	} else if ds, err = data.LoadFolder(dataArg, data.FolderOptions{}); err != nil {
 		return err
 	}
-	p := m.Preprocessing()
-	ch := 3
-	if p.Gray {
-		ch = 1
+	var tr *data.Transform
+	if m.Preprocess == nil && dataArg == "fashion-mnist" {
+		// A checkpoint without stored preprocessing (e.g. the train-time
+		// .pth.tar that "mobileone train" writes) scored on Fashion-MNIST:
+		// its own 28×28 images, normalised as the trainer does.
+		ch := 3
+		if m.Config.InChannels == 1 {
+			ch = 0
+		}
+		tr = data.EvalTransform(0, 0, ch, []float32{data.FashionMNISTMean}, []float32{data.FashionMNISTStd})
+		fmt.Fprintf(stderr, "note: the checkpoint stores no preprocessing; using Fashion-MNIST's (28×28, its mean and std) and stem stride %d (--stem-stride)\n", m.Config.StemStride)
+	} else {
+		p := m.Preprocessing()
+		ch := 3
+		if p.Gray {
+			ch = 1
+		}
+		mean, std := []float32{p.Mean[0], p.Mean[1], p.Mean[2]}, []float32{p.Std[0], p.Std[1], p.Std[2]}
+		tr = data.EvalTransform(p.ResizeShort, p.Crop, ch, mean, std)
 	}
-	mean, std := []float32{p.Mean[0], p.Mean[1], p.Mean[2]}, []float32{p.Std[0], p.Std[1], p.Std[2]}
-	tr := data.EvalTransform(p.ResizeShort, p.Crop, ch, mean, std)
 	res, err := train.Evaluate(m.Model, ds, tr, *batch, 0)
 	if err != nil {
 		return err

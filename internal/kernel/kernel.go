@@ -24,7 +24,17 @@
 // AVX-512 micro-tile, input read in place), each with avo-generated
 // AVX-512 and AVX2 kernels (_gen/stemb, _gen/dwb, _gen/pw) and pure-Go
 // twins. The NCHW ConvOp path above stays for anything else.
+//
+// For training: GemmNT (c = a·bᵀ, weight gradients) and GemmTN (c = aᵀ·b,
+// input gradients) read their transposed operand while packing; with
+// AVX-512 and a long k, GemmNT uses dot-product micro-kernels that read both
+// operands in place (gemmnt.go, _gen/ntdot). The vector kernels of vec.go
+// (Dot64, DotAxpy, SumSq, BNNorm, BNBackApply, ReLUMask, ..., _gen/vec) do
+// the trainer's row work. The plain Gemm entry points pack an operand once,
+// in parallel, when several tiles would otherwise repack it.
 package kernel
+
+import "github.com/mobileone-go/mobileone/internal/cpu"
 
 // Conv describes a 2-D convolution of one image in NCHW layout with a square
 // kernel.
@@ -109,6 +119,10 @@ func Gemm(m, n, k int, a, b, c []float32, accumulate bool) {
 // a and a row of b, as in the weight gradient of a convolution, with no
 // transposed copy of b.
 func GemmNT(m, n, k int, a, b, c []float32, accumulate bool) {
+	if im := ntKernels.active; im.level > cpu.PureGo && k >= ntMinK && m > 0 && n > 0 {
+		gemmNTDot(im, m, n, k, a[:m*k], b[:n*k], c[:m*n], accumulate)
+		return
+	}
 	job := gemmJob{
 		m: m, n: n, k: k,
 		a: a, lda: k,

@@ -42,6 +42,8 @@ type vecImpl struct {
 	dotSums  func(d, x []float32) (sd, sdx float64)
 	sumSq    func(x []float32, shift float32) (s, sq float64)
 	dot3     func(d, x []float32) (g0, g1, g2 float64)
+	dotAxpy  func(alpha float32, d, x, y []float32) float64
+	maskSums func(y, d, x []float32) (sd, sdx float64)
 	axpy     func(alpha float32, x, y []float32)
 	scale    func(alpha float32, x, y []float32)
 	add      func(x, y []float32)
@@ -57,6 +59,8 @@ var vecPureGo = &vecImpl{
 	dotSums:  vecDotSumsGo,
 	sumSq:    vecSumSqGo,
 	dot3:     vecDot3Go,
+	dotAxpy:  vecDotAxpyGo,
+	maskSums: vecReLUMaskDotSumsGo,
 	axpy:     vecAxpyGo,
 	scale:    vecScaleGo,
 	add:      vecAddGo,
@@ -89,6 +93,29 @@ func Dot64(a, b []float32) float64 {
 	}
 	b = b[:len(a)]
 	return vecKernels.active.dot(a, b)
+}
+
+// DotAxpy returns Σ d[i]·x[i] (accumulated like Dot64) and adds alpha·d[i]
+// to y[i], for i < len(d), reading d once: the weight and input gradients of
+// one tap of a convolution. x and y must hold at least len(d) and must not
+// overlap each other or d.
+func DotAxpy(alpha float32, d, x, y []float32) float64 {
+	if len(x) < len(d) || len(y) < len(d) {
+		vecShort("DotAxpy")
+	}
+	x, y = x[:len(d)], y[:len(d)]
+	return vecKernels.active.dotAxpy(alpha, d, x, y)
+}
+
+// ReLUMaskDotSums is ReLUMask(y, d) followed by DotSums(d, x), in one pass:
+// it zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over
+// len(y) elements. d and x must hold at least len(y).
+func ReLUMaskDotSums(y, d, x []float32) (sd, sdx float64) {
+	if len(d) < len(y) || len(x) < len(y) {
+		vecShort("ReLUMaskDotSums")
+	}
+	d, x = d[:len(y)], x[:len(y)]
+	return vecKernels.active.maskSums(y, d, x)
 }
 
 // Axpy computes y[i] += alpha·x[i] for i < len(x); y must hold at least
@@ -277,6 +304,17 @@ func vecDot3Go(d, x []float32) (g0, g1, g2 float64) {
 		g2 += dv * float64(x[i+2])
 	}
 	return g0, g1, g2
+}
+
+func vecDotAxpyGo(alpha float32, d, x, y []float32) float64 {
+	s := vecDotGo(d, x)
+	vecAxpyGo(alpha, d, y)
+	return s
+}
+
+func vecReLUMaskDotSumsGo(y, d, x []float32) (sd, sdx float64) {
+	vecReLUMaskGo(y, d)
+	return vecDotSumsGo(d, x)
 }
 
 func vecAxpyGo(alpha float32, x, y []float32) {

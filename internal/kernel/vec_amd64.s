@@ -465,6 +465,224 @@ vecDot3AVX512_done_5:
 	VZEROUPPER
 	RET
 
+// func vecDotAxpyAVX512(alpha float32, d []float32, x []float32, y []float32) float64
+// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE, SSE2
+TEXT ·vecDotAxpyAVX512(SB), NOSPLIT, $0-88
+	MOVQ         d_base+8(FP), AX
+	MOVQ         x_base+32(FP), CX
+	MOVQ         y_base+56(FP), DX
+	MOVQ         d_len+16(FP), BX
+	MOVSS        alpha+0(FP), X0
+	VBROADCASTSS X0, Z0
+	VXORPS       Z5, Z5, Z5
+	XORQ         SI, SI
+
+vecDotAxpyAVX512_chunk_1:
+	VXORPS  Z1, Z1, Z1
+	VXORPS  Z2, Z2, Z2
+	VXORPS  Z3, Z3, Z3
+	VXORPS  Z4, Z4, Z4
+	LEAQ    1024(SI), DI
+	CMPQ    DI, BX
+	CMOVQGT BX, DI
+
+vecDotAxpyAVX512_loopU_2:
+	LEAQ        64(SI), R8
+	CMPQ        R8, DI
+	JA          vecDotAxpyAVX512_loop1_3
+	VMOVUPS     (AX)(SI*4), Z6
+	VFMADD231PS (CX)(SI*4), Z6, Z1
+	VMOVUPS     (DX)(SI*4), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, (DX)(SI*4)
+	VMOVUPS     64(AX)(SI*4), Z6
+	VFMADD231PS 64(CX)(SI*4), Z6, Z2
+	VMOVUPS     64(DX)(SI*4), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, 64(DX)(SI*4)
+	VMOVUPS     128(AX)(SI*4), Z6
+	VFMADD231PS 128(CX)(SI*4), Z6, Z3
+	VMOVUPS     128(DX)(SI*4), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, 128(DX)(SI*4)
+	VMOVUPS     192(AX)(SI*4), Z6
+	VFMADD231PS 192(CX)(SI*4), Z6, Z4
+	VMOVUPS     192(DX)(SI*4), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, 192(DX)(SI*4)
+	MOVQ        R8, SI
+	JMP         vecDotAxpyAVX512_loopU_2
+
+vecDotAxpyAVX512_loop1_3:
+	LEAQ        16(SI), R8
+	CMPQ        R8, DI
+	JA          vecDotAxpyAVX512_tail_4
+	VMOVUPS     (AX)(SI*4), Z6
+	VFMADD231PS (CX)(SI*4), Z6, Z1
+	VMOVUPS     (DX)(SI*4), Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, (DX)(SI*4)
+	MOVQ        R8, SI
+	JMP         vecDotAxpyAVX512_loop1_3
+
+vecDotAxpyAVX512_tail_4:
+	MOVQ        DI, R8
+	SUBQ        SI, R8
+	JZ          vecDotAxpyAVX512_done_5
+	LEAQ        vecmask16<>+0(SB), R9
+	MOVWLZX     (R9)(R8*2), R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (AX)(SI*4), K1, Z6
+	VMOVUPS.Z   (CX)(SI*4), K1, Z7
+	VFMADD231PS Z7, Z6, Z1
+	VMOVUPS.Z   (DX)(SI*4), K1, Z7
+	VFMADD231PS Z6, Z0, Z7
+	VMOVUPS     Z7, K1, (DX)(SI*4)
+	MOVQ        DI, SI
+
+vecDotAxpyAVX512_done_5:
+	// Fold the chunk's float32 lanes into the float64 sums.
+	VADDPS        Z3, Z1, Z1
+	VADDPS        Z4, Z2, Z2
+	VADDPS        Z2, Z1, Z1
+	VCVTPS2PD     Y1, Z2
+	VADDPD        Z2, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z1, Y1
+	VCVTPS2PD     Y1, Z2
+	VADDPD        Z2, Z5, Z5
+	CMPQ          SI, BX
+	JB            vecDotAxpyAVX512_chunk_1
+
+	// Sum the float64 lanes.
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPD        Y0, Y5, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VUNPCKHPD     X1, X1, X0
+	VADDSD        X0, X1, X1
+	MOVSD         X1, ret+80(FP)
+	VZEROUPPER
+	RET
+
+// func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE2
+TEXT ·vecReLUMaskDotSumsAVX512(SB), NOSPLIT, $0-88
+	MOVQ   y_base+0(FP), AX
+	MOVQ   d_base+24(FP), CX
+	MOVQ   x_base+48(FP), DX
+	MOVQ   y_len+8(FP), BX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	XORQ   SI, SI
+
+vecReLUMaskDotSumsAVX512_chunk_1:
+	VXORPS  Z1, Z1, Z1
+	VXORPS  Z2, Z2, Z2
+	VXORPS  Z3, Z3, Z3
+	VXORPS  Z4, Z4, Z4
+	VXORPS  Z5, Z5, Z5
+	VXORPS  Z6, Z6, Z6
+	VXORPS  Z7, Z7, Z7
+	VXORPS  Z8, Z8, Z8
+	LEAQ    1024(SI), DI
+	CMPQ    DI, BX
+	CMOVQGT BX, DI
+
+vecReLUMaskDotSumsAVX512_loopU_2:
+	LEAQ        64(SI), R8
+	CMPQ        R8, DI
+	JA          vecReLUMaskDotSumsAVX512_loop1_3
+	VCMPPS      $0x04, (AX)(SI*4), Z0, K1
+	VMOVUPS.Z   (CX)(SI*4), K1, Z11
+	VMOVUPS     Z11, (CX)(SI*4)
+	VADDPS      Z11, Z1, Z1
+	VFMADD231PS (DX)(SI*4), Z11, Z2
+	VCMPPS      $0x04, 64(AX)(SI*4), Z0, K1
+	VMOVUPS.Z   64(CX)(SI*4), K1, Z11
+	VMOVUPS     Z11, 64(CX)(SI*4)
+	VADDPS      Z11, Z3, Z3
+	VFMADD231PS 64(DX)(SI*4), Z11, Z4
+	VCMPPS      $0x04, 128(AX)(SI*4), Z0, K1
+	VMOVUPS.Z   128(CX)(SI*4), K1, Z11
+	VMOVUPS     Z11, 128(CX)(SI*4)
+	VADDPS      Z11, Z5, Z5
+	VFMADD231PS 128(DX)(SI*4), Z11, Z6
+	VCMPPS      $0x04, 192(AX)(SI*4), Z0, K1
+	VMOVUPS.Z   192(CX)(SI*4), K1, Z11
+	VMOVUPS     Z11, 192(CX)(SI*4)
+	VADDPS      Z11, Z7, Z7
+	VFMADD231PS 192(DX)(SI*4), Z11, Z8
+	MOVQ        R8, SI
+	JMP         vecReLUMaskDotSumsAVX512_loopU_2
+
+vecReLUMaskDotSumsAVX512_loop1_3:
+	LEAQ        16(SI), R8
+	CMPQ        R8, DI
+	JA          vecReLUMaskDotSumsAVX512_tail_4
+	VCMPPS      $0x04, (AX)(SI*4), Z0, K1
+	VMOVUPS.Z   (CX)(SI*4), K1, Z11
+	VMOVUPS     Z11, (CX)(SI*4)
+	VADDPS      Z11, Z1, Z1
+	VFMADD231PS (DX)(SI*4), Z11, Z2
+	MOVQ        R8, SI
+	JMP         vecReLUMaskDotSumsAVX512_loop1_3
+
+vecReLUMaskDotSumsAVX512_tail_4:
+	MOVQ        DI, R8
+	SUBQ        SI, R8
+	JZ          vecReLUMaskDotSumsAVX512_done_5
+	LEAQ        vecmask16<>+0(SB), R9
+	MOVWLZX     (R9)(R8*2), R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (AX)(SI*4), K1, Z11
+	VCMPPS      $0x04, Z11, Z0, K2
+	VMOVUPS.Z   (CX)(SI*4), K2, Z11
+	VMOVUPS     Z11, K1, (CX)(SI*4)
+	VADDPS      Z11, Z1, Z1
+	VMOVUPS.Z   (DX)(SI*4), K1, Z12
+	VFMADD231PS Z12, Z11, Z2
+	MOVQ        DI, SI
+
+vecReLUMaskDotSumsAVX512_done_5:
+	// Fold the chunk's float32 lanes into the float64 sums.
+	VADDPS        Z5, Z1, Z1
+	VADDPS        Z7, Z3, Z3
+	VADDPS        Z3, Z1, Z1
+	VCVTPS2PD     Y1, Z3
+	VADDPD        Z3, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z1, Y1
+	VCVTPS2PD     Y1, Z3
+	VADDPD        Z3, Z9, Z9
+	VADDPS        Z6, Z2, Z2
+	VADDPS        Z8, Z4, Z4
+	VADDPS        Z4, Z2, Z2
+	VCVTPS2PD     Y2, Z1
+	VADDPD        Z1, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VCVTPS2PD     Y1, Z1
+	VADDPD        Z1, Z10, Z10
+	CMPQ          SI, BX
+	JB            vecReLUMaskDotSumsAVX512_chunk_1
+
+	// Sum the float64 lanes.
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPD        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VUNPCKHPD     X1, X1, X0
+	VADDSD        X0, X1, X1
+	MOVSD         X1, sd+72(FP)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPD        Y0, Y10, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VUNPCKHPD     X1, X1, X0
+	VADDSD        X0, X1, X1
+	MOVSD         X1, sdx+80(FP)
+	VZEROUPPER
+	RET
+
 // func vecAxpyAVX512(alpha float32, x []float32, y []float32)
 // Requires: AVX, AVX512F, SSE
 TEXT ·vecAxpyAVX512(SB), NOSPLIT, $0-56
@@ -1427,6 +1645,219 @@ vecDot3AVX2_done_5:
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
 	MOVSD        X0, g2+64(FP)
+	VZEROUPPER
+	RET
+
+// func vecDotAxpyAVX2(alpha float32, d []float32, x []float32, y []float32) float64
+// Requires: AVX, AVX2, CMOV, FMA3, SSE, SSE2
+TEXT ·vecDotAxpyAVX2(SB), NOSPLIT, $0-88
+	MOVQ         d_base+8(FP), AX
+	MOVQ         x_base+32(FP), CX
+	MOVQ         y_base+56(FP), DX
+	MOVQ         d_len+16(FP), BX
+	MOVSS        alpha+0(FP), X0
+	VBROADCASTSS X0, Y0
+	VXORPS       Y5, Y5, Y5
+	XORQ         SI, SI
+
+vecDotAxpyAVX2_chunk_1:
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	LEAQ    1024(SI), DI
+	CMPQ    DI, BX
+	CMOVQGT BX, DI
+
+vecDotAxpyAVX2_loopU_2:
+	LEAQ        32(SI), R8
+	CMPQ        R8, DI
+	JA          vecDotAxpyAVX2_loop1_3
+	VMOVUPS     (AX)(SI*4), Y6
+	VFMADD231PS (CX)(SI*4), Y6, Y1
+	VMOVUPS     (DX)(SI*4), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, (DX)(SI*4)
+	VMOVUPS     32(AX)(SI*4), Y6
+	VFMADD231PS 32(CX)(SI*4), Y6, Y2
+	VMOVUPS     32(DX)(SI*4), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, 32(DX)(SI*4)
+	VMOVUPS     64(AX)(SI*4), Y6
+	VFMADD231PS 64(CX)(SI*4), Y6, Y3
+	VMOVUPS     64(DX)(SI*4), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, 64(DX)(SI*4)
+	VMOVUPS     96(AX)(SI*4), Y6
+	VFMADD231PS 96(CX)(SI*4), Y6, Y4
+	VMOVUPS     96(DX)(SI*4), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, 96(DX)(SI*4)
+	MOVQ        R8, SI
+	JMP         vecDotAxpyAVX2_loopU_2
+
+vecDotAxpyAVX2_loop1_3:
+	LEAQ        8(SI), R8
+	CMPQ        R8, DI
+	JA          vecDotAxpyAVX2_tail_4
+	VMOVUPS     (AX)(SI*4), Y6
+	VFMADD231PS (CX)(SI*4), Y6, Y1
+	VMOVUPS     (DX)(SI*4), Y7
+	VFMADD231PS Y6, Y0, Y7
+	VMOVUPS     Y7, (DX)(SI*4)
+	MOVQ        R8, SI
+	JMP         vecDotAxpyAVX2_loop1_3
+
+vecDotAxpyAVX2_tail_4:
+	MOVQ        DI, R8
+	SUBQ        SI, R8
+	JZ          vecDotAxpyAVX2_done_5
+	LEAQ        vecmask32<>+32(SB), R9
+	NEGQ        R8
+	VMOVUPS     (R9)(R8*4), Y6
+	VMASKMOVPS  (AX)(SI*4), Y6, Y7
+	VMASKMOVPS  (CX)(SI*4), Y6, Y8
+	VFMADD231PS Y8, Y7, Y1
+	VMASKMOVPS  (DX)(SI*4), Y6, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VMASKMOVPS  Y8, Y6, (DX)(SI*4)
+	MOVQ        DI, SI
+
+vecDotAxpyAVX2_done_5:
+	// Fold the chunk's float32 lanes into the float64 sums.
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VCVTPS2PD    X1, Y2
+	VADDPD       Y2, Y5, Y5
+	VEXTRACTF128 $0x01, Y1, X1
+	VCVTPS2PD    X1, Y2
+	VADDPD       Y2, Y5, Y5
+	CMPQ         SI, BX
+	JB           vecDotAxpyAVX2_chunk_1
+
+	// Sum the float64 lanes.
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPD       X0, X5, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	MOVSD        X0, ret+80(FP)
+	VZEROUPPER
+	RET
+
+// func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+// Requires: AVX, CMOV, FMA3, SSE2
+TEXT ·vecReLUMaskDotSumsAVX2(SB), NOSPLIT, $0-88
+	MOVQ   y_base+0(FP), AX
+	MOVQ   d_base+24(FP), CX
+	MOVQ   x_base+48(FP), DX
+	MOVQ   y_len+8(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	XORQ   SI, SI
+
+vecReLUMaskDotSumsAVX2_chunk_1:
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	LEAQ    1024(SI), DI
+	CMPQ    DI, BX
+	CMOVQGT BX, DI
+
+vecReLUMaskDotSumsAVX2_loopU_2:
+	LEAQ        32(SI), R8
+	CMPQ        R8, DI
+	JA          vecReLUMaskDotSumsAVX2_loop1_3
+	VCMPPS      $0x04, (AX)(SI*4), Y0, Y11
+	VANDPS      (CX)(SI*4), Y11, Y11
+	VMOVUPS     Y11, (CX)(SI*4)
+	VADDPS      Y11, Y1, Y1
+	VFMADD231PS (DX)(SI*4), Y11, Y2
+	VCMPPS      $0x04, 32(AX)(SI*4), Y0, Y11
+	VANDPS      32(CX)(SI*4), Y11, Y11
+	VMOVUPS     Y11, 32(CX)(SI*4)
+	VADDPS      Y11, Y3, Y3
+	VFMADD231PS 32(DX)(SI*4), Y11, Y4
+	VCMPPS      $0x04, 64(AX)(SI*4), Y0, Y11
+	VANDPS      64(CX)(SI*4), Y11, Y11
+	VMOVUPS     Y11, 64(CX)(SI*4)
+	VADDPS      Y11, Y5, Y5
+	VFMADD231PS 64(DX)(SI*4), Y11, Y6
+	VCMPPS      $0x04, 96(AX)(SI*4), Y0, Y11
+	VANDPS      96(CX)(SI*4), Y11, Y11
+	VMOVUPS     Y11, 96(CX)(SI*4)
+	VADDPS      Y11, Y7, Y7
+	VFMADD231PS 96(DX)(SI*4), Y11, Y8
+	MOVQ        R8, SI
+	JMP         vecReLUMaskDotSumsAVX2_loopU_2
+
+vecReLUMaskDotSumsAVX2_loop1_3:
+	LEAQ        8(SI), R8
+	CMPQ        R8, DI
+	JA          vecReLUMaskDotSumsAVX2_tail_4
+	VCMPPS      $0x04, (AX)(SI*4), Y0, Y11
+	VANDPS      (CX)(SI*4), Y11, Y11
+	VMOVUPS     Y11, (CX)(SI*4)
+	VADDPS      Y11, Y1, Y1
+	VFMADD231PS (DX)(SI*4), Y11, Y2
+	MOVQ        R8, SI
+	JMP         vecReLUMaskDotSumsAVX2_loop1_3
+
+vecReLUMaskDotSumsAVX2_tail_4:
+	MOVQ        DI, R8
+	SUBQ        SI, R8
+	JZ          vecReLUMaskDotSumsAVX2_done_5
+	LEAQ        vecmask32<>+32(SB), R9
+	NEGQ        R8
+	VMOVUPS     (R9)(R8*4), Y11
+	VMASKMOVPS  (AX)(SI*4), Y11, Y12
+	VCMPPS      $0x04, Y12, Y0, Y12
+	VMASKMOVPS  (CX)(SI*4), Y11, Y13
+	VANDPS      Y13, Y12, Y12
+	VMASKMOVPS  Y12, Y11, (CX)(SI*4)
+	VADDPS      Y12, Y1, Y1
+	VMASKMOVPS  (DX)(SI*4), Y11, Y11
+	VFMADD231PS Y11, Y12, Y2
+	MOVQ        DI, SI
+
+vecReLUMaskDotSumsAVX2_done_5:
+	// Fold the chunk's float32 lanes into the float64 sums.
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPS2PD    X1, Y3
+	VADDPD       Y3, Y9, Y9
+	VEXTRACTF128 $0x01, Y1, X1
+	VCVTPS2PD    X1, Y3
+	VADDPD       Y3, Y9, Y9
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y8, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPS2PD    X2, Y1
+	VADDPD       Y1, Y10, Y10
+	VEXTRACTF128 $0x01, Y2, X1
+	VCVTPS2PD    X1, Y1
+	VADDPD       Y1, Y10, Y10
+	CMPQ         SI, BX
+	JB           vecReLUMaskDotSumsAVX2_chunk_1
+
+	// Sum the float64 lanes.
+	VEXTRACTF128 $0x01, Y9, X0
+	VADDPD       X0, X9, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	MOVSD        X0, sd+72(FP)
+	VEXTRACTF128 $0x01, Y10, X0
+	VADDPD       X0, X10, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	MOVSD        X0, sdx+80(FP)
 	VZEROUPPER
 	RET
 

@@ -24,6 +24,16 @@ func vecSumSqAVX512(x []float32, shift float32) (s float64, sq float64)
 //go:noescape
 func vecDot3AVX512(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
 
+// vecDotAxpyAVX512 returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements with AVX512; see vec.go.
+//
+//go:noescape
+func vecDotAxpyAVX512(alpha float32, d []float32, x []float32, y []float32) float64
+
+// vecReLUMaskDotSumsAVX512 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements with AVX512; see vec.go.
+//
+//go:noescape
+func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+
 // vecAxpyAVX512 computes y[i] += alpha·x[i] over len(x) elements with AVX512; see vec.go.
 //
 //go:noescape
@@ -88,6 +98,16 @@ func vecSumSqAVX2(x []float32, shift float32) (s float64, sq float64)
 //
 //go:noescape
 func vecDot3AVX2(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
+
+// vecDotAxpyAVX2 returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements with AVX2; see vec.go.
+//
+//go:noescape
+func vecDotAxpyAVX2(alpha float32, d []float32, x []float32, y []float32) float64
+
+// vecReLUMaskDotSumsAVX2 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements with AVX2; see vec.go.
+//
+//go:noescape
+func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32) (sd float64, sdx float64)
 
 // vecAxpyAVX2 computes y[i] += alpha·x[i] over len(x) elements with AVX2; see vec.go.
 //

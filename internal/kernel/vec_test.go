@@ -242,6 +242,48 @@ func vecCases() []vecCase {
 			d.checkUnchanged(t, "d")
 			x.checkUnchanged(t, "x")
 		}},
+		{"DotAxpy", func(t *testing.T, r *rand.Rand, n, off int) {
+			alpha := float32(r.NormFloat64())
+			d, x := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil)
+			y := newVecArr(r, n, (off+1)%4, nil).out()
+			got := DotAxpy(alpha, d.s(), x.long(), y.long())
+			var want, mag float64
+			wy, my := make([]float64, n), make([]float64, n)
+			for i := range n {
+				p := float64(d.orig[i]) * float64(x.orig[i])
+				want += p
+				mag += math.Abs(p)
+				q := float64(alpha) * float64(d.orig[i])
+				wy[i] = float64(y.orig[i]) + q
+				my[i] = math.Abs(float64(y.orig[i])) + math.Abs(q)
+			}
+			vecCheck(t, "DotAxpy", got, want, mag, vecTol64)
+			y.checkElems(t, "y", wy, my)
+			d.checkUnchanged(t, "d")
+			x.checkUnchanged(t, "x")
+		}},
+		{"ReLUMaskDotSums", func(t *testing.T, r *rand.Rand, n, off int) {
+			y := newVecArr(r, n, off, vecReLUOut).setCanary(0)
+			d := newVecArr(r, n, (off+3)%4, nil).out()
+			x := newVecArr(r, n, (off+1)%4, nil)
+			sd, sdx := ReLUMaskDotSums(y.s(), d.long(), x.long())
+			want := make([]float64, n)
+			var wd, wdx, md, mdx float64
+			for i, v := range y.orig {
+				if v != 0 {
+					want[i] = float64(d.orig[i])
+				}
+				wd += want[i]
+				md += math.Abs(want[i])
+				wdx += want[i] * float64(x.orig[i])
+				mdx += math.Abs(want[i] * float64(x.orig[i]))
+			}
+			d.checkElems(t, "d", want, nil)
+			vecCheck(t, "sd", sd, wd, md, vecTol64)
+			vecCheck(t, "sdx", sdx, wdx, mdx, vecTol64)
+			y.checkUnchanged(t, "y")
+			x.checkUnchanged(t, "x")
+		}},
 		{"Axpy", func(t *testing.T, r *rand.Rand, n, off int) {
 			alpha := float32(r.NormFloat64())
 			x, y := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil).out()

@@ -396,6 +396,42 @@ func (g *gen) kernels() {
 		})
 	}
 
+	// DotAxpy: Σ d·x, and y += alpha·d.
+	g.begin("DotAxpy", "func(alpha float32, d, x, y []float32) float64", "returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements")
+	{
+		d, x, y, n := ptr("d"), ptr("x"), ptr("y"), length("d")
+		al := g.bcast("alpha")
+		g.reduce(n, 1, u4, func(acc []VecVirtual, i GPVirtual, u int, masked bool) {
+			v := g.load(at(d, i, u*vb), masked)
+			VFMADD231PS(g.src(at(x, i, u*vb), masked), v, acc[0])
+			t := g.load(at(y, i, u*vb), masked)
+			VFMADD231PS(v, al, t)
+			g.store(t, at(y, i, u*vb), masked)
+		})
+	}
+
+	// ReLUMaskDotSums: d = 0 where y == 0, then Σd, Σd·x.
+	g.begin("ReLUMaskDotSums", "func(y, d, x []float32) (sd, sdx float64)", "zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements")
+	{
+		y, d, x, n := ptr("y"), ptr("d"), ptr("x"), length("y")
+		z := g.zero()
+		g.reduce(n, 2, u4, func(acc []VecVirtual, i GPVirtual, u int, masked bool) {
+			ys := g.src(at(y, i, u*vb), masked)
+			v := g.vec()
+			if g.avx512 {
+				keep := K()
+				VCMPPS(U8(cmpNEQUQ), ys, z, keep)
+				VMOVUPS_Z(at(d, i, u*vb), keep, v)
+			} else {
+				VCMPPS(U8(cmpNEQUQ), ys, z, v)
+				VANDPS(g.src(at(d, i, u*vb), masked), v, v)
+			}
+			g.store(v, at(d, i, u*vb), masked)
+			VADDPS(v, acc[0], acc[0])
+			VFMADD231PS(g.src(at(x, i, u*vb), masked), v, acc[1])
+		})
+	}
+
 	// Axpy: y += alpha·x.
 	g.begin("Axpy", sigXY, "computes y[i] += alpha·x[i] over len(x) elements")
 	{
