@@ -16,6 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 threads=2 repeat=3 steps=20
+py=${PYTHON:-/usr/bin/python3} # Debian's, where python3-torch installs
 while [ $# -gt 0 ]; do
 	case $1 in
 	--threads) threads=$2; shift 2 ;;
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
-python3 -c 'import torch' 2>/dev/null || { echo "run.sh: needs python3-torch (apt-get install python3-torch)" >&2; exit 1; }
+"$py" -c 'import torch' 2>/dev/null || { echo "run.sh: needs python3-torch (apt-get install python3-torch)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -39,10 +40,10 @@ configs=(
 )
 
 stats() { # median and max of the numbers on stdin
-	sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.0f %.0f", m, v[NR]}'
+	sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.0f %.0f\n", m, v[NR]}'
 }
 
-echo "| configuration | PyTorch $(python3 -c 'import torch; print(torch.__version__)') images/s (median, best) | Go images/s (median, best) | Go / PyTorch (medians) |"
+echo "| configuration | PyTorch $("$py" -c 'import torch; print(torch.__version__)') images/s (median, best) | Go images/s (median, best) | Go / PyTorch (medians) |"
 echo "|---|---:|---:|---:|"
 for cfg in "${configs[@]}"; do
 	IFS='|' read -r name bench targs <<<"$cfg"
@@ -52,7 +53,7 @@ for cfg in "${configs[@]}"; do
 			-test.benchtime "${steps}x" -test.cpu "$threads") |
 			awk '/images\/s/ {for (j = 1; j < NF; j++) if ($(j+1) == "images/s") print $j}' >>"$tmp/go"
 		# shellcheck disable=SC2086
-		python3 "$here/torch_train_bench.py" --threads "$threads" --steps "$steps" $targs |
+		"$py" "$here/torch_train_bench.py" --threads "$threads" --steps "$steps" $targs |
 			python3 -c 'import json, sys; print(json.load(sys.stdin)["images_per_s"])' >>"$tmp/pt"
 	done
 	read -r gm gb < <(stats <"$tmp/go")
