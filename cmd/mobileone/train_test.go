@@ -118,7 +118,9 @@ func TestTrainBadInput(t *testing.T) {
 		{[]string{"train", "--resume", dir}, "checkpoint.safetensors"},
 		{[]string{"train", "--resume", dir, "--epochs", "3"}, "no other flags"},
 		{[]string{"train", "-o", filepath.Join(dir, "p"), "--data", toy, "--size", "16", "--progressive", "12@1,20@3"}, "ends at 20"},
+		{[]string{"train", "-o", filepath.Join(dir, "e"), "--data", toy, "--size", "16", "--random-erase", "1.5"}, "probability"},
 		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--data", dir}, "class"},
+		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--stem-stride", "3"}, "--stem-stride"},
 	} {
 		code, _, errs := cli(tc.args...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
