@@ -91,7 +91,30 @@ func relErr(got, want []float32, floor float64) float64 {
 
 const gradFloor = 0.05
 
-func TestGoldenPyTorch(t *testing.T) {
+func TestGoldenPyTorch(t *testing.T) { goldenCheck(t) }
+
+// TestGoldenPyTorchFolded is TestGoldenPyTorch with every multi-branch 1×1
+// block trained in the folded form (folded.go).
+func TestGoldenPyTorchFolded(t *testing.T) {
+	old := foldFactor
+	foldFactor = 1e9
+	defer func() { foldFactor = old }()
+	net := goldenCheck(t)
+	folded := 0
+	for _, b := range net.blocks {
+		if b.folded {
+			folded++
+		}
+	}
+	if folded == 0 {
+		t.Fatal("no block was folded")
+	}
+	t.Logf("%d blocks folded", folded)
+}
+
+// goldenCheck compares one training step (and three SGD steps) with
+// PyTorch's and returns the net.
+func goldenCheck(t *testing.T) *Net {
 	g, m, x := loadGolden(t)
 	net, err := NewNet(m)
 	if err != nil {
@@ -172,4 +195,5 @@ func TestGoldenPyTorch(t *testing.T) {
 	if nbt := sd["stage0.rbr_conv.0.bn.num_batches_tracked"].Data[0]; nbt != g.NBT {
 		t.Errorf("num_batches_tracked %v, PyTorch %v", nbt, g.NBT)
 	}
+	return net
 }

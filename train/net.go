@@ -92,6 +92,8 @@ type block struct {
 	ws       convWork
 	bnIns    []bnSrc
 	bnGrads  []bnGrad
+	folded   bool // the last training forward was folded (folded.go)
+	fold     foldWork
 }
 
 // NewNet wraps a train-time model. The model must not be fused.
@@ -306,6 +308,10 @@ func (b *block) forward(x *act, training bool) *act {
 		panic(fmt.Sprintf("train: block %s: BatchNorm in training mode needs more than one value per channel (batch %d, %dx%d)",
 			b.name, x.N, oh, ow))
 	}
+	b.folded = training && b.foldable() && foldPays(len(b.branches), op.Cin, b.outC, mo)
+	if b.folded {
+		return b.forwardFolded(x)
+	}
 	b.stackWeights()
 	b.z = grow(b.z, op.Cout*mo)
 	op.forward(x, b.wst, b.z, &b.ws)
@@ -399,6 +405,9 @@ func (b *block) stackWeights() {
 func (b *block) backward(d []float32) []float32 {
 	if !b.training {
 		panic("train: Backward after an evaluation-mode Forward")
+	}
+	if b.folded {
+		return b.backwardFolded(d)
 	}
 	x, op := b.x, b.op
 	mo := b.out.M()

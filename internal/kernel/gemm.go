@@ -365,11 +365,29 @@ func packAT(dst, at []float32, lda, i0, rows, p0, kc, mr int) {
 		panel := dst[ip*kc : (ip+mr)*kc]
 		w := min(mr, rows-ip)
 		o := p0*lda + i0 + ip
-		for p := 0; p < kc; p++ {
-			d := panel[p*mr : p*mr+mr]
-			copy(d, at[o:o+w])
-			clear(d[w:])
-			o += lda
+		switch {
+		case w == mr && mr == 12:
+			for p := 0; p < kc; p++ {
+				*(*[12]float32)(panel[p*12:]) = *(*[12]float32)(at[o:])
+				o += lda
+			}
+		case w == mr && mr == 6:
+			for p := 0; p < kc; p++ {
+				*(*[6]float32)(panel[p*6:]) = *(*[6]float32)(at[o:])
+				o += lda
+			}
+		case w == mr && mr == 4:
+			for p := 0; p < kc; p++ {
+				*(*[4]float32)(panel[p*4:]) = *(*[4]float32)(at[o:])
+				o += lda
+			}
+		default:
+			for p := 0; p < kc; p++ {
+				d := panel[p*mr : p*mr+mr]
+				copy(d, at[o:o+w])
+				clear(d[w:])
+				o += lda
+			}
 		}
 	}
 }
