@@ -134,6 +134,7 @@ func NewNet(m *model.Model) (*Net, error) {
 			blk.se = &seParams{c: s.C, hid: s.Hidden, wr: s.Reduce.Weight.Data, br: s.Reduce.Bias.Data,
 				we: s.Expand.Weight.Data, be: s.Expand.Bias.Data}
 		}
+		blk.aliasWeights()
 		n.blocks = append(n.blocks, blk)
 		n.addParams(blk, b)
 	}
@@ -388,6 +389,9 @@ func (b *block) stackWeights() {
 	for i, br := range b.branches {
 		dst := b.wst[i*per : (i+1)*per]
 		if !br.padded {
+			if w := br.conv.Weight.Data; len(w) > 0 && &w[0] == &dst[0] {
+				continue // the branch's weights live in the stack (aliasWeights)
+			}
 			copy(dst, br.conv.Weight.Data)
 			continue
 		}
@@ -396,6 +400,21 @@ func (b *block) stackWeights() {
 			for ci := 0; ci < cinG; ci++ {
 				dst[o*rowLen+ci*kk+ctr] = br.conv.Weight.Data[o*cinG+ci]
 			}
+		}
+	}
+}
+
+// aliasWeights makes the stacked weight matrix the storage of the
+// branches' own weight tensors (those not zero-padded), so that stacking
+// them before every forward pass copies nothing. Anything that later gives
+// a tensor new storage (loading a checkpoint by replacing slices) only
+// brings the copy back.
+func (b *block) aliasWeights() {
+	b.stackWeights()
+	per := len(b.wst) / len(b.branches)
+	for i, br := range b.branches {
+		if !br.padded {
+			br.conv.Weight.Data = b.wst[i*per : (i+1)*per : (i+1)*per]
 		}
 	}
 }
