@@ -368,7 +368,12 @@ func packAT(dst, at []float32, lda, i0, rows, p0, kc, mr int) {
 		switch {
 		case w == mr && mr == 12:
 			for p := 0; p < kc; p++ {
-				*(*[12]float32)(panel[p*12:]) = *(*[12]float32)(at[o:])
+				// element by element: a 48-byte array copy is a memmove call
+				s := at[o : o+12 : o+12]
+				d := panel[p*12 : p*12+12 : p*12+12]
+				d[0], d[1], d[2], d[3] = s[0], s[1], s[2], s[3]
+				d[4], d[5], d[6], d[7] = s[4], s[5], s[6], s[7]
+				d[8], d[9], d[10], d[11] = s[8], s[9], s[10], s[11]
 				o += lda
 			}
 		case w == mr && mr == 6:
