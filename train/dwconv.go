@@ -138,9 +138,9 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 					for _, s := range st.byRow {
 						switch {
 						case s.t == ctr:
-							vscale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+							kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
 						case !center:
-							vaxpy(wo[s.t], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+							kernel.Axpy(wo[s.t], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
 						}
 					}
 					continue
@@ -151,7 +151,7 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 					first = -1
 				} else {
 					for _, s := range st.spans[st.start[ctr]:st.start[ctr+1]] {
-						vscale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+						kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
 					}
 				}
 				for t := 0; t < kk; t++ {
@@ -160,7 +160,7 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 					}
 					wt := wo[t]
 					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
-						vaxpy(wt, xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+						kernel.Axpy(wt, xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
 					}
 				}
 			}
@@ -205,7 +205,7 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 						if dxp != nil {
 							g[s.t] += kernel.DotAxpy(w[o*kk+s.t], d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
 						} else {
-							g[s.t] += vdot64(d, xp[s.x:s.x+s.n])
+							g[s.t] += kernel.Dot64(d, xp[s.x:s.x+s.n])
 						}
 					}
 					for t := 0; t < kk; t++ {
@@ -225,7 +225,7 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 						if dxp != nil {
 							g += kernel.DotAxpy(wt, d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
 						} else {
-							g += vdot64(d, xp[s.x:s.x+s.n])
+							g += kernel.Dot64(d, xp[s.x:s.x+s.n])
 						}
 					}
 					dw[o*kk+t] = float32(g)

@@ -101,7 +101,7 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 						sdx[k] += sx
 						continue
 					}
-					sdx[k] += dotF64(dc, in.xhat[ch*m+j0:ch*m+j1])
+					sdx[k] += kernel.Dot64(dc, in.xhat[ch*m+j0:ch*m+j1])
 				}
 			}
 			for k, in := range ins {
@@ -117,6 +117,3 @@ func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
 		}
 	})
 }
-
-// dotF64 returns Σ a[i]·b[i] (b at least as long as a) in float64.
-func dotF64(a, b []float32) float64 { return kernel.Dot64(a, b) }

@@ -168,7 +168,7 @@ func (c convOp) col2im(dcol []float32, x *act, oh, ow int, dx []float32, ws *con
 			for t := 0; t < kk; t++ {
 				src := dcol[(ci*kk+t)*mo:][:mo]
 				for _, s := range st.spans[st.start[t]:st.start[t+1]] {
-					vadd(src[s.z:s.z+s.n], dxp[s.x:s.x+s.n])
+					kernel.Add(src[s.z:s.z+s.n], dxp[s.x:s.x+s.n])
 				}
 			}
 		}
@@ -222,40 +222,6 @@ func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 	ws.dcol = grow(ws.dcol, kd*mo)
 	kernel.GemmTN(kd, mo, c.Cout, w, dz, ws.dcol, false)
 	c.col2im(ws.dcol, x, oh, ow, dx, ws)
-}
-
-// dot returns Σ a[i]·b[i] (float32 products, four partial sums, float64 total).
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		p, q := a[i:i+4:i+4], b[i:i+4:i+4]
-		s0 += p[0] * q[0]
-		s1 += p[1] * q[1]
-		s2 += p[2] * q[2]
-		s3 += p[3] * q[3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return float32(float64(s0) + float64(s1) + float64(s2) + float64(s3))
-}
-
-// axpy adds alpha·x to y.
-func axpy(alpha float32, x, y []float32) {
-	y = y[:len(x)]
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		p, q := x[i:i+4:i+4], y[i:i+4:i+4]
-		q[0] += alpha * p[0]
-		q[1] += alpha * p[1]
-		q[2] += alpha * p[2]
-		q[3] += alpha * p[3]
-	}
-	for ; i < len(x); i++ {
-		y[i] += alpha * x[i]
-	}
 }
 
 // ---------------------------------------------------------------------------

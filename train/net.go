@@ -224,9 +224,9 @@ func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
 		plane := a.Data[ch*fhw*nb : (ch+1)*fhw*nb]
 		copy(p, plane[:nb])
 		for i := 1; i < fhw; i++ {
-			vadd(plane[i*nb:(i+1)*nb], p)
+			kernel.Add(plane[i*nb:(i+1)*nb], p)
 		}
-		vscale(inv, p, p)
+		kernel.Scale(inv, p, p)
 	}
 	lin := n.m.Linear
 	if lin == nil {
@@ -287,7 +287,7 @@ func (n *Net) Backward(dlogits *tensor.Tensor) {
 	for ch := 0; ch < a.C; ch++ {
 		g := n.dpool[ch*nb : (ch+1)*nb]
 		plane := n.dfeat[ch*fhw*nb : (ch+1)*fhw*nb]
-		vscale(inv, g, plane[:nb])
+		kernel.Scale(inv, g, plane[:nb])
 		for i := 1; i < fhw; i++ {
 			copy(plane[i*nb:(i+1)*nb], plane[:nb])
 		}

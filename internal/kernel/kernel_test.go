@@ -237,40 +237,32 @@ func TestGemm(t *testing.T) {
 				ref.Gemm(s.m, s.n, s.k, a, b, want, acc)
 				mag := absSlice(c0)
 				ref.Gemm(s.m, s.n, s.k, absSlice(a), absSlice(b), mag, acc)
-				for _, tc := range threadConfigs {
-					buf, got := guarded(s.m * s.n)
-					copy(got, c0)
-					withThreads(t, tc, func() { Gemm(s.m, s.n, s.k, a, b, got, acc) })
-					checkGuard(t, buf, s.m*s.n)
-					compare(t, got, want, mag)
-				}
-				// GemmTN with aᵀ (k×m) gives the same product.
+				// Gemm, GemmTN with aᵀ (k×m) and GemmNT with bᵀ (n×k) give
+				// the same product.
 				at := make([]float32, len(a))
 				for i := 0; i < s.m; i++ {
 					for p := 0; p < s.k; p++ {
 						at[p*s.m+i] = a[i*s.k+p]
 					}
 				}
-				for _, tc := range threadConfigs {
-					buf, got := guarded(s.m * s.n)
-					copy(got, c0)
-					withThreads(t, tc, func() { GemmTN(s.m, s.n, s.k, at, b, got, acc) })
-					checkGuard(t, buf, s.m*s.n)
-					compare(t, got, want, mag)
-				}
-				// GemmNT with bᵀ (n×k) gives the same product.
 				bt := make([]float32, len(b))
 				for p := 0; p < s.k; p++ {
 					for j := 0; j < s.n; j++ {
 						bt[j*s.k+p] = b[p*s.n+j]
 					}
 				}
-				for _, tc := range threadConfigs {
-					buf, got := guarded(s.m * s.n)
-					copy(got, c0)
-					withThreads(t, tc, func() { GemmNT(s.m, s.n, s.k, a, bt, got, acc) })
-					checkGuard(t, buf, s.m*s.n)
-					compare(t, got, want, mag)
+				for _, mul := range []func(c []float32){
+					func(c []float32) { Gemm(s.m, s.n, s.k, a, b, c, acc) },
+					func(c []float32) { GemmTN(s.m, s.n, s.k, at, b, c, acc) },
+					func(c []float32) { GemmNT(s.m, s.n, s.k, a, bt, c, acc) },
+				} {
+					for _, tc := range threadConfigs {
+						buf, got := guarded(s.m * s.n)
+						copy(got, c0)
+						withThreads(t, tc, func() { mul(got) })
+						checkGuard(t, buf, s.m*s.n)
+						compare(t, got, want, mag)
+					}
 				}
 			})
 		}
