@@ -134,6 +134,14 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 				zp := z[o*pout : (o+1)*pout]
 				wo := w[o*kk : (o+1)*kk]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				if c.rows3() {
+					if center {
+						kernel.Scale(wo[ctr], xp, zp)
+						continue
+					}
+					kernel.Conv3Plane((*[9]float32)(wo), xp, zp, x.H, x.W, x.N, false)
+					continue
+				}
 				if pout*4 >= rowOrderBytes && st.full[ctr] && kk <= maxTaps {
 					for _, s := range st.byRow {
 						switch {
@@ -168,6 +176,30 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 	})
 }
 
+// rows3 reports whether c is a 3×3, stride-1, pad-1 convolution, which
+// the depthwise passes run with all nine taps of a vector in one pass
+// (kernel.Conv3Plane, kernel.Corr3Plane) instead of tap by tap.
+func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
+
+// dwBackwardRows is dwBackward of one branch of one channel of a rows3
+// convolution: the weight gradient dw (9) from dz against x, and, if dx
+// is not nil, dx += the convolution of dz with w flipped.
+func (c convOp) dwBackwardRows(x *act, xp, w, dz, dw, dx []float32) {
+	var g [9]float64
+	kernel.Corr3Plane(dz, xp, x.H, x.W, x.N, &g)
+	for t := range g {
+		dw[t] = float32(g[t])
+	}
+	if dx == nil {
+		return
+	}
+	var wf [9]float32
+	for t := range wf {
+		wf[t] = w[8-t]
+	}
+	kernel.Conv3Plane(&wf, dz, dx, x.H, x.W, x.N, true)
+}
+
 // maxTaps bounds K·K for the row-ordered depthwise backward.
 const maxTaps = 49
 
@@ -195,6 +227,10 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 				o := b*c.Cin + ci
 				dzp := dz[o*pout : (o+1)*pout]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
+				if c.rows3() && !center {
+					c.dwBackwardRows(x, xp, w[o*kk:(o+1)*kk], dzp, dw[o*kk:(o+1)*kk], dxp)
+					continue
+				}
 				if pout*4 >= rowOrderBytes && kk <= maxTaps {
 					var g [maxTaps]float64
 					for _, s := range st.byRow {

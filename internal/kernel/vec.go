@@ -7,7 +7,7 @@ import "github.com/mobileone-go/mobileone/internal/cpu"
 // slices.
 //
 // Every function works on n = len(first slice) elements; the other slices
-// must hold at least n elements (Dot3's x at least n+2), checked up front:
+// must hold at least n elements, checked up front:
 // a short slice panics before anything is read or written. Nothing beyond
 // the n elements is read or written, lengths and alignments are arbitrary,
 // and nothing is allocated. (The slices are passed on through a function
@@ -34,14 +34,16 @@ const (
 
 // vecImpl is the vector kernel set of one level. Each kernel works on
 // n = len(first slice) elements and trusts the other slices to be as long
-// (Dot3's x: n+2); the exported wrappers make sure they are.
+// (Conv3Plane and Corr3Plane: see conv3.go); the exported wrappers make sure
+// they are.
 type vecImpl struct {
 	level cpu.Level
 
 	dot      func(a, b []float32) float64
 	dotSums  func(d, x []float32) (sd, sdx float64)
 	sumSq    func(x []float32, shift float32) (s, sq float64)
-	dot3     func(d, x []float32) (g0, g1, g2 float64)
+	conv3    [2]func(w [9]float32, x, zrow, out []float32, y0, y1, h, width, s int) // set, add
+	corr3    func(d, x, zrow []float32, y0, y1, h, width, s int) (g0, g1, g2, g3, g4, g5, g6, g7, g8 float32)
 	dotAxpy  func(alpha float32, d, x, y []float32) float64
 	maskSums func(y, d, x []float32) (sd, sdx float64)
 	axpy     func(alpha float32, x, y []float32)
@@ -58,7 +60,8 @@ var vecPureGo = &vecImpl{
 	dot:      vecDotGo,
 	dotSums:  vecDotSumsGo,
 	sumSq:    vecSumSqGo,
-	dot3:     vecDot3Go,
+	conv3:    [2]func(w [9]float32, x, zrow, out []float32, y0, y1, h, width, s int){vecConv3Go, vecConv3AddGo},
+	corr3:    vecCorr3Go,
 	dotAxpy:  vecDotAxpyGo,
 	maskSums: vecReLUMaskDotSumsGo,
 	axpy:     vecAxpyGo,
@@ -144,19 +147,6 @@ func DotSums(d, x []float32) (sd, sdx float64) {
 	}
 	x = x[:len(d)]
 	return vecKernels.active.dotSums(d, x)
-}
-
-// Dot3 sets g[k] = Σ d[i]·x[i+k] over i < len(d) for k = 0, 1, 2: the
-// correlations of d with x at three shifts, as in the weight gradient of a
-// 3-tap convolution row. x must hold at least len(d)+2 values. The sums
-// are accumulated like Dot64 and rounded to float32.
-func Dot3(d, x []float32, g *[3]float32) {
-	if len(x) < len(d)+2 {
-		vecShort("Dot3")
-	}
-	x = x[:len(d)+2]
-	g0, g1, g2 := vecKernels.active.dot3(d, x)
-	g[0], g[1], g[2] = float32(g0), float32(g1), float32(g2)
 }
 
 // BNNorm normalizes src with batch-norm statistics: for i < len(src),
@@ -293,17 +283,6 @@ func vecSumSqGo(x []float32, shift float32) (s, sq float64) {
 		q0 += v * v
 	}
 	return s0 + s1, q0 + q1
-}
-
-func vecDot3Go(d, x []float32) (g0, g1, g2 float64) {
-	x = x[:len(d)+2]
-	for i, v := range d {
-		dv := float64(v)
-		g0 += dv * float64(x[i])
-		g1 += dv * float64(x[i+1])
-		g2 += dv * float64(x[i+2])
-	}
-	return g0, g1, g2
 }
 
 func vecDotAxpyGo(alpha float32, d, x, y []float32) float64 {

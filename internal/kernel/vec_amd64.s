@@ -333,18 +333,865 @@ vecSumSqAVX512_done_5:
 	VZEROUPPER
 	RET
 
-// func vecDot3AVX512(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE2
-TEXT ·vecDot3AVX512(SB), NOSPLIT, $0-72
-	MOVQ   d_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   d_len+8(FP), DX
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	XORQ   BX, BX
+// func vecConv3AVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+// Requires: AVX, AVX512F, CMOV, SSE
+TEXT ·vecConv3AVX512(SB), NOSPLIT, $0-152
+	MOVSS        w_0+0(FP), X0
+	VBROADCASTSS X0, Z0
+	MOVSS        w_1+4(FP), X1
+	VBROADCASTSS X1, Z1
+	MOVSS        w_2+8(FP), X2
+	VBROADCASTSS X2, Z2
+	MOVSS        w_3+12(FP), X3
+	VBROADCASTSS X3, Z3
+	MOVSS        w_4+16(FP), X4
+	VBROADCASTSS X4, Z4
+	MOVSS        w_5+20(FP), X5
+	VBROADCASTSS X5, Z5
+	MOVSS        w_6+24(FP), X6
+	VBROADCASTSS X6, Z6
+	MOVSS        w_7+28(FP), X7
+	VBROADCASTSS X7, Z7
+	MOVSS        w_8+32(FP), X8
+	VBROADCASTSS X8, Z8
+	MOVQ         width+136(FP), AX
+	MOVQ         s+144(FP), CX
+	IMULQ        CX, AX
+	MOVQ         y0+112(FP), CX
 
-vecDot3AVX512_chunk_1:
+vecConv3AVX512_row_1:
+	MOVQ    y1+120(FP), DX
+	CMPQ    CX, DX
+	JGE     vecConv3AVX512_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+40(FP), BX
+	MOVQ    out_base+88(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+64(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+128(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+136(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecConv3AVX512_multi_3
+
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+144(FP), DI
+
+vecConv3AVX512_loopU_5:
+	LEAQ        64(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AVX512_loop1_6
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Z1, Z9
+	VFMADD231PS 64(BX)(DX*4), Z4, Z9
+	VFMADD231PS 64(R9)(DX*4), Z7, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DX*4), Z1, Z9
+	VFMADD231PS 128(BX)(DX*4), Z4, Z9
+	VFMADD231PS 128(R9)(DX*4), Z7, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DX*4), Z1, Z9
+	VFMADD231PS 192(BX)(DX*4), Z4, Z9
+	VFMADD231PS 192(R9)(DX*4), Z7, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AVX512_loopU_5
+
+vecConv3AVX512_loop1_6:
+	LEAQ        16(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AVX512_tail_7
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AVX512_loop1_6
+
+vecConv3AVX512_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecConv3AVX512_done_8
+	LEAQ        vecmask16<>+0(SB), R11
+	MOVWLZX     (R11)(R10*2), R10
+	KMOVW       R10, K1
+	VMOVUPS.Z   (R8)(DX*4), K1, Z9
+	VMULPS      Z9, Z1, Z9
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z4, Z9
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z7, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        DI, DX
+
+vecConv3AVX512_done_8:
+	JMP vecConv3AVX512_rownext_4
+
+vecConv3AVX512_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+144(FP), R10
+	MOVQ R10, DI
+
+vecConv3AVX512_loopU_9:
+	LEAQ        64(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX512_loop1_10
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMULPS      (R8)(DI*4), Z2, Z10
+	VFMADD231PS (BX)(DI*4), Z5, Z10
+	VFMADD231PS (R9)(DI*4), Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Z1, Z9
+	VFMADD231PS 64(BX)(DX*4), Z4, Z9
+	VFMADD231PS 64(R9)(DX*4), Z7, Z9
+	VMULPS      64(R8)(DI*4), Z2, Z10
+	VFMADD231PS 64(BX)(DI*4), Z5, Z10
+	VFMADD231PS 64(R9)(DI*4), Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DX*4), Z1, Z9
+	VFMADD231PS 128(BX)(DX*4), Z4, Z9
+	VFMADD231PS 128(R9)(DX*4), Z7, Z9
+	VMULPS      128(R8)(DI*4), Z2, Z10
+	VFMADD231PS 128(BX)(DI*4), Z5, Z10
+	VFMADD231PS 128(R9)(DI*4), Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DX*4), Z1, Z9
+	VFMADD231PS 192(BX)(DX*4), Z4, Z9
+	VFMADD231PS 192(R9)(DX*4), Z7, Z9
+	VMULPS      192(R8)(DI*4), Z2, Z10
+	VFMADD231PS 192(BX)(DI*4), Z5, Z10
+	VFMADD231PS 192(R9)(DI*4), Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000040, DI
+	JMP         vecConv3AVX512_loopU_9
+
+vecConv3AVX512_loop1_10:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX512_tail_11
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMULPS      (R8)(DI*4), Z2, Z10
+	VFMADD231PS (BX)(DI*4), Z5, Z10
+	VFMADD231PS (R9)(DI*4), Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecConv3AVX512_loop1_10
+
+vecConv3AVX512_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AVX512_done_12
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (R8)(DX*4), K1, Z9
+	VMULPS      Z9, Z1, Z9
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z4, Z9
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z7, Z9
+	VMOVUPS.Z   (R8)(DI*4), K1, Z10
+	VMULPS      Z10, Z2, Z10
+	VMOVUPS.Z   (BX)(DI*4), K1, Z11
+	VFMADD231PS Z11, Z5, Z10
+	VMOVUPS.Z   (R9)(DI*4), K1, Z11
+	VFMADD231PS Z11, Z8, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AVX512_done_12:
+	// The inner pixels.
+	MOVQ s+144(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecConv3AVX512_loopU_13:
+	LEAQ        64(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AVX512_loop1_14
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VMULPS      (R8)(R10*4), Z2, Z11
+	VFMADD231PS (BX)(R10*4), Z5, Z11
+	VFMADD231PS (R9)(R10*4), Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Z0, Z9
+	VFMADD231PS 64(BX)(DI*4), Z3, Z9
+	VFMADD231PS 64(R9)(DI*4), Z6, Z9
+	VMULPS      64(R8)(DX*4), Z1, Z10
+	VFMADD231PS 64(BX)(DX*4), Z4, Z10
+	VFMADD231PS 64(R9)(DX*4), Z7, Z10
+	VMULPS      64(R8)(R10*4), Z2, Z11
+	VFMADD231PS 64(BX)(R10*4), Z5, Z11
+	VFMADD231PS 64(R9)(R10*4), Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DI*4), Z0, Z9
+	VFMADD231PS 128(BX)(DI*4), Z3, Z9
+	VFMADD231PS 128(R9)(DI*4), Z6, Z9
+	VMULPS      128(R8)(DX*4), Z1, Z10
+	VFMADD231PS 128(BX)(DX*4), Z4, Z10
+	VFMADD231PS 128(R9)(DX*4), Z7, Z10
+	VMULPS      128(R8)(R10*4), Z2, Z11
+	VFMADD231PS 128(BX)(R10*4), Z5, Z11
+	VFMADD231PS 128(R9)(R10*4), Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DI*4), Z0, Z9
+	VFMADD231PS 192(BX)(DI*4), Z3, Z9
+	VFMADD231PS 192(R9)(DI*4), Z6, Z9
+	VMULPS      192(R8)(DX*4), Z1, Z10
+	VFMADD231PS 192(BX)(DX*4), Z4, Z10
+	VFMADD231PS 192(R9)(DX*4), Z7, Z10
+	VMULPS      192(R8)(R10*4), Z2, Z11
+	VFMADD231PS 192(BX)(R10*4), Z5, Z11
+	VFMADD231PS 192(R9)(R10*4), Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	JMP         vecConv3AVX512_loopU_13
+
+vecConv3AVX512_loop1_14:
+	LEAQ        16(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AVX512_tail_15
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VMULPS      (R8)(R10*4), Z2, Z11
+	VFMADD231PS (BX)(R10*4), Z5, Z11
+	VFMADD231PS (R9)(R10*4), Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000010, DI
+	ADDQ        $0x00000010, R10
+	JMP         vecConv3AVX512_loop1_14
+
+vecConv3AVX512_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecConv3AVX512_done_16
+	LEAQ        vecmask16<>+0(SB), R13
+	MOVWLZX     (R13)(R12*2), R12
+	KMOVW       R12, K1
+	VMOVUPS.Z   (R8)(DI*4), K1, Z9
+	VMULPS      Z9, Z0, Z9
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z3, Z9
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z6, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VMULPS      Z10, Z1, Z10
+	VMOVUPS.Z   (BX)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z4, Z10
+	VMOVUPS.Z   (R9)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z7, Z10
+	VMOVUPS.Z   (R8)(R10*4), K1, Z11
+	VMULPS      Z11, Z2, Z11
+	VMOVUPS.Z   (BX)(R10*4), K1, Z12
+	VFMADD231PS Z12, Z5, Z11
+	VMOVUPS.Z   (R9)(R10*4), K1, Z12
+	VFMADD231PS Z12, Z8, Z11
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R11, DX
+
+vecConv3AVX512_done_16:
+	// The right pixel: no right column.
+	MOVQ s+144(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecConv3AVX512_loopU_17:
+	LEAQ        64(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX512_loop1_18
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Z0, Z9
+	VFMADD231PS 64(BX)(DI*4), Z3, Z9
+	VFMADD231PS 64(R9)(DI*4), Z6, Z9
+	VMULPS      64(R8)(DX*4), Z1, Z10
+	VFMADD231PS 64(BX)(DX*4), Z4, Z10
+	VFMADD231PS 64(R9)(DX*4), Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DI*4), Z0, Z9
+	VFMADD231PS 128(BX)(DI*4), Z3, Z9
+	VFMADD231PS 128(R9)(DI*4), Z6, Z9
+	VMULPS      128(R8)(DX*4), Z1, Z10
+	VFMADD231PS 128(BX)(DX*4), Z4, Z10
+	VFMADD231PS 128(R9)(DX*4), Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DI*4), Z0, Z9
+	VFMADD231PS 192(BX)(DI*4), Z3, Z9
+	VFMADD231PS 192(R9)(DI*4), Z6, Z9
+	VMULPS      192(R8)(DX*4), Z1, Z10
+	VFMADD231PS 192(BX)(DX*4), Z4, Z10
+	VFMADD231PS 192(R9)(DX*4), Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000040, DI
+	JMP         vecConv3AVX512_loopU_17
+
+vecConv3AVX512_loop1_18:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX512_tail_19
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecConv3AVX512_loop1_18
+
+vecConv3AVX512_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AVX512_done_20
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (R8)(DI*4), K1, Z9
+	VMULPS      Z9, Z0, Z9
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z3, Z9
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z6, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VMULPS      Z10, Z1, Z10
+	VMOVUPS.Z   (BX)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z4, Z10
+	VMOVUPS.Z   (R9)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z7, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AVX512_done_20:
+vecConv3AVX512_rownext_4:
+	INCQ CX
+	JMP  vecConv3AVX512_row_1
+
+vecConv3AVX512_rowsdone_2:
+	VZEROUPPER
+	RET
+
+// func vecConv3AddAVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+// Requires: AVX, AVX512F, CMOV, SSE
+TEXT ·vecConv3AddAVX512(SB), NOSPLIT, $0-152
+	MOVSS        w_0+0(FP), X0
+	VBROADCASTSS X0, Z0
+	MOVSS        w_1+4(FP), X1
+	VBROADCASTSS X1, Z1
+	MOVSS        w_2+8(FP), X2
+	VBROADCASTSS X2, Z2
+	MOVSS        w_3+12(FP), X3
+	VBROADCASTSS X3, Z3
+	MOVSS        w_4+16(FP), X4
+	VBROADCASTSS X4, Z4
+	MOVSS        w_5+20(FP), X5
+	VBROADCASTSS X5, Z5
+	MOVSS        w_6+24(FP), X6
+	VBROADCASTSS X6, Z6
+	MOVSS        w_7+28(FP), X7
+	VBROADCASTSS X7, Z7
+	MOVSS        w_8+32(FP), X8
+	VBROADCASTSS X8, Z8
+	MOVQ         width+136(FP), AX
+	MOVQ         s+144(FP), CX
+	IMULQ        CX, AX
+	MOVQ         y0+112(FP), CX
+
+vecConv3AddAVX512_row_1:
+	MOVQ    y1+120(FP), DX
+	CMPQ    CX, DX
+	JGE     vecConv3AddAVX512_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+40(FP), BX
+	MOVQ    out_base+88(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+64(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+128(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+136(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecConv3AddAVX512_multi_3
+
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+144(FP), DI
+
+vecConv3AddAVX512_loopU_5:
+	LEAQ        64(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AddAVX512_loop1_6
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Z1, Z9
+	VFMADD231PS 64(BX)(DX*4), Z4, Z9
+	VFMADD231PS 64(R9)(DX*4), Z7, Z9
+	VADDPS      64(SI)(DX*4), Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DX*4), Z1, Z9
+	VFMADD231PS 128(BX)(DX*4), Z4, Z9
+	VFMADD231PS 128(R9)(DX*4), Z7, Z9
+	VADDPS      128(SI)(DX*4), Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DX*4), Z1, Z9
+	VFMADD231PS 192(BX)(DX*4), Z4, Z9
+	VFMADD231PS 192(R9)(DX*4), Z7, Z9
+	VADDPS      192(SI)(DX*4), Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AddAVX512_loopU_5
+
+vecConv3AddAVX512_loop1_6:
+	LEAQ        16(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AddAVX512_tail_7
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AddAVX512_loop1_6
+
+vecConv3AddAVX512_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecConv3AddAVX512_done_8
+	LEAQ        vecmask16<>+0(SB), R11
+	MOVWLZX     (R11)(R10*2), R10
+	KMOVW       R10, K1
+	VMOVUPS.Z   (R8)(DX*4), K1, Z9
+	VMULPS      Z9, Z1, Z9
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z4, Z9
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z7, Z9
+	VMOVUPS.Z   (SI)(DX*4), K1, Z10
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        DI, DX
+
+vecConv3AddAVX512_done_8:
+	JMP vecConv3AddAVX512_rownext_4
+
+vecConv3AddAVX512_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+144(FP), R10
+	MOVQ R10, DI
+
+vecConv3AddAVX512_loopU_9:
+	LEAQ        64(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX512_loop1_10
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMULPS      (R8)(DI*4), Z2, Z10
+	VFMADD231PS (BX)(DI*4), Z5, Z10
+	VFMADD231PS (R9)(DI*4), Z8, Z10
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Z1, Z9
+	VFMADD231PS 64(BX)(DX*4), Z4, Z9
+	VFMADD231PS 64(R9)(DX*4), Z7, Z9
+	VMULPS      64(R8)(DI*4), Z2, Z10
+	VFMADD231PS 64(BX)(DI*4), Z5, Z10
+	VFMADD231PS 64(R9)(DI*4), Z8, Z10
+	VADDPS      64(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DX*4), Z1, Z9
+	VFMADD231PS 128(BX)(DX*4), Z4, Z9
+	VFMADD231PS 128(R9)(DX*4), Z7, Z9
+	VMULPS      128(R8)(DI*4), Z2, Z10
+	VFMADD231PS 128(BX)(DI*4), Z5, Z10
+	VFMADD231PS 128(R9)(DI*4), Z8, Z10
+	VADDPS      128(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DX*4), Z1, Z9
+	VFMADD231PS 192(BX)(DX*4), Z4, Z9
+	VFMADD231PS 192(R9)(DX*4), Z7, Z9
+	VMULPS      192(R8)(DI*4), Z2, Z10
+	VFMADD231PS 192(BX)(DI*4), Z5, Z10
+	VFMADD231PS 192(R9)(DI*4), Z8, Z10
+	VADDPS      192(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000040, DI
+	JMP         vecConv3AddAVX512_loopU_9
+
+vecConv3AddAVX512_loop1_10:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX512_tail_11
+	VMULPS      (R8)(DX*4), Z1, Z9
+	VFMADD231PS (BX)(DX*4), Z4, Z9
+	VFMADD231PS (R9)(DX*4), Z7, Z9
+	VMULPS      (R8)(DI*4), Z2, Z10
+	VFMADD231PS (BX)(DI*4), Z5, Z10
+	VFMADD231PS (R9)(DI*4), Z8, Z10
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecConv3AddAVX512_loop1_10
+
+vecConv3AddAVX512_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AddAVX512_done_12
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (R8)(DX*4), K1, Z9
+	VMULPS      Z9, Z1, Z9
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z4, Z9
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z7, Z9
+	VMOVUPS.Z   (R8)(DI*4), K1, Z10
+	VMULPS      Z10, Z2, Z10
+	VMOVUPS.Z   (BX)(DI*4), K1, Z11
+	VFMADD231PS Z11, Z5, Z10
+	VMOVUPS.Z   (R9)(DI*4), K1, Z11
+	VFMADD231PS Z11, Z8, Z10
+	VMOVUPS.Z   (SI)(DX*4), K1, Z11
+	VADDPS      Z11, Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AddAVX512_done_12:
+	// The inner pixels.
+	MOVQ s+144(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecConv3AddAVX512_loopU_13:
+	LEAQ        64(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AddAVX512_loop1_14
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VMULPS      (R8)(R10*4), Z2, Z11
+	VFMADD231PS (BX)(R10*4), Z5, Z11
+	VFMADD231PS (R9)(R10*4), Z8, Z11
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Z0, Z9
+	VFMADD231PS 64(BX)(DI*4), Z3, Z9
+	VFMADD231PS 64(R9)(DI*4), Z6, Z9
+	VMULPS      64(R8)(DX*4), Z1, Z10
+	VFMADD231PS 64(BX)(DX*4), Z4, Z10
+	VFMADD231PS 64(R9)(DX*4), Z7, Z10
+	VMULPS      64(R8)(R10*4), Z2, Z11
+	VFMADD231PS 64(BX)(R10*4), Z5, Z11
+	VFMADD231PS 64(R9)(R10*4), Z8, Z11
+	VADDPS      64(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DI*4), Z0, Z9
+	VFMADD231PS 128(BX)(DI*4), Z3, Z9
+	VFMADD231PS 128(R9)(DI*4), Z6, Z9
+	VMULPS      128(R8)(DX*4), Z1, Z10
+	VFMADD231PS 128(BX)(DX*4), Z4, Z10
+	VFMADD231PS 128(R9)(DX*4), Z7, Z10
+	VMULPS      128(R8)(R10*4), Z2, Z11
+	VFMADD231PS 128(BX)(R10*4), Z5, Z11
+	VFMADD231PS 128(R9)(R10*4), Z8, Z11
+	VADDPS      128(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DI*4), Z0, Z9
+	VFMADD231PS 192(BX)(DI*4), Z3, Z9
+	VFMADD231PS 192(R9)(DI*4), Z6, Z9
+	VMULPS      192(R8)(DX*4), Z1, Z10
+	VFMADD231PS 192(BX)(DX*4), Z4, Z10
+	VFMADD231PS 192(R9)(DX*4), Z7, Z10
+	VMULPS      192(R8)(R10*4), Z2, Z11
+	VFMADD231PS 192(BX)(R10*4), Z5, Z11
+	VFMADD231PS 192(R9)(R10*4), Z8, Z11
+	VADDPS      192(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R10
+	JMP         vecConv3AddAVX512_loopU_13
+
+vecConv3AddAVX512_loop1_14:
+	LEAQ        16(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AddAVX512_tail_15
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VMULPS      (R8)(R10*4), Z2, Z11
+	VFMADD231PS (BX)(R10*4), Z5, Z11
+	VFMADD231PS (R9)(R10*4), Z8, Z11
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000010, DI
+	ADDQ        $0x00000010, R10
+	JMP         vecConv3AddAVX512_loop1_14
+
+vecConv3AddAVX512_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecConv3AddAVX512_done_16
+	LEAQ        vecmask16<>+0(SB), R13
+	MOVWLZX     (R13)(R12*2), R12
+	KMOVW       R12, K1
+	VMOVUPS.Z   (R8)(DI*4), K1, Z9
+	VMULPS      Z9, Z0, Z9
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z3, Z9
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z6, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VMULPS      Z10, Z1, Z10
+	VMOVUPS.Z   (BX)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z4, Z10
+	VMOVUPS.Z   (R9)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z7, Z10
+	VMOVUPS.Z   (R8)(R10*4), K1, Z11
+	VMULPS      Z11, Z2, Z11
+	VMOVUPS.Z   (BX)(R10*4), K1, Z12
+	VFMADD231PS Z12, Z5, Z11
+	VMOVUPS.Z   (R9)(R10*4), K1, Z12
+	VFMADD231PS Z12, Z8, Z11
+	VMOVUPS.Z   (SI)(DX*4), K1, Z12
+	VADDPS      Z12, Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VADDPS      Z11, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R11, DX
+
+vecConv3AddAVX512_done_16:
+	// The right pixel: no right column.
+	MOVQ s+144(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecConv3AddAVX512_loopU_17:
+	LEAQ        64(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX512_loop1_18
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Z0, Z9
+	VFMADD231PS 64(BX)(DI*4), Z3, Z9
+	VFMADD231PS 64(R9)(DI*4), Z6, Z9
+	VMULPS      64(R8)(DX*4), Z1, Z10
+	VFMADD231PS 64(BX)(DX*4), Z4, Z10
+	VFMADD231PS 64(R9)(DX*4), Z7, Z10
+	VADDPS      64(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 64(SI)(DX*4)
+	VMULPS      128(R8)(DI*4), Z0, Z9
+	VFMADD231PS 128(BX)(DI*4), Z3, Z9
+	VFMADD231PS 128(R9)(DI*4), Z6, Z9
+	VMULPS      128(R8)(DX*4), Z1, Z10
+	VFMADD231PS 128(BX)(DX*4), Z4, Z10
+	VFMADD231PS 128(R9)(DX*4), Z7, Z10
+	VADDPS      128(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 128(SI)(DX*4)
+	VMULPS      192(R8)(DI*4), Z0, Z9
+	VFMADD231PS 192(BX)(DI*4), Z3, Z9
+	VFMADD231PS 192(R9)(DI*4), Z6, Z9
+	VMULPS      192(R8)(DX*4), Z1, Z10
+	VFMADD231PS 192(BX)(DX*4), Z4, Z10
+	VFMADD231PS 192(R9)(DX*4), Z7, Z10
+	VADDPS      192(SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, 192(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000040, DI
+	JMP         vecConv3AddAVX512_loopU_17
+
+vecConv3AddAVX512_loop1_18:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX512_tail_19
+	VMULPS      (R8)(DI*4), Z0, Z9
+	VFMADD231PS (BX)(DI*4), Z3, Z9
+	VFMADD231PS (R9)(DI*4), Z6, Z9
+	VMULPS      (R8)(DX*4), Z1, Z10
+	VFMADD231PS (BX)(DX*4), Z4, Z10
+	VFMADD231PS (R9)(DX*4), Z7, Z10
+	VADDPS      (SI)(DX*4), Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecConv3AddAVX512_loop1_18
+
+vecConv3AddAVX512_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AddAVX512_done_20
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (R8)(DI*4), K1, Z9
+	VMULPS      Z9, Z0, Z9
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z3, Z9
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z6, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VMULPS      Z10, Z1, Z10
+	VMOVUPS.Z   (BX)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z4, Z10
+	VMOVUPS.Z   (R9)(DX*4), K1, Z11
+	VFMADD231PS Z11, Z7, Z10
+	VMOVUPS.Z   (SI)(DX*4), K1, Z11
+	VADDPS      Z11, Z9, Z9
+	VADDPS      Z10, Z9, Z9
+	VMOVUPS     Z9, K1, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AddAVX512_done_20:
+vecConv3AddAVX512_rownext_4:
+	INCQ CX
+	JMP  vecConv3AddAVX512_row_1
+
+vecConv3AddAVX512_rowsdone_2:
+	VZEROUPPER
+	RET
+
+// func vecCorr3AVX512(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
+// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE
+TEXT ·vecCorr3AVX512(SB), NOSPLIT, $576-148
+	VXORPS  Z0, Z0, Z0
+	VMOVUPS Z0, (SP)
+	VMOVUPS Z0, 64(SP)
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z0, 320(SP)
+	VMOVUPS Z0, 384(SP)
+	VMOVUPS Z0, 448(SP)
+	VMOVUPS Z0, 512(SP)
 	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
@@ -354,114 +1201,341 @@ vecDot3AVX512_chunk_1:
 	VXORPS  Z6, Z6, Z6
 	VXORPS  Z7, Z7, Z7
 	VXORPS  Z8, Z8, Z8
-	VXORPS  Z9, Z9, Z9
-	VXORPS  Z10, Z10, Z10
-	VXORPS  Z11, Z11, Z11
-	LEAQ    1024(BX), SI
-	CMPQ    SI, DX
-	CMOVQGT DX, SI
+	MOVQ    width+96(FP), AX
+	MOVQ    s+104(FP), CX
+	IMULQ   CX, AX
+	MOVQ    y0+72(FP), CX
 
-vecDot3AVX512_loopU_2:
-	LEAQ        64(BX), DI
-	CMPQ        DI, SI
-	JA          vecDot3AVX512_loop1_3
-	VMOVUPS     (AX)(BX*4), Z15
-	VFMADD231PS (CX)(BX*4), Z15, Z0
-	VFMADD231PS 4(CX)(BX*4), Z15, Z1
-	VFMADD231PS 8(CX)(BX*4), Z15, Z2
-	VMOVUPS     64(AX)(BX*4), Z15
-	VFMADD231PS 64(CX)(BX*4), Z15, Z3
-	VFMADD231PS 68(CX)(BX*4), Z15, Z4
-	VFMADD231PS 72(CX)(BX*4), Z15, Z5
-	VMOVUPS     128(AX)(BX*4), Z15
-	VFMADD231PS 128(CX)(BX*4), Z15, Z6
-	VFMADD231PS 132(CX)(BX*4), Z15, Z7
-	VFMADD231PS 136(CX)(BX*4), Z15, Z8
-	VMOVUPS     192(AX)(BX*4), Z15
-	VFMADD231PS 192(CX)(BX*4), Z15, Z9
-	VFMADD231PS 196(CX)(BX*4), Z15, Z10
-	VFMADD231PS 200(CX)(BX*4), Z15, Z11
-	MOVQ        DI, BX
-	JMP         vecDot3AVX512_loopU_2
+vecCorr3AVX512_row_1:
+	MOVQ    y1+80(FP), DX
+	CMPQ    CX, DX
+	JGE     vecCorr3AVX512_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+24(FP), BX
+	MOVQ    d_base+0(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+48(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+88(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+96(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecCorr3AVX512_multi_3
 
-vecDot3AVX512_loop1_3:
-	LEAQ        16(BX), DI
-	CMPQ        DI, SI
-	JA          vecDot3AVX512_tail_4
-	VMOVUPS     (AX)(BX*4), Z15
-	VFMADD231PS (CX)(BX*4), Z15, Z0
-	VFMADD231PS 4(CX)(BX*4), Z15, Z1
-	VFMADD231PS 8(CX)(BX*4), Z15, Z2
-	MOVQ        DI, BX
-	JMP         vecDot3AVX512_loop1_3
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+104(FP), DI
 
-vecDot3AVX512_tail_4:
-	MOVQ        SI, DI
-	SUBQ        BX, DI
-	JZ          vecDot3AVX512_done_5
-	LEAQ        vecmask16<>+0(SB), R8
-	MOVWLZX     (R8)(DI*2), DI
-	KMOVW       DI, K1
-	VMOVUPS.Z   (AX)(BX*4), K1, Z15
-	VMOVUPS.Z   (CX)(BX*4), K1, Z16
-	VFMADD231PS Z16, Z15, Z0
-	VMOVUPS.Z   4(CX)(BX*4), K1, Z16
-	VFMADD231PS Z16, Z15, Z1
-	VMOVUPS.Z   8(CX)(BX*4), K1, Z16
-	VFMADD231PS Z16, Z15, Z2
-	MOVQ        SI, BX
+vecCorr3AVX512_loop1_6:
+	LEAQ        16(DX), R10
+	CMPQ        R10, DI
+	JA          vecCorr3AVX512_tail_7
+	VMOVUPS     (SI)(DX*4), Z9
+	VFMADD231PS (R8)(DX*4), Z9, Z1
+	VFMADD231PS (BX)(DX*4), Z9, Z4
+	VFMADD231PS (R9)(DX*4), Z9, Z7
+	MOVQ        R10, DX
+	JMP         vecCorr3AVX512_loop1_6
 
-vecDot3AVX512_done_5:
-	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS        Z6, Z0, Z0
-	VADDPS        Z9, Z3, Z3
-	VADDPS        Z3, Z0, Z0
-	VCVTPS2PD     Y0, Z3
-	VADDPD        Z3, Z12, Z12
-	VEXTRACTF64X4 $0x01, Z0, Y0
-	VCVTPS2PD     Y0, Z3
-	VADDPD        Z3, Z12, Z12
-	VADDPS        Z7, Z1, Z1
-	VADDPS        Z10, Z4, Z4
-	VADDPS        Z4, Z1, Z1
-	VCVTPS2PD     Y1, Z0
-	VADDPD        Z0, Z13, Z13
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VCVTPS2PD     Y0, Z0
-	VADDPD        Z0, Z13, Z13
-	VADDPS        Z8, Z2, Z2
-	VADDPS        Z11, Z5, Z5
-	VADDPS        Z5, Z2, Z2
-	VCVTPS2PD     Y2, Z0
-	VADDPD        Z0, Z14, Z14
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VCVTPS2PD     Y0, Z0
-	VADDPD        Z0, Z14, Z14
-	CMPQ          BX, DX
-	JB            vecDot3AVX512_chunk_1
+vecCorr3AVX512_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecCorr3AVX512_done_8
+	LEAQ        vecmask16<>+0(SB), R11
+	MOVWLZX     (R11)(R10*2), R10
+	KMOVW       R10, K1
+	VMOVUPS.Z   (SI)(DX*4), K1, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z7
+	MOVQ        DI, DX
 
-	// Sum the float64 lanes.
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPD        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X1
-	VUNPCKHPD     X1, X1, X0
-	VADDSD        X0, X1, X1
-	MOVSD         X1, g0+48(FP)
-	VEXTRACTF64X4 $0x01, Z13, Y0
-	VADDPD        Y0, Y13, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X1
-	VUNPCKHPD     X1, X1, X0
-	VADDSD        X0, X1, X1
-	MOVSD         X1, g1+56(FP)
-	VEXTRACTF64X4 $0x01, Z14, Y0
-	VADDPD        Y0, Y14, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X1
-	VUNPCKHPD     X1, X1, X0
-	VADDSD        X0, X1, X1
-	MOVSD         X1, g2+64(FP)
+vecCorr3AVX512_done_8:
+	JMP vecCorr3AVX512_rownext_4
+
+vecCorr3AVX512_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+104(FP), R10
+	MOVQ R10, DI
+
+vecCorr3AVX512_loop1_10:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecCorr3AVX512_tail_11
+	VMOVUPS     (SI)(DX*4), Z9
+	VFMADD231PS (R8)(DX*4), Z9, Z1
+	VFMADD231PS (R8)(DI*4), Z9, Z2
+	VFMADD231PS (BX)(DX*4), Z9, Z4
+	VFMADD231PS (BX)(DI*4), Z9, Z5
+	VFMADD231PS (R9)(DX*4), Z9, Z7
+	VFMADD231PS (R9)(DI*4), Z9, Z8
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecCorr3AVX512_loop1_10
+
+vecCorr3AVX512_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecCorr3AVX512_done_12
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (SI)(DX*4), K1, Z9
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMOVUPS.Z   (R8)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z7
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z8
+	MOVQ        R10, DX
+
+vecCorr3AVX512_done_12:
+	// The inner pixels.
+	MOVQ s+104(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecCorr3AVX512_loop1_14:
+	LEAQ        16(DX), R12
+	CMPQ        R12, R11
+	JA          vecCorr3AVX512_tail_15
+	VMOVUPS     (SI)(DX*4), Z9
+	VFMADD231PS (R8)(DI*4), Z9, Z0
+	VFMADD231PS (R8)(DX*4), Z9, Z1
+	VFMADD231PS (R8)(R10*4), Z9, Z2
+	VFMADD231PS (BX)(DI*4), Z9, Z3
+	VFMADD231PS (BX)(DX*4), Z9, Z4
+	VFMADD231PS (BX)(R10*4), Z9, Z5
+	VFMADD231PS (R9)(DI*4), Z9, Z6
+	VFMADD231PS (R9)(DX*4), Z9, Z7
+	VFMADD231PS (R9)(R10*4), Z9, Z8
+	MOVQ        R12, DX
+	ADDQ        $0x00000010, DI
+	ADDQ        $0x00000010, R10
+	JMP         vecCorr3AVX512_loop1_14
+
+vecCorr3AVX512_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecCorr3AVX512_done_16
+	LEAQ        vecmask16<>+0(SB), R13
+	MOVWLZX     (R13)(R12*2), R12
+	KMOVW       R12, K1
+	VMOVUPS.Z   (SI)(DX*4), K1, Z9
+	VMOVUPS.Z   (R8)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMOVUPS.Z   (R8)(R10*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z2
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS.Z   (BX)(R10*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z5
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z7
+	VMOVUPS.Z   (R9)(R10*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z8
+	MOVQ        R11, DX
+
+vecCorr3AVX512_done_16:
+	// The right pixel: no right column.
+	MOVQ s+104(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecCorr3AVX512_loop1_18:
+	LEAQ        16(DX), R11
+	CMPQ        R11, R10
+	JA          vecCorr3AVX512_tail_19
+	VMOVUPS     (SI)(DX*4), Z9
+	VFMADD231PS (R8)(DI*4), Z9, Z0
+	VFMADD231PS (R8)(DX*4), Z9, Z1
+	VFMADD231PS (BX)(DI*4), Z9, Z3
+	VFMADD231PS (BX)(DX*4), Z9, Z4
+	VFMADD231PS (R9)(DI*4), Z9, Z6
+	VFMADD231PS (R9)(DX*4), Z9, Z7
+	MOVQ        R11, DX
+	ADDQ        $0x00000010, DI
+	JMP         vecCorr3AVX512_loop1_18
+
+vecCorr3AVX512_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecCorr3AVX512_done_20
+	LEAQ        vecmask16<>+0(SB), R12
+	MOVWLZX     (R12)(R11*2), R11
+	KMOVW       R11, K1
+	VMOVUPS.Z   (SI)(DX*4), K1, Z9
+	VMOVUPS.Z   (R8)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z0
+	VMOVUPS.Z   (R8)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z1
+	VMOVUPS.Z   (BX)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z3
+	VMOVUPS.Z   (BX)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS.Z   (R9)(DI*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z6
+	VMOVUPS.Z   (R9)(DX*4), K1, Z10
+	VFMADD231PS Z10, Z9, Z7
+	MOVQ        R10, DX
+
+vecCorr3AVX512_done_20:
+vecCorr3AVX512_rownext_4:
+	// Add the row's sums to the totals.
+	VADDPS  (SP), Z0, Z0
+	VMOVUPS Z0, (SP)
+	VXORPS  Z0, Z0, Z0
+	VADDPS  64(SP), Z1, Z1
+	VMOVUPS Z1, 64(SP)
+	VXORPS  Z1, Z1, Z1
+	VADDPS  128(SP), Z2, Z2
+	VMOVUPS Z2, 128(SP)
+	VXORPS  Z2, Z2, Z2
+	VADDPS  192(SP), Z3, Z3
+	VMOVUPS Z3, 192(SP)
+	VXORPS  Z3, Z3, Z3
+	VADDPS  256(SP), Z4, Z4
+	VMOVUPS Z4, 256(SP)
+	VXORPS  Z4, Z4, Z4
+	VADDPS  320(SP), Z5, Z5
+	VMOVUPS Z5, 320(SP)
+	VXORPS  Z5, Z5, Z5
+	VADDPS  384(SP), Z6, Z6
+	VMOVUPS Z6, 384(SP)
+	VXORPS  Z6, Z6, Z6
+	VADDPS  448(SP), Z7, Z7
+	VMOVUPS Z7, 448(SP)
+	VXORPS  Z7, Z7, Z7
+	VADDPS  512(SP), Z8, Z8
+	VMOVUPS Z8, 512(SP)
+	VXORPS  Z8, Z8, Z8
+	INCQ    CX
+	JMP     vecCorr3AVX512_row_1
+
+vecCorr3AVX512_rowsdone_2:
+	VMOVUPS       (SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g0+112(FP)
+	VMOVUPS       64(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g1+116(FP)
+	VMOVUPS       128(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g2+120(FP)
+	VMOVUPS       192(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g3+124(FP)
+	VMOVUPS       256(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g4+128(FP)
+	VMOVUPS       320(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g5+132(FP)
+	VMOVUPS       384(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g6+136(FP)
+	VMOVUPS       448(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g7+140(FP)
+	VMOVUPS       512(SP), Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	MOVSS         X0, g8+144(FP)
 	VZEROUPPER
 	RET
 
@@ -1532,18 +2606,865 @@ vecSumSqAVX2_done_5:
 	VZEROUPPER
 	RET
 
-// func vecDot3AVX2(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
-// Requires: AVX, CMOV, FMA3, SSE2
-TEXT ·vecDot3AVX2(SB), NOSPLIT, $0-72
-	MOVQ   d_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   d_len+8(FP), DX
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	XORQ   BX, BX
+// func vecConv3AVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+// Requires: AVX, AVX2, CMOV, FMA3, SSE
+TEXT ·vecConv3AVX2(SB), NOSPLIT, $0-152
+	MOVSS        w_0+0(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVSS        w_1+4(FP), X1
+	VBROADCASTSS X1, Y1
+	MOVSS        w_2+8(FP), X2
+	VBROADCASTSS X2, Y2
+	MOVSS        w_3+12(FP), X3
+	VBROADCASTSS X3, Y3
+	MOVSS        w_4+16(FP), X4
+	VBROADCASTSS X4, Y4
+	MOVSS        w_5+20(FP), X5
+	VBROADCASTSS X5, Y5
+	MOVSS        w_6+24(FP), X6
+	VBROADCASTSS X6, Y6
+	MOVSS        w_7+28(FP), X7
+	VBROADCASTSS X7, Y7
+	MOVSS        w_8+32(FP), X8
+	VBROADCASTSS X8, Y8
+	MOVQ         width+136(FP), AX
+	MOVQ         s+144(FP), CX
+	IMULQ        CX, AX
+	MOVQ         y0+112(FP), CX
 
-vecDot3AVX2_chunk_1:
+vecConv3AVX2_row_1:
+	MOVQ    y1+120(FP), DX
+	CMPQ    CX, DX
+	JGE     vecConv3AVX2_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+40(FP), BX
+	MOVQ    out_base+88(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+64(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+128(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+136(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecConv3AVX2_multi_3
+
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+144(FP), DI
+
+vecConv3AVX2_loopU_5:
+	LEAQ        32(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AVX2_loop1_6
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DX*4), Y1, Y9
+	VFMADD231PS 32(BX)(DX*4), Y4, Y9
+	VFMADD231PS 32(R9)(DX*4), Y7, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Y1, Y9
+	VFMADD231PS 64(BX)(DX*4), Y4, Y9
+	VFMADD231PS 64(R9)(DX*4), Y7, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DX*4), Y1, Y9
+	VFMADD231PS 96(BX)(DX*4), Y4, Y9
+	VFMADD231PS 96(R9)(DX*4), Y7, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AVX2_loopU_5
+
+vecConv3AVX2_loop1_6:
+	LEAQ        8(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AVX2_tail_7
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AVX2_loop1_6
+
+vecConv3AVX2_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecConv3AVX2_done_8
+	LEAQ        vecmask32<>+32(SB), R11
+	NEGQ        R10
+	VMOVUPS     (R11)(R10*4), Y9
+	VMASKMOVPS  (R8)(DX*4), Y9, Y10
+	VMULPS      Y10, Y1, Y10
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y4, Y10
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y7, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        DI, DX
+
+vecConv3AVX2_done_8:
+	JMP vecConv3AVX2_rownext_4
+
+vecConv3AVX2_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+144(FP), R10
+	MOVQ R10, DI
+
+vecConv3AVX2_loopU_9:
+	LEAQ        32(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX2_loop1_10
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMULPS      (R8)(DI*4), Y2, Y10
+	VFMADD231PS (BX)(DI*4), Y5, Y10
+	VFMADD231PS (R9)(DI*4), Y8, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DX*4), Y1, Y9
+	VFMADD231PS 32(BX)(DX*4), Y4, Y9
+	VFMADD231PS 32(R9)(DX*4), Y7, Y9
+	VMULPS      32(R8)(DI*4), Y2, Y10
+	VFMADD231PS 32(BX)(DI*4), Y5, Y10
+	VFMADD231PS 32(R9)(DI*4), Y8, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Y1, Y9
+	VFMADD231PS 64(BX)(DX*4), Y4, Y9
+	VFMADD231PS 64(R9)(DX*4), Y7, Y9
+	VMULPS      64(R8)(DI*4), Y2, Y10
+	VFMADD231PS 64(BX)(DI*4), Y5, Y10
+	VFMADD231PS 64(R9)(DI*4), Y8, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DX*4), Y1, Y9
+	VFMADD231PS 96(BX)(DX*4), Y4, Y9
+	VFMADD231PS 96(R9)(DX*4), Y7, Y9
+	VMULPS      96(R8)(DI*4), Y2, Y10
+	VFMADD231PS 96(BX)(DI*4), Y5, Y10
+	VFMADD231PS 96(R9)(DI*4), Y8, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000020, DI
+	JMP         vecConv3AVX2_loopU_9
+
+vecConv3AVX2_loop1_10:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX2_tail_11
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMULPS      (R8)(DI*4), Y2, Y10
+	VFMADD231PS (BX)(DI*4), Y5, Y10
+	VFMADD231PS (R9)(DI*4), Y8, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecConv3AVX2_loop1_10
+
+vecConv3AVX2_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AVX2_done_12
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (R8)(DX*4), Y9, Y10
+	VMULPS      Y10, Y1, Y10
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y4, Y10
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y7, Y10
+	VMASKMOVPS  (R8)(DI*4), Y9, Y11
+	VMULPS      Y11, Y2, Y11
+	VMASKMOVPS  (BX)(DI*4), Y9, Y12
+	VFMADD231PS Y12, Y5, Y11
+	VMASKMOVPS  (R9)(DI*4), Y9, Y12
+	VFMADD231PS Y12, Y8, Y11
+	VADDPS      Y11, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AVX2_done_12:
+	// The inner pixels.
+	MOVQ s+144(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecConv3AVX2_loopU_13:
+	LEAQ        32(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AVX2_loop1_14
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VMULPS      (R8)(R10*4), Y2, Y11
+	VFMADD231PS (BX)(R10*4), Y5, Y11
+	VFMADD231PS (R9)(R10*4), Y8, Y11
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DI*4), Y0, Y9
+	VFMADD231PS 32(BX)(DI*4), Y3, Y9
+	VFMADD231PS 32(R9)(DI*4), Y6, Y9
+	VMULPS      32(R8)(DX*4), Y1, Y10
+	VFMADD231PS 32(BX)(DX*4), Y4, Y10
+	VFMADD231PS 32(R9)(DX*4), Y7, Y10
+	VMULPS      32(R8)(R10*4), Y2, Y11
+	VFMADD231PS 32(BX)(R10*4), Y5, Y11
+	VFMADD231PS 32(R9)(R10*4), Y8, Y11
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Y0, Y9
+	VFMADD231PS 64(BX)(DI*4), Y3, Y9
+	VFMADD231PS 64(R9)(DI*4), Y6, Y9
+	VMULPS      64(R8)(DX*4), Y1, Y10
+	VFMADD231PS 64(BX)(DX*4), Y4, Y10
+	VFMADD231PS 64(R9)(DX*4), Y7, Y10
+	VMULPS      64(R8)(R10*4), Y2, Y11
+	VFMADD231PS 64(BX)(R10*4), Y5, Y11
+	VFMADD231PS 64(R9)(R10*4), Y8, Y11
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DI*4), Y0, Y9
+	VFMADD231PS 96(BX)(DI*4), Y3, Y9
+	VFMADD231PS 96(R9)(DI*4), Y6, Y9
+	VMULPS      96(R8)(DX*4), Y1, Y10
+	VFMADD231PS 96(BX)(DX*4), Y4, Y10
+	VFMADD231PS 96(R9)(DX*4), Y7, Y10
+	VMULPS      96(R8)(R10*4), Y2, Y11
+	VFMADD231PS 96(BX)(R10*4), Y5, Y11
+	VFMADD231PS 96(R9)(R10*4), Y8, Y11
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	JMP         vecConv3AVX2_loopU_13
+
+vecConv3AVX2_loop1_14:
+	LEAQ        8(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AVX2_tail_15
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VMULPS      (R8)(R10*4), Y2, Y11
+	VFMADD231PS (BX)(R10*4), Y5, Y11
+	VFMADD231PS (R9)(R10*4), Y8, Y11
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000008, DI
+	ADDQ        $0x00000008, R10
+	JMP         vecConv3AVX2_loop1_14
+
+vecConv3AVX2_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecConv3AVX2_done_16
+	LEAQ        vecmask32<>+32(SB), R13
+	NEGQ        R12
+	VMOVUPS     (R13)(R12*4), Y9
+	VMASKMOVPS  (R8)(DI*4), Y9, Y10
+	VMULPS      Y10, Y0, Y10
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y3, Y10
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y6, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VMULPS      Y11, Y1, Y11
+	VMASKMOVPS  (BX)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y4, Y11
+	VMASKMOVPS  (R9)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y7, Y11
+	VMASKMOVPS  (R8)(R10*4), Y9, Y12
+	VMULPS      Y12, Y2, Y12
+	VMASKMOVPS  (BX)(R10*4), Y9, Y13
+	VFMADD231PS Y13, Y5, Y12
+	VMASKMOVPS  (R9)(R10*4), Y9, Y13
+	VFMADD231PS Y13, Y8, Y12
+	VADDPS      Y11, Y10, Y10
+	VADDPS      Y12, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+
+vecConv3AVX2_done_16:
+	// The right pixel: no right column.
+	MOVQ s+144(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecConv3AVX2_loopU_17:
+	LEAQ        32(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX2_loop1_18
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DI*4), Y0, Y9
+	VFMADD231PS 32(BX)(DI*4), Y3, Y9
+	VFMADD231PS 32(R9)(DI*4), Y6, Y9
+	VMULPS      32(R8)(DX*4), Y1, Y10
+	VFMADD231PS 32(BX)(DX*4), Y4, Y10
+	VFMADD231PS 32(R9)(DX*4), Y7, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Y0, Y9
+	VFMADD231PS 64(BX)(DI*4), Y3, Y9
+	VFMADD231PS 64(R9)(DI*4), Y6, Y9
+	VMULPS      64(R8)(DX*4), Y1, Y10
+	VFMADD231PS 64(BX)(DX*4), Y4, Y10
+	VFMADD231PS 64(R9)(DX*4), Y7, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DI*4), Y0, Y9
+	VFMADD231PS 96(BX)(DI*4), Y3, Y9
+	VFMADD231PS 96(R9)(DI*4), Y6, Y9
+	VMULPS      96(R8)(DX*4), Y1, Y10
+	VFMADD231PS 96(BX)(DX*4), Y4, Y10
+	VFMADD231PS 96(R9)(DX*4), Y7, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000020, DI
+	JMP         vecConv3AVX2_loopU_17
+
+vecConv3AVX2_loop1_18:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AVX2_tail_19
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecConv3AVX2_loop1_18
+
+vecConv3AVX2_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AVX2_done_20
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (R8)(DI*4), Y9, Y10
+	VMULPS      Y10, Y0, Y10
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y3, Y10
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y6, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VMULPS      Y11, Y1, Y11
+	VMASKMOVPS  (BX)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y4, Y11
+	VMASKMOVPS  (R9)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y7, Y11
+	VADDPS      Y11, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AVX2_done_20:
+vecConv3AVX2_rownext_4:
+	INCQ CX
+	JMP  vecConv3AVX2_row_1
+
+vecConv3AVX2_rowsdone_2:
+	VZEROUPPER
+	RET
+
+// func vecConv3AddAVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+// Requires: AVX, AVX2, CMOV, FMA3, SSE
+TEXT ·vecConv3AddAVX2(SB), NOSPLIT, $0-152
+	MOVSS        w_0+0(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVSS        w_1+4(FP), X1
+	VBROADCASTSS X1, Y1
+	MOVSS        w_2+8(FP), X2
+	VBROADCASTSS X2, Y2
+	MOVSS        w_3+12(FP), X3
+	VBROADCASTSS X3, Y3
+	MOVSS        w_4+16(FP), X4
+	VBROADCASTSS X4, Y4
+	MOVSS        w_5+20(FP), X5
+	VBROADCASTSS X5, Y5
+	MOVSS        w_6+24(FP), X6
+	VBROADCASTSS X6, Y6
+	MOVSS        w_7+28(FP), X7
+	VBROADCASTSS X7, Y7
+	MOVSS        w_8+32(FP), X8
+	VBROADCASTSS X8, Y8
+	MOVQ         width+136(FP), AX
+	MOVQ         s+144(FP), CX
+	IMULQ        CX, AX
+	MOVQ         y0+112(FP), CX
+
+vecConv3AddAVX2_row_1:
+	MOVQ    y1+120(FP), DX
+	CMPQ    CX, DX
+	JGE     vecConv3AddAVX2_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+40(FP), BX
+	MOVQ    out_base+88(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+64(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+128(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+136(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecConv3AddAVX2_multi_3
+
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+144(FP), DI
+
+vecConv3AddAVX2_loopU_5:
+	LEAQ        32(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AddAVX2_loop1_6
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DX*4), Y1, Y9
+	VFMADD231PS 32(BX)(DX*4), Y4, Y9
+	VFMADD231PS 32(R9)(DX*4), Y7, Y9
+	VADDPS      32(SI)(DX*4), Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Y1, Y9
+	VFMADD231PS 64(BX)(DX*4), Y4, Y9
+	VFMADD231PS 64(R9)(DX*4), Y7, Y9
+	VADDPS      64(SI)(DX*4), Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DX*4), Y1, Y9
+	VFMADD231PS 96(BX)(DX*4), Y4, Y9
+	VFMADD231PS 96(R9)(DX*4), Y7, Y9
+	VADDPS      96(SI)(DX*4), Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AddAVX2_loopU_5
+
+vecConv3AddAVX2_loop1_6:
+	LEAQ        8(DX), R10
+	CMPQ        R10, DI
+	JA          vecConv3AddAVX2_tail_7
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+	JMP         vecConv3AddAVX2_loop1_6
+
+vecConv3AddAVX2_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecConv3AddAVX2_done_8
+	LEAQ        vecmask32<>+32(SB), R11
+	NEGQ        R10
+	VMOVUPS     (R11)(R10*4), Y9
+	VMASKMOVPS  (R8)(DX*4), Y9, Y10
+	VMULPS      Y10, Y1, Y10
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y4, Y10
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y7, Y10
+	VMASKMOVPS  (SI)(DX*4), Y9, Y11
+	VADDPS      Y11, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        DI, DX
+
+vecConv3AddAVX2_done_8:
+	JMP vecConv3AddAVX2_rownext_4
+
+vecConv3AddAVX2_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+144(FP), R10
+	MOVQ R10, DI
+
+vecConv3AddAVX2_loopU_9:
+	LEAQ        32(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX2_loop1_10
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMULPS      (R8)(DI*4), Y2, Y10
+	VFMADD231PS (BX)(DI*4), Y5, Y10
+	VFMADD231PS (R9)(DI*4), Y8, Y10
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DX*4), Y1, Y9
+	VFMADD231PS 32(BX)(DX*4), Y4, Y9
+	VFMADD231PS 32(R9)(DX*4), Y7, Y9
+	VMULPS      32(R8)(DI*4), Y2, Y10
+	VFMADD231PS 32(BX)(DI*4), Y5, Y10
+	VFMADD231PS 32(R9)(DI*4), Y8, Y10
+	VADDPS      32(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DX*4), Y1, Y9
+	VFMADD231PS 64(BX)(DX*4), Y4, Y9
+	VFMADD231PS 64(R9)(DX*4), Y7, Y9
+	VMULPS      64(R8)(DI*4), Y2, Y10
+	VFMADD231PS 64(BX)(DI*4), Y5, Y10
+	VFMADD231PS 64(R9)(DI*4), Y8, Y10
+	VADDPS      64(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DX*4), Y1, Y9
+	VFMADD231PS 96(BX)(DX*4), Y4, Y9
+	VFMADD231PS 96(R9)(DX*4), Y7, Y9
+	VMULPS      96(R8)(DI*4), Y2, Y10
+	VFMADD231PS 96(BX)(DI*4), Y5, Y10
+	VFMADD231PS 96(R9)(DI*4), Y8, Y10
+	VADDPS      96(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000020, DI
+	JMP         vecConv3AddAVX2_loopU_9
+
+vecConv3AddAVX2_loop1_10:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX2_tail_11
+	VMULPS      (R8)(DX*4), Y1, Y9
+	VFMADD231PS (BX)(DX*4), Y4, Y9
+	VFMADD231PS (R9)(DX*4), Y7, Y9
+	VMULPS      (R8)(DI*4), Y2, Y10
+	VFMADD231PS (BX)(DI*4), Y5, Y10
+	VFMADD231PS (R9)(DI*4), Y8, Y10
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecConv3AddAVX2_loop1_10
+
+vecConv3AddAVX2_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AddAVX2_done_12
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (R8)(DX*4), Y9, Y10
+	VMULPS      Y10, Y1, Y10
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y4, Y10
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y7, Y10
+	VMASKMOVPS  (R8)(DI*4), Y9, Y11
+	VMULPS      Y11, Y2, Y11
+	VMASKMOVPS  (BX)(DI*4), Y9, Y12
+	VFMADD231PS Y12, Y5, Y11
+	VMASKMOVPS  (R9)(DI*4), Y9, Y12
+	VFMADD231PS Y12, Y8, Y11
+	VMASKMOVPS  (SI)(DX*4), Y9, Y12
+	VADDPS      Y12, Y10, Y10
+	VADDPS      Y11, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AddAVX2_done_12:
+	// The inner pixels.
+	MOVQ s+144(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecConv3AddAVX2_loopU_13:
+	LEAQ        32(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AddAVX2_loop1_14
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VMULPS      (R8)(R10*4), Y2, Y11
+	VFMADD231PS (BX)(R10*4), Y5, Y11
+	VFMADD231PS (R9)(R10*4), Y8, Y11
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DI*4), Y0, Y9
+	VFMADD231PS 32(BX)(DI*4), Y3, Y9
+	VFMADD231PS 32(R9)(DI*4), Y6, Y9
+	VMULPS      32(R8)(DX*4), Y1, Y10
+	VFMADD231PS 32(BX)(DX*4), Y4, Y10
+	VFMADD231PS 32(R9)(DX*4), Y7, Y10
+	VMULPS      32(R8)(R10*4), Y2, Y11
+	VFMADD231PS 32(BX)(R10*4), Y5, Y11
+	VFMADD231PS 32(R9)(R10*4), Y8, Y11
+	VADDPS      32(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Y0, Y9
+	VFMADD231PS 64(BX)(DI*4), Y3, Y9
+	VFMADD231PS 64(R9)(DI*4), Y6, Y9
+	VMULPS      64(R8)(DX*4), Y1, Y10
+	VFMADD231PS 64(BX)(DX*4), Y4, Y10
+	VFMADD231PS 64(R9)(DX*4), Y7, Y10
+	VMULPS      64(R8)(R10*4), Y2, Y11
+	VFMADD231PS 64(BX)(R10*4), Y5, Y11
+	VFMADD231PS 64(R9)(R10*4), Y8, Y11
+	VADDPS      64(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DI*4), Y0, Y9
+	VFMADD231PS 96(BX)(DI*4), Y3, Y9
+	VFMADD231PS 96(R9)(DI*4), Y6, Y9
+	VMULPS      96(R8)(DX*4), Y1, Y10
+	VFMADD231PS 96(BX)(DX*4), Y4, Y10
+	VFMADD231PS 96(R9)(DX*4), Y7, Y10
+	VMULPS      96(R8)(R10*4), Y2, Y11
+	VFMADD231PS 96(BX)(R10*4), Y5, Y11
+	VFMADD231PS 96(R9)(R10*4), Y8, Y11
+	VADDPS      96(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000020, DI
+	ADDQ        $0x00000020, R10
+	JMP         vecConv3AddAVX2_loopU_13
+
+vecConv3AddAVX2_loop1_14:
+	LEAQ        8(DX), R12
+	CMPQ        R12, R11
+	JA          vecConv3AddAVX2_tail_15
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VMULPS      (R8)(R10*4), Y2, Y11
+	VFMADD231PS (BX)(R10*4), Y5, Y11
+	VFMADD231PS (R9)(R10*4), Y8, Y11
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VADDPS      Y11, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R12, DX
+	ADDQ        $0x00000008, DI
+	ADDQ        $0x00000008, R10
+	JMP         vecConv3AddAVX2_loop1_14
+
+vecConv3AddAVX2_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecConv3AddAVX2_done_16
+	LEAQ        vecmask32<>+32(SB), R13
+	NEGQ        R12
+	VMOVUPS     (R13)(R12*4), Y9
+	VMASKMOVPS  (R8)(DI*4), Y9, Y10
+	VMULPS      Y10, Y0, Y10
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y3, Y10
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y6, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VMULPS      Y11, Y1, Y11
+	VMASKMOVPS  (BX)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y4, Y11
+	VMASKMOVPS  (R9)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y7, Y11
+	VMASKMOVPS  (R8)(R10*4), Y9, Y12
+	VMULPS      Y12, Y2, Y12
+	VMASKMOVPS  (BX)(R10*4), Y9, Y13
+	VFMADD231PS Y13, Y5, Y12
+	VMASKMOVPS  (R9)(R10*4), Y9, Y13
+	VFMADD231PS Y13, Y8, Y12
+	VMASKMOVPS  (SI)(DX*4), Y9, Y13
+	VADDPS      Y13, Y10, Y10
+	VADDPS      Y11, Y10, Y10
+	VADDPS      Y12, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+
+vecConv3AddAVX2_done_16:
+	// The right pixel: no right column.
+	MOVQ s+144(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecConv3AddAVX2_loopU_17:
+	LEAQ        32(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX2_loop1_18
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	VMULPS      32(R8)(DI*4), Y0, Y9
+	VFMADD231PS 32(BX)(DI*4), Y3, Y9
+	VFMADD231PS 32(R9)(DI*4), Y6, Y9
+	VMULPS      32(R8)(DX*4), Y1, Y10
+	VFMADD231PS 32(BX)(DX*4), Y4, Y10
+	VFMADD231PS 32(R9)(DX*4), Y7, Y10
+	VADDPS      32(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 32(SI)(DX*4)
+	VMULPS      64(R8)(DI*4), Y0, Y9
+	VFMADD231PS 64(BX)(DI*4), Y3, Y9
+	VFMADD231PS 64(R9)(DI*4), Y6, Y9
+	VMULPS      64(R8)(DX*4), Y1, Y10
+	VFMADD231PS 64(BX)(DX*4), Y4, Y10
+	VFMADD231PS 64(R9)(DX*4), Y7, Y10
+	VADDPS      64(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 64(SI)(DX*4)
+	VMULPS      96(R8)(DI*4), Y0, Y9
+	VFMADD231PS 96(BX)(DI*4), Y3, Y9
+	VFMADD231PS 96(R9)(DI*4), Y6, Y9
+	VMULPS      96(R8)(DX*4), Y1, Y10
+	VFMADD231PS 96(BX)(DX*4), Y4, Y10
+	VFMADD231PS 96(R9)(DX*4), Y7, Y10
+	VADDPS      96(SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, 96(SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000020, DI
+	JMP         vecConv3AddAVX2_loopU_17
+
+vecConv3AddAVX2_loop1_18:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecConv3AddAVX2_tail_19
+	VMULPS      (R8)(DI*4), Y0, Y9
+	VFMADD231PS (BX)(DI*4), Y3, Y9
+	VFMADD231PS (R9)(DI*4), Y6, Y9
+	VMULPS      (R8)(DX*4), Y1, Y10
+	VFMADD231PS (BX)(DX*4), Y4, Y10
+	VFMADD231PS (R9)(DX*4), Y7, Y10
+	VADDPS      (SI)(DX*4), Y9, Y9
+	VADDPS      Y10, Y9, Y9
+	VMOVUPS     Y9, (SI)(DX*4)
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecConv3AddAVX2_loop1_18
+
+vecConv3AddAVX2_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecConv3AddAVX2_done_20
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (R8)(DI*4), Y9, Y10
+	VMULPS      Y10, Y0, Y10
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y3, Y10
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y6, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VMULPS      Y11, Y1, Y11
+	VMASKMOVPS  (BX)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y4, Y11
+	VMASKMOVPS  (R9)(DX*4), Y9, Y12
+	VFMADD231PS Y12, Y7, Y11
+	VMASKMOVPS  (SI)(DX*4), Y9, Y12
+	VADDPS      Y12, Y10, Y10
+	VADDPS      Y11, Y10, Y10
+	VMASKMOVPS  Y10, Y9, (SI)(DX*4)
+	MOVQ        R10, DX
+
+vecConv3AddAVX2_done_20:
+vecConv3AddAVX2_rownext_4:
+	INCQ CX
+	JMP  vecConv3AddAVX2_row_1
+
+vecConv3AddAVX2_rowsdone_2:
+	VZEROUPPER
+	RET
+
+// func vecCorr3AVX2(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
+// Requires: AVX, CMOV, FMA3, SSE
+TEXT ·vecCorr3AVX2(SB), NOSPLIT, $288-148
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS Y0, 128(SP)
+	VMOVUPS Y0, 160(SP)
+	VMOVUPS Y0, 192(SP)
+	VMOVUPS Y0, 224(SP)
+	VMOVUPS Y0, 256(SP)
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1553,98 +3474,323 @@ vecDot3AVX2_chunk_1:
 	VXORPS  Y6, Y6, Y6
 	VXORPS  Y7, Y7, Y7
 	VXORPS  Y8, Y8, Y8
-	LEAQ    1024(BX), SI
-	CMPQ    SI, DX
-	CMOVQGT DX, SI
+	MOVQ    width+96(FP), AX
+	MOVQ    s+104(FP), CX
+	IMULQ   CX, AX
+	MOVQ    y0+72(FP), CX
 
-vecDot3AVX2_loopU_2:
-	LEAQ        24(BX), DI
-	CMPQ        DI, SI
-	JA          vecDot3AVX2_loop1_3
-	VMOVUPS     (AX)(BX*4), Y12
-	VFMADD231PS (CX)(BX*4), Y12, Y0
-	VFMADD231PS 4(CX)(BX*4), Y12, Y1
-	VFMADD231PS 8(CX)(BX*4), Y12, Y2
-	VMOVUPS     32(AX)(BX*4), Y12
-	VFMADD231PS 32(CX)(BX*4), Y12, Y3
-	VFMADD231PS 36(CX)(BX*4), Y12, Y4
-	VFMADD231PS 40(CX)(BX*4), Y12, Y5
-	VMOVUPS     64(AX)(BX*4), Y12
-	VFMADD231PS 64(CX)(BX*4), Y12, Y6
-	VFMADD231PS 68(CX)(BX*4), Y12, Y7
-	VFMADD231PS 72(CX)(BX*4), Y12, Y8
-	MOVQ        DI, BX
-	JMP         vecDot3AVX2_loopU_2
+vecCorr3AVX2_row_1:
+	MOVQ    y1+80(FP), DX
+	CMPQ    CX, DX
+	JGE     vecCorr3AVX2_rowsdone_2
+	MOVQ    CX, DX
+	IMULQ   AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    x_base+24(FP), BX
+	MOVQ    d_base+0(FP), SI
+	ADDQ    DX, BX
+	ADDQ    DX, SI
+	MOVQ    AX, DX
+	SHLQ    $0x02, DX
+	MOVQ    zrow_base+48(FP), DI
+	MOVQ    BX, R8
+	SUBQ    DX, R8
+	TESTQ   CX, CX
+	CMOVQEQ DI, R8
+	MOVQ    BX, R9
+	ADDQ    DX, R9
+	MOVQ    h+88(FP), DX
+	DECQ    DX
+	CMPQ    CX, DX
+	CMOVQEQ DI, R9
+	MOVQ    width+96(FP), DX
+	CMPQ    DX, $0x01
+	JNE     vecCorr3AVX2_multi_3
 
-vecDot3AVX2_loop1_3:
-	LEAQ        8(BX), DI
-	CMPQ        DI, SI
-	JA          vecDot3AVX2_tail_4
-	VMOVUPS     (AX)(BX*4), Y12
-	VFMADD231PS (CX)(BX*4), Y12, Y0
-	VFMADD231PS 4(CX)(BX*4), Y12, Y1
-	VFMADD231PS 8(CX)(BX*4), Y12, Y2
-	MOVQ        DI, BX
-	JMP         vecDot3AVX2_loop1_3
+	// One pixel per row: the centre column.
+	XORQ DX, DX
+	MOVQ s+104(FP), DI
 
-vecDot3AVX2_tail_4:
-	MOVQ        SI, DI
-	SUBQ        BX, DI
-	JZ          vecDot3AVX2_done_5
-	LEAQ        vecmask32<>+32(SB), R8
-	NEGQ        DI
-	VMOVUPS     (R8)(DI*4), Y12
-	VMASKMOVPS  (AX)(BX*4), Y12, Y13
-	VMASKMOVPS  (CX)(BX*4), Y12, Y14
-	VFMADD231PS Y14, Y13, Y0
-	VMASKMOVPS  4(CX)(BX*4), Y12, Y14
-	VFMADD231PS Y14, Y13, Y1
-	VMASKMOVPS  8(CX)(BX*4), Y12, Y12
-	VFMADD231PS Y12, Y13, Y2
-	MOVQ        SI, BX
+vecCorr3AVX2_loop1_6:
+	LEAQ        8(DX), R10
+	CMPQ        R10, DI
+	JA          vecCorr3AVX2_tail_7
+	VMOVUPS     (SI)(DX*4), Y9
+	VFMADD231PS (R8)(DX*4), Y9, Y1
+	VFMADD231PS (BX)(DX*4), Y9, Y4
+	VFMADD231PS (R9)(DX*4), Y9, Y7
+	MOVQ        R10, DX
+	JMP         vecCorr3AVX2_loop1_6
 
-vecDot3AVX2_done_5:
-	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS       Y6, Y0, Y0
-	VADDPS       Y3, Y0, Y0
-	VCVTPS2PD    X0, Y3
-	VADDPD       Y3, Y9, Y9
-	VEXTRACTF128 $0x01, Y0, X0
-	VCVTPS2PD    X0, Y3
-	VADDPD       Y3, Y9, Y9
-	VADDPS       Y7, Y1, Y1
-	VADDPS       Y4, Y1, Y1
-	VCVTPS2PD    X1, Y0
-	VADDPD       Y0, Y10, Y10
-	VEXTRACTF128 $0x01, Y1, X0
-	VCVTPS2PD    X0, Y0
-	VADDPD       Y0, Y10, Y10
-	VADDPS       Y8, Y2, Y2
-	VADDPS       Y5, Y2, Y2
-	VCVTPS2PD    X2, Y0
-	VADDPD       Y0, Y11, Y11
-	VEXTRACTF128 $0x01, Y2, X0
-	VCVTPS2PD    X0, Y0
-	VADDPD       Y0, Y11, Y11
-	CMPQ         BX, DX
-	JB           vecDot3AVX2_chunk_1
+vecCorr3AVX2_tail_7:
+	MOVQ        DI, R10
+	SUBQ        DX, R10
+	JZ          vecCorr3AVX2_done_8
+	LEAQ        vecmask32<>+32(SB), R11
+	NEGQ        R10
+	VMOVUPS     (R11)(R10*4), Y9
+	VMASKMOVPS  (SI)(DX*4), Y9, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y1
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y4
+	VMASKMOVPS  (R9)(DX*4), Y9, Y9
+	VFMADD231PS Y9, Y10, Y7
+	MOVQ        DI, DX
 
-	// Sum the float64 lanes.
-	VEXTRACTF128 $0x01, Y9, X0
-	VADDPD       X0, X9, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
-	MOVSD        X0, g0+48(FP)
-	VEXTRACTF128 $0x01, Y10, X0
-	VADDPD       X0, X10, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
-	MOVSD        X0, g1+56(FP)
-	VEXTRACTF128 $0x01, Y11, X0
-	VADDPD       X0, X11, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
-	MOVSD        X0, g2+64(FP)
+vecCorr3AVX2_done_8:
+	JMP vecCorr3AVX2_rownext_4
+
+vecCorr3AVX2_multi_3:
+	// The left pixel: no left column.
+	XORQ DX, DX
+	MOVQ s+104(FP), R10
+	MOVQ R10, DI
+
+vecCorr3AVX2_loop1_10:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecCorr3AVX2_tail_11
+	VMOVUPS     (SI)(DX*4), Y9
+	VFMADD231PS (R8)(DX*4), Y9, Y1
+	VFMADD231PS (R8)(DI*4), Y9, Y2
+	VFMADD231PS (BX)(DX*4), Y9, Y4
+	VFMADD231PS (BX)(DI*4), Y9, Y5
+	VFMADD231PS (R9)(DX*4), Y9, Y7
+	VFMADD231PS (R9)(DI*4), Y9, Y8
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecCorr3AVX2_loop1_10
+
+vecCorr3AVX2_tail_11:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecCorr3AVX2_done_12
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (SI)(DX*4), Y9, Y10
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y1
+	VMASKMOVPS  (R8)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y2
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y4
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y5
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y7
+	VMASKMOVPS  (R9)(DI*4), Y9, Y9
+	VFMADD231PS Y9, Y10, Y8
+	MOVQ        R10, DX
+
+vecCorr3AVX2_done_12:
+	// The inner pixels.
+	MOVQ s+104(FP), DX
+	XORQ DI, DI
+	LEAQ (DX)(DX*1), R10
+	MOVQ AX, R11
+	SUBQ DX, R11
+
+vecCorr3AVX2_loop1_14:
+	LEAQ        8(DX), R12
+	CMPQ        R12, R11
+	JA          vecCorr3AVX2_tail_15
+	VMOVUPS     (SI)(DX*4), Y9
+	VFMADD231PS (R8)(DI*4), Y9, Y0
+	VFMADD231PS (R8)(DX*4), Y9, Y1
+	VFMADD231PS (R8)(R10*4), Y9, Y2
+	VFMADD231PS (BX)(DI*4), Y9, Y3
+	VFMADD231PS (BX)(DX*4), Y9, Y4
+	VFMADD231PS (BX)(R10*4), Y9, Y5
+	VFMADD231PS (R9)(DI*4), Y9, Y6
+	VFMADD231PS (R9)(DX*4), Y9, Y7
+	VFMADD231PS (R9)(R10*4), Y9, Y8
+	MOVQ        R12, DX
+	ADDQ        $0x00000008, DI
+	ADDQ        $0x00000008, R10
+	JMP         vecCorr3AVX2_loop1_14
+
+vecCorr3AVX2_tail_15:
+	MOVQ        R11, R12
+	SUBQ        DX, R12
+	JZ          vecCorr3AVX2_done_16
+	LEAQ        vecmask32<>+32(SB), R13
+	NEGQ        R12
+	VMOVUPS     (R13)(R12*4), Y9
+	VMASKMOVPS  (SI)(DX*4), Y9, Y10
+	VMASKMOVPS  (R8)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y0
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y1
+	VMASKMOVPS  (R8)(R10*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y2
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y3
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y4
+	VMASKMOVPS  (BX)(R10*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y5
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y6
+	VMASKMOVPS  (R9)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y7
+	VMASKMOVPS  (R9)(R10*4), Y9, Y9
+	VFMADD231PS Y9, Y10, Y8
+	MOVQ        R11, DX
+
+vecCorr3AVX2_done_16:
+	// The right pixel: no right column.
+	MOVQ s+104(FP), R10
+	MOVQ AX, DX
+	SUBQ R10, DX
+	MOVQ DX, DI
+	SUBQ R10, DI
+	MOVQ AX, R10
+
+vecCorr3AVX2_loop1_18:
+	LEAQ        8(DX), R11
+	CMPQ        R11, R10
+	JA          vecCorr3AVX2_tail_19
+	VMOVUPS     (SI)(DX*4), Y9
+	VFMADD231PS (R8)(DI*4), Y9, Y0
+	VFMADD231PS (R8)(DX*4), Y9, Y1
+	VFMADD231PS (BX)(DI*4), Y9, Y3
+	VFMADD231PS (BX)(DX*4), Y9, Y4
+	VFMADD231PS (R9)(DI*4), Y9, Y6
+	VFMADD231PS (R9)(DX*4), Y9, Y7
+	MOVQ        R11, DX
+	ADDQ        $0x00000008, DI
+	JMP         vecCorr3AVX2_loop1_18
+
+vecCorr3AVX2_tail_19:
+	MOVQ        R10, R11
+	SUBQ        DX, R11
+	JZ          vecCorr3AVX2_done_20
+	LEAQ        vecmask32<>+32(SB), R12
+	NEGQ        R11
+	VMOVUPS     (R12)(R11*4), Y9
+	VMASKMOVPS  (SI)(DX*4), Y9, Y10
+	VMASKMOVPS  (R8)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y0
+	VMASKMOVPS  (R8)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y1
+	VMASKMOVPS  (BX)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y3
+	VMASKMOVPS  (BX)(DX*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y4
+	VMASKMOVPS  (R9)(DI*4), Y9, Y11
+	VFMADD231PS Y11, Y10, Y6
+	VMASKMOVPS  (R9)(DX*4), Y9, Y9
+	VFMADD231PS Y9, Y10, Y7
+	MOVQ        R10, DX
+
+vecCorr3AVX2_done_20:
+vecCorr3AVX2_rownext_4:
+	// Add the row's sums to the totals.
+	VADDPS  (SP), Y0, Y0
+	VMOVUPS Y0, (SP)
+	VXORPS  Y0, Y0, Y0
+	VADDPS  32(SP), Y1, Y1
+	VMOVUPS Y1, 32(SP)
+	VXORPS  Y1, Y1, Y1
+	VADDPS  64(SP), Y2, Y2
+	VMOVUPS Y2, 64(SP)
+	VXORPS  Y2, Y2, Y2
+	VADDPS  96(SP), Y3, Y3
+	VMOVUPS Y3, 96(SP)
+	VXORPS  Y3, Y3, Y3
+	VADDPS  128(SP), Y4, Y4
+	VMOVUPS Y4, 128(SP)
+	VXORPS  Y4, Y4, Y4
+	VADDPS  160(SP), Y5, Y5
+	VMOVUPS Y5, 160(SP)
+	VXORPS  Y5, Y5, Y5
+	VADDPS  192(SP), Y6, Y6
+	VMOVUPS Y6, 192(SP)
+	VXORPS  Y6, Y6, Y6
+	VADDPS  224(SP), Y7, Y7
+	VMOVUPS Y7, 224(SP)
+	VXORPS  Y7, Y7, Y7
+	VADDPS  256(SP), Y8, Y8
+	VMOVUPS Y8, 256(SP)
+	VXORPS  Y8, Y8, Y8
+	INCQ    CX
+	JMP     vecCorr3AVX2_row_1
+
+vecCorr3AVX2_rowsdone_2:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g0+112(FP)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g1+116(FP)
+	VMOVUPS      64(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g2+120(FP)
+	VMOVUPS      96(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g3+124(FP)
+	VMOVUPS      128(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g4+128(FP)
+	VMOVUPS      160(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g5+132(FP)
+	VMOVUPS      192(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g6+136(FP)
+	VMOVUPS      224(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g7+140(FP)
+	VMOVUPS      256(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	MOVSS        X1, g8+144(FP)
 	VZEROUPPER
 	RET
 

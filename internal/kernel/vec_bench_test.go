@@ -14,8 +14,9 @@ func BenchmarkVec(b *testing.B) {
 	for _, l := range vecKernels.levels() {
 		for _, n := range []int{4096, 262144} {
 			r := rand.New(rand.NewSource(1))
-			x, y, z := randSlice(r, n+2), randSlice(r, n+2), randSlice(r, n)
-			var g [3]float32
+			x, y, z, y2 := randSlice(r, n+2), randSlice(r, n+2), randSlice(r, n), randSlice(r, n)
+			var g [9]float64
+			w9 := [9]float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
 			var sink float64
 			for _, op := range []struct {
 				name         string
@@ -27,7 +28,8 @@ func BenchmarkVec(b *testing.B) {
 				{"SumSq", 4, 4, func() { s, q := SumSq(x[:n], 0.5); sink += s + q }},
 				{"BNNorm", 12, 4, func() { BNNorm(x[:n], y, z, 0.1, 1.01, 0.9, 0.1, false) }},
 				{"BNBackApply", 12, 4, func() { BNBackApply(x[:n], y, z, 0.9, 0.1, 0.2) }},
-				{"Dot3", 8, 6, func() { Dot3(x[:n], y, &g) }},
+				{"Conv3Plane", 8, 18, func() { Conv3Plane(&w9, x[:n], y2[:n], n/512, 8, 64, false) }},
+				{"Corr3Plane", 8, 18, func() { Corr3Plane(x[:n], y2[:n], n/512, 8, 64, &g) }},
 			} {
 				b.Run(fmt.Sprintf("%v/%s/n%d", l, op.name, n), func(b *testing.B) {
 					restore := vecKernels.set(l)

@@ -19,10 +19,20 @@ func vecDotSumsAVX512(d []float32, x []float32) (sd float64, sdx float64)
 //go:noescape
 func vecSumSqAVX512(x []float32, shift float32) (s float64, sq float64)
 
-// vecDot3AVX512 returns Σ d[i]·x[i+k], k = 0, 1, 2, over len(d) elements, len(x) ≥ len(d)+2 with AVX512; see vec.go.
+// vecConv3AVX512 sets rows [y0, y1) of out the 3×3 convolution of x (h rows of width pixels of s values; zero padding) with AVX512; see vec.go.
 //
 //go:noescape
-func vecDot3AVX512(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
+func vecConv3AVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+
+// vecConv3AddAVX512 adds to rows [y0, y1) of out the 3×3 convolution of x (h rows of width pixels of s values; zero padding) with AVX512; see vec.go.
+//
+//go:noescape
+func vecConv3AddAVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+
+// vecCorr3AVX512 returns g[3r+c] = Σ d[y][i]·x[y−1+r][i+(c−1)s] over rows [y0, y1) of d (h rows of width pixels of s values; zero padding), summed in float32 row by row with AVX512; see vec.go.
+//
+//go:noescape
+func vecCorr3AVX512(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
 
 // vecDotAxpyAVX512 returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements with AVX512; see vec.go.
 //
@@ -94,10 +104,20 @@ func vecDotSumsAVX2(d []float32, x []float32) (sd float64, sdx float64)
 //go:noescape
 func vecSumSqAVX2(x []float32, shift float32) (s float64, sq float64)
 
-// vecDot3AVX2 returns Σ d[i]·x[i+k], k = 0, 1, 2, over len(d) elements, len(x) ≥ len(d)+2 with AVX2; see vec.go.
+// vecConv3AVX2 sets rows [y0, y1) of out the 3×3 convolution of x (h rows of width pixels of s values; zero padding) with AVX2; see vec.go.
 //
 //go:noescape
-func vecDot3AVX2(d []float32, x []float32) (g0 float64, g1 float64, g2 float64)
+func vecConv3AVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+
+// vecConv3AddAVX2 adds to rows [y0, y1) of out the 3×3 convolution of x (h rows of width pixels of s values; zero padding) with AVX2; see vec.go.
+//
+//go:noescape
+func vecConv3AddAVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
+
+// vecCorr3AVX2 returns g[3r+c] = Σ d[y][i]·x[y−1+r][i+(c−1)s] over rows [y0, y1) of d (h rows of width pixels of s values; zero padding), summed in float32 row by row with AVX2; see vec.go.
+//
+//go:noescape
+func vecCorr3AVX2(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
 
 // vecDotAxpyAVX2 returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements with AVX2; see vec.go.
 //

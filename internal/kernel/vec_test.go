@@ -226,22 +226,6 @@ func vecCases() []vecCase {
 			d.checkUnchanged(t, "d")
 			x.checkUnchanged(t, "x")
 		}},
-		{"Dot3", func(t *testing.T, r *rand.Rand, n, off int) {
-			d, x := newVecArr(r, n, off, nil), newVecArr(r, n+2, (off+2)%4, nil)
-			var g [3]float32
-			Dot3(d.s(), x.long(), &g)
-			for k := range 3 {
-				var want, mag float64
-				for i := range n {
-					p := float64(d.orig[i]) * float64(x.orig[i+k])
-					want += p
-					mag += math.Abs(p)
-				}
-				vecCheck(t, fmt.Sprintf("g[%d]", k), float64(g[k]), want, mag, vecTol64)
-			}
-			d.checkUnchanged(t, "d")
-			x.checkUnchanged(t, "x")
-		}},
 		{"DotAxpy", func(t *testing.T, r *rand.Rand, n, off int) {
 			alpha := float32(r.NormFloat64())
 			d, x := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil)
@@ -520,7 +504,8 @@ func TestVecLevels(t *testing.T) {
 // TestVecPrecision checks the reductions on a million elements of one sign
 // (the hard case for float32 accumulation) against float64: the relative
 // errors must stay below 1e-7, tiny beside a naive float32 sum's (~1e-5
-// here). The float32 rounding of Dot3's result alone is up to 6e-8.
+// here). Corr3Plane is checked on a plane of 1000 rows of 1000 pixels of
+// one value: its centre tap is the dot product of the first 10⁶ values.
 func TestVecPrecision(t *testing.T) {
 	const n = 1_000_003
 	r := rand.New(rand.NewSource(7))
@@ -534,12 +519,13 @@ func TestVecPrecision(t *testing.T) {
 	for i := range x {
 		x[i] = float32(shift + r.NormFloat64())
 	}
-	var dot, sa, g1, g2, s, sq float64
+	var dot, dot6, sa, s, sq float64
 	for i := range n {
 		dot += float64(a[i]) * float64(b[i])
 		sa += float64(a[i])
-		g1 += float64(a[i]) * float64(b[i+1])
-		g2 += float64(a[i]) * float64(b[i+2])
+		if i < 1_000_000 {
+			dot6 += float64(a[i]) * float64(b[i])
+		}
 		d := float64(x[i]) - shift
 		s += d
 		sq += d * d
@@ -554,8 +540,8 @@ func TestVecPrecision(t *testing.T) {
 		restore := vecKernels.set(l)
 		d64 := Dot64(a[:n], b)
 		gd, gdx := DotSums(a[:n], b)
-		var g [3]float32
-		Dot3(a[:n], b, &g)
+		var g [9]float64
+		Corr3Plane(a, b, 1000, 1000, 1, &g)
 		gs, gsq := SumSq(x, shift)
 		restore()
 		for _, c := range []struct {
@@ -566,9 +552,7 @@ func TestVecPrecision(t *testing.T) {
 			{"Dot64", d64, dot, 1e-7},
 			{"DotSums.sd", gd, sa, 1e-7},
 			{"DotSums.sdx", gdx, dot, 1e-7},
-			{"Dot3[0]", float64(g[0]), dot, 1e-7},
-			{"Dot3[1]", float64(g[1]), g1, 1e-7},
-			{"Dot3[2]", float64(g[2]), g2, 1e-7},
+			{"Corr3Plane[4]", g[4], dot6, 1e-7},
 			{"SumSq.sq", gsq, sq, 1e-7},
 		} {
 			e := rel(c.got, c.want)
@@ -594,7 +578,7 @@ func TestVecShort(t *testing.T) {
 	for i := range long {
 		long[i] = 1
 	}
-	var g [3]float32
+	var g [9]float64
 	for _, c := range []struct {
 		name string
 		fn   func()
@@ -602,7 +586,8 @@ func TestVecShort(t *testing.T) {
 		{"Dot", func() { Dot(long[:n], short) }},
 		{"Dot64", func() { Dot64(long[:n], short) }},
 		{"DotSums", func() { DotSums(long[:n], short) }},
-		{"Dot3", func() { Dot3(long[:n], long[:n+1], &g) }},
+		{"Corr3Plane", func() { Corr3Plane(long[:n], short, 1, n, 1, &g) }},
+		{"Conv3Plane", func() { Conv3Plane(&[9]float32{}, short, buf[n+4:2*n+4], 1, n, 1, false) }},
 		{"Axpy", func() { Axpy(1, long[:n], short) }},
 		{"Scale", func() { Scale(1, long[:n], short) }},
 		{"Add", func() { Add(long[:n], short) }},
@@ -631,14 +616,14 @@ func TestVecShort(t *testing.T) {
 			t.Fatalf("long[%d] = %v written", i, v)
 		}
 	}
-	// Empty inputs need nothing of the others (Dot3: two values of x).
+	// Empty inputs need nothing of the others.
 	Dot(nil, nil)
 	Axpy(1, nil, nil)
 	BNNorm(nil, nil, nil, 0, 1, 1, 0, true)
 	BNBackApply(nil, nil, nil, 1, 0, 0)
-	Dot3(nil, long[:2], &g)
-	if g != [3]float32{} {
-		t.Errorf("Dot3 of nothing = %v", g)
+	Corr3Plane(nil, nil, 0, 5, 1, &g)
+	if g != [9]float64{} {
+		t.Errorf("Corr3Plane of nothing = %v", g)
 	}
 }
 
@@ -647,7 +632,8 @@ func TestVecNoAllocs(t *testing.T) {
 	const n = 1000
 	r := rand.New(rand.NewSource(3))
 	a, b, c := randSlice(r, n+2), randSlice(r, n+2), randSlice(r, n)
-	var g [3]float32
+	var g [9]float64
+	w := [9]float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
 	var sink float64
 	for _, l := range vecKernels.levels() {
 		restore := vecKernels.set(l)
@@ -659,7 +645,9 @@ func TestVecNoAllocs(t *testing.T) {
 			{"Dot64", func() { sink += Dot64(a, b) }},
 			{"SumSq", func() { s, q := SumSq(a, 1); sink += s + q }},
 			{"DotSums", func() { s, q := DotSums(a, b); sink += s + q }},
-			{"Dot3", func() { Dot3(a[:n], b, &g) }},
+			{"Conv3Plane", func() { Conv3Plane(&w, a, c, 5, 25, 8, false) }},
+			{"Conv3Plane/add", func() { Conv3Plane(&w, a, c, 5, 25, 8, true) }},
+			{"Corr3Plane", func() { Corr3Plane(c, a, 5, 25, 8, &g) }},
 			{"Axpy", func() { Axpy(0.5, a, b) }},
 			{"Scale", func() { Scale(0.5, a, b) }},
 			{"Add", func() { Add(a, b) }},

@@ -9,21 +9,26 @@
 // one masked vector for the last n mod lanes elements (AVX-512: a K mask
 // from a table, zero-masking loads and masking stores; AVX2: VMASKMOVPS with
 // a lane mask from a table). Nothing outside the n elements of a slice is
-// read or written, except that Dot3 reads x[0 : n+2]. The Go wrappers in
-// vec.go slice every other slice to the first one's length, so the kernels
-// trust their lengths.
+// read or written. The Go wrappers in vec.go slice every other slice to the
+// first one's length, so the kernels trust their lengths.
+//
+// Conv3, Conv3Add and Corr3 (a 3×3 convolution and its weight gradient,
+// _gen/vec/conv3.go, ../conv3.go) walk rows of a plane instead; their
+// wrapper checks that every element they touch exists.
 //
 // Element-wise kernels (Axpy, Scale, Add, ReLU, ReLUMask, BNNorm*, BNBack)
 // load each vector before storing it, so an output may be the very same
 // slice as an input.
 //
-// Reductions (Dot, Dot3, SumSq, DotSums) return float64: they accumulate
+// Reductions (Dot, DotSums, SumSq, ...) return float64: they accumulate
 // chunks of at most chunk = 1024 elements in float32 lanes (U independent
 // accumulator vectors per result), fold the U vectors of a chunk into one,
 // convert its lanes to float64 (VCVTPS2PD) and add them to a float64 lane
 // accumulator; the float64 lanes are summed at the end. A chunk's rounding
 // error is that of a sum of at most 1024/(U·lanes) terms per lane, so the
-// result stays close to a float64 reference however long the input.
+// result stays close to a float64 reference however long the input. Corr3
+// returns its nine sums in float32: its wrapper calls it on chunks of at
+// most 1024 elements and adds them in float64.
 package main
 
 import (
@@ -196,8 +201,10 @@ func (g *gen) store(v VecVirtual, m Mem, masked bool) {
 type stepFunc func(i GPVirtual, u int, masked bool)
 
 // walk emits the loops over elements [i, e): unroll vectors per iteration,
-// then single vectors, then a masked tail; i ends at e.
-func (g *gen) walk(i, e GPVirtual, unroll int, step stepFunc) {
+// then single vectors, then a masked tail; i ends at e. The index
+// registers in also (other element indices kept at a fixed distance from
+// i) advance with i, except over the tail.
+func (g *gen) walk(i, e GPVirtual, unroll int, step stepFunc, also ...GPVirtual) {
 	loopU, loop1, tail, done := g.label("loopU"), g.label("loop1"), g.label("tail"), g.label("done")
 	t := GP64()
 	if unroll > 1 {
@@ -209,6 +216,9 @@ func (g *gen) walk(i, e GPVirtual, unroll int, step stepFunc) {
 			step(i, u, false)
 		}
 		MOVQ(t, i)
+		for _, a := range also {
+			ADDQ(U32(unroll*g.lanes), a)
+		}
 		JMP(LabelRef(loopU))
 	}
 	Label(loop1)
@@ -217,6 +227,9 @@ func (g *gen) walk(i, e GPVirtual, unroll int, step stepFunc) {
 	JA(LabelRef(tail))
 	step(i, 0, false)
 	MOVQ(t, i)
+	for _, a := range also {
+		ADDQ(U32(g.lanes), a)
+	}
 	JMP(LabelRef(loop1))
 
 	Label(tail)
@@ -325,6 +338,26 @@ func (g *gen) reduce(n GPVirtual, nres, unroll int, step redStep) {
 	g.end()
 }
 
+// hsum returns an XMM register whose lane 0 holds the sum of v's lanes.
+func (g *gen) hsum(v VecVirtual) VecVirtual {
+	y := v
+	if g.avx512 {
+		hi := YMM()
+		VEXTRACTF64X4(U8(1), v, hi)
+		VADDPS(hi, v.AsY(), hi)
+		y = hi
+	}
+	x := XMM()
+	VEXTRACTF128(U8(1), y, x)
+	VADDPS(x, y.AsX(), x)
+	h := XMM()
+	VMOVHLPS(x, x, h)
+	VADDPS(h, x, x)
+	VMOVSHDUP(x, h)
+	VADDSS(h, x, x)
+	return x
+}
+
 // Comparison predicate of VCMPPS: not equal, unordered (true for NaN).
 const cmpNEQUQ = 4
 
@@ -380,21 +413,7 @@ func (g *gen) kernels() {
 		})
 	}
 
-	// Dot3: Σ d[i]·x[i+k], k = 0, 1, 2.
-	g.begin("Dot3", "func(d, x []float32) (g0, g1, g2 float64)", "returns Σ d[i]·x[i+k], k = 0, 1, 2, over len(d) elements, len(x) ≥ len(d)+2")
-	{
-		d, x, n := ptr("d"), ptr("x"), length("d")
-		unroll := u4
-		if !g.avx512 {
-			unroll = 3 // 9 accumulators + 3 sums + mask + d fit 16 YMM
-		}
-		g.reduce(n, 3, unroll, func(acc []VecVirtual, i GPVirtual, u int, masked bool) {
-			v := g.load(at(d, i, u*vb), masked)
-			for k := 0; k < 3; k++ {
-				VFMADD231PS(g.src(at(x, i, u*vb+4*k), masked), v, acc[k])
-			}
-		})
-	}
+	g.conv3Kernels()
 
 	// DotAxpy: Σ d·x, and y += alpha·d.
 	g.begin("DotAxpy", "func(alpha float32, d, x, y []float32) float64", "returns Σ d[i]·x[i] and adds alpha·d[i] to y[i] over len(d) elements")
