@@ -13,7 +13,9 @@ import (
 // A tap over a run of output pixels is then one operation on contiguous
 // vectors: an axpy (depthwise forward and input gradient), a dot product
 // (depthwise weight gradient) or a copy (im2col). The runs are computed once
-// per input geometry (spanTable).
+// per input geometry (spanTable). The 3×3 stride-1 depthwise convolutions
+// (most of MobileOne's) skip the runs: one kernel call per channel plane
+// sums all nine taps of a vector in registers (rows3).
 
 // span is one run of a tap: output values [z, z+n) of a channel plane read
 // input values [x, x+n) of the input channel plane.

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -149,8 +150,17 @@ const (
 	helperParked
 )
 
-// spinTime is how long an idle helper polls for the next job before parking.
-var spinTime = 50 * time.Microsecond
+// spinTime is how long an idle helper polls for the next job before
+// parking; MOBILEONE_SPIN (a Go duration, e.g. 200us) overrides it for
+// measurements.
+var spinTime = spinFromEnv(50 * time.Microsecond)
+
+func spinFromEnv(def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("MOBILEONE_SPIN")); err == nil && d >= 0 {
+		return d
+	}
+	return def
+}
 
 var thePool pool
 
