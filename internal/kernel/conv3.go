@@ -36,7 +36,8 @@ func Conv3Plane(w *[9]float32, x, dst []float32, h, width, s int, add bool) {
 //
 // with rows and columns outside the plane reading 0. d and x must hold
 // h·width·s values. The sums are accumulated in float32, row by row, over
-// runs of rows of at most conv3Chunk values, and added in float64.
+// runs of rows of at most conv3Chunk values (a longer row is a run of its
+// own), and the runs added in float64.
 func Corr3Plane(d, x []float32, h, width, s int, g *[9]float64) {
 	n := conv3Size("Corr3Plane", h, width, s)
 	if n == 0 {
