@@ -190,6 +190,9 @@ type Augment struct {
 	// PadCrop > 0 zero-pads every side by PadCrop pixels and crops a
 	// random Size×Size window (the CIFAR / Fashion-MNIST augmentation).
 	PadCrop int
+	// Resize > 0 first resizes the short side to Resize (bilinear), before
+	// PadCrop: Fashion-MNIST trained at a size other than its 28.
+	Resize int
 	// Flip mirrors left-right with probability 0.5.
 	Flip bool
 	// RandAugmentN > 0 enables RandAugment with N ops of magnitude
@@ -209,6 +212,9 @@ func (a Augment) Transform() *Transform {
 	case a.RRC:
 		t.Ops = append(t.Ops, RandomResizedCrop{Width: a.Size, Height: a.Size, Scale: a.Scale, Ratio: a.Ratio})
 	case a.PadCrop > 0:
+		if a.Resize > 0 {
+			t.Ops = append(t.Ops, Resize{Short: a.Resize})
+		}
 		t.Ops = append(t.Ops, RandomCrop{Width: a.Size, Height: a.Size, Padding: a.PadCrop})
 	}
 	if a.Flip {

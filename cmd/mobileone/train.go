@@ -39,8 +39,9 @@ Trains a train-time (over-parameterised) MobileOne with the paper's recipe: SGD
 with momentum 0.9 (--nesterov optional), linear warm-up then cosine learning
 rate, weight decay annealed on the same cosine (1e-4 -> 1e-5) and not applied to
 BatchNorm and biases, label smoothing 0.1, an EMA of the weights (0.9995) used
-for evaluation, augmentation (pad+crop and flip for 28x28 data; random-resized
-crop and flip for image folders; --randaugment N,M for larger variants).
+for evaluation, augmentation (pad+crop and flip for Fashion-MNIST, resized
+first if --size is not 28; random-resized crop and flip for image folders;
+--randaugment N,M for larger variants).
 
 --data fashion-mnist reads Debian's dataset-fashion-mnist (grey 28x28, 10
 classes; the test split is the validation set). --data DIR reads one sub-folder
@@ -313,8 +314,13 @@ func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Par
 	}
 	aug := data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std, Flip: !a.NoFlip}
 	resize := a.Size
-	if fashion && a.Size == 28 {
-		aug.PadCrop = 4
+	if fashion {
+		// Pad 4 + random crop at Fashion-MNIST's own 28×28; at another
+		// --size the images are resized first and the padding scales.
+		aug.PadCrop = max(1, int(math.Round(4*float64(a.Size)/28)))
+		if a.Size != 28 {
+			aug.Resize = a.Size
+		}
 	} else {
 		aug.RRC = true
 		resize = int(math.Round(float64(a.Size) * 256 / 224))
@@ -336,9 +342,15 @@ func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Par
 		aug = data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std}
 	}
 	trainT = aug.Transform()
-	if fashion && a.Size == 28 {
+	if a.NoAugment && fashion && a.Size != 28 {
+		trainT = data.EvalTransform(a.Size, a.Size, a.Channels, mean, std) // resized, nothing random
+	}
+	switch {
+	case fashion && a.Size == 28:
 		evalT = data.EvalTransform(0, 28, a.Channels, mean, std)
-	} else {
+	case fashion:
+		evalT = data.EvalTransform(a.Size, a.Size, a.Channels, mean, std)
+	default:
 		evalT = data.EvalTransform(resize, a.Size, a.Channels, mean, std)
 	}
 	prep = imageproc.Params{ResizeShort: resize, Crop: a.Size, Gray: a.Channels == 1}

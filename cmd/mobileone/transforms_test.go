@@ -1,0 +1,60 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/imageproc"
+)
+
+// TestFashionTransforms checks the Fashion-MNIST pipelines: pad 4 + random
+// crop at 28×28; at another --size the image is resized first (training
+// and evaluation alike, and in the stored preprocessing) and the padding
+// scales; every pipeline turns a 28×28 grey image into a size×size tensor.
+func TestFashionTransforms(t *testing.T) {
+	for _, c := range []struct {
+		size, noAug   int
+		train, eval   string
+		resize, crops int
+	}{
+		{28, 0, "Grey RandomCrop(28x28, pad 4) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor", 28, 28},
+		{32, 0, "Grey Resize(32) RandomCrop(32x32, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
+		{56, 0, "Grey Resize(56) RandomCrop(56x56, pad 8) HorizontalFlip(0.5) ToTensor", "Grey Resize(56) CenterCrop(56x56) ToTensor", 56, 56},
+		{32, 1, "Grey Resize(32) CenterCrop(32x32) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
+	} {
+		a := trainArgs{Data: "fashion-mnist", Size: c.size, NoAugment: c.noAug == 1}
+		trainT, evalT, prep, err := transforms(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := prefixOps(trainT.String()); got != c.train {
+			t.Errorf("size %d: training transform %q, want %q", c.size, got, c.train)
+		}
+		if got := prefixOps(evalT.String()); got != c.eval {
+			t.Errorf("size %d: evaluation transform %q, want %q", c.size, got, c.eval)
+		}
+		if prep.ResizeShort != c.resize || prep.Crop != c.crops || !prep.Gray {
+			t.Errorf("size %d: preprocessing %+v", c.size, prep)
+		}
+		img := imageproc.NewImage8(28, 28, 1)
+		for i := range img.Pix {
+			img.Pix[i] = uint8(i)
+		}
+		for _, tr := range []*data.Transform{trainT, evalT} {
+			x, err := tr.Tensor(img, data.NewRNG(1, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := x.Shape; len(s) != 3 || s[0] != 1 || s[1] != c.size || s[2] != c.size {
+				t.Errorf("size %d: %v gives shape %v", c.size, tr, s)
+			}
+		}
+	}
+}
+
+// prefixOps drops the Normalize(...) step from a transform's description.
+func prefixOps(s string) string {
+	before, _, _ := strings.Cut(s, " Normalize")
+	return before
+}
