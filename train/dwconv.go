@@ -122,6 +122,10 @@ func b2i(b bool) int {
 // dwForward computes the depthwise z (Cout, OH, OW, N) = conv(x, w); output
 // channel o reads input channel o mod Cin.
 func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
+	if c.rows3() {
+		c.dwForwardRows(x, w, z)
+		return
+	}
 	oh, ow := c.outSize(x.H, x.W)
 	st := c.spanTable(ws, x.H, x.W, x.N)
 	kk := c.K * c.K
@@ -136,14 +140,6 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 				zp := z[o*pout : (o+1)*pout]
 				wo := w[o*kk : (o+1)*kk]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
-				if c.rows3() {
-					if center {
-						kernel.Scale(wo[ctr], xp, zp)
-						continue
-					}
-					kernel.Conv3Plane((*[9]float32)(wo), xp, zp, x.H, x.W, x.N, false)
-					continue
-				}
 				if pout*4 >= rowOrderBytes && st.full[ctr] && kk <= maxTaps {
 					for _, s := range st.byRow {
 						switch {
@@ -183,23 +179,70 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 // (kernel.Conv3Plane, kernel.Corr3Plane) instead of tap by tap.
 func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
 
-// dwBackwardRows is dwBackward of one branch of one channel of a rows3
-// convolution: the weight gradient dw (9) from dz against x, and, if dx
-// is not nil, dx += the convolution of dz with w flipped.
-func (c convOp) dwBackwardRows(x *act, xp, w, dz, dw, dx []float32) {
-	var g [9]float64
-	kernel.Corr3Plane(dz, xp, x.H, x.W, x.N, &g)
-	for t := range g {
-		dw[t] = float32(g[t])
-	}
-	if dx == nil {
-		return
-	}
-	var wf [9]float32
-	for t := range wf {
-		wf[t] = w[8-t]
-	}
-	kernel.Conv3Plane(&wf, dz, dx, x.H, x.W, x.N, true)
+// dwForwardRows is dwForward of a rows3 convolution: one Conv3Plane per
+// branch and channel; a centre-only branch (the 1×1 scale branch) is a
+// scaled copy of its channel.
+func (c convOp) dwForwardRows(x *act, w, z []float32) {
+	nb := c.Cout / c.Cin
+	p := x.H * x.W * x.N // input and output planes have the same size
+	parFor(c.Cin, c.Cout*9*p, func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			xp := x.Data[ci*p : (ci+1)*p]
+			for b := 0; b < nb; b++ {
+				o := b*c.Cin + ci
+				wo, zp := w[o*9:(o+1)*9], z[o*p:(o+1)*p]
+				if b < len(c.CenterOnly) && c.CenterOnly[b] {
+					kernel.Scale(wo[4], xp, zp)
+					continue
+				}
+				kernel.Conv3Plane((*[9]float32)(wo), xp, zp, x.H, x.W, x.N, false)
+			}
+		}
+	})
+}
+
+// dwBackwardRows is dwBackward of a rows3 convolution: per branch and
+// channel, the weight gradient from Corr3Plane(dz, x) and, if dx is not
+// nil, dx += the convolution of dz with the kernel flipped; a centre-only
+// branch needs one DotAxpy (its other taps are reported as 0).
+func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32) {
+	nb := c.Cout / c.Cin
+	p := x.H * x.W * x.N
+	parFor(c.Cin, 2*c.Cout*9*p, func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			xp := x.Data[ci*p : (ci+1)*p]
+			var dxp []float32
+			if dx != nil {
+				dxp = dx[ci*p : (ci+1)*p]
+			}
+			for b := 0; b < nb; b++ {
+				o := b*c.Cin + ci
+				wo, dzp, dwo := w[o*9:(o+1)*9], dz[o*p:(o+1)*p], dw[o*9:(o+1)*9]
+				if b < len(c.CenterOnly) && c.CenterOnly[b] {
+					clear(dwo)
+					if dxp != nil {
+						dwo[4] = float32(kernel.DotAxpy(wo[4], dzp, xp, dxp))
+					} else {
+						dwo[4] = float32(kernel.Dot64(dzp, xp))
+					}
+					continue
+				}
+				var g [9]float64
+				kernel.Corr3Plane(dzp, xp, x.H, x.W, x.N, &g)
+				for t := range g {
+					dwo[t] = float32(g[t])
+				}
+				if dxp == nil {
+					continue
+				}
+				var wf [9]float32
+				for t := range wf {
+					wf[t] = wo[8-t]
+				}
+				kernel.Conv3Plane(&wf, dzp, dxp, x.H, x.W, x.N, true)
+			}
+		}
+	})
 }
 
 // maxTaps bounds K·K for the row-ordered depthwise backward.
@@ -212,6 +255,10 @@ const maxTaps = 49
 // zero-padded 1×1 kernel) only use the centre tap; their other taps are
 // reported as 0.
 func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
+	if c.rows3() {
+		c.dwBackwardRows(x, w, dz, dw, dx)
+		return
+	}
 	oh, ow := c.outSize(x.H, x.W)
 	st := c.spanTable(ws, x.H, x.W, x.N)
 	kk := c.K * c.K
@@ -229,10 +276,6 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 				o := b*c.Cin + ci
 				dzp := dz[o*pout : (o+1)*pout]
 				center := b < len(c.CenterOnly) && c.CenterOnly[b]
-				if c.rows3() && !center {
-					c.dwBackwardRows(x, xp, w[o*kk:(o+1)*kk], dzp, dw[o*kk:(o+1)*kk], dxp)
-					continue
-				}
 				if pout*4 >= rowOrderBytes && kk <= maxTaps {
 					var g [maxTaps]float64
 					for _, s := range st.byRow {

@@ -26,7 +26,11 @@ func Conv3Plane(w *[9]float32, x, dst []float32, h, width, s int, add bool) {
 	if len(x) < n || len(dst) < n {
 		vecShort("Conv3Plane")
 	}
-	vecKernels.active.conv3[b2u(add)](*w, x[:n], zeroRow(width*s), dst[:n], 0, h, h, width, s)
+	f := vecKernels.active.conv3[0]
+	if add {
+		f = vecKernels.active.conv3[1]
+	}
+	f(*w, x[:n], zeroRow(width*s), dst[:n], 0, h, h, width, s)
 }
 
 // Corr3Plane adds to g[3r+c], r, c < 3, the weight gradient of
@@ -83,13 +87,6 @@ func zeroRow(n int) []float32 {
 }
 
 var zeros atomic.Pointer[[]float32]
-
-func b2u(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // The pure-Go twins of Conv3 and Corr3 (float64 sums in Corr3), same
 // contract: rows [y0, y1) of a plane of h rows of width pixels of s values,
