@@ -67,7 +67,11 @@ type Run struct {
 	// TransformFor, if set, gives the training transform of each epoch
 	// (0-based): progressive resolution. It replaces TrainTransform.
 	TransformFor func(epoch int) *data.Transform
-	Labels       []string
+	// EvalTransformFor, if set, gives the validation transform of each
+	// epoch (0-based), so that a progressive run is validated at the size
+	// it is training at; the final models are evaluated with EvalTransform.
+	EvalTransformFor func(epoch int) *data.Transform
+	Labels           []string
 
 	// Meta is stored in the checkpoint as is (the command keeps its
 	// arguments there so that --resume needs nothing else).
@@ -205,7 +209,11 @@ func (r *Run) Execute(ctx context.Context) error {
 			TrainLoss: st.LossSum / float64(max(st.Seen, 1)), TrainAcc: 100 * float64(st.Correct) / float64(max(st.Seen, 1)),
 			ImagesPerSec: float64(imgs) / time.Since(t0).Seconds()}
 		if r.Val != nil {
-			ev, err := Evaluate(r.Model, r.Val, r.EvalTransform, h.BatchSize, h.Workers)
+			evalT := r.EvalTransform
+			if r.EvalTransformFor != nil {
+				evalT = r.EvalTransformFor(st.Epoch)
+			}
+			ev, err := Evaluate(r.Model, r.Val, evalT, h.BatchSize, h.Workers)
 			if err != nil {
 				return err
 			}
@@ -215,7 +223,7 @@ func (r *Run) Execute(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				eev, err := Evaluate(em, r.Val, r.EvalTransform, h.BatchSize, h.Workers)
+				eev, err := Evaluate(em, r.Val, evalT, h.BatchSize, h.Workers)
 				if err != nil {
 					return err
 				}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/mobileone-go/mobileone/data"
@@ -134,8 +135,9 @@ func TestRunResumeExact(t *testing.T) {
 	}
 }
 
-// Progressive resolution: the run asks for each epoch's transform and
-// trains through the size changes (the network is fully convolutional).
+// Progressive resolution: the run asks for each epoch's training and
+// validation transforms and trains through the size changes (the network is
+// fully convolutional).
 func TestRunProgressive(t *testing.T) {
 	trainDS, valDS := toyData(t, 64, 1), toyData(t, 16, 2)
 	r := toyRun(t, t.TempDir(), trainDS, valDS)
@@ -146,6 +148,11 @@ func TestRunProgressive(t *testing.T) {
 		asked = append(asked, e)
 		return data.Augment{Size: sizes[e], RRC: true, Scale: [2]float64{0.5, 1}, Mean: []float32{0.2}, Std: []float32{0.3}}.Transform()
 	}
+	var evalAsked []int
+	r.EvalTransformFor = func(e int) *data.Transform {
+		evalAsked = append(evalAsked, e)
+		return data.EvalTransform(sizes[e], sizes[e], 1, []float32{0.2}, []float32{0.3})
+	}
 	seen := map[int]bool{}
 	r.OnStep = func(p Progress) { seen[p.Epoch] = true }
 	if err := r.Execute(context.Background()); err != nil {
@@ -153,5 +160,8 @@ func TestRunProgressive(t *testing.T) {
 	}
 	if len(asked) != 3 || asked[0] != 0 || asked[2] != 2 || len(seen) != 3 {
 		t.Errorf("transform asked for epochs %v, trained epochs %v", asked, seen)
+	}
+	if !slices.Equal(evalAsked, []int{0, 1, 2}) {
+		t.Errorf("validation transform asked for epochs %v, want 0 1 2", evalAsked)
 	}
 }

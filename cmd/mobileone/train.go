@@ -88,7 +88,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&a.Size, "size", 0, "training input size (0: 28 for Fashion-MNIST, 224 for folders)")
 	fs.IntVar(&a.Classes, "classes", 0, "number of classes (0: the data's); with --init replaces the head")
 	fs.StringVar(&a.Init, "init", "", "start from this train-time (unfused) `checkpoint` (fine-tuning)")
-	fs.StringVar(&a.Progressive, "progressive", "", "progressive resolution: training `size@epoch,...` (1-based epochs), e.g. 160@1,192@37,224@112; the last size is --size")
+	fs.StringVar(&a.Progressive, "progressive", "", "progressive resolution: training `size@epoch,...` (1-based epochs), e.g. 160@1,192@37,224@112; each epoch is validated at its size; the last size is --size")
 	fs.StringVar(&a.RandAugment, "randaugment", "", "RandAugment `N,M` (e.g. 2,9); empty: off")
 	fs.Float64Var(&a.Erase, "random-erase", 0, "random erasing with this `probability` (e.g. 0.5; 0: off): a random rectangle of 2-33 % of the image filled with noise")
 	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
@@ -178,7 +178,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	run.Train, run.Val, run.TrainTransform, run.EvalTransform = trainDS, valDS, trTrain, trEval
 	if a.Progressive != "" {
-		if run.TransformFor, err = progressive(a); err != nil {
+		if run.TransformFor, run.EvalTransformFor, err = progressive(a); err != nil {
 			return err
 		}
 	}
@@ -360,9 +360,11 @@ func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Par
 	return trainT, evalT, prep, nil
 }
 
-// progressive parses --progressive into a per-epoch training transform:
-// the same augmentation as --size, at the size in force for each epoch.
-func progressive(a trainArgs) (func(int) *data.Transform, error) {
+// progressive parses --progressive into per-epoch training and validation
+// transforms: the same augmentation and evaluation as --size, at the size
+// in force for each epoch (validating a net at a size it has not trained at
+// says little about it).
+func progressive(a trainArgs) (trainFor, evalFor func(int) *data.Transform, err error) {
 	type step struct{ size, epoch int }
 	var steps []step
 	for _, part := range strings.Split(a.Progressive, ",") {
@@ -370,36 +372,43 @@ func progressive(a trainArgs) (func(int) *data.Transform, error) {
 		size, err1 := strconv.Atoi(ss)
 		epoch, err2 := strconv.Atoi(es)
 		if !ok || err1 != nil || err2 != nil || size < 8 || size > 1024 || epoch < 1 {
-			return nil, fmt.Errorf("--progressive %q: want size@epoch,... (sizes 8..1024, epochs from 1)", a.Progressive)
+			return nil, nil, fmt.Errorf("--progressive %q: want size@epoch,... (sizes 8..1024, epochs from 1)", a.Progressive)
 		}
 		if len(steps) > 0 && epoch <= steps[len(steps)-1].epoch {
-			return nil, fmt.Errorf("--progressive %q: epochs must increase", a.Progressive)
+			return nil, nil, fmt.Errorf("--progressive %q: epochs must increase", a.Progressive)
 		}
 		steps = append(steps, step{size, epoch})
 	}
 	if steps[0].epoch != 1 {
-		return nil, fmt.Errorf("--progressive %q: the first size must start at epoch 1", a.Progressive)
+		return nil, nil, fmt.Errorf("--progressive %q: the first size must start at epoch 1", a.Progressive)
 	}
 	if last := steps[len(steps)-1].size; last != a.Size {
-		return nil, fmt.Errorf("--progressive %q ends at %d but --size (the evaluation size) is %d", a.Progressive, last, a.Size)
+		return nil, nil, fmt.Errorf("--progressive %q ends at %d but --size (the evaluation size) is %d", a.Progressive, last, a.Size)
 	}
-	cache := map[int]*data.Transform{}
-	return func(e int) *data.Transform {
+	sizeAt := func(e int) int {
 		size := steps[0].size
 		for _, s := range steps {
 			if e+1 >= s.epoch {
 				size = s.size
 			}
 		}
-		if t := cache[size]; t != nil {
-			return t
+		return size
+	}
+	type pair struct{ train, eval *data.Transform }
+	cache := map[int]pair{}
+	get := func(e int) pair {
+		size := sizeAt(e)
+		if p, ok := cache[size]; ok {
+			return p
 		}
 		b := a
 		b.Size = size
-		t, _, _, _ := transforms(&b)
-		cache[size] = t
-		return t
-	}, nil
+		t, ev, _, _ := transforms(&b)
+		cache[size] = pair{t, ev}
+		return cache[size]
+	}
+	return func(e int) *data.Transform { return get(e).train },
+		func(e int) *data.Transform { return get(e).eval }, nil
 }
 
 // newTrainModel builds the model to train: the variant's widths (or custom

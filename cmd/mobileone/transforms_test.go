@@ -58,3 +58,37 @@ func prefixOps(s string) string {
 	before, _, _ := strings.Cut(s, " Normalize")
 	return before
 }
+
+// TestProgressiveTransforms checks --progressive's per-epoch transforms:
+// training and validation both at the size in force for the epoch.
+func TestProgressiveTransforms(t *testing.T) {
+	a := trainArgs{Data: "fashion-mnist", Size: 36, Progressive: "28@1,32@3,36@5"}
+	trainFor, evalFor, err := progressive(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		epoch       int // 0-based
+		train, eval string
+	}{
+		{0, "Grey RandomCrop(28x28, pad 4) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor"},
+		{1, "Grey RandomCrop(28x28, pad 4) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor"},
+		{2, "Grey Resize(32) RandomCrop(32x32, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor"},
+		{4, "Grey Resize(36) RandomCrop(36x36, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(36) CenterCrop(36x36) ToTensor"},
+		{9, "Grey Resize(36) RandomCrop(36x36, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(36) CenterCrop(36x36) ToTensor"},
+	} {
+		if got := prefixOps(trainFor(c.epoch).String()); got != c.train {
+			t.Errorf("epoch %d: training %q, want %q", c.epoch, got, c.train)
+		}
+		if got := prefixOps(evalFor(c.epoch).String()); got != c.eval {
+			t.Errorf("epoch %d: validation %q, want %q", c.epoch, got, c.eval)
+		}
+	}
+	for _, bad := range []string{"28@2,36@5", "28@1,36@1", "28@1,32@4", "x@1", "4@1,36@3"} {
+		b := a
+		b.Progressive = bad
+		if _, _, err := progressive(b); err == nil {
+			t.Errorf("--progressive %q accepted", bad)
+		}
+	}
+}
