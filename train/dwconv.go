@@ -183,22 +183,27 @@ func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
 // branch and channel; a centre-only branch (the 1×1 scale branch) is a
 // scaled copy of its channel.
 func (c convOp) dwForwardRows(x *act, w, z []float32) {
-	nb := c.Cout / c.Cin
-	p := x.H * x.W * x.N // input and output planes have the same size
-	parFor(c.Cin, c.Cout*9*p, func(lo, hi int) {
+	parFor(c.Cin, c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
-			xp := x.Data[ci*p : (ci+1)*p]
-			for b := 0; b < nb; b++ {
-				o := b*c.Cin + ci
-				wo, zp := w[o*9:(o+1)*9], z[o*p:(o+1)*p]
-				if b < len(c.CenterOnly) && c.CenterOnly[b] {
-					kernel.Scale(wo[4], xp, zp)
-					continue
-				}
-				kernel.Conv3Plane((*[9]float32)(wo), xp, zp, x.H, x.W, x.N, false)
-			}
+			c.dwForwardPlane(x, w, z, ci)
 		}
 	})
+}
+
+// dwForwardPlane is dwForwardRows for input channel ci (every branch).
+func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int) {
+	nb := c.Cout / c.Cin
+	p := x.H * x.W * x.N // input and output planes have the same size
+	xp := x.Data[ci*p : (ci+1)*p]
+	for b := 0; b < nb; b++ {
+		o := b*c.Cin + ci
+		wo, zp := w[o*9:(o+1)*9], z[o*p:(o+1)*p]
+		if b < len(c.CenterOnly) && c.CenterOnly[b] {
+			kernel.Scale(wo[4], xp, zp)
+			continue
+		}
+		kernel.Conv3Plane((*[9]float32)(wo), xp, zp, x.H, x.W, x.N, false)
+	}
 }
 
 // dwBackwardRows is dwBackward of a rows3 convolution: per branch and
@@ -206,43 +211,48 @@ func (c convOp) dwForwardRows(x *act, w, z []float32) {
 // nil, dx += the convolution of dz with the kernel flipped; a centre-only
 // branch needs one DotAxpy (its other taps are reported as 0).
 func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32) {
-	nb := c.Cout / c.Cin
-	p := x.H * x.W * x.N
-	parFor(c.Cin, 2*c.Cout*9*p, func(lo, hi int) {
+	parFor(c.Cin, 2*c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
-			xp := x.Data[ci*p : (ci+1)*p]
-			var dxp []float32
-			if dx != nil {
-				dxp = dx[ci*p : (ci+1)*p]
-			}
-			for b := 0; b < nb; b++ {
-				o := b*c.Cin + ci
-				wo, dzp, dwo := w[o*9:(o+1)*9], dz[o*p:(o+1)*p], dw[o*9:(o+1)*9]
-				if b < len(c.CenterOnly) && c.CenterOnly[b] {
-					clear(dwo)
-					if dxp != nil {
-						dwo[4] = float32(kernel.DotAxpy(wo[4], dzp, xp, dxp))
-					} else {
-						dwo[4] = float32(kernel.Dot64(dzp, xp))
-					}
-					continue
-				}
-				var g [9]float64
-				kernel.Corr3Plane(dzp, xp, x.H, x.W, x.N, &g)
-				for t := range g {
-					dwo[t] = float32(g[t])
-				}
-				if dxp == nil {
-					continue
-				}
-				var wf [9]float32
-				for t := range wf {
-					wf[t] = wo[8-t]
-				}
-				kernel.Conv3Plane(&wf, dzp, dxp, x.H, x.W, x.N, true)
-			}
+			c.dwBackwardPlane(x, w, dz, dw, dx, ci)
 		}
 	})
+}
+
+// dwBackwardPlane is dwBackwardRows for input channel ci (every branch).
+func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int) {
+	nb := c.Cout / c.Cin
+	p := x.H * x.W * x.N
+	xp := x.Data[ci*p : (ci+1)*p]
+	var dxp []float32
+	if dx != nil {
+		dxp = dx[ci*p : (ci+1)*p]
+	}
+	for b := 0; b < nb; b++ {
+		o := b*c.Cin + ci
+		wo, dzp, dwo := w[o*9:(o+1)*9], dz[o*p:(o+1)*p], dw[o*9:(o+1)*9]
+		if b < len(c.CenterOnly) && c.CenterOnly[b] {
+			clear(dwo)
+			if dxp != nil {
+				dwo[4] = float32(kernel.DotAxpy(wo[4], dzp, xp, dxp))
+			} else {
+				dwo[4] = float32(kernel.Dot64(dzp, xp))
+			}
+			continue
+		}
+		var g [9]float64
+		kernel.Corr3Plane(dzp, xp, x.H, x.W, x.N, &g)
+		for t := range g {
+			dwo[t] = float32(g[t])
+		}
+		if dxp == nil {
+			continue
+		}
+		var wf [9]float32
+		for t := range wf {
+			wf[t] = wo[8-t]
+		}
+		kernel.Conv3Plane(&wf, dzp, dxp, x.H, x.W, x.N, true)
+	}
 }
 
 // maxTaps bounds K·K for the row-ordered depthwise backward.

@@ -28,44 +28,48 @@ type bnSrc struct {
 // num_batches_tracked), writes Σ γ·x̂+β (in the order of ins) to out, and
 // clamps out at zero if relu.
 func bnTrainForwardSum(ins []bnSrc, c, m int, out []float32, relu bool) {
-	nb := len(ins)
-	parFor(c, 3*nb*c*m, func(lo, hi int) {
-		mf := make([]float32, nb)
-		isf := make([]float32, nb)
+	parFor(c, 3*len(ins)*c*m, func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			for k, in := range ins {
-				bn := in.bn.bn
-				row := in.src[ch*m : (ch+1)*m]
-				shift := float64(row[0])
-				s, sq := shiftedSums(row, shift)
-				mean := shift + s/float64(m)
-				q := max(0, sq-s*s/float64(m)) // Σ(x−mean)²
-				v := q / float64(m)
-				is := 1 / math.Sqrt(v+bn.Eps)
-				in.bn.invstd[ch] = float32(is)
-				mf[k], isf[k] = float32(mean), float32(is)
-				unbiased := v
-				if m > 1 {
-					unbiased = q / float64(m-1)
-				}
-				rm, rv := bn.RunningMean.Data, bn.RunningVar.Data
-				rm[ch] = float32((1-bnMomentum)*float64(rm[ch]) + bnMomentum*mean)
-				rv[ch] = float32((1-bnMomentum)*float64(rv[ch]) + bnMomentum*unbiased)
-			}
-			o := out[ch*m : (ch+1)*m]
-			for j0 := 0; j0 < m; j0 += fuseChunk {
-				j1 := min(m, j0+fuseChunk)
-				oc := o[j0:j1]
-				for k, in := range ins {
-					g, b := in.bn.bn.Weight.Data[ch], in.bn.bn.Bias.Data[ch]
-					kernel.BNNorm(in.src[ch*m+j0:ch*m+j1], in.xhat[ch*m+j0:ch*m+j1], oc, mf[k], isf[k], g, b, k > 0)
-				}
-				if relu {
-					kernel.ReLU(oc)
-				}
-			}
+			bnSumChannel(ins, ch, m, out, relu)
 		}
 	})
+}
+
+// bnSumChannel is bnTrainForwardSum for channel ch.
+func bnSumChannel(ins []bnSrc, ch, m int, out []float32, relu bool) {
+	var mfa, isfa [8]float32
+	mf, isf := mfa[:0], isfa[:0] // on the stack for up to 8 BatchNorms
+	for _, in := range ins {
+		bn := in.bn.bn
+		row := in.src[ch*m : (ch+1)*m]
+		shift := float64(row[0])
+		s, sq := shiftedSums(row, shift)
+		mean := shift + s/float64(m)
+		q := max(0, sq-s*s/float64(m)) // Σ(x−mean)²
+		v := q / float64(m)
+		is := 1 / math.Sqrt(v+bn.Eps)
+		in.bn.invstd[ch] = float32(is)
+		mf, isf = append(mf, float32(mean)), append(isf, float32(is))
+		unbiased := v
+		if m > 1 {
+			unbiased = q / float64(m-1)
+		}
+		rm, rv := bn.RunningMean.Data, bn.RunningVar.Data
+		rm[ch] = float32((1-bnMomentum)*float64(rm[ch]) + bnMomentum*mean)
+		rv[ch] = float32((1-bnMomentum)*float64(rv[ch]) + bnMomentum*unbiased)
+	}
+	o := out[ch*m : (ch+1)*m]
+	for j0 := 0; j0 < m; j0 += fuseChunk {
+		j1 := min(m, j0+fuseChunk)
+		oc := o[j0:j1]
+		for k, in := range ins {
+			g, b := in.bn.bn.Weight.Data[ch], in.bn.bn.Bias.Data[ch]
+			kernel.BNNorm(in.src[ch*m+j0:ch*m+j1], in.xhat[ch*m+j0:ch*m+j1], oc, mf[k], isf[k], g, b, k > 0)
+		}
+		if relu {
+			kernel.ReLU(oc)
+		}
+	}
 }
 
 // bnGrad is one BatchNorm of a block in the backward pass: x̂ rows in xhat,
@@ -79,41 +83,48 @@ type bnGrad struct {
 // output gradient d (C, m). If y is not nil, d is first multiplied in place
 // by the ReLU mask y > 0 (y the block's ReLU output).
 func bnBackwardSum(ins []bnGrad, c, m int, d, y []float32) {
-	nb := len(ins)
-	parFor(c, 3*nb*c*m, func(lo, hi int) {
-		sdx := make([]float64, nb)
+	parFor(c, 3*len(ins)*c*m, func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			dr := d[ch*m : (ch+1)*m]
-			var sd float64
-			clear(sdx)
-			for j0 := 0; j0 < m; j0 += fuseChunk {
-				j1 := min(m, j0+fuseChunk)
-				dc := dr[j0:j1]
-				for k, in := range ins {
-					if k == 0 {
-						var s, sx float64
-						if y != nil { // the ReLU mask first, in the same pass
-							s, sx = kernel.ReLUMaskDotSums(y[ch*m+j0:ch*m+j1], dc, in.xhat[ch*m+j0:ch*m+j1])
-						} else {
-							s, sx = dotSums(dc, in.xhat[ch*m+j0:ch*m+j1])
-						}
-						sd += s
-						sdx[k] += sx
-						continue
-					}
-					sdx[k] += kernel.Dot64(dc, in.xhat[ch*m+j0:ch*m+j1])
-				}
-			}
-			for k, in := range ins {
-				in.bn.gW.Data[ch] += float32(sdx[k])
-				in.bn.gB.Data[ch] += float32(sd)
-			}
-			md := float32(sd / float64(m))
-			for k, in := range ins {
-				kf := in.bn.bn.Weight.Data[ch] * in.bn.invstd[ch]
-				mdx := float32(sdx[k] / float64(m))
-				kernel.BNBackApply(dr, in.xhat[ch*m:(ch+1)*m], in.dz[ch*m:(ch+1)*m], kf, md, mdx)
-			}
+			bnBackChannel(ins, ch, m, d, y)
 		}
 	})
+}
+
+// bnBackChannel is bnBackwardSum for channel ch.
+func bnBackChannel(ins []bnGrad, ch, m int, d, y []float32) {
+	var sdxa [8]float64
+	sdx := sdxa[:0]
+	for range ins {
+		sdx = append(sdx, 0) // on the stack for up to 8 BatchNorms
+	}
+	dr := d[ch*m : (ch+1)*m]
+	var sd float64
+	for j0 := 0; j0 < m; j0 += fuseChunk {
+		j1 := min(m, j0+fuseChunk)
+		dc := dr[j0:j1]
+		for k, in := range ins {
+			if k == 0 {
+				var s, sx float64
+				if y != nil { // the ReLU mask first, in the same pass
+					s, sx = kernel.ReLUMaskDotSums(y[ch*m+j0:ch*m+j1], dc, in.xhat[ch*m+j0:ch*m+j1])
+				} else {
+					s, sx = dotSums(dc, in.xhat[ch*m+j0:ch*m+j1])
+				}
+				sd += s
+				sdx[k] += sx
+				continue
+			}
+			sdx[k] += kernel.Dot64(dc, in.xhat[ch*m+j0:ch*m+j1])
+		}
+	}
+	for k, in := range ins {
+		in.bn.gW.Data[ch] += float32(sdx[k])
+		in.bn.gB.Data[ch] += float32(sd)
+	}
+	md := float32(sd / float64(m))
+	for k, in := range ins {
+		kf := in.bn.bn.Weight.Data[ch] * in.bn.invstd[ch]
+		mdx := float32(sdx[k] / float64(m))
+		kernel.BNBackApply(dr, in.xhat[ch*m:(ch+1)*m], in.dz[ch*m:(ch+1)*m], kf, md, mdx)
+	}
 }

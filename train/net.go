@@ -315,9 +315,13 @@ func (b *block) forward(x *act, training bool) *act {
 	}
 	b.stackWeights()
 	b.z = grow(b.z, op.Cout*mo)
-	op.forward(x, b.wst, b.z, &b.ws)
+	sweep := training && (b.skip == nil || x.M() == mo)
+	planes := sweep && b.dwPlanes()
+	if !planes {
+		op.forward(x, b.wst, b.z, &b.ws)
+	}
 	per := b.outC * mo
-	if training && (b.skip == nil || x.M() == mo) {
+	if sweep {
 		// One fused sweep: all BatchNorms, their sum and (without SE) the ReLU.
 		b.sum = grow(b.sum, per)
 		ins := b.bnIns[:0]
@@ -332,7 +336,18 @@ func (b *block) forward(x *act, training bool) *act {
 			b.skip.bn.NumBatchesTracked++
 		}
 		b.bnIns = ins
-		bnTrainForwardSum(ins, b.outC, mo, b.sum, b.se == nil)
+		if planes {
+			// Channel by channel: the branches' planes, then their
+			// BatchNorms while the planes are still in cache.
+			parFor(b.outC, (9*op.Cout+3*len(ins)*b.outC)*mo, func(lo, hi int) {
+				for ch := lo; ch < hi; ch++ {
+					op.dwForwardPlane(x, b.wst, b.z, ch)
+					bnSumChannel(ins, ch, mo, b.sum, b.se == nil)
+				}
+			})
+		} else {
+			bnTrainForwardSum(ins, b.outC, mo, b.sum, b.se == nil)
+		}
 		out := b.sum
 		if b.se != nil {
 			b.outBuf = grow(b.outBuf, per)
@@ -371,6 +386,14 @@ func (b *block) forward(x *act, training bool) *act {
 	reluInPlace(out)
 	b.out = act{C: b.outC, N: x.N, H: oh, W: ow, Data: out}
 	return &b.out
+}
+
+// dwPlanes reports whether the block is a 3×3 stride-1 depthwise one whose
+// training passes run channel by channel, each channel's convolution planes
+// next to its BatchNorms (dwForwardPlane + bnSumChannel, bnBackChannel +
+// dwBackwardPlane), instead of one pass over the whole tensor for each.
+func (b *block) dwPlanes() bool {
+	return b.op.DW && b.op.rows3() && b.op.Cin == b.outC
 }
 
 // stackWeights copies the branch kernels into one (branches·OutC, Cin/g·K·K)
@@ -454,9 +477,20 @@ func (b *block) backward(d []float32) []float32 {
 		gs = append(gs, bnGrad{bn: b.skip, xhat: b.xhatSkip, dz: gx})
 	}
 	b.bnGrads = gs
-	bnBackwardSum(gs, b.outC, mo, d, y)
 	b.dwst = grow(b.dwst, len(b.wst))
-	op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
+	if b.dwPlanes() {
+		// Channel by channel: the BatchNorms' backward, then the
+		// branches' planes while their gradients are still in cache.
+		parFor(b.outC, (3*len(gs)*b.outC+18*op.Cout)*mo, func(lo, hi int) {
+			for ch := lo; ch < hi; ch++ {
+				bnBackChannel(gs, ch, mo, d, y)
+				op.dwBackwardPlane(x, b.wst, b.z, b.dwst, gx, ch)
+			}
+		})
+	} else {
+		bnBackwardSum(gs, b.outC, mo, d, y)
+		op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
+	}
 	// Scatter the stacked weight gradient into the branches.
 	cinG := op.Cin
 	if op.DW {
