@@ -1,8 +1,6 @@
 package train
 
 import (
-	"math"
-
 	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
@@ -41,22 +39,10 @@ func bnSumChannel(ins []bnSrc, ch, m int, out []float32, relu bool) {
 	mf, isf := mfa[:0], isfa[:0] // on the stack for up to 8 BatchNorms
 	for _, in := range ins {
 		bn := in.bn.bn
-		row := in.src[ch*m : (ch+1)*m]
-		shift := float64(row[0])
-		s, sq := shiftedSums(row, shift)
-		mean := shift + s/float64(m)
-		q := max(0, sq-s*s/float64(m)) // Σ(x−mean)²
-		v := q / float64(m)
-		is := 1 / math.Sqrt(v+bn.Eps)
+		mean, is, unbiased := batchStats(in.src[ch*m:(ch+1)*m], bn.Eps)
 		in.bn.invstd[ch] = float32(is)
 		mf, isf = append(mf, float32(mean)), append(isf, float32(is))
-		unbiased := v
-		if m > 1 {
-			unbiased = q / float64(m-1)
-		}
-		rm, rv := bn.RunningMean.Data, bn.RunningVar.Data
-		rm[ch] = float32((1-bnMomentum)*float64(rm[ch]) + bnMomentum*mean)
-		rv[ch] = float32((1-bnMomentum)*float64(rv[ch]) + bnMomentum*unbiased)
+		updateRunning(&bn.RunningMean.Data[ch], &bn.RunningVar.Data[ch], mean, unbiased)
 	}
 	o := out[ch*m : (ch+1)*m]
 	for j0 := 0; j0 < m; j0 += fuseChunk {

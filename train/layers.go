@@ -247,14 +247,7 @@ func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, in
 	parFor(c, 3*c*m, func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
 			row := src[ch*m : (ch+1)*m]
-			// One pass around a shift (the first value), which keeps
-			// E[x²]−E[x]² free of cancellation for float32 data.
-			shift := float64(row[0])
-			s, sq := shiftedSums(row, shift)
-			mean := shift + s/float64(m)
-			q := max(0, sq-s*s/float64(m)) // Σ(x−mean)²
-			v := q / float64(m)
-			is := 1 / math.Sqrt(v+bn.eps)
+			mean, is, unbiased := batchStats(row, bn.eps)
 			invstd[ch] = float32(is)
 			mf, isf := float32(mean), float32(is)
 			var out []float32
@@ -263,15 +256,33 @@ func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, in
 			}
 			kernel.BNNorm(row, xhat[ch*m:(ch+1)*m], out, mf, isf, bn.gamma[ch], bn.beta[ch], true)
 			if update {
-				unbiased := v
-				if m > 1 {
-					unbiased = q / float64(m-1)
-				}
-				bn.rmean[ch] = float32((1-bnMomentum)*float64(bn.rmean[ch]) + bnMomentum*mean)
-				bn.rvar[ch] = float32((1-bnMomentum)*float64(bn.rvar[ch]) + bnMomentum*unbiased)
+				updateRunning(&bn.rmean[ch], &bn.rvar[ch], mean, unbiased)
 			}
 		}
 	})
+}
+
+// batchStats returns a row's mean, 1/sqrt(var+eps) and unbiased variance,
+// in one pass around a shift (the first value), which keeps E[x²]−E[x]²
+// free of cancellation for float32 data.
+func batchStats(row []float32, eps float64) (mean, invstd, unbiased float64) {
+	m := float64(len(row))
+	shift := float64(row[0])
+	s, sq := shiftedSums(row, shift)
+	mean = shift + s/m
+	q := max(0, sq-s*s/m) // Σ(x−mean)²
+	v := q / m
+	unbiased = v
+	if len(row) > 1 {
+		unbiased = q / (m - 1)
+	}
+	return mean, 1 / math.Sqrt(v+eps), unbiased
+}
+
+// updateRunning updates running statistics as PyTorch does (momentum 0.1).
+func updateRunning(rmean, rvar *float32, mean, unbiased float64) {
+	*rmean = float32((1-bnMomentum)*float64(*rmean) + bnMomentum*mean)
+	*rvar = float32((1-bnMomentum)*float64(*rvar) + bnMomentum*unbiased)
 }
 
 // shiftedSums returns Σ(x−shift) and Σ(x−shift)² in float64.
