@@ -278,40 +278,47 @@ func (op *StemOp) Run(x, out []float32) {
 	op.runs.Put(r)
 }
 
-// task computes output rows [t·band, (t+1)·band). Rows whose three input
-// rows lie inside the image (and not from row 0, so that column -1 has an
-// address in x) are read in place from x: the kernels skip the
-// out-of-image taps of the first and last pixels. The others (the top and
-// bottom rows, with stride 1 the second, and rows too narrow for the
-// left-edge tile) run on a zero-padded copy of the three input rows they
-// read.
+// task computes output rows [t·band, (t+1)·band).
 func (op *StemOp) task(s *scratch, x, out []float32, t int) {
 	c := op.c
-	st := c.Stride
 	oh, ow := c.OutH(), c.OutW()
 	oy0 := t * op.band
 	oy1 := min(oh, oy0+op.band)
+	ldo := oh * ow * BlockC
+	for oy := oy0; oy < oy1; oy++ {
+		op.row(s, x, out[oy*ow*BlockC:], ldo, oy)
+	}
+}
+
+// row computes output row oy into out: block b of the row at out[b·ldo:].
+// Rows whose three input rows lie inside the image (and not from row 0, so
+// that column -1 has an address in x) are read in place from x: the
+// kernels skip the out-of-image taps of the first and last pixels. The
+// others (the top and bottom rows, with stride 1 the second, and rows too
+// narrow for the left-edge tile) run on a zero-padded copy of the three
+// input rows they read, in s.a.
+func (op *StemOp) row(s *scratch, x, out []float32, ldo, oy int) {
+	c := op.c
+	st := c.Stride
+	ow := c.OutW()
+	iy := st*oy - 1
+	if iy < 1 || iy+2 >= c.InH || ow <= op.maxTile {
+		s.a = grow(s.a, c.InC*3*(st*(ow-1)+3))
+		op.window(s.a, x, out, ldo, oy)
+		return
+	}
 	edges := stembLeft
 	if st*(ow-1)+1 >= c.InW {
 		edges |= stembRight
 	}
-	plane := c.InH * c.InW
-	for oy := oy0; oy < oy1; oy++ {
-		iy := st*oy - 1
-		if iy < 1 || iy+2 >= c.InH || ow <= op.maxTile {
-			s.a = grow(s.a, c.InC*3*(st*(ow-1)+3))
-			op.window(s.a, x, out, oy)
-			continue
-		}
-		// xp is column -1 of row iy, never read (iy ≥ 1 keeps it in x).
-		op.run(x[iy*c.InW-1:], plane, c.InW, out, oy, edges)
-	}
+	// xp is column -1 of row iy, never read (iy ≥ 1 keeps it in x).
+	op.run(x[iy*c.InW-1:], c.InH*c.InW, c.InW, out, ldo, edges)
 }
 
-// window computes output row oy from a zero-padded copy, in buf, of the
-// three input rows from st·oy-1 it reads (one zero column on the left,
-// zeros on the right).
-func (op *StemOp) window(buf, x, out []float32, oy int) {
+// window computes output row oy into out (block stride ldo) from a
+// zero-padded copy, in buf, of the three input rows from st·oy-1 it reads
+// (one zero column on the left, zeros on the right).
+func (op *StemOp) window(buf, x, out []float32, ldo, oy int) {
 	c := op.c
 	st := c.Stride
 	ldx := st*(c.OutW()-1) + 3
@@ -332,17 +339,16 @@ func (op *StemOp) window(buf, x, out []float32, oy int) {
 			clear(dst[1+n:])
 		}
 	}
-	op.run(buf, chStride, ldx, out, oy, 0)
+	op.run(buf, chStride, ldx, out, ldo, 0)
 }
 
-// run calls every group's kernel on output row oy, the input at xp (channel
-// stride chStride, row stride ldx, column 0 for input column -1).
-func (op *StemOp) run(xp []float32, chStride, ldx int, out []float32, oy, edges int) {
+// run calls every group's kernel on one output row, the input at xp
+// (channel stride chStride, row stride ldx, column 0 for input column -1),
+// the output row's block b at out[b·ldo:].
+func (op *StemOp) run(xp []float32, chStride, ldx int, out []float32, ldo, edges int) {
 	c := op.c
-	ow := c.OutW()
-	hw := c.OutH() * ow
 	for i := range op.groups {
 		g := &op.groups[i]
-		g.k(xp, chStride, ldx, g.w, g.b, out[(g.cb0*hw+oy*ow)*BlockC:], hw*BlockC, c.InC, ow, edges, op.relu)
+		g.k(xp, chStride, ldx, g.w, g.b, out[g.cb0*ldo:], ldo, c.InC, c.OutW(), edges, op.relu)
 	}
 }
