@@ -62,11 +62,15 @@ type planLane struct {
 type seBuf struct{ mean, hid, gate []float32 }
 
 type planLayer struct {
-	name             string
-	op               *kernel.ConvOp // NCHW layout
-	stem             *kernel.StemOp // blocked layout: exactly one of stem, dw, pw
-	dw               *kernel.DepthwiseOp
-	pw               *kernel.PointwiseOp
+	name   string
+	op     *kernel.ConvOp // NCHW layout
+	stem   *kernel.StemOp // blocked layout: exactly one of stem, stemDW, dw, pw
+	stemDW *kernel.StemDWOp
+	dw     *kernel.DepthwiseOp
+	pw     *kernel.PointwiseOp
+	// done: this layer's output was written by the layer before (a
+	// stemDW op computes the stem and the depthwise layer after it).
+	done             bool
 	in, out          int // values per image
 	outC, outH, outW int
 	se               *planSE
@@ -147,12 +151,13 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	}
 	blocked := layout == LayoutBlocked
 	p := &Plan{N: n, C: m.Config.InChannels, H: h, W: w, Layout: layout, linear: m.Linear}
-	maxBuf := 0
+	convs := make([]kernel.Conv, 0, len(m.Blocks()))
 	ch, hh, ww := m.Config.InChannels, h, w
 	for i, nb := range m.Blocks() {
 		b := nb.Block
 		f := b.Fused
 		c := kernel.Conv{InC: ch, InH: hh, InW: ww, OutC: f.OutC, K: f.K, Stride: f.Stride, Pad: f.Pad, Groups: f.Groups}
+		convs = append(convs, c)
 		oh, ow := c.OutH(), c.OutW()
 		if oh < 1 || ow < 1 {
 			return nil, fmt.Errorf("plan: input %d×%d is too small for %s", h, w, nb.Name)
@@ -182,8 +187,24 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 			l.macs += int64(s.MACs())
 		}
 		p.layers = append(p.layers, l)
-		maxBuf = max(maxBuf, l.out)
 		ch, hh, ww = f.OutC, oh, ow
+	}
+	if blocked && stemDWFusion && len(p.layers) > 1 {
+		// The stem and a stride-2 depthwise layer after it run as one op:
+		// the stem's output, the largest activation, stays in L2.
+		l0, l1 := &p.layers[0], &p.layers[1]
+		b0, b1 := m.Blocks()[0].Block, m.Blocks()[1].Block
+		if l0.stem != nil && l1.dw != nil && l0.se == nil && l1.se == nil && kernel.StemDWOK(convs[0], convs[1]) {
+			f0, f1 := b0.Fused, b1.Fused
+			l0.stemDW = kernel.NewStemDWOp(convs[0], f0.Weight.Data, f0.Bias.Data, true,
+				convs[1], f1.Weight.Data, f1.Bias.Data, true)
+			l0.stem, l1.dw, l1.done = nil, nil, true
+			l0.out, l1.in = 0, 0 // the stem's output is never in a buffer
+		}
+	}
+	maxBuf := 0
+	for _, l := range p.layers {
+		maxBuf = max(maxBuf, l.out)
 	}
 	p.outC = ch
 	p.maxBuf = maxBuf
@@ -274,6 +295,8 @@ func (p *Plan) setWorkers(n int) {
 		switch {
 		case l.stem != nil:
 			l.stem.Workers = n
+		case l.stemDW != nil:
+			l.stemDW.Workers = n
 		case l.pw != nil:
 			l.pw.Workers = n
 		case l.dw != nil:
@@ -297,6 +320,14 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 		out := dst[:l.out]
 		in := src[:l.in]
 		switch {
+		case l.done:
+		case l.stemDW != nil:
+			// Writes the next layer's output, in the other buffer.
+			next := ln.bufA
+			if &dst[0] == &ln.bufA[0] {
+				next = ln.bufB
+			}
+			l.stemDW.Run(in, next[:p.layers[li+1].out])
 		case l.op != nil:
 			l.op.Run(in, out)
 		case l.stem != nil:
@@ -363,6 +394,10 @@ func (s *planSE) apply(x []float32, b *seBuf, workers int) {
 	}
 }
 
+// stemDWFusion enables the fused stem + depthwise op (MOBILEONE_STEMDW=0
+// turns it off, for comparisons).
+var stemDWFusion = os.Getenv("MOBILEONE_STEMDW") != "0"
+
 // LayerTime is one layer's share of a profiled Plan's run time.
 type LayerTime struct {
 	Name string        `json:"name"`
@@ -376,7 +411,16 @@ func (p *Plan) Profiled() []LayerTime {
 	out := make([]LayerTime, 0, len(p.times))
 	runs := max(p.runs, 1)
 	for i, l := range p.layers {
-		out = append(out, LayerTime{Name: l.name, MACs: l.macs * int64(p.N), Time: p.times[i] / time.Duration(runs)})
+		lt := LayerTime{Name: l.name, MACs: l.macs * int64(p.N), Time: p.times[i] / time.Duration(runs)}
+		if l.done && len(out) > 0 {
+			// Computed by the op of the layer before: one entry for both.
+			prev := &out[len(out)-1]
+			prev.Name += "+" + lt.Name
+			prev.MACs += lt.MACs
+			prev.Time += lt.Time
+			continue
+		}
+		out = append(out, lt)
 	}
 	head := LayerTime{Name: "head", Time: p.times[len(p.layers)] / time.Duration(runs)}
 	if p.linear != nil {
