@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"os"
 	"sync"
 
 	"github.com/mobileone-go/mobileone/internal/cpu"
@@ -301,6 +302,9 @@ func (op *StemOp) row(s *scratch, x, out []float32, ldo, oy int) {
 	c := op.c
 	st := c.Stride
 	ow := c.OutW()
+	if stembPrefetch {
+		op.prefetch(x, oy+stembAhead)
+	}
 	iy := st*oy - 1
 	if iy < 1 || iy+2 >= c.InH || ow <= op.maxTile {
 		s.a = grow(s.a, c.InC*3*(st*(ow-1)+3))
@@ -313,6 +317,34 @@ func (op *StemOp) row(s *scratch, x, out []float32, ldo, oy int) {
 	}
 	// xp is column -1 of row iy, never read (iy ≥ 1 keeps it in x).
 	op.run(x[iy*c.InW-1:], c.InH*c.InW, c.InW, out, ldo, edges)
+}
+
+// stembPrefetch turns on software prefetching of the image rows a few
+// output rows ahead (MOBILEONE_STEMPREFETCH=0 turns it off). Inside a
+// network the image is usually not in the caches (the layers of the run
+// before have been through them), and the stem reads it as 3·InC short
+// streams per output row, too short for the hardware prefetchers.
+var stembPrefetch = os.Getenv("MOBILEONE_STEMPREFETCH") != "0"
+
+// stembAhead is how many output rows ahead the stem prefetches.
+const stembAhead = 2
+
+// prefetch hints the processor to load the image rows output row oy reads
+// that output row oy-1 does not (nothing if oy is past the last row).
+func (op *StemOp) prefetch(x []float32, oy int) {
+	c := op.c
+	st := c.Stride
+	if oy >= c.OutH() {
+		return
+	}
+	plane := c.InH * c.InW
+	lines := ceilDiv(c.InW, 16) + 1 // the row may straddle one more line
+	for iy := max(0, st*oy+2-st); iy <= min(c.InH-1, st*oy+1); iy++ {
+		for ci := 0; ci < c.InC; ci++ {
+			o := ci*plane + iy*c.InW
+			prefetchLines(x[o:], min(lines, (len(x)-o)/16))
+		}
+	}
 }
 
 // window computes output row oy into out (block stride ldo) from a
