@@ -308,7 +308,7 @@ func TestBenchJSON(t *testing.T) {
 				t.Fatalf("%v: %s", err, out)
 			}
 			if r.MinMS <= 0 || r.MedianMS < r.MinMS || r.MeanMS <= 0 || r.Threads != 2 || r.Batch != 2 ||
-				r.Layout != layout || r.Kernels == "" || len(r.Layers) < 2 || r.Layers[0].Name != "stage0" {
+				r.Layout != layout || r.Kernels == "" || len(r.Layers) < 2 || !strings.HasPrefix(r.Layers[0].Name, "stage0") {
 				t.Errorf("bench JSON %+v", r)
 			}
 		})
