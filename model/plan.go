@@ -36,6 +36,7 @@ type Plan struct {
 	layers []planLayer
 	lanes  []planLane // activation buffers per image in flight
 	logits []float32  // (N, classes)
+	pooled []float32  // (N, C) pooled features; logits itself without a classifier
 	linear *nn.Linear
 	outC   int
 
@@ -55,8 +56,7 @@ type Plan struct {
 // planLane holds what one image needs while it runs through the network.
 type planLane struct {
 	bufA, bufB []float32 // ping-pong activations
-	pooled     []float32
-	se         []seBuf // by layer; empty for layers without SE
+	se         []seBuf   // by layer; empty for layers without SE
 }
 
 type seBuf struct{ mean, hid, gate []float32 }
@@ -211,8 +211,10 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	p.laneTask = p.runLane
 	if m.Linear != nil {
 		p.logits = make([]float32, n*m.Linear.Out)
+		p.pooled = make([]float32, n*ch)
 	} else {
 		p.logits = make([]float32, n*ch)
+		p.pooled = p.logits
 	}
 	p.times = make([]time.Duration, len(p.layers)+1)
 	return p, nil
@@ -247,15 +249,33 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 		kernel.Parallel(lanes, lanes, p.laneTask)
 		p.x = nil
 		p.setWorkers(0)
-		return p.logits, nil
+	} else {
+		for i := 0; i < p.N; i++ {
+			p.runImage(&p.lanes[0], x, i)
+		}
 	}
-	for i := 0; i < p.N; i++ {
-		p.runImage(&p.lanes[0], x, i)
-	}
+	p.classify()
 	if p.Profile {
 		p.runs++
 	}
 	return p.logits, nil
+}
+
+// classify applies the classifier to the pooled features of the whole
+// batch at once, so its weights (8 MB in S3/S4) are read once per Run, not
+// once per image; the logits are bit-identical to per-image ones.
+func (p *Plan) classify() {
+	if p.linear == nil {
+		return
+	}
+	var t0 time.Time
+	if p.Profile {
+		t0 = time.Now()
+	}
+	kernel.LinearBatchLimit(p.N, p.linear.In, p.linear.Out, p.pooled, p.linear.Weight.Data, p.linear.Bias.Data, p.logits, 0)
+	if p.Profile {
+		p.times[len(p.layers)] += time.Since(t0)
+	}
 }
 
 // ensureLanes makes sure n lanes have buffers (allocated on the first Run
@@ -270,7 +290,6 @@ func (p *Plan) ensureLanes(n int) {
 		ln := &p.lanes[i]
 		ln.bufA = make([]float32, p.maxBuf)
 		ln.bufB = make([]float32, p.maxBuf)
-		ln.pooled = make([]float32, p.outC)
 		ln.se = make([]seBuf, len(p.layers))
 		for li, l := range p.layers {
 			if l.se != nil {
@@ -305,10 +324,10 @@ func (p *Plan) setWorkers(n int) {
 	}
 }
 
-// runImage computes the outputs of image i of x with lane ln's buffers.
+// runImage computes the pooled features of image i of x with lane ln's
+// buffers (Run applies the classifier to the whole batch after).
 func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 	per := p.C * p.H * p.W
-	outs := p.Outputs()
 	src := x[i*per : (i+1)*per]
 	dst := ln.bufA
 	for li := range p.layers {
@@ -355,16 +374,11 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 		t0 = time.Now()
 	}
 	last := &p.layers[len(p.layers)-1]
+	pooled := p.pooled[i*p.outC : (i+1)*p.outC]
 	if p.Layout == LayoutBlocked {
-		kernel.BlockedAvgPoolLimit(p.outC, last.outH*last.outW, src[:last.out], ln.pooled, p.workers)
+		kernel.BlockedAvgPoolLimit(p.outC, last.outH*last.outW, src[:last.out], pooled, p.workers)
 	} else {
-		kernel.GlobalAvgPool(p.outC, last.outH*last.outW, src[:last.out], ln.pooled)
-	}
-	y := p.logits[i*outs : (i+1)*outs]
-	if p.linear != nil {
-		kernel.LinearLimit(p.linear.In, p.linear.Out, ln.pooled, p.linear.Weight.Data, p.linear.Bias.Data, y, p.workers)
-	} else {
-		copy(y, ln.pooled)
+		kernel.GlobalAvgPool(p.outC, last.outH*last.outW, src[:last.out], pooled)
 	}
 	if p.Profile {
 		p.times[len(p.layers)] += time.Since(t0)

@@ -195,6 +195,47 @@ func LinearLimit(in, out int, x, w, bias, y []float32, limit int) {
 	linearRows(gemv, in, x, w, bias, y, 0, out)
 }
 
+// LinearBatchLimit computes Y = X·Wᵀ + bias for n input vectors (the
+// classifier of a batch): x is (n, in) row-major, w (out, in), bias (out)
+// or nil, y (n, out). Each block of rows of W is read from memory once and
+// applied to all n vectors while it is in cache, where n calls of
+// LinearLimit would stream W n times (the classifiers of S3/S4 hold 8 MB).
+// Every y[j] is computed exactly as LinearLimit computes it (same kernel,
+// same blocks of rows), so the results are bit-identical. At most limit
+// threads (0: Threads()).
+func LinearBatchLimit(n, in, out int, x, w, bias, y []float32, limit int) {
+	if out <= 0 || n <= 0 {
+		return
+	}
+	if n == 1 {
+		LinearLimit(in, out, x, w, bias, y, limit)
+		return
+	}
+	x = x[:n*in]
+	y = y[:n*out]
+	w = w[:in*out]
+	gemv := active.Load().gemv
+	per := roundUp(max(1, (1<<14)/max(1, in)), 4)
+	nTasks := ceilDiv(out, per)
+	workers := workersForLimit(nTasks, n*in*out, limit)
+	if workers > 1 {
+		parallelFor(nTasks, workers, func(_ *scratch, t int) {
+			linearBatchRows(gemv, n, in, out, x, w, bias, y, t*per, min(out, (t+1)*per))
+		})
+		return
+	}
+	for t := 0; t < nTasks; t++ {
+		linearBatchRows(gemv, n, in, out, x, w, bias, y, t*per, min(out, (t+1)*per))
+	}
+}
+
+// linearBatchRows computes rows [o0, o1) of every image's outputs.
+func linearBatchRows(gemv func(w, x, y []float32, in, rows int), n, in, out int, x, w, bias, y []float32, o0, o1 int) {
+	for j := 0; j < n; j++ {
+		linearRows(gemv, in, x[j*in:(j+1)*in], w, bias, y[j*out:(j+1)*out], o0, o1)
+	}
+}
+
 // linearRows computes y[o] for o in [o0, o1).
 func linearRows(gemv func(w, x, y []float32, in, rows int), in int, x, w, bias, y []float32, o0, o1 int) {
 	gemv(w[o0*in:o1*in], x, y[o0:o1], in, o1-o0)

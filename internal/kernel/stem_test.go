@@ -201,6 +201,48 @@ func TestLinearLevels(t *testing.T) {
 	}
 }
 
+// TestLinearBatchLevels checks LinearBatchLimit at every level against the
+// reference, and that every image's outputs are bit-identical to a Linear
+// call on that image alone (a batch's logits must not depend on the batch).
+func TestLinearBatchLevels(t *testing.T) {
+	r := rand.New(rand.NewSource(29))
+	for _, l := range levels() {
+		withLevel(t, l, func() {
+			for _, s := range [][3]int{{8, 2048, 1000}, {3, 1024, 1000}, {2, 37, 13}, {5, 8, 3}, {1, 128, 8}} {
+				n, in, out := s[0], s[1], s[2]
+				x, w, bias := guardedRand(r, n*in), guardedRand(r, in*out), guardedRand(r, out)
+				for _, tc := range []threadConfig{{1, 1 << 16}, {2, 0}, {3, 0}} {
+					for _, b := range [][]float32{bias, nil} {
+						buf, got := guarded(n * out)
+						withThreads(t, tc, func() { LinearBatchLimit(n, in, out, x, w, b, got, 0) })
+						checkGuard(t, buf, n*out)
+						for j := 0; j < n; j++ {
+							xj := x[j*in : (j+1)*in]
+							want, mag := make([]float32, out), make([]float32, out)
+							if b != nil {
+								copy(want, b)
+								copy(mag, absSlice(b))
+							}
+							ref.Gemm(out, 1, in, w, xj, want, true)
+							ref.Gemm(out, 1, in, absSlice(w), absSlice(xj), mag, true)
+							name := fmt.Sprintf("%v/n%d/%dx%d/t%d/bias%v/image%d", l, n, in, out, tc.threads, b != nil, j)
+							gj := got[j*out : (j+1)*out]
+							compareNamed(t, name, gj, want, mag)
+							one := make([]float32, out)
+							withThreads(t, tc, func() { Linear(in, out, xj, w, b, one) })
+							for o := range one {
+								if one[o] != gj[o] {
+									t.Fatalf("%s: output %d is %v in the batch, %v alone", name, o, gj[o], one[o])
+								}
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestStemNoAllocs checks that the direct path allocates nothing per Run.
 func TestStemNoAllocs(t *testing.T) {
 	if raceEnabled {
