@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"os"
+	"strconv"
 	"sync"
 	"unsafe"
 
@@ -43,6 +44,7 @@ type pwImpl struct {
 	level cpu.Level
 	r, nb int // full tile: r pixels × nb output blocks
 	kcb   int // input blocks per weight-panel chunk (panel chunk in L1)
+	chunk int // bytes of input per pixel chunk (see chunkBytes)
 	// kern[rows][nb] is the kernel for a tile of rows pixels and nb
 	// output blocks, 1 ≤ rows ≤ r, 1 ≤ nb ≤ the level's nb.
 	kern [pwMaxR + 1][pwMaxNB + 1]pwKernel
@@ -194,7 +196,7 @@ func pwGoKernels() (kern [pwMaxR + 1][pwMaxNB + 1]pwKernel) {
 	return kern
 }
 
-var pwPureGo = &pwImpl{level: cpu.PureGo, r: 4, nb: 1, kcb: 16, kern: pwGoKernels()}
+var pwPureGo = &pwImpl{level: cpu.PureGo, r: 4, nb: 1, kcb: 16, chunk: 256 << 10, kern: pwGoKernels()}
 
 // pwKernels are this family's kernels by level (see levelSet).
 var pwKernels = newLevelSet(pwPureGo, pwAsm[:])
@@ -289,9 +291,24 @@ const pwMinTaskWork = 1 << 17
 // pwTasksPerWorker is how many tasks per worker a parallel Run aims for.
 const pwTasksPerWorker = 4
 
-// pwChunkBytes bounds the input read by one pixel chunk (so that it stays
-// in L2 while every weight group goes by).
-const pwChunkBytes = 256 << 10
+// pwChunkOverride, if set (MOBILEONE_PWCHUNK=KiB), replaces every level's
+// chunkBytes (for tuning on other machines).
+var pwChunkOverride = func() int {
+	if v, err := strconv.Atoi(os.Getenv("MOBILEONE_PWCHUNK")); err == nil && v > 0 {
+		return v << 10
+	}
+	return 0
+}()
+
+// chunkBytes bounds the input read by one pixel chunk, so that it stays in
+// L2 while every weight group goes by (each chunk streams all the weights
+// of its groups once).
+func (im *pwImpl) chunkBytes() int {
+	if pwChunkOverride > 0 {
+		return pwChunkOverride
+	}
+	return im.chunk
+}
 
 // Run computes out = conv1×1(x) + bias (then ReLU if the op fuses it).
 //
@@ -316,9 +333,9 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	kdim := op.cib * BlockC
 	tileWork := im.r * im.nb * BlockC * kdim // per tile and group
 
-	// Serial layout: pixel chunks whose input fits pwChunkBytes, all
+	// Serial layout: pixel chunks whose input fits im.chunkBytes(), all
 	// groups per task.
-	pcTiles := max(1, pwChunkBytes/(4*kdim*im.r))
+	pcTiles := max(1, im.chunkBytes()/(4*kdim*im.r))
 	pcTiles = min(pcTiles, nTiles)
 	gcGroups := nGroups
 	work := hw * kdim * op.cob * BlockC
@@ -365,7 +382,7 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	// (weights 1.3× the input) and 28×28 maps were slower that way.
 	nPC := ceilDiv(nTiles, pcTiles)
 	if static {
-		serial := min(nTiles, max(1, pwChunkBytes/(4*kdim*im.r)))
+		serial := min(nTiles, max(1, im.chunkBytes()/(4*kdim*im.r)))
 		nPC = min(roundUp(ceilDiv(nTiles, serial), workers), nTiles)
 		pcTiles, gcGroups = ceilDiv(nTiles, nPC), nGroups
 		if op.cob*BlockC > 2*hw && nGroups >= 2*workers {
