@@ -232,7 +232,8 @@ func (p *Plan) Outputs() int { return len(p.logits) / p.N }
 // synchronisation between layers); otherwise images run one after another
 // and every layer spreads its work over the threads. (Running a thread's
 // images layer by layer, so that each layer's weights are read once per
-// group of images, measured no faster here.)
+// group of images, measured no faster here.) The classifier then runs once
+// for the whole batch (see classify).
 func (p *Plan) Run(x []float32) ([]float32, error) {
 	per := p.C * p.H * p.W
 	if len(x) != p.N*per {
