@@ -368,3 +368,16 @@ func TestPWAligned(t *testing.T) {
 		}
 	}
 }
+
+func TestPwChunkFor(t *testing.T) {
+	for _, c := range []struct{ def, l2, want int }{
+		{640 << 10, 0, 640 << 10},         // L2 unknown: the default
+		{640 << 10, 1 << 20, 640 << 10},   // 1 MiB L2 (Zen 5): the measured default
+		{640 << 10, 2 << 20, 1 << 20},     // 2 MiB L2 (Sapphire Rapids class): half of it
+		{640 << 10, 32 << 20, pwChunkMax}, // capped
+	} {
+		if got := pwChunkFor(c.def, c.l2); got != c.want {
+			t.Errorf("pwChunkFor(%d, %d) = %d, want %d", c.def, c.l2, got, c.want)
+		}
+	}
+}
