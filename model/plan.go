@@ -35,8 +35,12 @@ type Plan struct {
 	Layout string
 	layers []planLayer
 	lanes  []planLane // activation buffers per image in flight
-	logits []float32  // (N, classes)
-	pooled []float32  // (N, C) pooled features; logits itself without a classifier
+	// tail is the index of the last layer when it is a pointwise layer that
+	// a lane runs for all its images at once (kernel.PointwiseOp.RunImages:
+	// its weights read once per lane instead of once per image), else -1.
+	tail   int
+	logits []float32 // (N, classes)
+	pooled []float32 // (N, C) pooled features; logits itself without a classifier
 	linear *nn.Linear
 	outC   int
 
@@ -57,6 +61,9 @@ type Plan struct {
 type planLane struct {
 	bufA, bufB []float32 // ping-pong activations
 	se         []seBuf   // by layer; empty for layers without SE
+	// tailIn and tailOut hold the input and output of the tail layer for
+	// each of the lane's images (nil when the lane runs one image).
+	tailIn, tailOut [][]float32
 }
 
 type seBuf struct{ mean, hid, gate []float32 }
@@ -208,6 +215,11 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	}
 	p.outC = ch
 	p.maxBuf = maxBuf
+	p.tail = -1
+	if last := len(p.layers) - 1; batchTail && last >= 2 && p.layers[last].pw != nil && !p.layers[last].done &&
+		p.layers[last-1].stemDW == nil && !p.layers[last-1].done {
+		p.tail = last
+	}
 	p.laneTask = p.runLane
 	if m.Linear != nil {
 		p.logits = make([]float32, n*m.Linear.Out)
@@ -244,17 +256,15 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 		lanes = min(p.N, kernel.Threads())
 	}
 	p.ensureLanes(lanes)
+	p.x = x
 	if lanes > 1 {
 		p.setWorkers(1)
-		p.x = x
 		kernel.Parallel(lanes, lanes, p.laneTask)
-		p.x = nil
 		p.setWorkers(0)
 	} else {
-		for i := 0; i < p.N; i++ {
-			p.runImage(&p.lanes[0], x, i)
-		}
+		p.runLane(0)
 	}
+	p.x = nil
 	p.classify()
 	if p.Profile {
 		p.runs++
@@ -283,7 +293,8 @@ func (p *Plan) classify() {
 // with that many threads; Run allocates nothing after that).
 func (p *Plan) ensureLanes(n int) {
 	p.active = n
-	if len(p.lanes) >= n {
+	per := ceilDiv(p.N, n) // images per lane
+	if len(p.lanes) >= n && (p.tail < 0 || per < 2 || len(p.lanes[0].tailIn) >= per) {
 		return
 	}
 	p.lanes = make([]planLane, n)
@@ -297,13 +308,53 @@ func (p *Plan) ensureLanes(n int) {
 				ln.se[li] = seBuf{mean: make([]float32, l.se.c), hid: make([]float32, l.se.hidden), gate: make([]float32, l.se.c)}
 			}
 		}
+		if p.tail >= 0 && per > 1 {
+			l := p.layers[p.tail]
+			ln.tailIn, ln.tailOut = make([][]float32, per), make([][]float32, per)
+			for k := range per {
+				ln.tailIn[k], ln.tailOut[k] = make([]float32, l.in), make([]float32, l.out)
+			}
+		}
 	}
 }
 
-// runLane runs images lane, lane+lanes, ... of p.x on the calling goroutine.
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// runLane runs images lane, lane+lanes, ... of p.x on the calling
+// goroutine: one by one through the network, or, when the lane has tail
+// buffers and its ops run on this goroutine alone, one by one up to the
+// tail layer and then through the tail layer together.
 func (p *Plan) runLane(lane int) {
+	ln := &p.lanes[lane]
+	if ln.tailIn == nil || (p.active == 1 && kernel.Threads() > 1) {
+		for i := lane; i < p.N; i += p.active {
+			p.pool(p.runLayers(ln, p.x, i, len(p.layers), nil), i)
+		}
+		return
+	}
+	k := 0
 	for i := lane; i < p.N; i += p.active {
-		p.runImage(&p.lanes[lane], p.x, i)
+		p.runLayers(ln, p.x, i, p.tail, ln.tailIn[k])
+		k++
+	}
+	l := &p.layers[p.tail]
+	var t0 time.Time
+	if p.Profile {
+		t0 = time.Now()
+	}
+	l.pw.RunImages(ln.tailIn[:k], l.outH*l.outW, ln.tailOut[:k])
+	if l.se != nil {
+		for _, out := range ln.tailOut[:k] {
+			l.se.apply(out, &ln.se[p.tail], p.workers)
+		}
+	}
+	if p.Profile {
+		p.times[p.tail] += time.Since(t0)
+	}
+	k = 0
+	for i := lane; i < p.N; i += p.active {
+		p.pool(ln.tailOut[k], i)
+		k++
 	}
 }
 
@@ -325,19 +376,24 @@ func (p *Plan) setWorkers(n int) {
 	}
 }
 
-// runImage computes the pooled features of image i of x with lane ln's
-// buffers (Run applies the classifier to the whole batch after).
-func (p *Plan) runImage(ln *planLane, x []float32, i int) {
+// runLayers runs layers [0, end) on image i of x with lane ln's buffers and
+// returns the output of the last of them, written to final if that is not
+// nil (pool then gives the features; Run applies the classifier to the
+// whole batch after).
+func (p *Plan) runLayers(ln *planLane, x []float32, i, end int, final []float32) []float32 {
 	per := p.C * p.H * p.W
 	src := x[i*per : (i+1)*per]
 	dst := ln.bufA
-	for li := range p.layers {
+	for li := range p.layers[:end] {
 		l := &p.layers[li]
 		var t0 time.Time
 		if p.Profile {
 			t0 = time.Now()
 		}
 		out := dst[:l.out]
+		if li == end-1 && final != nil {
+			out = final[:l.out]
+		}
 		in := src[:l.in]
 		switch {
 		case l.done:
@@ -370,6 +426,12 @@ func (p *Plan) runImage(ln *planLane, x []float32, i int) {
 			dst = ln.bufA
 		}
 	}
+	return src
+}
+
+// pool writes the pooled features of image i from src, the output of the
+// last layer.
+func (p *Plan) pool(src []float32, i int) {
 	var t0 time.Time
 	if p.Profile {
 		t0 = time.Now()
@@ -408,6 +470,10 @@ func (s *planSE) apply(x []float32, b *seBuf, workers int) {
 		kernel.ScaleChannelsReLU(s.c, hw, x, b.gate)
 	}
 }
+
+// batchTail enables the tail layer run for all of a lane's images at once
+// (MOBILEONE_BATCHTAIL=0 turns it off, for comparisons).
+var batchTail = os.Getenv("MOBILEONE_BATCHTAIL") != "0"
 
 // stemDWFusion enables the fused stem + depthwise op (MOBILEONE_STEMDW=0
 // turns it off, for comparisons).

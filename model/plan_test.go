@@ -88,7 +88,9 @@ func TestPlanMatchesForward(t *testing.T) {
 }
 
 // A batch of more images than threads runs on one, two and three threads,
-// and every image gets its own logits, run after run.
+// and every image gets its own logits, run after run; the last layer runs
+// for all of a lane's images at once, bit-identical to running it image by
+// image.
 func TestPlanBatchThreads(t *testing.T) {
 	cfg := Config{Name: "small", Channels: [5]int{16, 16, 32, 32, 48}, Blocks: [4]int{1, 1, 2, 1}, K: 2,
 		SEPairs: [4]int{0, 0, 1, 1}, NumClasses: 7, InChannels: 3, StemStride: 2}
@@ -109,13 +111,34 @@ func TestPlanBatchThreads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		batchTail = false
+		single, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
+		batchTail = true
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.tail != len(p.layers)-1 || single.tail != -1 {
+			t.Fatalf("tail layer %d (%d without batchTail), want %d (-1)", p.tail, single.tail, len(p.layers)-1)
+		}
+		ref, err := single.Run(x.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for run := 0; run < 2; run++ {
 			got, err := p.Run(x.Data)
 			if err != nil {
 				t.Fatal(err)
 			}
+			if p.lanes[0].tailIn == nil {
+				t.Errorf("threads %d: the lanes have no tail buffers", threads)
+			}
 			if d := maxRelDiff(got, want.Data); d > 1e-5 {
 				t.Errorf("threads %d run %d: max rel diff %.3g", threads, run, d)
+			}
+			for j := range got {
+				if got[j] != ref[j] {
+					t.Fatalf("threads %d run %d: logit %d is %v with the batched tail, %v without", threads, run, j, got[j], ref[j])
+				}
 			}
 		}
 	}
