@@ -111,33 +111,53 @@ func TestPlanBatchThreads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		batchTail = false
+		batchFrom = "off"
 		single, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
-		batchTail = true
+		batchFrom = ""
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.tail != len(p.layers)-1 || single.tail != -1 {
-			t.Fatalf("tail layer %d (%d without batchTail), want %d (-1)", p.tail, single.tail, len(p.layers)-1)
+		batchFrom = "stage3.0"
+		early, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
+		batchFrom = ""
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same in segments of 2 and 3 images (the sizes L2 gives
+		// the real models' layers).
+		batchFrom = "stage3.0"
+		chunked, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
+		batchFrom = ""
+		if err != nil {
+			t.Fatal(err)
+		}
+		mid := (chunked.tail + len(chunked.layers)) / 2
+		chunked.segs = []planSeg{{chunked.tail, mid, 2}, {mid, len(chunked.layers), 3}}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.tail < 0 || single.tail != -1 || early.tail < 0 || p.layers[early.tail].name != "stage3.0" {
+			t.Fatalf("group run from layer %d (%d off, %d from stage3.0), want one (-1, stage3.0)", p.tail, single.tail, early.tail)
 		}
 		ref, err := single.Run(x.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for run := 0; run < 2; run++ {
-			got, err := p.Run(x.Data)
+		for run := 0; run < 6; run++ {
+			q := []*Plan{p, early, chunked}[run/2]
+			got, err := q.Run(x.Data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.lanes[0].tailIn == nil {
-				t.Errorf("threads %d: the lanes have no tail buffers", threads)
+			if q.lanes[0].grpA == nil {
+				t.Errorf("threads %d: the lanes have no group buffers", threads)
 			}
 			if d := maxRelDiff(got, want.Data); d > 1e-5 {
 				t.Errorf("threads %d run %d: max rel diff %.3g", threads, run, d)
 			}
 			for j := range got {
 				if got[j] != ref[j] {
-					t.Fatalf("threads %d run %d: logit %d is %v with the batched tail, %v without", threads, run, j, got[j], ref[j])
+					t.Fatalf("threads %d run %d: logit %d is %v with the group run, %v without", threads, run, j, got[j], ref[j])
 				}
 			}
 		}

@@ -1,5 +1,12 @@
 package kernel
 
+import (
+	"os"
+	"strconv"
+
+	"github.com/mobileone-go/mobileone/internal/cpu"
+)
+
 // RunImages computes outs[i] = conv1×1(xs[i]) + bias (then ReLU if the op
 // fuses it) for several images of hw pixels each, on the calling goroutine,
 // with every chunk of weights applied to all the images while it is in L1:
@@ -10,7 +17,8 @@ package kernel
 // fit in L2. Each image's output is bit-identical to Run's (the tiles and
 // the order of the sums are the same).
 //
-// xs[i] and outs[i] are laid out as for Run; len(outs) must be len(xs).
+// xs[i] and outs[i] are laid out as for Run (they may be longer); len(outs)
+// must be len(xs).
 func (op *PointwiseOp) RunImages(xs [][]float32, hw int, outs [][]float32) {
 	if len(xs) != len(outs) {
 		panic("kernel: RunImages: inputs and outputs differ in number")
@@ -24,6 +32,41 @@ func (op *PointwiseOp) RunImages(xs [][]float32, hw int, outs [][]float32) {
 		}
 		return
 	}
+	// Images in chunks whose inputs together fit imgChunkBytes, all
+	// weight groups per chunk.
+	per := op.ImagesPerChunk(hw)
+	for i0 := 0; i0 < len(xs); i0 += per {
+		i1 := min(len(xs), i0+per)
+		op.runImages(xs[i0:i1], hw, outs[i0:i1])
+	}
+}
+
+// ImagesPerChunk is how many images of hw pixels RunImages runs together
+// (their inputs fit in L2 beside the weights streaming through).
+func (op *PointwiseOp) ImagesPerChunk(hw int) int {
+	return max(1, imgChunkBytes()/(4*BlockedLen(op.cin, max(hw, 1))))
+}
+
+// imgChunkOverride, if set (MOBILEONE_IMGCHUNK=KiB), replaces the input
+// budget of a RunImages chunk.
+var imgChunkOverride = func() int {
+	if v, err := strconv.Atoi(os.Getenv("MOBILEONE_IMGCHUNK")); err == nil && v > 0 {
+		return v << 10
+	}
+	return 0
+}()
+
+// imgChunkBytes bounds the inputs of the images RunImages runs together
+// (it reads every weight once per such chunk).
+func imgChunkBytes() int {
+	if imgChunkOverride > 0 {
+		return imgChunkOverride
+	}
+	return max(pwKernels.active.chunk, cpu.L2Bytes*3/4)
+}
+
+// runImages is RunImages on one chunk of images.
+func (op *PointwiseOp) runImages(xs [][]float32, hw int, outs [][]float32) {
 	im := op.im
 	kdim := op.cib * BlockC
 	stride := hw * BlockC
@@ -35,10 +78,6 @@ func (op *PointwiseOp) RunImages(xs [][]float32, hw int, outs [][]float32) {
 	}
 	if op.relu {
 		last |= pwReLU
-	}
-	for i := range xs {
-		xs[i] = xs[i][:BlockedLen(op.cin, hw)]
-		outs[i] = outs[i][:BlockedLen(op.cout, hw)]
 	}
 	nGroups := ceilDiv(op.cob, im.nb)
 	for g := 0; g < nGroups; g++ {
@@ -72,6 +111,8 @@ func (op *PointwiseOp) RunImages(xs [][]float32, hw int, outs [][]float32) {
 			per := ceilDiv(ceilDiv(len(next), 16), nTiles*len(xs)) // lines per tile
 			for i, x := range xs {
 				xk := x[k0*stride : (k0+kb)*stride]
+				_ = x[:BlockedLen(op.cin, hw)]
+				_ = outs[i][:BlockedLen(op.cout, hw)]
 				ob := outs[i][ob0*stride : (ob0+nb)*stride]
 				for p := 0; p < hw; p += im.r {
 					rows := min(im.r, hw-p)

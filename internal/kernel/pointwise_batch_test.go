@@ -8,10 +8,18 @@ import (
 )
 
 // TestPointwiseRunImages checks RunImages against Run image by image, at
-// every level: bit-identical outputs, padding channels zero, nothing
-// written outside the outputs. The shapes cover tile and group tails and
-// S0/S4's last layers.
+// every level, all images in one chunk and one image per chunk:
+// bit-identical outputs, nothing written outside the outputs. The shapes
+// cover tile and group tails and S0/S4's last layers.
 func TestPointwiseRunImages(t *testing.T) {
+	defer func(v int) { imgChunkOverride = v }(imgChunkOverride)
+	for _, chunk := range []int{1 << 30, 1} {
+		imgChunkOverride = chunk
+		testPointwiseRunImages(t)
+	}
+}
+
+func testPointwiseRunImages(t *testing.T) {
 	shapes := []struct{ cin, cout, hw, n int }{
 		{17, 40, 13, 3},
 		{100, 3, 7, 2},
@@ -22,7 +30,7 @@ func TestPointwiseRunImages(t *testing.T) {
 	}
 	for i, s := range shapes {
 		for _, l := range pwKernels.levels() {
-			t.Run(fmt.Sprintf("%v/%dx%d_%d_n%d", l, s.cin, s.cout, s.hw, s.n), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%v/%dx%d_%d_n%d_chunk%d", l, s.cin, s.cout, s.hw, s.n, imgChunkOverride), func(t *testing.T) {
 				r := rand.New(rand.NewSource(int64(700 + i)))
 				w := randSlice(r, s.cin*s.cout)
 				var b []float32
