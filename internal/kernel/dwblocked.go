@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/mobileone-go/mobileone/internal/cpu"
@@ -172,6 +173,13 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 		bpt, nbands = op.nb, workers
 		rpt = ceilDiv(op.oh, nbands)
 		nbands = ceilDiv(op.oh, rpt)
+		if dwChannelSplit && c.InC > 2*hw && op.nb >= 2*workers {
+			// The 1×1 layer before split its output channels between
+			// the workers (see PointwiseOp.Run: more than twice as many
+			// channels as pixels); split the same way, each worker reads
+			// only what its own core wrote.
+			bpt, rpt, nbands = ceilDiv(op.nb, workers), op.oh, 1
+		}
 	}
 	nTasks := ceilDiv(op.nb, bpt) * nbands
 	if nTasks <= 1 {
@@ -189,6 +197,10 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 	r.op, r.x, r.out = nil, nil, nil // drop references to the buffers
 	op.runs.Put(r)
 }
+
+// dwChannelSplit enables the channel split of the static schedule
+// (MOBILEONE_DWCHSPLIT=0 turns it off, for comparisons).
+var dwChannelSplit = os.Getenv("MOBILEONE_DWCHSPLIT") != "0"
 
 // task runs task t: a group of bpt channel blocks × a band of rpt output
 // rows. The slicing bounds-checks the kernel's buffers.
