@@ -5,24 +5,28 @@
 // dropped for the trimmed mean; min, median and p90 over all timed runs.
 //
 //   node ort_bench.js --model s0.onnx [--threads 1] [--batch 1] [--size 224[xW]]
-//                     [--rounds 20 --runs 50 --trim 10] [--json]
+//                     [--rounds 20 --runs 50 --trim 10] [--json] [--profile]
 //   node ort_bench.js --model s0.onnx --npy in.npy --out logits.npy [--threads 1]
 //
 // The second form runs a float32 (N, C, H, W) .npy tensor once and writes the
 // output as a float32 .npy file (for parity checks against `mobileone predict`).
+// --profile turns on ONNX Runtime's profiler and then prints each node's
+// median kernel time over all runs, in graph order, next to `mobileone bench
+// --profile`'s per-layer times (the profiler itself adds a little to each run).
 // onnxruntime-node is found through NODE_PATH (run.sh sets it; install it with
 // `npm install --ignore-scripts onnxruntime-node@1.30.0` outside the repo).
 'use strict';
 
 const fs = require('fs');
 const os = require('os');
+const path = require('path');
 const ort = require('onnxruntime-node');
 const { readNpy, writeNpy, normals } = require('./npy.js');
 
 function usage(msg) {
   if (msg) process.stderr.write(`ort_bench.js: ${msg}\n`);
   process.stderr.write('usage: node ort_bench.js --model FILE.onnx [--threads T] [--batch B] [--size H[xW]] ' +
-    '[--rounds R --runs N --trim T] [--json] | --model FILE.onnx --npy IN.npy --out OUT.npy\n');
+    '[--rounds R --runs N --trim T] [--json] [--profile] | --model FILE.onnx --npy IN.npy --out OUT.npy\n');
   process.exit(2);
 }
 
@@ -43,6 +47,7 @@ function parseArgs(argv) {
       case 'npy': o.npy = val(); break;
       case 'out': case 'o': o.out = val(); break;
       case 'json': o.json = true; break;
+      case 'profile': o.profile = true; break;
       case 'h': case 'help': usage();
       default: usage(`unknown flag ${argv[i]}`);
     }
@@ -67,12 +72,19 @@ function cpuName() {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const session = await ort.InferenceSession.create(o.model, {
+  const opts = {
     intraOpNumThreads: o.threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
-  });
+  };
+  let profDir = '';
+  if (o.profile) {
+    profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ort-profile-'));
+    opts.enableProfiling = true;
+    opts.profileFilePrefix = path.join(profDir, 'ort');
+  }
+  const session = await ort.InferenceSession.create(o.model, opts);
   const inName = session.inputNames[0];
   const outName = session.outputNames[0];
 
@@ -121,13 +133,47 @@ async function main() {
     cpu: cpuName(),
   };
   res.images_per_s = o.batch / (res.median_ms / 1e3);
+  if (o.profile) {
+    await session.endProfiling();
+    try {
+      res.layers = nodeTimes(profDir);
+    } finally {
+      fs.rmSync(profDir, { recursive: true, force: true });
+    }
+  }
   if (o.json) {
     process.stdout.write(JSON.stringify(res) + '\n');
   } else {
     process.stdout.write(`ONNX Runtime ${res.ort_version}: ${o.model}, batch ${o.batch}, ${h}x${w}, ${o.threads} threads\n` +
       `${o.rounds} rounds x ${o.runs} runs, trim ${o.trim}: min ${res.min_ms.toFixed(3)} ms  median ${res.median_ms.toFixed(3)} ms  ` +
       `mean ${res.mean_ms.toFixed(3)} ms  p90 ${res.p90_ms.toFixed(3)} ms\n${res.images_per_s.toFixed(1)} images/s at the median\n`);
+    if (res.layers) {
+      const total = res.layers.reduce((a, l) => a + l.ms, 0);
+      process.stdout.write(`\n${'node'.padStart(28)}  ${'op'.padEnd(18)} ${'ms'.padStart(7)}  share\n`);
+      for (const l of res.layers) {
+        process.stdout.write(`${l.name.padStart(28)}  ${l.op.padEnd(18)} ${l.ms.toFixed(3).padStart(7)}  ${(100 * l.ms / total).toFixed(1).padStart(4)}%\n`);
+      }
+    }
   }
+}
+
+// nodeTimes reads the profiler's JSON file in dir and returns, per node in
+// the order it first ran, its operator and median kernel time in ms.
+function nodeTimes(dir) {
+  const files = fs.readdirSync(dir).filter(f => f.endsWith('.json'));
+  if (files.length !== 1) throw new Error(`profiler wrote ${files.length} files in ${dir}, want 1`);
+  const events = JSON.parse(fs.readFileSync(path.join(dir, files[0]), 'utf8'));
+  const nodes = new Map();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+    const name = e.name.slice(0, -'_kernel_time'.length);
+    if (!nodes.has(name)) nodes.set(name, { op: (e.args && e.args.op_name) || '', durs: [] });
+    nodes.get(name).durs.push(e.dur);
+  }
+  return [...nodes].map(([name, n]) => {
+    n.durs.sort((a, b) => a - b);
+    return { name, op: n.op, ms: n.durs[Math.floor(n.durs.length / 2)] / 1e3 };
+  });
 }
 
 main().catch(e => { process.stderr.write(`ort_bench.js: ${String(e && e.message || e).split('\n')[0]}\n`); process.exit(1); });
