@@ -2683,3 +2683,20 @@ prefetchLines_loop:
 
 prefetchLines_done:
 	RET
+
+// func prefetchLinesL2(b []float32, n int)
+// Requires: MMX+
+TEXT ·prefetchLinesL2(SB), NOSPLIT, $0-32
+	MOVQ b_base+0(FP), SI
+	MOVQ n+24(FP), CX
+
+prefetchLinesL2_loop:
+	TESTQ      CX, CX
+	JLE        prefetchLinesL2_done
+	PREFETCHT1 (SI)
+	ADDQ       $0x00000040, SI
+	DECQ       CX
+	JMP        prefetchLinesL2_loop
+
+prefetchLinesL2_done:
+	RET

@@ -60,3 +60,6 @@ func blockScaleReLUAVX2(x, g []float32, n int) { blockScaleReLUGo(x, g, n) }
 
 // prefetchLines is a no-op without assembly.
 func prefetchLines(b []float32, n int) {}
+
+// prefetchLinesL2 is a no-op without assembly.
+func prefetchLinesL2(b []float32, n int) {}

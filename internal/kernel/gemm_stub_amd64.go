@@ -48,3 +48,6 @@ func blockScaleReLUAVX2(x []float32, g []float32, n int)
 
 // prefetchLines hints the processor to load the first n 64-byte lines of b into L1.
 func prefetchLines(b []float32, n int)
+
+// prefetchLinesL2 hints the processor to load the first n 64-byte lines of b into L2.
+func prefetchLinesL2(b []float32, n int)

@@ -285,6 +285,24 @@ func pwAligned(n int) []float32 {
 // pwPrefetch turns on software prefetching of the next weight chunk.
 var pwPrefetch = os.Getenv("MOBILEONE_PWPREFETCH") != "0"
 
+// pwPrefetchL2 turns on software prefetching of the next weight group into
+// L2 (MOBILEONE_PWPREFETCHL2=0 turns it off).
+var pwPrefetchL2 = os.Getenv("MOBILEONE_PWPREFETCHL2") != "0"
+
+// l2Ahead returns the weights of group g if g < end (and L2 prefetching is
+// on), and how many lines to prefetch per tile to get through them in
+// tiles tiles.
+func (op *PointwiseOp) l2Ahead(g, end, tiles int) ([]float32, int) {
+	if !pwPrefetchL2 || g >= end {
+		return nil, 0
+	}
+	kdim := op.cib * BlockC
+	ob0 := g * op.im.nb
+	nb := min(op.im.nb, op.cob-ob0)
+	w := op.w[ob0*BlockC*kdim : (ob0+nb)*BlockC*kdim]
+	return w, ceilDiv(ceilDiv(len(w), 16), max(tiles, 1))
+}
+
 // pwMinTaskWork is the least work (multiply-adds) worth a parallel task.
 const pwMinTaskWork = 1 << 17
 
@@ -453,6 +471,8 @@ func (r *pwRun) task(t int) {
 			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
 		}
 		ob := out[ob0*stride : (ob0+nb)*stride]
+		// The next group's weights go to L2 over this group's tiles.
+		ahead, aheadPer := op.l2Ahead(g+1, g1, ceilDiv(op.cib, kcb)*ceilDiv(p1-p0, im.r))
 		for k0 := 0; k0 < op.cib; k0 += kcb {
 			kb := min(kcb, op.cib-k0)
 			var flags uint
@@ -483,6 +503,10 @@ func (r *pwRun) task(t int) {
 				if n := min(per, len(next)/16); n > 0 && pwPrefetch {
 					prefetchLines(next, n)
 					next = next[n*16:]
+				}
+				if n := min(aheadPer, len(ahead)/16); n > 0 {
+					prefetchLinesL2(ahead, n)
+					ahead = ahead[n*16:]
 				}
 				im.kern[rows][nb](xs, wk, os, bias, kb, stride, stride, flags)
 			}

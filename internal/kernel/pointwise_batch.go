@@ -88,6 +88,8 @@ func (op *PointwiseOp) runImages(xs [][]float32, hw int, outs [][]float32) {
 		if op.bias != nil {
 			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
 		}
+		// The next group's weights go to L2 over this group's tiles.
+		ahead, aheadPer := op.l2Ahead(g+1, nGroups, ceilDiv(op.cib, kcb)*nTiles*len(xs))
 		for k0 := 0; k0 < op.cib; k0 += kcb {
 			kb := min(kcb, op.cib-k0)
 			var flags uint
@@ -121,6 +123,10 @@ func (op *PointwiseOp) runImages(xs [][]float32, hw int, outs [][]float32) {
 					if n := min(per, len(next)/16); n > 0 && pwPrefetch {
 						prefetchLines(next, n)
 						next = next[n*16:]
+					}
+					if n := min(aheadPer, len(ahead)/16); n > 0 {
+						prefetchLinesL2(ahead, n)
+						ahead = ahead[n*16:]
 					}
 					im.kern[rows][nb](xt, wk, ot, bias, kb, stride, stride, flags)
 				}

@@ -700,16 +700,26 @@ func blockScaleReLU(avx512 bool) {
 // prefetchLines generates a PREFETCHT0 of each of the first n 64-byte lines
 // of b (a hint: it never faults and changes no data).
 func prefetchLines() {
-	name := "prefetchLines"
+	prefetchLoop("prefetchLines", "L1", PREFETCHT0)
+}
+
+// prefetchLinesL2 is prefetchLines with PREFETCHT1 (into L2, not L1).
+func prefetchLinesL2() {
+	prefetchLoop("prefetchLinesL2", "L2", PREFETCHT1)
+}
+
+// prefetchLoop generates name(b []float32, n int): op on each of the first
+// n 64-byte lines of b.
+func prefetchLoop(name, level string, op func(Op)) {
 	TEXT(name, NOSPLIT, "func(b []float32, n int)")
-	Doc(name + " hints the processor to load the first n 64-byte lines of b into L1.")
+	Doc(name + " hints the processor to load the first n 64-byte lines of b into " + level + ".")
 	rB, rN := RSI, RCX
 	Load(Param("b").Base(), rB)
 	Load(Param("n"), rN)
 	Label(name + "_loop")
 	TESTQ(rN, rN)
 	JLE(LabelRef(name + "_done"))
-	PREFETCHT0(Mem{Base: rB})
+	op(Mem{Base: rB})
 	ADDQ(U32(64), rB)
 	DECQ(rN)
 	JMP(LabelRef(name + "_loop"))

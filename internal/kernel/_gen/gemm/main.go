@@ -351,6 +351,7 @@ func main() {
 	blockScaleReLU(true)
 	blockScaleReLU(false)
 	prefetchLines()
+	prefetchLinesL2()
 	Generate()
 }
 
