@@ -207,6 +207,11 @@ type PointwiseOp struct {
 	// Workers, if > 0, caps the goroutines Run uses (never more than
 	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
 	Workers int
+	// After, if set, is data the ops after this one read from memory (a
+	// squeeze-excitation's weights): it is prefetched into L2 while the
+	// last group of output channels runs. Set it only while no Run is in
+	// flight.
+	After []float32
 
 	cin, cout int
 	cib, cob  int // input and output blocks
@@ -289,12 +294,19 @@ var pwPrefetch = os.Getenv("MOBILEONE_PWPREFETCH") != "0"
 // L2 (MOBILEONE_PWPREFETCHL2=0 turns it off).
 var pwPrefetchL2 = os.Getenv("MOBILEONE_PWPREFETCHL2") != "0"
 
-// l2Ahead returns the weights of group g if g < end (and L2 prefetching is
-// on), and how many lines to prefetch per tile to get through them in
-// tiles tiles.
-func (op *PointwiseOp) l2Ahead(g, end, tiles int) ([]float32, int) {
-	if !pwPrefetchL2 || g >= end {
+// l2Ahead returns what to prefetch into L2 while the group before g runs,
+// with how many lines per tile get through it in tiles tiles: the weights
+// of group g if g < end, op.After if g is past the layer's last group and
+// last says this task has the last pixels (nil if L2 prefetching is off).
+func (op *PointwiseOp) l2Ahead(g, end, tiles int, last bool) ([]float32, int) {
+	if !pwPrefetchL2 {
 		return nil, 0
+	}
+	if g >= end {
+		if g < ceilDiv(op.cob, op.im.nb) || !last || len(op.After) == 0 {
+			return nil, 0
+		}
+		return op.After, ceilDiv(ceilDiv(len(op.After), 16), max(tiles, 1))
 	}
 	kdim := op.cib * BlockC
 	ob0 := g * op.im.nb
@@ -472,7 +484,7 @@ func (r *pwRun) task(t int) {
 		}
 		ob := out[ob0*stride : (ob0+nb)*stride]
 		// The next group's weights go to L2 over this group's tiles.
-		ahead, aheadPer := op.l2Ahead(g+1, g1, ceilDiv(op.cib, kcb)*ceilDiv(p1-p0, im.r))
+		ahead, aheadPer := op.l2Ahead(g+1, g1, ceilDiv(op.cib, kcb)*ceilDiv(p1-p0, im.r), p1 == hw)
 		for k0 := 0; k0 < op.cib; k0 += kcb {
 			kb := min(kcb, op.cib-k0)
 			var flags uint

@@ -89,7 +89,7 @@ func (op *PointwiseOp) runImages(xs [][]float32, hw int, outs [][]float32) {
 			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
 		}
 		// The next group's weights go to L2 over this group's tiles.
-		ahead, aheadPer := op.l2Ahead(g+1, nGroups, ceilDiv(op.cib, kcb)*nTiles*len(xs))
+		ahead, aheadPer := op.l2Ahead(g+1, nGroups, ceilDiv(op.cib, kcb)*nTiles*len(xs), true)
 		for k0 := 0; k0 < op.cib; k0 += kcb {
 			kb := min(kcb, op.cib-k0)
 			var flags uint
