@@ -296,8 +296,9 @@ var pwPrefetchL2 = os.Getenv("MOBILEONE_PWPREFETCHL2") != "0"
 
 // l2Ahead returns what to prefetch into L2 while the group before g runs,
 // with how many lines per tile get through it in tiles tiles: the weights
-// of group g if g < end, op.After if g is past the layer's last group and
-// last says this task has the last pixels (nil if L2 prefetching is off).
+// of group g if g < end and the layer's weights are more than half the L2,
+// op.After if g is past the layer's last group and last says this task has
+// the last pixels (nil if L2 prefetching is off).
 func (op *PointwiseOp) l2Ahead(g, end, tiles int, last bool) ([]float32, int) {
 	if !pwPrefetchL2 {
 		return nil, 0
@@ -307,6 +308,11 @@ func (op *PointwiseOp) l2Ahead(g, end, tiles int, last bool) ([]float32, int) {
 			return nil, 0
 		}
 		return op.After, ceilDiv(ceilDiv(len(op.After), 16), max(tiles, 1))
+	}
+	if l2 := cpu.L2Bytes; l2 > 0 && 4*len(op.w) <= l2/2 {
+		// The weights stay in L2 from run to run (S0's 1×1 layers, up
+		// to 1 MB): prefetching them is only overhead.
+		return nil, 0
 	}
 	kdim := op.cib * BlockC
 	ob0 := g * op.im.nb
