@@ -457,10 +457,9 @@ func (p *Plan) segments() []planSeg {
 }
 
 // groupFrom is the first layer of the group run: the layer named by from
-// (MOBILEONE_BATCHFROM; "" or "auto" chooses, "last" means the last layer, "off"
-// none), or -1 if
-// that layer or one after it has no blocked depthwise or pointwise op of
-// its own, or if it is too early.
+// (MOBILEONE_BATCHFROM; "" or "auto" chooses, "last" means the last layer,
+// "off" none), or -1 if that layer or one after it has no blocked depthwise
+// or pointwise op of its own, or if it is too early.
 func (p *Plan) groupFrom(from string) int {
 	t := -1
 	switch from {
