@@ -230,7 +230,7 @@ type PointwiseOp struct {
 // once and recycled through PointwiseOp.runs.
 type pwRun struct {
 	op     *PointwiseOp
-	x, out []float32
+	x, out [1][]float32 // the image, as groups takes it
 	hw     int
 	// Task grid: pixel chunks of pcTiles tiles × group chunks of gcGroups
 	// weight groups; task t is pixel chunk t/nGC, group chunk t%nGC.
@@ -447,7 +447,7 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	nGC := ceilDiv(nGroups, gcGroups)
 	nTasks := nPC * nGC
 	r := op.runs.Get().(*pwRun)
-	r.op, r.x, r.out, r.hw = op, x, out, hw
+	r.op, r.x[0], r.out[0], r.hw = op, x, out, hw
 	r.pcTiles, r.gcGroups, r.nGC = pcTiles, gcGroups, nGC
 	r.nPC, r.nTiles = nPC, nTiles
 	if static {
@@ -459,20 +459,29 @@ func (op *PointwiseOp) Run(x []float32, hw int, out []float32) {
 	op.runs.Put(r)
 }
 
-// task computes pixel chunk t/nGC × group chunk t%nGC: for every weight
-// group, every chunk of input blocks (its weights in L1), every tile.
+// task computes pixel chunk t/nGC × group chunk t%nGC.
 func (r *pwRun) task(t int) {
 	op, hw := r.op, r.hw
 	im := op.im
-	x, out := r.x, r.out
-	kdim := op.cib * BlockC
 	pc, gc := t/r.nGC, t%r.nGC
 	p0 := pc * r.nTiles / r.nPC * im.r
 	p1 := min(hw, (pc+1)*r.nTiles/r.nPC*im.r)
 	g0 := gc * r.gcGroups
 	g1 := min(ceilDiv(op.cob, im.nb), g0+r.gcGroups)
+	op.groups(r.x[:], r.out[:], hw, p0, p1, g0, g1)
+}
+
+// groups computes output groups [g0, g1) of pixels [p0, p1) (p0 a multiple
+// of the tile height) of every image xs[i] into outs[i]: for every weight
+// group, every chunk of input blocks (its weights in L1), every image,
+// every tile. Run calls it with one image, RunImages with several.
+func (op *PointwiseOp) groups(xs, outs [][]float32, hw, p0, p1, g0, g1 int) {
+	im := op.im
+	kdim := op.cib * BlockC
 	stride := hw * BlockC
 	kcb := im.kcb
+	tiles := ceilDiv(p1-p0, im.r) * len(xs) // per weight chunk
+	nIn, nOut := BlockedLen(op.cin, hw), BlockedLen(op.cout, hw)
 	var last uint
 	if op.bias != nil {
 		last |= pwBias
@@ -488,9 +497,8 @@ func (r *pwRun) task(t int) {
 		if op.bias != nil {
 			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
 		}
-		ob := out[ob0*stride : (ob0+nb)*stride]
 		// The next group's weights go to L2 over this group's tiles.
-		ahead, aheadPer := op.l2Ahead(g+1, g1, ceilDiv(op.cib, kcb)*ceilDiv(p1-p0, im.r), p1 == hw)
+		ahead, aheadPer := op.l2Ahead(g+1, g1, ceilDiv(op.cib, kcb)*tiles, p1 == hw)
 		for k0 := 0; k0 < op.cib; k0 += kcb {
 			kb := min(kcb, op.cib-k0)
 			var flags uint
@@ -501,7 +509,6 @@ func (r *pwRun) task(t int) {
 				flags |= last
 			}
 			wk := panel[k0*BlockC*nb*BlockC : (k0+kb)*BlockC*nb*BlockC]
-			xk := x[k0*stride : (k0+kb)*stride]
 			// While the tiles run on this weight chunk (from L1), pull
 			// the next one (this group's next chunk, or the next
 			// group's first) in, a slice per tile.
@@ -513,20 +520,24 @@ func (r *pwRun) task(t int) {
 				nnb := min(im.nb, op.cob-nob)
 				next = op.w[nob*BlockC*kdim : nob*BlockC*kdim+min(op.cib, kcb)*BlockC*nnb*BlockC]
 			}
-			per := ceilDiv(ceilDiv(len(next), 16), ceilDiv(p1-p0, im.r)) // lines per tile
-			for p := p0; p < p1; p += im.r {
-				rows := min(im.r, p1-p)
-				xs := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
-				os := ob[p*BlockC : (nb-1)*stride+(p+rows)*BlockC]
-				if n := min(per, len(next)/16); n > 0 && pwPrefetch {
-					prefetchLines(next, n)
-					next = next[n*16:]
+			per := ceilDiv(ceilDiv(len(next), 16), tiles) // lines per tile
+			for i, x := range xs {
+				xk := x[:nIn][k0*stride : (k0+kb)*stride]
+				ob := outs[i][:nOut][ob0*stride : (ob0+nb)*stride]
+				for p := p0; p < p1; p += im.r {
+					rows := min(im.r, p1-p)
+					xt := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
+					ot := ob[p*BlockC : (nb-1)*stride+(p+rows)*BlockC]
+					if n := min(per, len(next)/16); n > 0 && pwPrefetch {
+						prefetchLines(next, n)
+						next = next[n*16:]
+					}
+					if n := min(aheadPer, len(ahead)/16); n > 0 {
+						prefetchLinesL2(ahead, n)
+						ahead = ahead[n*16:]
+					}
+					im.kern[rows][nb](xt, wk, ot, bias, kb, stride, stride, flags)
 				}
-				if n := min(aheadPer, len(ahead)/16); n > 0 {
-					prefetchLinesL2(ahead, n)
-					ahead = ahead[n*16:]
-				}
-				im.kern[rows][nb](xs, wk, os, bias, kb, stride, stride, flags)
 			}
 		}
 	}

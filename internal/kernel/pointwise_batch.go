@@ -37,7 +37,7 @@ func (op *PointwiseOp) RunImages(xs [][]float32, hw int, outs [][]float32) {
 	per := op.ImagesPerChunk(hw)
 	for i0 := 0; i0 < len(xs); i0 += per {
 		i1 := min(len(xs), i0+per)
-		op.runImages(xs[i0:i1], hw, outs[i0:i1])
+		op.groups(xs[i0:i1], outs[i0:i1], hw, 0, hw, 0, ceilDiv(op.cob, op.im.nb))
 	}
 }
 
@@ -63,74 +63,4 @@ func imgChunkBytes() int {
 		return imgChunkOverride
 	}
 	return max(pwKernels.active.chunk, cpu.L2Bytes*3/4)
-}
-
-// runImages is RunImages on one chunk of images.
-func (op *PointwiseOp) runImages(xs [][]float32, hw int, outs [][]float32) {
-	im := op.im
-	kdim := op.cib * BlockC
-	stride := hw * BlockC
-	kcb := im.kcb
-	nTiles := ceilDiv(hw, im.r)
-	var last uint
-	if op.bias != nil {
-		last |= pwBias
-	}
-	if op.relu {
-		last |= pwReLU
-	}
-	nGroups := ceilDiv(op.cob, im.nb)
-	for g := 0; g < nGroups; g++ {
-		ob0 := g * im.nb
-		nb := min(im.nb, op.cob-ob0)
-		panel := op.w[ob0*BlockC*kdim : (ob0+nb)*BlockC*kdim]
-		var bias []float32
-		if op.bias != nil {
-			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
-		}
-		// The next group's weights go to L2 over this group's tiles.
-		ahead, aheadPer := op.l2Ahead(g+1, nGroups, ceilDiv(op.cib, kcb)*nTiles*len(xs), true)
-		for k0 := 0; k0 < op.cib; k0 += kcb {
-			kb := min(kcb, op.cib-k0)
-			var flags uint
-			if k0 > 0 {
-				flags = pwAcc
-			}
-			if k0+kb == op.cib {
-				flags |= last
-			}
-			wk := panel[k0*BlockC*nb*BlockC : (k0+kb)*BlockC*nb*BlockC]
-			// The next weight chunk comes in a slice per tile while this
-			// one runs over the tiles of every image (as in Run).
-			var next []float32
-			if k0+kb < op.cib {
-				next = panel[(k0+kb)*BlockC*nb*BlockC : min(op.cib, k0+2*kb)*BlockC*nb*BlockC]
-			} else if g+1 < nGroups {
-				nob := (g + 1) * im.nb
-				nnb := min(im.nb, op.cob-nob)
-				next = op.w[nob*BlockC*kdim : nob*BlockC*kdim+min(op.cib, kcb)*BlockC*nnb*BlockC]
-			}
-			per := ceilDiv(ceilDiv(len(next), 16), nTiles*len(xs)) // lines per tile
-			for i, x := range xs {
-				xk := x[k0*stride : (k0+kb)*stride]
-				_ = x[:BlockedLen(op.cin, hw)]
-				_ = outs[i][:BlockedLen(op.cout, hw)]
-				ob := outs[i][ob0*stride : (ob0+nb)*stride]
-				for p := 0; p < hw; p += im.r {
-					rows := min(im.r, hw-p)
-					xt := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
-					ot := ob[p*BlockC : (nb-1)*stride+(p+rows)*BlockC]
-					if n := min(per, len(next)/16); n > 0 && pwPrefetch {
-						prefetchLines(next, n)
-						next = next[n*16:]
-					}
-					if n := min(aheadPer, len(ahead)/16); n > 0 {
-						prefetchLinesL2(ahead, n)
-						ahead = ahead[n*16:]
-					}
-					im.kern[rows][nb](xt, wk, ot, bias, kb, stride, stride, flags)
-				}
-			}
-		}
-	}
 }
