@@ -2137,27 +2137,27 @@ conv3x3s2AVX512_done:
 	RET
 
 // func rowSumAVX512(x []float32, out []float32, c int, hw int, scale float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·rowSumAVX512(SB), NOSPLIT, $0-68
-	MOVQ  x_base+0(FP), SI
-	MOVQ  out_base+24(FP), DI
-	MOVQ  c+48(FP), R8
-	MOVQ  hw+56(FP), CX
-	MOVSS scale+64(FP), X3
-	MOVQ  CX, R9
-	SHLQ  $0x02, R9
-	ANDQ  $0x0000000f, CX
-	MOVQ  R9, R10
-	MOVQ  CX, BX
-	SHLQ  $0x02, BX
-	SUBQ  BX, R10
-	MOVQ  CX, BX
-	MOVL  $0x00000001, DX
-	SHLL  CL, DX
-	DECL  DX
-	KMOVW DX, K1
-	TESTQ R8, R8
-	JE    rowSumAVX512_done
+	MOVQ   x_base+0(FP), SI
+	MOVQ   out_base+24(FP), DI
+	MOVQ   c+48(FP), R8
+	MOVQ   hw+56(FP), CX
+	VMOVSS scale+64(FP), X3
+	MOVQ   CX, R9
+	SHLQ   $0x02, R9
+	ANDQ   $0x0000000f, CX
+	MOVQ   R9, R10
+	MOVQ   CX, BX
+	SHLQ   $0x02, BX
+	SUBQ   BX, R10
+	MOVQ   CX, BX
+	MOVL   $0x00000001, DX
+	SHLL   CL, DX
+	DECL   DX
+	KMOVW  DX, K1
+	TESTQ  R8, R8
+	JE     rowSumAVX512_done
 
 rowSumAVX512_row:
 	VPXORD Z0, Z0, Z0
@@ -2412,22 +2412,22 @@ gemvAVX2_done:
 	RET
 
 // func rowSumAVX2(x []float32, out []float32, c int, hw int, scale float32)
-// Requires: AVX, SSE
+// Requires: AVX
 TEXT ·rowSumAVX2(SB), NOSPLIT, $0-68
-	MOVQ  x_base+0(FP), SI
-	MOVQ  out_base+24(FP), DI
-	MOVQ  c+48(FP), R8
-	MOVQ  hw+56(FP), CX
-	MOVSS scale+64(FP), X3
-	MOVQ  CX, R9
-	SHLQ  $0x02, R9
-	MOVQ  CX, BX
-	ANDQ  $0x00000007, BX
-	MOVQ  CX, R10
-	SUBQ  BX, R10
-	SHLQ  $0x02, R10
-	TESTQ R8, R8
-	JE    rowSumAVX2_done
+	MOVQ   x_base+0(FP), SI
+	MOVQ   out_base+24(FP), DI
+	MOVQ   c+48(FP), R8
+	MOVQ   hw+56(FP), CX
+	VMOVSS scale+64(FP), X3
+	MOVQ   CX, R9
+	SHLQ   $0x02, R9
+	MOVQ   CX, BX
+	ANDQ   $0x00000007, BX
+	MOVQ   CX, R10
+	SUBQ   BX, R10
+	SHLQ   $0x02, R10
+	TESTQ  R8, R8
+	JE     rowSumAVX2_done
 
 rowSumAVX2_row:
 	VXORPS Y0, Y0, Y0

@@ -42,7 +42,7 @@ DATA vecmask32<>+60(SB)/4, $0x00000000
 GLOBL vecmask32<>(SB), RODATA|NOPTR, $64
 
 // func vecDotAVX512(a []float32, b []float32) float64
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE2
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecDotAVX512(SB), NOSPLIT, $0-56
 	MOVQ   a_base+0(FP), AX
 	MOVQ   b_base+24(FP), CX
@@ -115,12 +115,12 @@ vecDotAVX512_done_5:
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, ret+48(FP)
+	VMOVSD        X1, ret+48(FP)
 	VZEROUPPER
 	RET
 
 // func vecDotSumsAVX512(d []float32, x []float32) (sd float64, sdx float64)
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE2
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecDotSumsAVX512(SB), NOSPLIT, $0-64
 	MOVQ   d_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -212,24 +212,23 @@ vecDotSumsAVX512_done_5:
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, sd+48(FP)
+	VMOVSD        X1, sd+48(FP)
 	VEXTRACTF64X4 $0x01, Z9, Y0
 	VADDPD        Y0, Y9, Y0
 	VEXTRACTF128  $0x01, Y0, X1
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, sdx+56(FP)
+	VMOVSD        X1, sdx+56(FP)
 	VZEROUPPER
 	RET
 
 // func vecSumSqAVX512(x []float32, shift float32) (s float64, sq float64)
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE, SSE2
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecSumSqAVX512(SB), NOSPLIT, $0-48
 	MOVQ         x_base+0(FP), AX
 	MOVQ         x_len+8(FP), CX
-	MOVSS        shift+24(FP), X0
-	VBROADCASTSS X0, Z0
+	VBROADCASTSS shift+24(FP), Z0
 	VXORPS       Z9, Z9, Z9
 	VXORPS       Z10, Z10, Z10
 	XORQ         DX, DX
@@ -322,38 +321,29 @@ vecSumSqAVX512_done_5:
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, s+32(FP)
+	VMOVSD        X1, s+32(FP)
 	VEXTRACTF64X4 $0x01, Z10, Y0
 	VADDPD        Y0, Y10, Y0
 	VEXTRACTF128  $0x01, Y0, X1
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, sq+40(FP)
+	VMOVSD        X1, sq+40(FP)
 	VZEROUPPER
 	RET
 
 // func vecConv3AVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
-// Requires: AVX, AVX512F, CMOV, SSE
+// Requires: AVX, AVX512F, CMOV
 TEXT ·vecConv3AVX512(SB), NOSPLIT, $0-152
-	MOVSS        w_0+0(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        w_1+4(FP), X1
-	VBROADCASTSS X1, Z1
-	MOVSS        w_2+8(FP), X2
-	VBROADCASTSS X2, Z2
-	MOVSS        w_3+12(FP), X3
-	VBROADCASTSS X3, Z3
-	MOVSS        w_4+16(FP), X4
-	VBROADCASTSS X4, Z4
-	MOVSS        w_5+20(FP), X5
-	VBROADCASTSS X5, Z5
-	MOVSS        w_6+24(FP), X6
-	VBROADCASTSS X6, Z6
-	MOVSS        w_7+28(FP), X7
-	VBROADCASTSS X7, Z7
-	MOVSS        w_8+32(FP), X8
-	VBROADCASTSS X8, Z8
+	VBROADCASTSS w_0+0(FP), Z0
+	VBROADCASTSS w_1+4(FP), Z1
+	VBROADCASTSS w_2+8(FP), Z2
+	VBROADCASTSS w_3+12(FP), Z3
+	VBROADCASTSS w_4+16(FP), Z4
+	VBROADCASTSS w_5+20(FP), Z5
+	VBROADCASTSS w_6+24(FP), Z6
+	VBROADCASTSS w_7+28(FP), Z7
+	VBROADCASTSS w_8+32(FP), Z8
 	MOVQ         width+136(FP), AX
 	MOVQ         s+144(FP), CX
 	IMULQ        CX, AX
@@ -743,26 +733,17 @@ vecConv3AVX512_rowsdone_2:
 	RET
 
 // func vecConv3AddAVX512(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
-// Requires: AVX, AVX512F, CMOV, SSE
+// Requires: AVX, AVX512F, CMOV
 TEXT ·vecConv3AddAVX512(SB), NOSPLIT, $0-152
-	MOVSS        w_0+0(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        w_1+4(FP), X1
-	VBROADCASTSS X1, Z1
-	MOVSS        w_2+8(FP), X2
-	VBROADCASTSS X2, Z2
-	MOVSS        w_3+12(FP), X3
-	VBROADCASTSS X3, Z3
-	MOVSS        w_4+16(FP), X4
-	VBROADCASTSS X4, Z4
-	MOVSS        w_5+20(FP), X5
-	VBROADCASTSS X5, Z5
-	MOVSS        w_6+24(FP), X6
-	VBROADCASTSS X6, Z6
-	MOVSS        w_7+28(FP), X7
-	VBROADCASTSS X7, Z7
-	MOVSS        w_8+32(FP), X8
-	VBROADCASTSS X8, Z8
+	VBROADCASTSS w_0+0(FP), Z0
+	VBROADCASTSS w_1+4(FP), Z1
+	VBROADCASTSS w_2+8(FP), Z2
+	VBROADCASTSS w_3+12(FP), Z3
+	VBROADCASTSS w_4+16(FP), Z4
+	VBROADCASTSS w_5+20(FP), Z5
+	VBROADCASTSS w_6+24(FP), Z6
+	VBROADCASTSS w_7+28(FP), Z7
+	VBROADCASTSS w_8+32(FP), Z8
 	MOVQ         width+136(FP), AX
 	MOVQ         s+144(FP), CX
 	IMULQ        CX, AX
@@ -1180,7 +1161,7 @@ vecConv3AddAVX512_rowsdone_2:
 	RET
 
 // func vecCorr3AVX512(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecCorr3AVX512(SB), NOSPLIT, $576-148
 	VXORPS  Z0, Z0, Z0
 	VMOVUPS Z0, (SP)
@@ -1455,7 +1436,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g0+112(FP)
+	VMOVSS        X0, g0+112(FP)
 	VMOVUPS       64(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1465,7 +1446,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g1+116(FP)
+	VMOVSS        X0, g1+116(FP)
 	VMOVUPS       128(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1475,7 +1456,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g2+120(FP)
+	VMOVSS        X0, g2+120(FP)
 	VMOVUPS       192(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1485,7 +1466,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g3+124(FP)
+	VMOVSS        X0, g3+124(FP)
 	VMOVUPS       256(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1495,7 +1476,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g4+128(FP)
+	VMOVSS        X0, g4+128(FP)
 	VMOVUPS       320(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1505,7 +1486,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g5+132(FP)
+	VMOVSS        X0, g5+132(FP)
 	VMOVUPS       384(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1515,7 +1496,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g6+136(FP)
+	VMOVSS        X0, g6+136(FP)
 	VMOVUPS       448(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1525,7 +1506,7 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g7+140(FP)
+	VMOVSS        X0, g7+140(FP)
 	VMOVUPS       512(SP), Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
@@ -1535,19 +1516,18 @@ vecCorr3AVX512_rowsdone_2:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, g8+144(FP)
+	VMOVSS        X0, g8+144(FP)
 	VZEROUPPER
 	RET
 
 // func vecDotAxpyAVX512(alpha float32, d []float32, x []float32, y []float32) float64
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE, SSE2
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecDotAxpyAVX512(SB), NOSPLIT, $0-88
 	MOVQ         d_base+8(FP), AX
 	MOVQ         x_base+32(FP), CX
 	MOVQ         y_base+56(FP), DX
 	MOVQ         d_len+16(FP), BX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Z0
+	VBROADCASTSS alpha+0(FP), Z0
 	VXORPS       Z5, Z5, Z5
 	XORQ         SI, SI
 
@@ -1634,12 +1614,12 @@ vecDotAxpyAVX512_done_5:
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, ret+80(FP)
+	VMOVSD        X1, ret+80(FP)
 	VZEROUPPER
 	RET
 
 // func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32) (sd float64, sdx float64)
-// Requires: AVX, AVX512DQ, AVX512F, CMOV, SSE2
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
 TEXT ·vecReLUMaskDotSumsAVX512(SB), NOSPLIT, $0-88
 	MOVQ   y_base+0(FP), AX
 	MOVQ   d_base+24(FP), CX
@@ -1746,25 +1726,24 @@ vecReLUMaskDotSumsAVX512_done_5:
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, sd+72(FP)
+	VMOVSD        X1, sd+72(FP)
 	VEXTRACTF64X4 $0x01, Z10, Y0
 	VADDPD        Y0, Y10, Y0
 	VEXTRACTF128  $0x01, Y0, X1
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	MOVSD         X1, sdx+80(FP)
+	VMOVSD        X1, sdx+80(FP)
 	VZEROUPPER
 	RET
 
 // func vecAxpyAVX512(alpha float32, x []float32, y []float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecAxpyAVX512(SB), NOSPLIT, $0-56
 	MOVQ         x_base+8(FP), AX
 	MOVQ         y_base+32(FP), CX
 	MOVQ         x_len+16(FP), DX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Z0
+	VBROADCASTSS alpha+0(FP), Z0
 	XORQ         BX, BX
 
 vecAxpyAVX512_loopU_1:
@@ -1814,13 +1793,12 @@ vecAxpyAVX512_done_4:
 	RET
 
 // func vecScaleAVX512(alpha float32, x []float32, y []float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecScaleAVX512(SB), NOSPLIT, $0-56
 	MOVQ         x_base+8(FP), AX
 	MOVQ         y_base+32(FP), CX
 	MOVQ         x_len+16(FP), DX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Z0
+	VBROADCASTSS alpha+0(FP), Z0
 	XORQ         BX, BX
 
 vecScaleAVX512_loopU_1:
@@ -2021,15 +1999,13 @@ vecReLUMaskAVX512_done_4:
 	RET
 
 // func vecBNNormAVX512(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecBNNormAVX512(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Z1
+	VBROADCASTSS mean+72(FP), Z0
+	VBROADCASTSS invstd+76(FP), Z1
 	XORQ         BX, BX
 
 vecBNNormAVX512_loopU_1:
@@ -2084,20 +2060,16 @@ vecBNNormAVX512_done_4:
 	RET
 
 // func vecBNNormStoreAVX512(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecBNNormStoreAVX512(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Z1
+	VBROADCASTSS mean+72(FP), Z0
+	VBROADCASTSS invstd+76(FP), Z1
 	MOVQ         out_base+48(FP), BX
-	MOVSS        gamma+80(FP), X2
-	VBROADCASTSS X2, Z2
-	MOVSS        beta+84(FP), X3
-	VBROADCASTSS X3, Z3
+	VBROADCASTSS gamma+80(FP), Z2
+	VBROADCASTSS beta+84(FP), Z3
 	XORQ         SI, SI
 
 vecBNNormStoreAVX512_loopU_1:
@@ -2164,20 +2136,16 @@ vecBNNormStoreAVX512_done_4:
 	RET
 
 // func vecBNNormAccAVX512(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecBNNormAccAVX512(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Z1
+	VBROADCASTSS mean+72(FP), Z0
+	VBROADCASTSS invstd+76(FP), Z1
 	MOVQ         out_base+48(FP), BX
-	MOVSS        gamma+80(FP), X2
-	VBROADCASTSS X2, Z2
-	MOVSS        beta+84(FP), X3
-	VBROADCASTSS X3, Z3
+	VBROADCASTSS gamma+80(FP), Z2
+	VBROADCASTSS beta+84(FP), Z3
 	XORQ         SI, SI
 
 vecBNNormAccAVX512_loopU_1:
@@ -2251,18 +2219,15 @@ vecBNNormAccAVX512_done_4:
 	RET
 
 // func vecBNBackAVX512(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
-// Requires: AVX, AVX512F, SSE
+// Requires: AVX, AVX512F
 TEXT ·vecBNBackAVX512(SB), NOSPLIT, $0-84
 	MOVQ         d_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         out_base+48(FP), DX
 	MOVQ         d_len+8(FP), BX
-	MOVSS        k+72(FP), X0
-	VBROADCASTSS X0, Z0
-	MOVSS        md+76(FP), X1
-	VBROADCASTSS X1, Z1
-	MOVSS        mdx+80(FP), X2
-	VBROADCASTSS X2, Z2
+	VBROADCASTSS k+72(FP), Z0
+	VBROADCASTSS md+76(FP), Z1
+	VBROADCASTSS mdx+80(FP), Z2
 	XORQ         SI, SI
 
 vecBNBackAVX512_loopU_1:
@@ -2324,7 +2289,7 @@ vecBNBackAVX512_done_4:
 	RET
 
 // func vecDotAVX2(a []float32, b []float32) float64
-// Requires: AVX, CMOV, FMA3, SSE2
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecDotAVX2(SB), NOSPLIT, $0-56
 	MOVQ   a_base+0(FP), AX
 	MOVQ   b_base+24(FP), CX
@@ -2395,12 +2360,12 @@ vecDotAVX2_done_5:
 	VADDPD       X0, X4, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, ret+48(FP)
+	VMOVSD       X0, ret+48(FP)
 	VZEROUPPER
 	RET
 
 // func vecDotSumsAVX2(d []float32, x []float32) (sd float64, sdx float64)
-// Requires: AVX, CMOV, FMA3, SSE2
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecDotSumsAVX2(SB), NOSPLIT, $0-64
 	MOVQ   d_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -2490,22 +2455,21 @@ vecDotSumsAVX2_done_5:
 	VADDPD       X0, X8, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, sd+48(FP)
+	VMOVSD       X0, sd+48(FP)
 	VEXTRACTF128 $0x01, Y9, X0
 	VADDPD       X0, X9, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, sdx+56(FP)
+	VMOVSD       X0, sdx+56(FP)
 	VZEROUPPER
 	RET
 
 // func vecSumSqAVX2(x []float32, shift float32) (s float64, sq float64)
-// Requires: AVX, AVX2, CMOV, FMA3, SSE, SSE2
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecSumSqAVX2(SB), NOSPLIT, $0-48
 	MOVQ         x_base+0(FP), AX
 	MOVQ         x_len+8(FP), CX
-	MOVSS        shift+24(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS shift+24(FP), Y0
 	VXORPS       Y9, Y9, Y9
 	VXORPS       Y10, Y10, Y10
 	XORQ         DX, DX
@@ -2597,36 +2561,27 @@ vecSumSqAVX2_done_5:
 	VADDPD       X0, X9, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, s+32(FP)
+	VMOVSD       X0, s+32(FP)
 	VEXTRACTF128 $0x01, Y10, X0
 	VADDPD       X0, X10, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, sq+40(FP)
+	VMOVSD       X0, sq+40(FP)
 	VZEROUPPER
 	RET
 
 // func vecConv3AVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
-// Requires: AVX, AVX2, CMOV, FMA3, SSE
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecConv3AVX2(SB), NOSPLIT, $0-152
-	MOVSS        w_0+0(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        w_1+4(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        w_2+8(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        w_3+12(FP), X3
-	VBROADCASTSS X3, Y3
-	MOVSS        w_4+16(FP), X4
-	VBROADCASTSS X4, Y4
-	MOVSS        w_5+20(FP), X5
-	VBROADCASTSS X5, Y5
-	MOVSS        w_6+24(FP), X6
-	VBROADCASTSS X6, Y6
-	MOVSS        w_7+28(FP), X7
-	VBROADCASTSS X7, Y7
-	MOVSS        w_8+32(FP), X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS w_0+0(FP), Y0
+	VBROADCASTSS w_1+4(FP), Y1
+	VBROADCASTSS w_2+8(FP), Y2
+	VBROADCASTSS w_3+12(FP), Y3
+	VBROADCASTSS w_4+16(FP), Y4
+	VBROADCASTSS w_5+20(FP), Y5
+	VBROADCASTSS w_6+24(FP), Y6
+	VBROADCASTSS w_7+28(FP), Y7
+	VBROADCASTSS w_8+32(FP), Y8
 	MOVQ         width+136(FP), AX
 	MOVQ         s+144(FP), CX
 	IMULQ        CX, AX
@@ -3016,26 +2971,17 @@ vecConv3AVX2_rowsdone_2:
 	RET
 
 // func vecConv3AddAVX2(w [9]float32, x []float32, zrow []float32, out []float32, y0 int, y1 int, h int, width int, s int)
-// Requires: AVX, AVX2, CMOV, FMA3, SSE
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecConv3AddAVX2(SB), NOSPLIT, $0-152
-	MOVSS        w_0+0(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        w_1+4(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        w_2+8(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        w_3+12(FP), X3
-	VBROADCASTSS X3, Y3
-	MOVSS        w_4+16(FP), X4
-	VBROADCASTSS X4, Y4
-	MOVSS        w_5+20(FP), X5
-	VBROADCASTSS X5, Y5
-	MOVSS        w_6+24(FP), X6
-	VBROADCASTSS X6, Y6
-	MOVSS        w_7+28(FP), X7
-	VBROADCASTSS X7, Y7
-	MOVSS        w_8+32(FP), X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS w_0+0(FP), Y0
+	VBROADCASTSS w_1+4(FP), Y1
+	VBROADCASTSS w_2+8(FP), Y2
+	VBROADCASTSS w_3+12(FP), Y3
+	VBROADCASTSS w_4+16(FP), Y4
+	VBROADCASTSS w_5+20(FP), Y5
+	VBROADCASTSS w_6+24(FP), Y6
+	VBROADCASTSS w_7+28(FP), Y7
+	VBROADCASTSS w_8+32(FP), Y8
 	MOVQ         width+136(FP), AX
 	MOVQ         s+144(FP), CX
 	IMULQ        CX, AX
@@ -3453,7 +3399,7 @@ vecConv3AddAVX2_rowsdone_2:
 	RET
 
 // func vecCorr3AVX2(d []float32, x []float32, zrow []float32, y0 int, y1 int, h int, width int, s int) (g0 float32, g1 float32, g2 float32, g3 float32, g4 float32, g5 float32, g6 float32, g7 float32, g8 float32)
-// Requires: AVX, CMOV, FMA3, SSE
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecCorr3AVX2(SB), NOSPLIT, $288-148
 	VXORPS  Y0, Y0, Y0
 	VMOVUPS Y0, (SP)
@@ -3726,7 +3672,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g0+112(FP)
+	VMOVSS       X1, g0+112(FP)
 	VMOVUPS      32(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3734,7 +3680,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g1+116(FP)
+	VMOVSS       X1, g1+116(FP)
 	VMOVUPS      64(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3742,7 +3688,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g2+120(FP)
+	VMOVSS       X1, g2+120(FP)
 	VMOVUPS      96(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3750,7 +3696,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g3+124(FP)
+	VMOVSS       X1, g3+124(FP)
 	VMOVUPS      128(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3758,7 +3704,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g4+128(FP)
+	VMOVSS       X1, g4+128(FP)
 	VMOVUPS      160(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3766,7 +3712,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g5+132(FP)
+	VMOVSS       X1, g5+132(FP)
 	VMOVUPS      192(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3774,7 +3720,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g6+136(FP)
+	VMOVSS       X1, g6+136(FP)
 	VMOVUPS      224(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3782,7 +3728,7 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g7+140(FP)
+	VMOVSS       X1, g7+140(FP)
 	VMOVUPS      256(SP), Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X1
@@ -3790,19 +3736,18 @@ vecCorr3AVX2_rowsdone_2:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
-	MOVSS        X1, g8+144(FP)
+	VMOVSS       X1, g8+144(FP)
 	VZEROUPPER
 	RET
 
 // func vecDotAxpyAVX2(alpha float32, d []float32, x []float32, y []float32) float64
-// Requires: AVX, AVX2, CMOV, FMA3, SSE, SSE2
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecDotAxpyAVX2(SB), NOSPLIT, $0-88
 	MOVQ         d_base+8(FP), AX
 	MOVQ         x_base+32(FP), CX
 	MOVQ         y_base+56(FP), DX
 	MOVQ         d_len+16(FP), BX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS alpha+0(FP), Y0
 	VXORPS       Y5, Y5, Y5
 	XORQ         SI, SI
 
@@ -3887,12 +3832,12 @@ vecDotAxpyAVX2_done_5:
 	VADDPD       X0, X5, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, ret+80(FP)
+	VMOVSD       X0, ret+80(FP)
 	VZEROUPPER
 	RET
 
 // func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32) (sd float64, sdx float64)
-// Requires: AVX, CMOV, FMA3, SSE2
+// Requires: AVX, CMOV, FMA3
 TEXT ·vecReLUMaskDotSumsAVX2(SB), NOSPLIT, $0-88
 	MOVQ   y_base+0(FP), AX
 	MOVQ   d_base+24(FP), CX
@@ -3998,23 +3943,22 @@ vecReLUMaskDotSumsAVX2_done_5:
 	VADDPD       X0, X9, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, sd+72(FP)
+	VMOVSD       X0, sd+72(FP)
 	VEXTRACTF128 $0x01, Y10, X0
 	VADDPD       X0, X10, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	MOVSD        X0, sdx+80(FP)
+	VMOVSD       X0, sdx+80(FP)
 	VZEROUPPER
 	RET
 
 // func vecAxpyAVX2(alpha float32, x []float32, y []float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·vecAxpyAVX2(SB), NOSPLIT, $0-56
 	MOVQ         x_base+8(FP), AX
 	MOVQ         y_base+32(FP), CX
 	MOVQ         x_len+16(FP), DX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS alpha+0(FP), Y0
 	XORQ         BX, BX
 
 vecAxpyAVX2_loopU_1:
@@ -4064,13 +4008,12 @@ vecAxpyAVX2_done_4:
 	RET
 
 // func vecScaleAVX2(alpha float32, x []float32, y []float32)
-// Requires: AVX, AVX2, SSE
+// Requires: AVX
 TEXT ·vecScaleAVX2(SB), NOSPLIT, $0-56
 	MOVQ         x_base+8(FP), AX
 	MOVQ         y_base+32(FP), CX
 	MOVQ         x_len+16(FP), DX
-	MOVSS        alpha+0(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS alpha+0(FP), Y0
 	XORQ         BX, BX
 
 vecScaleAVX2_loopU_1:
@@ -4272,15 +4215,13 @@ vecReLUMaskAVX2_done_4:
 	RET
 
 // func vecBNNormAVX2(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX2, SSE
+// Requires: AVX
 TEXT ·vecBNNormAVX2(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS mean+72(FP), Y0
+	VBROADCASTSS invstd+76(FP), Y1
 	XORQ         BX, BX
 
 vecBNNormAVX2_loopU_1:
@@ -4335,20 +4276,16 @@ vecBNNormAVX2_done_4:
 	RET
 
 // func vecBNNormStoreAVX2(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·vecBNNormStoreAVX2(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS mean+72(FP), Y0
+	VBROADCASTSS invstd+76(FP), Y1
 	MOVQ         out_base+48(FP), BX
-	MOVSS        gamma+80(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        beta+84(FP), X3
-	VBROADCASTSS X3, Y3
+	VBROADCASTSS gamma+80(FP), Y2
+	VBROADCASTSS beta+84(FP), Y3
 	XORQ         SI, SI
 
 vecBNNormStoreAVX2_loopU_1:
@@ -4415,20 +4352,16 @@ vecBNNormStoreAVX2_done_4:
 	RET
 
 // func vecBNNormAccAVX2(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·vecBNNormAccAVX2(SB), NOSPLIT, $0-88
 	MOVQ         src_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         src_len+8(FP), DX
-	MOVSS        mean+72(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        invstd+76(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS mean+72(FP), Y0
+	VBROADCASTSS invstd+76(FP), Y1
 	MOVQ         out_base+48(FP), BX
-	MOVSS        gamma+80(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        beta+84(FP), X3
-	VBROADCASTSS X3, Y3
+	VBROADCASTSS gamma+80(FP), Y2
+	VBROADCASTSS beta+84(FP), Y3
 	XORQ         SI, SI
 
 vecBNNormAccAVX2_loopU_1:
@@ -4502,18 +4435,15 @@ vecBNNormAccAVX2_done_4:
 	RET
 
 // func vecBNBackAVX2(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·vecBNBackAVX2(SB), NOSPLIT, $0-84
 	MOVQ         d_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         out_base+48(FP), DX
 	MOVQ         d_len+8(FP), BX
-	MOVSS        k+72(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        md+76(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        mdx+80(FP), X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS k+72(FP), Y0
+	VBROADCASTSS md+76(FP), Y1
+	VBROADCASTSS mdx+80(FP), Y2
 	XORQ         SI, SI
 
 vecBNBackAVX2_loopU_1:

@@ -278,7 +278,7 @@ func rowSumAVX512() {
 	Load(Param("out").Base(), rOut)
 	Load(Param("c"), rC)
 	Load(Param("hw"), RCX)
-	Load(Param("scale"), X3)
+	VMOVSS(scalarArg("scale"), X3) // VEX: no SSE/AVX transition
 	MOVQ(RCX, rHw)
 	SHLQ(U8(2), rHw)
 	ANDQ(U32(15), RCX)
@@ -496,7 +496,7 @@ func rowSumAVX2() {
 	Load(Param("out").Base(), rOut)
 	Load(Param("c"), rC)
 	Load(Param("hw"), RCX)
-	Load(Param("scale"), X3)
+	VMOVSS(scalarArg("scale"), X3) // VEX: no SSE/AVX transition
 	MOVQ(RCX, rHw)
 	SHLQ(U8(2), rHw)
 	MOVQ(RCX, rTail)
@@ -725,4 +725,16 @@ func prefetchLoop(name, level string, op func(Op)) {
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
 	RET()
+}
+
+// scalarArg is the memory operand of float32 argument name, for VEX
+// moves: avo's Load picks the legacy-SSE MOVSS, which costs a state
+// transition on some Intel cores when the vector registers' upper halves
+// are dirty.
+func scalarArg(name string) Mem {
+	b, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
 }

@@ -147,10 +147,7 @@ func (g *gen) conv3Kernels() {
 			doc+" rows [y0, y1) of out the 3×3 convolution of x (h rows of width pixels of s values; zero padding)")
 		var wv [9]VecVirtual
 		for t := range wv {
-			x := XMM()
-			Load(Param("w").Index(t), x)
-			wv[t] = g.vec()
-			VBROADCASTSS(x, wv[t])
+			wv[t] = g.bcastComp(Param("w").Index(t))
 		}
 		g.conv3Rows("x", "out", func(rows [3]GPVirtual, out GPVirtual, idx [3]GPVirtual, e GPVirtual, cols []int) {
 			g.walk(idx[1], e, 4, func(i GPVirtual, u int, masked bool) {
@@ -213,7 +210,7 @@ func (g *gen) conv3Kernels() {
 		for t := range acc {
 			v := g.vec()
 			VMOVUPS(tot.Offset(t*vb), v)
-			Store(g.hsum(v), ReturnIndex(t))
+			VMOVSS(g.hsum(v), resolve(ReturnIndex(t)))
 		}
 		g.end()
 	}
