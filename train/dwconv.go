@@ -185,19 +185,55 @@ func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
 func (c convOp) dwForwardRows(x *act, w, z []float32) {
 	parFor(c.Cin, c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
-			c.dwForwardPlane(x, w, z, ci)
+			c.dwForwardPlane(x, w, z, ci, false)
 		}
 	})
 }
 
-// dwForwardPlane is dwForwardRows for input channel ci (every branch).
-func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int) {
-	nb := c.Cout / c.Cin
+// planeGeom returns the branches and the output channels per branch of a
+// convolution that dwForwardPlane and dwBackwardPlane can run channel by
+// channel: a depthwise one (output channel ci of every branch reads input
+// channel ci), or a dense one with a single input channel (the stem on
+// grey images: every output channel reads input channel 0), whose
+// branches are listed in CenterOnly.
+func (c convOp) planeGeom() (nb, outC int) {
+	if c.DW {
+		return c.Cout / c.Cin, c.Cin
+	}
+	if c.Cin != 1 || len(c.CenterOnly) == 0 {
+		panic("train: channel-by-channel planes need a depthwise or single-input-channel convolution")
+	}
+	return len(c.CenterOnly), c.Cout / len(c.CenterOnly)
+}
+
+// planeIn is the input plane that output channel ci of every branch reads.
+func (c convOp) planeIn(x *act, ci int) []float32 {
+	p := x.H * x.W * x.N
+	if !c.DW {
+		ci = 0
+	}
+	return x.Data[ci*p : (ci+1)*p]
+}
+
+// planeAt returns plane b·outC+ci of t (Cout planes of p values) or, if
+// own, plane b of t (only channel ci's planes, branch by branch).
+func planeAt(t []float32, b, outC, ci, p int, own bool) []float32 {
+	o := b*outC + ci
+	if own {
+		o = b
+	}
+	return t[o*p : (o+1)*p]
+}
+
+// dwForwardPlane is dwForwardRows for output channel ci of every branch,
+// written to z (all Cout planes, or only channel ci's if own).
+func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int, own bool) {
+	nb, outC := c.planeGeom()
 	p := x.H * x.W * x.N // input and output planes have the same size
-	xp := x.Data[ci*p : (ci+1)*p]
+	xp := c.planeIn(x, ci)
 	for b := 0; b < nb; b++ {
-		o := b*c.Cin + ci
-		wo, zp := w[o*9:(o+1)*9], z[o*p:(o+1)*p]
+		o := b*outC + ci
+		wo, zp := w[o*9:(o+1)*9], planeAt(z, b, outC, ci, p, own)
 		if b < len(c.CenterOnly) && c.CenterOnly[b] {
 			kernel.Scale(wo[4], xp, zp)
 			continue
@@ -213,23 +249,29 @@ func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int) {
 func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32) {
 	parFor(c.Cin, 2*c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
-			c.dwBackwardPlane(x, w, dz, dw, dx, ci)
+			c.dwBackwardPlane(x, w, dz, dw, dx, ci, false)
 		}
 	})
 }
 
-// dwBackwardPlane is dwBackwardRows for input channel ci (every branch).
-func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int) {
-	nb := c.Cout / c.Cin
+// dwBackwardPlane is dwBackwardRows for output channel ci of every branch,
+// given dz (all Cout planes, or only channel ci's if own). dx must be nil
+// for a dense convolution (its input channel is shared by every output
+// channel).
+func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own bool) {
+	nb, outC := c.planeGeom()
 	p := x.H * x.W * x.N
-	xp := x.Data[ci*p : (ci+1)*p]
+	xp := c.planeIn(x, ci)
 	var dxp []float32
 	if dx != nil {
+		if !c.DW {
+			panic("train: dwBackwardPlane: no input gradient for a dense convolution")
+		}
 		dxp = dx[ci*p : (ci+1)*p]
 	}
 	for b := 0; b < nb; b++ {
-		o := b*c.Cin + ci
-		wo, dzp, dwo := w[o*9:(o+1)*9], dz[o*p:(o+1)*p], dw[o*9:(o+1)*9]
+		o := b*outC + ci
+		wo, dzp, dwo := w[o*9:(o+1)*9], planeAt(dz, b, outC, ci, p, own), dw[o*9:(o+1)*9]
 		if b < len(c.CenterOnly) && c.CenterOnly[b] {
 			clear(dwo)
 			if dxp != nil {

@@ -68,3 +68,55 @@ func toF64(s []float32) []float64 {
 	}
 	return d
 }
+
+// TestGreyStemPlanesEqualGEMM trains the same grey-input net (stride-1
+// stem, k = 2) one step with the stem run channel by channel (Conv3Plane
+// and Corr3Plane next to its BatchNorms) and through the im2col GEMM: the
+// loss, every gradient and every running statistic must agree.
+func TestGreyStemPlanesEqualGEMM(t *testing.T) {
+	cfg := tinyConfig
+	cfg.K, cfg.StemStride, cfg.InChannels = 2, 1, 1
+	x := randInput(6, 4, 1, 12, 12)
+	labels := []int{3, 0, 1, 2}
+	type result struct {
+		loss   float64
+		grads  map[string][]float32
+		stats  map[string][]float32
+		planes bool
+	}
+	run := func(off bool) result {
+		old := planesOff
+		planesOff = off
+		defer func() { planesOff = old }()
+		m, net := tinyNet(t, cfg, 8)
+		net.ZeroGrad()
+		loss, dl := CrossEntropy(net.Forward(x, true), labels, 0.1)
+		net.Backward(dl)
+		r := result{loss: loss, grads: map[string][]float32{}, stats: map[string][]float32{}, planes: net.blocks[0].dwPlanes()}
+		for _, p := range net.Params() {
+			r.grads[p.Name] = append([]float32(nil), p.G.Data...)
+		}
+		keys, sd := m.StateDict()
+		for _, k := range keys {
+			r.stats[k] = append([]float32(nil), sd[k].Data...)
+		}
+		return r
+	}
+	gemm, planes := run(true), run(false)
+	if gemm.planes || !planes.planes {
+		t.Fatalf("stem planes: %v with planesOff, %v without (want false, true)", gemm.planes, planes.planes)
+	}
+	if d := math.Abs(gemm.loss-planes.loss) / gemm.loss; d > 1e-6 {
+		t.Errorf("loss %v with planes, %v with the GEMM", planes.loss, gemm.loss)
+	}
+	for k, g := range gemm.grads {
+		if e := maxRel(planes.grads[k], toF64(g)); e > 2e-4 { // as TestFoldedEqualsBranches
+			t.Errorf("gradient of %s differs by %.2g", k, e)
+		}
+	}
+	for k, v := range gemm.stats {
+		if e := maxRel(planes.stats[k], toF64(v)); e > 1e-5 {
+			t.Errorf("%s differs by %.2g", k, e)
+		}
+	}
+}

@@ -43,15 +43,16 @@ type Net struct {
 	dfeat       []float32
 }
 
-// bnT is a BatchNorm with its gradients and the 1/std of the last batch.
+// bnT is a BatchNorm with its gradients and the mean and 1/std of the last
+// batch.
 type bnT struct {
-	bn     *nn.BatchNorm
-	gW, gB *tensor.Tensor
-	invstd []float32
+	bn           *nn.BatchNorm
+	gW, gB       *tensor.Tensor
+	mean, invstd []float32
 }
 
 func newBN(bn *nn.BatchNorm) *bnT {
-	return &bnT{bn: bn, gW: tensor.New(bn.C), gB: tensor.New(bn.C), invstd: make([]float32, bn.C)}
+	return &bnT{bn: bn, gW: tensor.New(bn.C), gB: tensor.New(bn.C), mean: make([]float32, bn.C), invstd: make([]float32, bn.C)}
 }
 
 func (b *bnT) params() bnParams {
@@ -83,8 +84,11 @@ type block struct {
 	training bool
 	wst      []float32
 	dwst     []float32
-	z        []float32 // branch outputs; x̂ after a training forward, dZ after backward
-	xhatSkip []float32
+	z        []float32 // branch outputs, dZ after backward (not used by channel-by-channel blocks)
+	xhatSkip []float32 // the skip BatchNorm's x̂ (folded blocks only)
+	scratch  []float32 // per-worker chunks for the fused BatchNorm passes (bnScratch)
+	planes   []float32 // per-worker branch planes of one channel (channel-by-channel passes)
+	planed   bool      // the last training forward ran channel by channel (dwPlanes)
 	sum      []float32 // pre-SE sum (the output itself when there is no SE)
 	outBuf   []float32
 	out      act
@@ -124,7 +128,7 @@ func NewNet(m *model.Model) (*Net, error) {
 			blk.skip = newBN(b.Skip)
 		}
 		blk.op = convOp{Cin: b.InC, Cout: len(blk.branches) * b.OutC, K: b.K, S: b.Stride, P: b.Pad, DW: dw}
-		if dw {
+		if dw || b.InC == 1 {
 			for _, br := range blk.branches {
 				blk.op.CenterOnly = append(blk.op.CenterOnly, br.padded)
 			}
@@ -314,39 +318,51 @@ func (b *block) forward(x *act, training bool) *act {
 		return b.forwardFolded(x)
 	}
 	b.stackWeights()
-	b.z = grow(b.z, op.Cout*mo)
 	sweep := training && (b.skip == nil || x.M() == mo)
 	planes := sweep && b.dwPlanes()
+	b.planed = planes
 	if !planes {
+		b.z = grow(b.z, op.Cout*mo)
 		op.forward(x, b.wst, b.z, &b.ws)
 	}
 	per := b.outC * mo
 	if sweep {
 		// One fused sweep: all BatchNorms, their sum and (without SE) the ReLU.
 		b.sum = grow(b.sum, per)
-		ins := b.bnIns[:0]
-		for i, br := range b.branches {
-			z := b.z[i*per : (i+1)*per]
-			ins = append(ins, bnSrc{bn: br.bn, src: z, xhat: z})
-			br.bn.bn.NumBatchesTracked++
-		}
-		if b.skip != nil {
-			b.xhatSkip = grow(b.xhatSkip, len(x.Data))
-			ins = append(ins, bnSrc{bn: b.skip, src: x.Data, xhat: b.xhatSkip})
-			b.skip.bn.NumBatchesTracked++
-		}
-		b.bnIns = ins
+		b.scratch = bnScratch(b.scratch)
 		if planes {
 			// Channel by channel: the branches' planes, then their
-			// BatchNorms while the planes are still in cache.
-			parFor(b.outC, (9*op.Cout+3*len(ins)*b.outC)*mo, func(lo, hi int) {
+			// BatchNorms while the planes are still in cache. The planes
+			// are not kept: the backward pass recomputes them (9
+			// multiply-adds per value) rather than reading them back from
+			// memory.
+			nb := len(b.branches)
+			b.planes = grow(b.planes, kernel.Threads()*nb*mo)
+			parForW(b.outC, (9*op.Cout+3*(nb+1)*b.outC)*mo, func(wk, lo, hi int) {
+				zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
+				var insa [8]bnSrc
+				ins := b.planeIns(insa[:0], x, zc, mo)
 				for ch := lo; ch < hi; ch++ {
-					op.dwForwardPlane(x, b.wst, b.z, ch)
-					bnSumChannel(ins, ch, mo, b.sum, b.se == nil)
+					op.dwForwardPlane(x, b.wst, zc, ch, true)
+					bnSumChannel(ins, ch, mo, b.sum, b.se == nil, workerScratch(b.scratch, wk))
 				}
 			})
 		} else {
-			bnTrainForwardSum(ins, b.outC, mo, b.sum, b.se == nil)
+			ins := b.bnIns[:0]
+			for i, br := range b.branches {
+				ins = append(ins, bnSrc{bn: br.bn, src: b.z[i*per : (i+1)*per]})
+			}
+			if b.skip != nil {
+				ins = append(ins, bnSrc{bn: b.skip, src: x.Data})
+			}
+			b.bnIns = ins
+			bnTrainForwardSum(ins, b.outC, mo, b.sum, b.se == nil, b.scratch)
+		}
+		for _, br := range b.branches {
+			br.bn.bn.NumBatchesTracked++
+		}
+		if b.skip != nil {
+			b.skip.bn.NumBatchesTracked++
 		}
 		out := b.sum
 		if b.se != nil {
@@ -388,12 +404,48 @@ func (b *block) forward(x *act, training bool) *act {
 	return &b.out
 }
 
-// dwPlanes reports whether the block is a 3×3 stride-1 depthwise one whose
+// planeIns lists the block's BatchNorms for the channel-by-channel forward
+// pass: the branches' rows in zc (one channel's planes of m values, branch
+// by branch), the skip's in x.
+func (b *block) planeIns(ins []bnSrc, x *act, zc []float32, m int) []bnSrc {
+	for i, br := range b.branches {
+		ins = append(ins, bnSrc{bn: br.bn, src: zc[i*m : (i+1)*m], own: true})
+	}
+	if b.skip != nil {
+		ins = append(ins, bnSrc{bn: b.skip, src: x.Data})
+	}
+	return ins
+}
+
+// planeGrads is planeIns for the backward pass: each branch's gradient
+// replaces its plane in zc; the skip's goes to gx (no skip gradient for the
+// stem, gx nil).
+func (b *block) planeGrads(gs []bnGrad, x *act, zc, gx []float32, m int) []bnGrad {
+	for i, br := range b.branches {
+		z := zc[i*m : (i+1)*m]
+		gs = append(gs, bnGrad{bn: br.bn, src: z, dz: z, own: true})
+	}
+	if b.skip != nil && gx != nil {
+		gs = append(gs, bnGrad{bn: b.skip, src: x.Data, dz: gx})
+	}
+	return gs
+}
+
+// planesOff turns the channel-by-channel passes of a grey stem off (the
+// im2col GEMM instead), for tests that compare the two.
+var planesOff bool
+
+// dwPlanes reports whether the block is a 3×3 stride-1 depthwise one, or
+// a 3×3 stride-1 stem on a single input channel (grey images), whose
 // training passes run channel by channel, each channel's convolution planes
 // next to its BatchNorms (dwForwardPlane + bnSumChannel, bnBackChannel +
-// dwBackwardPlane), instead of one pass over the whole tensor for each.
+// dwBackwardPlane), instead of one pass over the whole tensor for each
+// (and, for the stem, instead of an im2col GEMM with 9-long dot products).
 func (b *block) dwPlanes() bool {
-	return b.op.DW && b.op.rows3() && b.op.Cin == b.outC
+	if !b.op.rows3() {
+		return false
+	}
+	return (b.op.DW && b.op.Cin == b.outC) || (!b.op.DW && b.op.Cin == 1 && b.first && !planesOff)
 }
 
 // stackWeights copies the branch kernels into one (branches·OutC, Cin/g·K·K)
@@ -468,27 +520,34 @@ func (b *block) backward(d []float32) []float32 {
 			clear(gx)
 		}
 	}
-	gs := b.bnGrads[:0]
-	for i, br := range b.branches {
-		z := b.z[i*per : (i+1)*per]
-		gs = append(gs, bnGrad{bn: br.bn, xhat: z, dz: z})
-	}
-	if b.skip != nil && gx != nil {
-		gs = append(gs, bnGrad{bn: b.skip, xhat: b.xhatSkip, dz: gx})
-	}
-	b.bnGrads = gs
 	b.dwst = grow(b.dwst, len(b.wst))
-	if b.dwPlanes() {
-		// Channel by channel: the BatchNorms' backward, then the
-		// branches' planes while their gradients are still in cache.
-		parFor(b.outC, (3*len(gs)*b.outC+18*op.Cout)*mo, func(lo, hi int) {
+	b.scratch = bnScratch(b.scratch)
+	if b.planed {
+		// Channel by channel: the branches' planes again (the forward
+		// pass did not keep them), the BatchNorms' backward, then the
+		// convolutions' backward while the gradients are still in cache.
+		nb := len(b.branches)
+		parForW(b.outC, (3*(nb+1)*b.outC+27*op.Cout)*mo, func(wk, lo, hi int) {
+			zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
+			var gsa [8]bnGrad
+			gs := b.planeGrads(gsa[:0], x, zc, gx, mo)
 			for ch := lo; ch < hi; ch++ {
-				bnBackChannel(gs, ch, mo, d, y)
-				op.dwBackwardPlane(x, b.wst, b.z, b.dwst, gx, ch)
+				op.dwForwardPlane(x, b.wst, zc, ch, true)
+				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
+				op.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true)
 			}
 		})
 	} else {
-		bnBackwardSum(gs, b.outC, mo, d, y)
+		gs := b.bnGrads[:0]
+		for i, br := range b.branches {
+			z := b.z[i*per : (i+1)*per]
+			gs = append(gs, bnGrad{bn: br.bn, src: z, dz: z})
+		}
+		if b.skip != nil && gx != nil {
+			gs = append(gs, bnGrad{bn: b.skip, src: x.Data, dz: gx})
+		}
+		b.bnGrads = gs
+		bnBackwardSum(gs, b.outC, mo, d, y, b.scratch)
 		op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
 	}
 	// Scatter the stacked weight gradient into the branches.
