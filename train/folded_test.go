@@ -110,7 +110,16 @@ func TestGreyStemPlanesEqualGEMM(t *testing.T) {
 		t.Errorf("loss %v with planes, %v with the GEMM", planes.loss, gemm.loss)
 	}
 	for k, g := range gemm.grads {
-		if e := maxRel(planes.grads[k], toF64(g)); e > 2e-4 { // as TestFoldedEqualsBranches
+		tol := 2e-4 // as TestFoldedEqualsBranches
+		if k == "stage0.rbr_scale.conv.weight" {
+			// One weight per output channel (one input channel, 1×1)
+			// followed by a training-mode BatchNorm, nearly invariant to
+			// its scale: the gradient is a small difference of large sums
+			// (0.04 against 9.5 for the 3×3 weights here), so the two
+			// summation orders differ by more, relative to it.
+			tol = 1e-3
+		}
+		if e := maxRel(planes.grads[k], toF64(g)); e > tol {
 			t.Errorf("gradient of %s differs by %.2g", k, e)
 		}
 	}
