@@ -48,6 +48,11 @@ classes; the test split is the validation set). --data DIR reads one sub-folder
 of images per class (DIR/train and DIR/val if present). Small inputs use a
 stride-1 stem by default so 28x28 or 32x32 images keep enough resolution.
 
+--init fine-tunes a train-time checkpoint (the authors' mobileone_sN_unfused
+.pth.tar, or a run's model_unfused.pth.tar): its widths, blocks and k are
+kept (-m, --k, --channels-override and --blocks are refused), the stem stride
+follows --size as above, and --classes N replaces the classifier.
+
 The run folder gets checkpoint.safetensors at the end of every epoch (written
 atomically; Ctrl-C saves and stops; --resume continues exactly), log.csv,
 curves.png, and at the end model_unfused.pth.tar (authors' key names, loads in
@@ -164,7 +169,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if run == nil {
-		m, err := newTrainModel(&a, len(labels))
+		m, err := newTrainModel(&a, len(labels), set)
 		if err != nil {
 			return err
 		}
@@ -412,8 +417,11 @@ func progressive(a trainArgs) (trainFor, evalFor func(int) *data.Transform, err 
 }
 
 // newTrainModel builds the model to train: the variant's widths (or custom
-// ones) with random weights, or the --init checkpoint with a new head.
-func newTrainModel(a *trainArgs, classes int) (*model.Model, error) {
+// ones) with random weights, or the --init checkpoint with a new head. set
+// holds the flags given on the command line: with --init, the checkpoint
+// fixes the architecture, so flags that would change it are refused rather
+// than ignored.
+func newTrainModel(a *trainArgs, classes int, set map[string]bool) (*model.Model, error) {
 	if a.Classes == 0 {
 		a.Classes = classes
 	}
@@ -421,7 +429,15 @@ func newTrainModel(a *trainArgs, classes int) (*model.Model, error) {
 		return nil, fmt.Errorf("--classes %d is fewer than the %d classes in the data", a.Classes, classes)
 	}
 	if a.Init != "" {
-		m, err := mobileone.Load(a.Init, mobileone.LoadOptions{KeepUnfused: true})
+		for _, f := range []string{"k", "channels-override", "blocks"} {
+			if set[f] {
+				return nil, fmt.Errorf("--%s cannot be combined with --init: the checkpoint fixes the architecture", f)
+			}
+		}
+		// The stem stride holds no weights: a checkpoint trained at 224×224
+		// (stride 2) fine-tunes on small images with the stride-1 stem those
+		// get by default, like a model trained from scratch.
+		m, err := mobileone.Load(a.Init, mobileone.LoadOptions{KeepUnfused: true, StemStride: a.StemStride})
 		if err != nil {
 			return nil, err
 		}
@@ -429,6 +445,16 @@ func newTrainModel(a *trainArgs, classes int) (*model.Model, error) {
 			return nil, fmt.Errorf("%s is fused: fine-tuning needs a train-time (unfused) checkpoint such as mobileone_sN_unfused.pth.tar", a.Init)
 		}
 		mm := m.Model
+		if set["m"] {
+			v, err := model.Variant(a.Variant)
+			if err != nil {
+				return nil, err
+			}
+			if v.Channels != mm.Config.Channels || v.Blocks != mm.Config.Blocks {
+				return nil, fmt.Errorf("%s has widths %v and blocks %v, not those of -m %s (%v, %v); -m is not needed with --init",
+					a.Init, mm.Config.Channels, mm.Config.Blocks, a.Variant, v.Channels, v.Blocks)
+			}
+		}
 		if mm.Config.InChannels != a.Channels {
 			return nil, fmt.Errorf("%s takes %d input channels, but --in-channels is %d", a.Init, mm.Config.InChannels, a.Channels)
 		}

@@ -102,6 +102,11 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "3 classes") && !strings.Contains(out, "classes") {
 		t.Errorf("fine-tune: exit %d\n%s%s", code, out, errs)
 	}
+	// The .pth.tar does not record the stem stride; a 16×16 fine-tune gets
+	// the stride-1 stem of small inputs, in the trained and the EMA network.
+	if !strings.Contains(out, "stem stride 1") {
+		t.Errorf("fine-tune at 16x16 does not use the stride-1 stem:\n%s", out)
+	}
 }
 
 func TestTrainBadInput(t *testing.T) {
@@ -119,12 +124,23 @@ func TestTrainBadInput(t *testing.T) {
 		{[]string{"train", "--resume", dir, "--epochs", "3"}, "no other flags"},
 		{[]string{"train", "-o", filepath.Join(dir, "p"), "--data", toy, "--size", "16", "--progressive", "12@1,20@3"}, "ends at 20"},
 		{[]string{"train", "-o", filepath.Join(dir, "e"), "--data", toy, "--size", "16", "--random-erase", "1.5"}, "probability"},
+		{[]string{"train", "-o", filepath.Join(dir, "i1"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/unfused.pth.tar", "--k", "2"}, "cannot be combined with --init"},
+		{[]string{"train", "-o", filepath.Join(dir, "i2"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/unfused.pth.tar", "-m", "s1"}, "not those of -m s1"},
+		{[]string{"train", "-o", filepath.Join(dir, "i3"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/fused.pth.tar"}, "is fused"},
 		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--data", dir}, "class"},
 		{[]string{"eval", "-w", "../../testdata/golden/tiny-k4/fused.pth.tar", "--stem-stride", "3"}, "--stem-stride"},
 	} {
 		code, _, errs := cli(tc.args...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errs, tc.want)
+		}
+		// A refused run leaves no run folder behind.
+		for i, a := range tc.args {
+			if a == "-o" && tc.args[i+1] != dir {
+				if _, err := os.Stat(tc.args[i+1]); err == nil {
+					t.Errorf("%v: left %s behind", tc.args, tc.args[i+1])
+				}
+			}
 		}
 	}
 }

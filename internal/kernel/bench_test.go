@@ -91,7 +91,7 @@ func BenchmarkConv2D(b *testing.B) {
 
 func BenchmarkGemm(b *testing.B) {
 	r := rand.New(rand.NewSource(2))
-	for _, s := range [][3]int{{256, 256, 256}, {512, 512, 512}, {128, 784, 128}, {256, 196, 256}, {1024, 49, 256}} {
+	for _, s := range [][3]int{{256, 256, 256}, {512, 512, 512}, {128, 784, 128}, {256, 196, 256}, {1024, 49, 256}, {128, 6272, 128}, {256, 2048, 256}, {48, 25088, 48}} {
 		m, n, k := s[0], s[1], s[2]
 		a, bb, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
 		for _, th := range []int{1, 2} {
