@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,8 @@ kept (-m, --k, --channels-override and --blocks are refused), the stem stride
 follows --size as above, and --classes N replaces the classifier.
 
 The run folder gets checkpoint.safetensors at the end of every epoch (written
-atomically; Ctrl-C saves and stops; --resume continues exactly), log.csv,
+atomically; Ctrl-C saves and stops; --resume continues exactly on the same
+data), log.csv,
 curves.png, and at the end model_unfused.pth.tar (authors' key names, loads in
 PyTorch) and model.safetensors (fused), both evaluated.`
 
@@ -168,13 +170,19 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if run != nil {
+		if err := sameData(run, labels, trainDS.Len()); err != nil {
+			return err
+		}
+	}
 	if run == nil {
 		m, err := newTrainModel(&a, len(labels), set)
 		if err != nil {
 			return err
 		}
 		argsJSON, _ := json.Marshal(a)
-		run = &train.Run{Dir: a.Out, Hyper: a.Hyper, Model: m, Labels: labels, Meta: map[string]string{"args": string(argsJSON)}}
+		run = &train.Run{Dir: a.Out, Hyper: a.Hyper, Model: m, Labels: labels,
+			Meta: map[string]string{"args": string(argsJSON), "train_images": strconv.Itoa(trainDS.Len())}}
 		cfg := m.Config
 		fmt.Fprintf(stdout, "training MobileOne (%s) on %s: %d images, %d classes; validation: %d images\n",
 			cfg.Describe(), a.Data, trainDS.Len(), len(labels), lenOr0(valDS))
@@ -235,6 +243,29 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return finishRun(run, &a, prep, stdout)
+}
+
+// sameData checks that a resumed run sees the data it started with: the
+// same classes in the same order (the head's outputs) and the same number
+// of training images (the shuffled order of the epochs depends on it).
+func sameData(run *train.Run, labels []string, n int) error {
+	if run.Labels != nil && !slices.Equal(run.Labels, labels) {
+		return fmt.Errorf("%s: the data's classes changed since the run started: it was trained on %d classes (%s), the data now has %d (%s)",
+			run.Dir, len(run.Labels), shortList(run.Labels), len(labels), shortList(labels))
+	}
+	if s := run.Meta["train_images"]; s != "" && s != strconv.Itoa(n) {
+		return fmt.Errorf("%s: the run started on %s training images, the data now has %d; --resume needs the same data to continue exactly (or start a new run in another folder)",
+			run.Dir, s, n)
+	}
+	return nil
+}
+
+// shortList joins up to 5 names, then "...".
+func shortList(names []string) string {
+	if len(names) > 5 {
+		return strings.Join(names[:5], ", ") + ", ..."
+	}
+	return strings.Join(names, ", ")
 }
 
 func lenOr0(d data.Dataset) int {

@@ -144,3 +144,46 @@ func TestTrainBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainResumeChangedData: --resume refuses data whose classes or number
+// of training images changed since the run started, rather than continuing
+// with shifted labels or a different shuffle.
+func TestTrainResumeChangedData(t *testing.T) {
+	dir := t.TempDir()
+	writeToyFolder(t, dir)
+	run := filepath.Join(dir, "run")
+	code, out, errs := cli("train", "--data", dir, "-o", run, "--epochs", "1", "--batch", "16", "--size", "16", "--in-channels", "1",
+		"--channels-override", "8,8,8,16,16", "--blocks", "1,1,1,1", "--k", "1", "--no-augment", "--threads", "1")
+	if code != 0 {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
+	}
+	src := filepath.Join(dir, "train", "left", "left_aa.png")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := filepath.Join(dir, "train", "left", "extra.png")
+	if err := os.WriteFile(extra, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := cli("train", "--resume", run); code == 0 || !strings.Contains(errs, "97 training images") && !strings.Contains(errs, "now has 97") {
+		t.Errorf("resume with one more image: exit %d, %s", code, errs)
+	}
+	os.Remove(extra)
+	// Renaming a class folder reorders the classes: "left" was 0, "xleft" sorts after "right".
+	rename := func(from, to string) {
+		for _, split := range []string{"train", "val"} {
+			if err := os.Rename(filepath.Join(dir, split, from), filepath.Join(dir, split, to)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rename("left", "xleft")
+	if code, _, errs := cli("train", "--resume", run); code == 0 || !strings.Contains(errs, "classes changed") {
+		t.Errorf("resume with a renamed class: exit %d, %s", code, errs)
+	}
+	rename("xleft", "left")
+	if code, out, errs := cli("train", "--resume", run); code != 0 {
+		t.Errorf("resume with the original data: exit %d\n%s%s", code, out, errs)
+	}
+}
