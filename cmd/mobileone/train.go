@@ -55,10 +55,9 @@ kept (-m, --k, --channels-override and --blocks are refused), the stem stride
 follows --size as above, and --classes N replaces the classifier.
 
 The run folder gets checkpoint.safetensors at the end of every epoch (written
-atomically; Ctrl-C saves and stops; --resume continues exactly on the same
-data), log.csv,
-curves.png, and at the end model_unfused.pth.tar (authors' key names, loads in
-PyTorch) and model.safetensors (fused), both evaluated.`
+atomically; Ctrl-C saves and stops; --resume continues exactly, on the same
+data), log.csv, curves.png, and at the end model_unfused.pth.tar (authors' key
+names, loads in PyTorch) and model.safetensors (fused), both evaluated.`
 
 // trainArgs are the command's arguments, stored in the checkpoint so that
 // --resume needs nothing else.
