@@ -3,6 +3,7 @@ package mobileone
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -120,6 +121,11 @@ func LoadReader(r io.ReaderAt, size int64, name string, opts LoadOptions) (*Mode
 }
 
 func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts LoadOptions) (*Model, error) {
+	if meta["format"] == "mobileone-train" {
+		return nil, errors.New("a training checkpoint (the state of a run, for mobileone train --resume), not a model: " +
+			"a run writes its models, model.safetensors (fused) and model_unfused.pth.tar, into the run folder when it ends " +
+			"(an interrupted run: finish it with mobileone train --resume RUN_FOLDER)")
+	}
 	sd, naming, err := model.CanonicalKeys(raw)
 	if err != nil {
 		return nil, err

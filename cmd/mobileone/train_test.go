@@ -157,6 +157,13 @@ func TestTrainResumeChangedData(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
 	}
+	// The run's checkpoint is not a model; predict and eval say so.
+	for _, cmd := range [][]string{{"eval", "-w", filepath.Join(run, "checkpoint.safetensors"), "--data", dir},
+		{"predict", "-w", filepath.Join(run, "checkpoint.safetensors"), filepath.Join(dir, "val", "left", "left_aa.png")}} {
+		if code, _, errs := cli(cmd...); code == 0 || !strings.Contains(errs, "training checkpoint") {
+			t.Errorf("%s on a training checkpoint: exit %d, %s", cmd[0], code, errs)
+		}
+	}
 	src := filepath.Join(dir, "train", "left", "left_aa.png")
 	b, err := os.ReadFile(src)
 	if err != nil {
