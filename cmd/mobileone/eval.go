@@ -10,17 +10,20 @@ import (
 
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/train"
 )
 
-const evalUsage = `usage: mobileone eval -w CKPT [--data fashion-mnist | --data DIR] [--split test] [--batch 256] [--json]
+const evalUsage = `usage: mobileone eval [-w CKPT] [--data fashion-mnist | --data DIR] [--split test] [--batch 256] [--json]
 
 Scores a model on a labelled data set: top-1 and top-5 accuracy, the mean
 cross-entropy and a confusion matrix (rows: true class, columns: predicted).
 The preprocessing is the model's own (stored by "mobileone train"), else
 Fashion-MNIST's with --data fashion-mnist (e.g. for the train-time
 model_unfused.pth.tar a run writes), else ImageNet's. --data DIR is one sub-folder of images per class (class order must
-match the model's); with --data fashion-mnist, --split test (default) or train.`
+match the model's); with --data fashion-mnist, --split test (default) or train.
+Without -w, the built-in Fashion-MNIST model (the default of "mobileone
+predict") is scored.`
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", evalUsage, stderr)
@@ -39,21 +42,25 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
-	if weights == "" {
-		fs.Usage()
-		return errors.New("need -w CHECKPOINT")
-	}
 	if *batch < 1 {
 		return fmt.Errorf("--batch must be at least 1")
 	}
 	if *stemStride != 0 && *stemStride != 1 && *stemStride != 2 {
 		return fmt.Errorf("--stem-stride must be 1 or 2, got %d", *stemStride)
 	}
-	m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, StemStride: *stemStride})
-	if err != nil {
+	var m *mobileone.Model
+	if weights == "" {
+		if variant != "" || *stemStride != 0 {
+			return errors.New("-m and --stem-stride need -w: the built-in model is a Fashion-MNIST model, not a zoo variant")
+		}
+		if m, err = zoo.Default(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "mobileone eval: no -w given: scoring the %s\n", zoo.DefaultName)
+	} else if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, StemStride: *stemStride}); err != nil {
 		return err
 	}
-	if m.Preprocess == nil && dataArg == "fashion-mnist" && *stemStride == 0 && m.Config.StemStride != 1 {
+	if weights != "" && m.Preprocess == nil && dataArg == "fashion-mnist" && *stemStride == 0 && m.Config.StemStride != 1 {
 		// No stored configuration (a PyTorch checkpoint): assume the
 		// trainer's stride-1 stem for 28×28 inputs.
 		if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, StemStride: 1}); err != nil {
@@ -102,7 +109,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 			Classes []string `json:"classes"`
 		}{res, names})
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", weights, dataArg, res.N, res.Top1, res.Top5, res.Loss)
+	fmt.Fprintf(stdout, "%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n\n", m.Source, dataArg, res.N, res.Top1, res.Top5, res.Loss)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.AlignRight)
 	short := func(s string) string {
 		s = strings.SplitN(s, ",", 2)[0]

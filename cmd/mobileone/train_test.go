@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mobileone-go/mobileone/data"
 )
 
 // writeToyFolder writes DIR/{train,val}/{left,right}/*.png: a bright block
@@ -192,5 +194,37 @@ func TestTrainResumeChangedData(t *testing.T) {
 	rename("xleft", "left")
 	if code, out, errs := cli("train", "--resume", run); code != 0 {
 		t.Errorf("resume with the original data: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestEvalBuiltin scores the built-in model (eval without -w) on the real
+// Fashion-MNIST test split: docs/training.md reports 94.33 % for it.
+func TestEvalBuiltin(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(data.FashionMNISTDir, "t10k-images-idx3-ubyte.gz")); err != nil {
+		t.Skipf("Fashion-MNIST not installed in %s (apt-get install dataset-fashion-mnist)", data.FashionMNISTDir)
+	}
+	code, out, errs := cli("eval", "--json")
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "built-in") {
+		t.Errorf("eval without -w does not say it uses the built-in model: %q", errs)
+	}
+	var ev struct {
+		N         int
+		Top1      float64
+		Confusion [][]int
+	}
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, row := range ev.Confusion {
+		for _, v := range row {
+			total += v
+		}
+	}
+	if ev.N != 10000 || total != 10000 || len(ev.Confusion) != 10 || ev.Top1 < 94 || ev.Top1 > 94.6 {
+		t.Errorf("built-in model on the test split: %d images, confusion sum %d, top-1 %.2f %% (want 10000, 10000, 94.33 %%)", ev.N, total, ev.Top1)
 	}
 }
