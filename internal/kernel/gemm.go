@@ -303,27 +303,76 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 			}
 		}
 		nPad := roundUp(g.n, nr)
-		for jp := 0; jp < cols; jp += nr {
-			w := min(nr, cols-jp)
-			k := kernel
-			if w <= im.nrN {
-				k = im.kernelN
-			}
-			var bp []float32
-			if g.bpk != nil {
-				bp = g.bpk[p0*nPad+(j0+jp)*kb:]
-			} else {
-				bp = s.b[:nr*kb]
-				g.packB(bp, p0, kb, j0+jp, w)
-			}
-			for ip := 0; ip < rows; ip += mr {
-				var bs []float32
-				if bias != nil {
-					bs = bias[i0+ip:]
+		// A dense B is packed a group of panels at a time, reading each
+		// of its rows along the group's columns: one panel at a time
+		// would read kb rows of nr values far apart, a pattern the
+		// hardware prefetchers do not follow, and wait for memory.
+		group := 1
+		dense := g.bpk == nil && !g.b.im2col && !g.b.trans
+		if dense {
+			group = max(1, min(ceilDiv(cols, nr), tileBBytes/(4*nr*kb)))
+			s.b = grow(s.b, group*nr*kb)
+		}
+		for jg := 0; jg < cols; jg += group * nr {
+			gw := min(group*nr, cols-jg)
+			full := gw / nr // panels of nr columns
+			if dense {
+				packBDenseGroup(s.b, g.b.b, g.b.ldb, p0, kb, j0+jg, full, nr)
+				if gw > full*nr {
+					g.packB(s.b[full*nr*kb:], p0, kb, j0+jg+full*nr, gw-full*nr)
 				}
-				off := (i0+ip)*g.ldc + j0 + jp
-				k(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
 			}
+			for jp := jg; jp < jg+gw; jp += nr {
+				w := min(nr, cols-jp)
+				k := kernel
+				if w <= im.nrN {
+					k = im.kernelN
+				}
+				var bp []float32
+				switch {
+				case g.bpk != nil:
+					bp = g.bpk[p0*nPad+(j0+jp)*kb:]
+				case dense:
+					bp = s.b[(jp-jg)*kb:]
+				default:
+					bp = s.b[:nr*kb]
+					g.packB(bp, p0, kb, j0+jp, w)
+				}
+				for ip := 0; ip < rows; ip += mr {
+					var bs []float32
+					if bias != nil {
+						bs = bias[i0+ip:]
+					}
+					off := (i0+ip)*g.ldc + j0 + jp
+					k(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
+				}
+			}
+		}
+	}
+}
+
+// tileBBytes bounds the packed B panels a tile keeps at once (in L2).
+const tileBBytes = 256 << 10
+
+// packBDenseGroup packs panels full nr-column panels of b, rows [p0,
+// p0+kc) from column j on, into dst as packBDense would one after the
+// other (panel q at q·nr·kc), reading b row by row.
+func packBDenseGroup(dst, b []float32, ldb, p0, kc, j, panels, nr int) {
+	if panels == 0 {
+		return
+	}
+	span := nr * kc
+	for p := 0; p < kc; p++ {
+		row := b[(p0+p)*ldb+j : (p0+p)*ldb+j+panels*nr]
+		d := dst[p*nr:]
+		if nr == 32 {
+			for q := 0; q < panels; q++ {
+				*(*[32]float32)(d[q*span:]) = *(*[32]float32)(row[q*32:])
+			}
+			continue
+		}
+		for q := 0; q < panels; q++ {
+			copy(d[q*span:q*span+nr], row[q*nr:q*nr+nr])
 		}
 	}
 }

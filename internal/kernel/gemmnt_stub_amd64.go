@@ -83,3 +83,43 @@ func ntDotAVX512x4x3(a []float32, lda int, b []float32, ldb int, k int, c []floa
 //
 //go:noescape
 func ntDotAVX512x4x4(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x5x1 computes a 5×1 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x5x1(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x5x2 computes a 5×2 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x5x2(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x5x3 computes a 5×3 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x5x3(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x5x4 computes a 5×4 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x5x4(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x6x1 computes a 6×1 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x6x1(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x6x2 computes a 6×2 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x6x2(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x6x3 computes a 6×3 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x6x3(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)
+
+// ntDotAVX512x6x4 computes a 6×4 block of c = a·bᵀ with AVX512; see ntDotGo.
+//
+//go:noescape
+func ntDotAVX512x6x4(a []float32, lda int, b []float32, ldb int, k int, c []float32, ldc int, acc bool)

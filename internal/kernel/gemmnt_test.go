@@ -15,8 +15,8 @@ import (
 func TestNTDotKernels(t *testing.T) {
 	for _, l := range ntKernels.levels() {
 		im := ntKernels.at(l)
-		for r := 1; r <= ntMax; r++ {
-			for cols := 1; cols <= ntMax; cols++ {
+		for r := 1; r <= ntRows; r++ {
+			for cols := 1; cols <= ntCols; cols++ {
 				for _, k := range []int{1, 15, 16, 17, 100, 1000} {
 					for _, acc := range []bool{false, true} {
 						name := fmt.Sprintf("%v/%dx%d/k%d/acc%v", l, r, cols, k, acc)
@@ -120,4 +120,28 @@ func BenchmarkGemmNT(b *testing.B) {
 		}
 		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	})
+}
+
+// TestNTDotBlocksAgree: every element of c is the same dot product, summed
+// in the same lanes and order, whatever block shape computes it, so the
+// driver's result is bit-identical to the 1×1 kernel's (the trainer's
+// weight gradients do not depend on the blocking).
+func TestNTDotBlocksAgree(t *testing.T) {
+	for _, l := range ntKernels.levels() {
+		im := ntKernels.at(l)
+		const m, n, k = 23, 13, 1037
+		r := rand.New(rand.NewSource(5))
+		a, b := randSlice(r, m*k), randSlice(r, n*k)
+		got := make([]float32, m*n)
+		gemmNTDot(im, m, n, k, a, b, got, false)
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				var want [1]float32
+				im.kern[1][1](a[i*k:], k, b[j*k:], k, k, want[:], 1, false)
+				if got[i*n+j] != want[0] {
+					t.Fatalf("%v: c[%d][%d] = %v by the driver, %v by the 1x1 kernel", l, i, j, got[i*n+j], want[0])
+				}
+			}
+		}
+	}
 }

@@ -224,6 +224,7 @@ func TestGemm(t *testing.T) {
 		shape{64, 256, 256}, shape{65, 257, 257}, shape{63, 255, 255},
 		shape{130, 300, 513}, shape{1, 1000, 1}, shape{1, 100, 700},
 		shape{300, 7, 600}, shape{128, 196, 256}, shape{1000, 1, 64},
+		shape{24, 1100, 40}, shape{13, 2100, 300}, // several groups of packed B panels per tile, with tails
 	)
 	for i, s := range shapes {
 		for _, acc := range []bool{false, true} {

@@ -5,9 +5,9 @@
 //
 //	cd internal/kernel/_gen && go run ./ntdot -out ../gemmnt_amd64.s -stubs ../gemmnt_stub_amd64.go
 //
-// ntDotAVX512xRxC computes an R×C block of c (R, C ≤ 4) over k: one ZMM
+// ntDotAVX512xRxC computes an R×C block of c (R ≤ 6, C ≤ 4) over k: one ZMM
 // accumulator per element of the block (16 lanes of partial sums), per
-// 16-element step R loads of a rows, C loads of b rows and R·C FMAs, a
+// 16-element step C loads of b rows, R loads of a rows and R·C FMAs, a
 // zero-masked step for the last k mod 16 elements, then a horizontal sum
 // of every accumulator, stored to c or added to it (acc). No operand is
 // packed: the rows are read where they are.
@@ -64,30 +64,27 @@ func kernel(r, cols int) {
 	idx := GP64()
 	XORQ(idx, idx)
 
+	// A step loads the cols b vectors, then each a vector in turn and
+	// its cols FMAs: live are r·cols accumulators, cols b vectors and one
+	// a vector (6×4: 29 of the 32 registers).
 	step := func(masked bool, km OpmaskVirtual) {
-		va := make([]VecVirtual, r)
-		vb := make([]VecVirtual, cols)
-		for i := range va {
-			va[i] = ZMM()
-			m := Mem{Base: pa[i], Index: idx, Scale: 4}
+		load := func(m Mem, v VecVirtual) {
 			if masked {
-				VMOVUPS_Z(m, km, va[i])
+				VMOVUPS_Z(m, km, v)
 			} else {
-				VMOVUPS(m, va[i])
+				VMOVUPS(m, v)
 			}
 		}
+		vb := make([]VecVirtual, cols)
 		for j := range vb {
 			vb[j] = ZMM()
-			m := Mem{Base: pb[j], Index: idx, Scale: 4}
-			if masked {
-				VMOVUPS_Z(m, km, vb[j])
-			} else {
-				VMOVUPS(m, vb[j])
-			}
+			load(Mem{Base: pb[j], Index: idx, Scale: 4}, vb[j])
 		}
-		for i := range va {
+		for i := 0; i < r; i++ {
+			va := ZMM()
+			load(Mem{Base: pa[i], Index: idx, Scale: 4}, va)
 			for j := range vb {
-				VFMADD231PS(vb[j], va[i], accs[i][j])
+				VFMADD231PS(vb[j], va, accs[i][j])
 			}
 		}
 	}
@@ -173,7 +170,7 @@ func main() {
 	for i := 0; i <= 16; i++ {
 		DATA(2*i, U16(uint16(1<<i-1)))
 	}
-	for r := 1; r <= 4; r++ {
+	for r := 1; r <= 6; r++ {
 		for c := 1; c <= 4; c++ {
 			kernel(r, c)
 		}
