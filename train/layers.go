@@ -193,6 +193,16 @@ func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
 // dense non-pointwise conv, forward must have run on the same x and ws (the
 // im2col matrix is reused).
 func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
+	c.backwardTo(x, w, dz, dw, dx, ws, false)
+}
+
+// backwardTo is backward; with overwrite set, the input gradient is
+// written to dx instead of added (a pointwise convolution's GEMM writes it
+// directly, saving a pass that clears dx).
+func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwrite bool) {
+	if overwrite && dx != nil && !c.pointwise() {
+		clear(dx)
+	}
 	if c.DW {
 		c.dwBackward(x, w, dz, dw, dx, ws)
 		return
@@ -211,7 +221,7 @@ func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 	}
 	// dcol (kd, mo) = Wᵀ (kd, Cout) · dZ (Cout, mo)
 	if c.pointwise() {
-		kernel.GemmTN(kd, mo, c.Cout, w, dz, dx, true)
+		kernel.GemmTN(kd, mo, c.Cout, w, dz, dx, !overwrite)
 		return
 	}
 	ws.dcol = grow(ws.dcol, kd*mo)

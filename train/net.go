@@ -516,7 +516,7 @@ func (b *block) backward(d []float32) []float32 {
 	if !b.first {
 		b.gx = grow(b.gx, len(x.Data))
 		gx = b.gx
-		if b.skip == nil {
+		if b.skip == nil && b.planed {
 			clear(gx)
 		}
 	}
@@ -548,7 +548,9 @@ func (b *block) backward(d []float32) []float32 {
 		}
 		b.bnGrads = gs
 		bnBackwardSum(gs, b.outC, mo, d, y, b.scratch)
-		op.backward(x, b.wst, b.z, b.dwst, gx, &b.ws)
+		// Without a skip BatchNorm nothing else writes gx: the
+		// convolution's backward writes it rather than adds to it.
+		op.backwardTo(x, b.wst, b.z, b.dwst, gx, &b.ws, b.skip == nil)
 	}
 	// Scatter the stacked weight gradient into the branches.
 	cinG := op.Cin
