@@ -318,7 +318,11 @@ func (b *block) forward(x *act, training bool) *act {
 		return b.forwardFolded(x)
 	}
 	b.stackWeights()
-	sweep := training && (b.skip == nil || x.M() == mo)
+	// Training always takes the fused sweep (a skip BatchNorm exists only
+	// where the block keeps the input's size, so its rows are as long as
+	// the branches'); the backward pass relies on it: it recomputes x̂ from
+	// the unnormalised rows and the mean and 1/std the sweep saved.
+	sweep := training
 	planes := sweep && b.dwPlanes()
 	b.planed = planes
 	if !planes {
@@ -374,24 +378,13 @@ func (b *block) forward(x *act, training bool) *act {
 		b.out = act{C: b.outC, N: x.N, H: oh, W: ow, Data: out}
 		return &b.out
 	}
+	// Evaluation mode: running statistics.
 	b.sum = growZero(b.sum, per)
 	for i, br := range b.branches {
-		z := b.z[i*per : (i+1)*per]
-		if training {
-			bnTrainForward(br.bn.params(), z, mo, b.sum, br.bn.invstd, true)
-			br.bn.bn.NumBatchesTracked++
-		} else {
-			bnEvalForward(br.bn.params(), z, mo, b.sum)
-		}
+		bnEvalForward(br.bn.params(), b.z[i*per:(i+1)*per], mo, b.sum)
 	}
 	if b.skip != nil {
-		if training {
-			b.xhatSkip = grow(b.xhatSkip, len(x.Data))
-			bnTrainForwardTo(b.skip.params(), x.Data, b.xhatSkip, x.M(), b.sum, b.skip.invstd, true)
-			b.skip.bn.NumBatchesTracked++
-		} else {
-			bnEvalForward(b.skip.params(), x.Data, x.M(), b.sum)
-		}
+		bnEvalForward(b.skip.params(), x.Data, x.M(), b.sum)
 	}
 	out := b.sum
 	if b.se != nil {

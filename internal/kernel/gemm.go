@@ -355,8 +355,8 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 const tileBBytes = 256 << 10
 
 // packBDenseGroup packs panels full nr-column panels of b, rows [p0,
-// p0+kc) from column j on, into dst as packBDense would one after the
-// other (panel q at q·nr·kc), reading b row by row.
+// p0+kc) from column j on, into dst one after the other (panel q at
+// q·nr·kc, element (p, c) at p·nr+c), reading b row by row.
 func packBDenseGroup(dst, b []float32, ldb, p0, kc, j, panels, nr int) {
 	if panels == 0 {
 		return
@@ -365,14 +365,23 @@ func packBDenseGroup(dst, b []float32, ldb, p0, kc, j, panels, nr int) {
 	for p := 0; p < kc; p++ {
 		row := b[(p0+p)*ldb+j : (p0+p)*ldb+j+panels*nr]
 		d := dst[p*nr:]
-		if nr == 32 {
+		switch nr { // fixed-size copies for the kernels' panel widths
+		case 32:
 			for q := 0; q < panels; q++ {
 				*(*[32]float32)(d[q*span:]) = *(*[32]float32)(row[q*32:])
 			}
-			continue
-		}
-		for q := 0; q < panels; q++ {
-			copy(d[q*span:q*span+nr], row[q*nr:q*nr+nr])
+		case 16:
+			for q := 0; q < panels; q++ {
+				*(*[16]float32)(d[q*span:]) = *(*[16]float32)(row[q*16:])
+			}
+		case 8:
+			for q := 0; q < panels; q++ {
+				*(*[8]float32)(d[q*span:]) = *(*[8]float32)(row[q*8:])
+			}
+		default:
+			for q := 0; q < panels; q++ {
+				copy(d[q*span:q*span+nr], row[q*nr:q*nr+nr])
+			}
 		}
 	}
 }
@@ -496,29 +505,11 @@ func packAAll(im *gemmImpl, a []float32, lda, m, k int) []float32 {
 // packBDense packs rows [p0, p0+kc) × columns [j, j+w) of b into one
 // nr-column panel dst, element (p, c) at p·nr+c. Columns from w on are zero.
 func packBDense(dst, b []float32, ldb, p0, kc, j, w, nr int) {
-	o := p0*ldb + j
 	if w == nr {
-		switch nr {
-		case 32:
-			for p := 0; p < kc; p++ {
-				*(*[32]float32)(dst[p*32:]) = *(*[32]float32)(b[o:])
-				o += ldb
-			}
-			return
-		case 16:
-			for p := 0; p < kc; p++ {
-				*(*[16]float32)(dst[p*16:]) = *(*[16]float32)(b[o:])
-				o += ldb
-			}
-			return
-		case 8:
-			for p := 0; p < kc; p++ {
-				*(*[8]float32)(dst[p*8:]) = *(*[8]float32)(b[o:])
-				o += ldb
-			}
-			return
-		}
+		packBDenseGroup(dst, b, ldb, p0, kc, j, 1, nr)
+		return
 	}
+	o := p0*ldb + j
 	for p := 0; p < kc; p++ {
 		d := dst[p*nr : p*nr+nr]
 		copy(d, b[o:o+w])
