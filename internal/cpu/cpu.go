@@ -36,6 +36,9 @@ func (l Level) String() string {
 // Features lists what the processor supports, as seen at start-up.
 type Features struct {
 	AVX2, FMA, AVX512F, AVX512BW, AVX512DQ, AVX512VL, AVX512BF16, AVX512VNNI bool
+	// AMXTile and AMXBF16: the tile unit and its bfloat16 dot products
+	// (kernel.GemmBF16, opt-in for training).
+	AMXTile, AMXBF16 bool
 }
 
 // Detected holds the features read at start-up.
@@ -43,6 +46,7 @@ var Detected = Features{
 	AVX2: cpu.X86.HasAVX2, FMA: cpu.X86.HasFMA,
 	AVX512F: cpu.X86.HasAVX512F, AVX512BW: cpu.X86.HasAVX512BW, AVX512DQ: cpu.X86.HasAVX512DQ,
 	AVX512VL: cpu.X86.HasAVX512VL, AVX512BF16: cpu.X86.HasAVX512BF16, AVX512VNNI: cpu.X86.HasAVX512VNNI,
+	AMXTile: cpu.X86.HasAMXTile, AMXBF16: cpu.X86.HasAMXBF16,
 }
 
 // String lists the present features.
@@ -61,6 +65,8 @@ func (f Features) String() string {
 	add(f.AVX512VL, "avx512vl")
 	add(f.AVX512BF16, "avx512bf16")
 	add(f.AVX512VNNI, "avx512vnni")
+	add(f.AMXTile, "amx-tile")
+	add(f.AMXBF16, "amx-bf16")
 	if len(s) == 0 {
 		return "none"
 	}

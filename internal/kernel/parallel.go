@@ -265,6 +265,7 @@ func (p *pool) wait(h *helper, seen uint64, spin bool) uint64 {
 // that steady-state calls do not allocate.
 type scratch struct {
 	a, b []float32
+	u    []uint32 // packed bfloat16 pairs (GemmBF16)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

@@ -1,0 +1,477 @@
+package kernel
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/mobileone-go/mobileone/internal/cpu"
+)
+
+// bfloat16 matrix multiplies for training (opt-in): the operands are
+// rounded to bfloat16 (8 significant bits, float32's range) and the
+// products summed in float32, on the AMX tile unit of Intel Xeons since
+// Sapphire Rapids (TDPBF16PS: a 16×16 float32 tile += a 16×32 by 32×16
+// bfloat16 product per instruction, ~14 times the float32 FMA rate of the
+// same core). Where there is no AMX, the same packed operands go through
+// tileJob.runGo, the kernel's twin, which sums in the same order (the tile
+// unit rounds the partial sums inside one 32-long step its own way, so
+// the two agree to float32 rounding, not bit for bit).
+//
+// A is packed as a row-major bfloat16 matrix, 16-row strips, k padded to a
+// multiple of 32 with zeros; B in VNNI order: per 16-column strip, per
+// 32-long k step, a 1 KB tile whose row r holds for each of the 16 columns
+// the pair (B[2r][j], B[2r+1][j]) of that step, low half first, as one
+// uint32.
+
+// bf16 rounds x to the nearest bfloat16, ties to even (NaN stays NaN).
+func bf16(x float32) uint16 {
+	u := math.Float32bits(x)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 0x40 // quiet NaN
+	}
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}
+
+// bf16Float widens a bfloat16 to float32 (exact).
+func bf16Float(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// BF16Round rounds every element of x to bfloat16 in place (for tests and
+// references that want the operands GemmBF16 multiplies).
+func BF16Round(x []float32) {
+	for i, v := range x {
+		x[i] = bf16Float(bf16(v))
+	}
+}
+
+var (
+	amxOnce sync.Once
+	amxOK   bool
+	// amxOff sends every tile job to the Go twin (tests).
+	amxOff bool
+)
+
+// amxReady reports whether the tile kernel runs here: a CPU with AMX-TILE
+// and AMX-BF16, the AVX-512 kernels selected (MOBILEONE_KERNELS=avx2 or
+// purego turn AMX off too) and the system's permission, asked once.
+func amxReady() bool {
+	amxOnce.Do(func() {
+		d := cpu.Detected
+		amxOK = d.AMXTile && d.AMXBF16 && cpu.Selected() == cpu.AVX512 && haveAsm && amxPermit()
+	})
+	return amxOK
+}
+
+// bf16SIMD: the AVX-512 packers (bf16RowAVX512, bf16PairsAVX512,
+// bf16ColsAVX512) run instead of their Go loops; bf16NoSIMD turns them off
+// (tests).
+var (
+	bf16SIMD   = haveAsm && cpu.Selected() == cpu.AVX512
+	bf16NoSIMD bool
+)
+
+func useBF16SIMD() bool { return bf16SIMD && !bf16NoSIMD }
+
+// bf16Row writes dst[i] = bf16(src[i]).
+func bf16Row(src []float32, dst []uint16) {
+	dst = dst[:len(src)]
+	n := 0
+	if useBF16SIMD() {
+		if n = len(src) &^ 15; n > 0 {
+			bf16RowAVX512(src[:n], dst[:n])
+		}
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = bf16(src[i])
+	}
+}
+
+// HaveAMX reports whether GemmBF16 and friends run on AMX tiles here
+// (else on their much slower Go twin).
+func HaveAMX() bool { return amxReady() }
+
+// amxConfig is the tile configuration of amxTiles: palette 1, tiles 0–7
+// of 16 rows of 64 bytes.
+var amxConfig = func() *[64]byte {
+	var c [64]byte
+	c[0] = 1
+	for t := 0; t < 8; t++ {
+		c[16+2*t] = 64
+		c[48+t] = 16
+	}
+	return &c
+}()
+
+// tileJob is one call of the tile kernel: c[0:16·mStrips, 0:16·nStrips]
+// (+)= a·b from packed operands.
+type tileJob struct {
+	a       []uint16 // bfloat16, 16·mStrips rows of lda, k padded to 32·kt
+	lda     int
+	b       []uint32 // VNNI tiles, strip s at b[s·bstride:], 256 words per k step
+	bstride int
+	c       []float32
+	ldc     int
+
+	mStrips, nStrips, kt int
+	acc                  bool
+}
+
+// run computes the job on AMX tiles if this machine has them, else with
+// the Go twin.
+func (j *tileJob) run() {
+	if j.mStrips <= 0 || j.nStrips <= 0 {
+		return
+	}
+	if !amxOff && amxReady() {
+		j.runAsm()
+		return
+	}
+	j.runGo(16*j.mStrips, 16*j.nStrips)
+}
+
+// runAsm calls amxTiles. The operands are heap or caller memory that
+// amxTiles (NOSPLIT, no calls) reads while this frame keeps them alive.
+func (j *tileJob) runAsm() {
+	// Bounds: the last tile of each operand lies inside its slice.
+	_ = j.a[(16*j.mStrips-1)*j.lda+32*j.kt-1]
+	_ = j.b[(j.nStrips-1)*j.bstride+256*j.kt-1]
+	_ = j.c[(16*j.mStrips-1)*j.ldc+16*j.nStrips-1]
+	var p [14]uintptr
+	p[0] = uintptr(unsafe.Pointer(amxConfig))
+	p[1] = uintptr(unsafe.Pointer(&j.a[0]))
+	p[2] = uintptr(2 * j.lda)
+	p[3] = uintptr(unsafe.Pointer(&j.b[0]))
+	p[4] = uintptr(4 * j.bstride)
+	p[5] = uintptr(unsafe.Pointer(&j.c[0]))
+	p[6] = uintptr(4 * j.ldc)
+	p[7] = uintptr(j.mStrips)
+	p[8] = uintptr(j.nStrips)
+	p[9] = uintptr(j.kt)
+	if j.acc {
+		p[10] = 1
+	}
+	amxTilesCall(&p)
+	runtime.KeepAlive(j.a)
+	runtime.KeepAlive(j.b)
+	runtime.KeepAlive(j.c)
+}
+
+// runGo is the twin of amxTiles for the first rows×cols elements of the
+// job's C (rows ≤ 16·mStrips, cols ≤ 16·nStrips): for each element, the
+// 32-long k steps in order, and in each the pairs in order.
+func (j *tileJob) runGo(rows, cols int) {
+	for i := 0; i < rows; i++ {
+		arow := j.a[i*j.lda : i*j.lda+32*j.kt]
+		crow := j.c[i*j.ldc : i*j.ldc+cols]
+		for col := range crow {
+			var s float32
+			if j.acc {
+				s = crow[col]
+			}
+			bs := j.b[(col/16)*j.bstride:]
+			cj := col % 16
+			for t := 0; t < j.kt; t++ {
+				at := arow[32*t : 32*t+32]
+				bt := bs[256*t : 256*t+256]
+				for r := 0; r < 16; r++ {
+					w := bt[16*r+cj]
+					s += bf16Float(at[2*r]) * bf16Float(uint16(w))
+					s += bf16Float(at[2*r+1]) * bf16Float(uint16(w>>16))
+				}
+			}
+			crow[col] = s
+		}
+	}
+}
+
+// bf16Pool recycles the packed A operands.
+var bf16Pool = sync.Pool{New: func() any { return new([]uint16) }}
+
+func getBF16(n int) *[]uint16 {
+	p := bf16Pool.Get().(*[]uint16)
+	if cap(*p) < n {
+		*p = make([]uint16, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// packBF16A writes rows [i0, i1) of the bfloat16 A operand (ld = 32·kt) from a
+// (m×k, rows lda apart) or, if trans, from aᵀ (a is k×m, rows lda apart);
+// rows ≥ m and columns ≥ k are zero.
+func packBF16A(m, k int, a []float32, lda int, trans bool, dst []uint16, ld, i0, i1 int) {
+	for i := i0; i < i1; i++ {
+		row := dst[i*ld : (i+1)*ld]
+		if i >= m {
+			clear(row)
+			continue
+		}
+		if trans {
+			for p := 0; p < k; p++ {
+				row[p] = bf16(a[p*lda+i])
+			}
+		} else {
+			bf16Row(a[i*lda:i*lda+k], row[:k])
+		}
+		clear(row[k:])
+	}
+}
+
+// packBF16Rows packs strips [s0, s1) of B (k×n, rows ldb apart) into dst
+// (strip s at dst[(s-s0)·256·kt:]), zero beyond k and n.
+func packBF16Rows(k, n int, b []float32, ldb, kt, s0, s1 int, dst []uint32) {
+	if full := min(s1, n/16) - s0; full > 0 && useBF16SIMD() {
+		// Whole strips, pairs of rows both inside k: a row of tiles per
+		// call; the rest below.
+		j0, stride := 16*s0, 256*kt
+		for p := 0; 2*p+1 < k; p++ {
+			r0 := b[2*p*ldb+j0 : 2*p*ldb+j0+16*full]
+			r1 := b[(2*p+1)*ldb+j0 : (2*p+1)*ldb+j0+16*full]
+			out := dst[16*p:]
+			_ = out[(full-1)*stride+15]
+			bf16PairsAVX512(r0, r1, out, stride)
+		}
+		packBF16RowsGo(k, n, b, ldb, kt, s0, s0+full, dst, k&^1)
+		packBF16RowsGo(k, n, b, ldb, kt, s0+full, s1, dst[full*stride:], 0)
+		return
+	}
+	packBF16RowsGo(k, n, b, ldb, kt, s0, s1, dst, 0)
+}
+
+// packBF16RowsGo is packBF16Rows in Go, from pair 2·p ≥ k0 on (k0 even).
+func packBF16RowsGo(k, n int, b []float32, ldb, kt, s0, s1 int, dst []uint32, k0 int) {
+	for s := s0; s < s1; s++ {
+		out := dst[(s-s0)*256*kt : (s-s0+1)*256*kt]
+		j0 := 16 * s
+		cols := min(16, n-j0)
+		for p := k0 / 2; p < 16*kt; p++ {
+			w := out[16*p : 16*p+16]
+			switch {
+			case 2*p+1 < k:
+				r0 := b[2*p*ldb+j0 : 2*p*ldb+j0+cols]
+				r1 := b[(2*p+1)*ldb+j0 : (2*p+1)*ldb+j0+cols]
+				for c := range r0 {
+					w[c] = uint32(bf16(r0[c])) | uint32(bf16(r1[c]))<<16
+				}
+			case 2*p < k:
+				r0 := b[2*p*ldb+j0 : 2*p*ldb+j0+cols]
+				for c := range r0 {
+					w[c] = uint32(bf16(r0[c]))
+				}
+			default:
+				cols = 0
+			}
+			clear(w[cols:])
+			cols = min(16, n-j0)
+		}
+	}
+}
+
+// packBF16Cols packs strips [s0, s1) of B = bᵀ, b being n×k with rows ldb
+// apart (column j of B is row j of b), into dst as packBF16Rows does.
+func packBF16Cols(k, n int, b []float32, ldb, kt, s0, s1 int, dst []uint32) {
+	for s := s0; s < s1; s++ {
+		out := dst[(s-s0)*256*kt : (s-s0+1)*256*kt]
+		j0 := 16 * s
+		cols := min(16, n-j0)
+		for c := 0; c < 16; c++ {
+			if c >= cols {
+				for p := 0; p < 16*kt; p++ {
+					out[16*p+c] = 0
+				}
+				continue
+			}
+			src := b[(j0+c)*ldb : (j0+c)*ldb+k]
+			p := 0
+			if g := k / 32; g > 0 && useBF16SIMD() {
+				o := out[c:]
+				_ = o[256*g-16]
+				bf16ColsAVX512(src[:32*g], o)
+				p = 16 * g
+			}
+			for ; 2*p+1 < k; p++ {
+				out[16*p+c] = uint32(bf16(src[2*p])) | uint32(bf16(src[2*p+1]))<<16
+			}
+			if 2*p < k {
+				out[16*p+c] = uint32(bf16(src[2*p]))
+				p++
+			}
+			for ; p < 16*kt; p++ {
+				out[16*p+c] = 0
+			}
+		}
+	}
+}
+
+// bf16Strips is how many 16-column strips of B one task packs and
+// multiplies: 128 columns, 8·kt KB of packed B (in L1/L2 while every strip
+// of A passes over it).
+const bf16Strips = 8
+
+// gemmBF16Wide computes c (m×n, rows n apart) (+)= op(a)·b for a wide,
+// short product (n ≫ m, the forward and input-gradient products of a 1×1
+// convolution in channel-major layout): op(a) is a (m×k) or aᵀ (a: k×m),
+// b is k×n. A is packed once; tasks of bf16Strips strips each pack their
+// part of B and run every strip of A over it.
+func gemmBF16Wide(m, n, k int, a []float32, aTrans bool, b, c []float32, acc bool) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k <= 0 {
+		if !acc {
+			clear(c[:m*n])
+		}
+		return
+	}
+	kt := ceilDiv(k, 32)
+	ld := 32 * kt
+	mStrips := ceilDiv(m, 16)
+	ap := getBF16(16 * mStrips * ld)
+	defer bf16Pool.Put(ap)
+	abuf := *ap
+	lda := k
+	if aTrans {
+		lda = m
+	}
+	packBF16A(m, k, a, lda, aTrans, abuf, ld, 0, 16*mStrips)
+	nStrips := ceilDiv(n, 16)
+	tasks := ceilDiv(nStrips, bf16Strips)
+	workers := workersFor(tasks, m*n*k/8)
+	mFull := m / 16
+	parallelFor(tasks, workers, func(s *scratch, t int) {
+		s0 := t * bf16Strips
+		s1 := min(s0+bf16Strips, nStrips)
+		if cap(s.u) < bf16Strips*256*kt {
+			s.u = make([]uint32, bf16Strips*256*kt)
+		}
+		bbuf := s.u[:(s1-s0)*256*kt]
+		packBF16Rows(k, n, b, n, kt, s0, s1, bbuf)
+		gemmBF16Tiles(m, n, kt, abuf, ld, mFull, bbuf, s0, s1, c, acc)
+	})
+}
+
+// gemmBF16Tiles runs the tile kernel on strips [s0, s1) of packed B
+// (bbuf) against every strip of packed A, writing c (m×n, rows n apart):
+// full 16×16 tiles on the kernel, the last partial rows or columns with
+// the twin.
+func gemmBF16Tiles(m, n, kt int, abuf []uint16, ld, mFull int, bbuf []uint32, s0, s1 int, c []float32, acc bool) {
+	j0 := 16 * s0
+	fullStrips := min(s1, n/16) - s0
+	if fullStrips > 0 && mFull > 0 {
+		(&tileJob{a: abuf, lda: ld, b: bbuf, bstride: 256 * kt, c: c[j0:], ldc: n,
+			mStrips: mFull, nStrips: fullStrips, kt: kt, acc: acc}).run()
+	}
+	// Partial last strip of columns (all rows), then partial rows.
+	if fullStrips < s1-s0 {
+		st := max(fullStrips, 0)
+		js := j0 + 16*st
+		(&tileJob{a: abuf, lda: ld, b: bbuf[st*256*kt:], bstride: 256 * kt, c: c[js:], ldc: n,
+			mStrips: ceilDiv(m, 16), nStrips: 1, kt: kt, acc: acc}).runGo(m, n-js)
+	}
+	if r := 16 * mFull; r < m && fullStrips > 0 {
+		(&tileJob{a: abuf[r*ld:], lda: ld, b: bbuf, bstride: 256 * kt, c: c[r*n+j0:], ldc: n,
+			mStrips: 1, nStrips: fullStrips, kt: kt, acc: acc}).runGo(m-r, 16*fullStrips)
+	}
+}
+
+// GemmBF16 is Gemm (c = a·b, + c if accumulate; a: m×k, b: k×n, c: m×n,
+// row-major) with a and b rounded to bfloat16 and the products summed in
+// float32, on AMX tiles where the CPU has them (see HaveAMX). It is made
+// for wide products (n ≫ m), as in a 1×1 convolution's forward pass.
+func GemmBF16(m, n, k int, a, b, c []float32, accumulate bool) {
+	gemmBF16Wide(m, n, k, a, false, b, c, accumulate)
+}
+
+// GemmBF16TN is GemmTN (c = aᵀ·b; a: k×m, b: k×n) in bfloat16 like
+// GemmBF16, as in a 1×1 convolution's input gradient.
+func GemmBF16TN(m, n, k int, a, b, c []float32, accumulate bool) {
+	gemmBF16Wide(m, n, k, a, true, b, c, accumulate)
+}
+
+// GemmBF16NT is GemmNT (c = a·bᵀ; a: m×k, b: n×k) in bfloat16 like
+// GemmBF16, made for long reductions (k ≫ m, n), as in a 1×1
+// convolution's weight gradient. The reduction is cut into bf16NTParts
+// fixed parts (the same whatever the number of threads, so the sums are
+// too), each walked in chunks of bf16NTChunk values that are packed into
+// cache-resident buffers and multiplied at once: every operand value is
+// read from memory once. The parts' sums are added in order.
+func GemmBF16NT(m, n, k int, a, b, c []float32, accumulate bool) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k <= 0 {
+		if !accumulate {
+			clear(c[:m*n])
+		}
+		return
+	}
+	chunks := ceilDiv(k, bf16NTChunk)
+	parts := min(bf16NTParts, chunks)
+	var partial [bf16NTParts - 1]*[]float32
+	for i := 1; i < parts; i++ {
+		partial[i-1] = getF32(m * n)
+	}
+	parallelFor(parts, workersFor(parts, m*n*k/8), func(s *scratch, t int) {
+		dst, acc := c, accumulate
+		if t > 0 {
+			dst, acc = *partial[t-1], false
+		}
+		for ch := t * chunks / parts; ch < (t+1)*chunks/parts; ch++ {
+			k0 := ch * bf16NTChunk
+			gemmBF16NTChunk(m, n, k, k0, min(bf16NTChunk, k-k0), a, b, dst, acc, s)
+			acc = true
+		}
+	})
+	for i := 1; i < parts; i++ {
+		Add((*partial[i-1])[:m*n], c[:m*n])
+		f32Pool.Put(partial[i-1])
+	}
+}
+
+// bf16NTChunk is the reduction length GemmBF16NT packs at a time (256
+// pixels: 16 KB of packed operand per 32 channels); bf16NTParts the
+// number of parts its reduction is cut into.
+const (
+	bf16NTChunk = 256
+	bf16NTParts = 4
+)
+
+// gemmBF16NTChunk computes c (+)= a[:, k0:k0+kc]·b[:, k0:k0+kc]ᵀ (a: m×k,
+// b: n×k) on operands packed into s.
+func gemmBF16NTChunk(m, n, k, k0, kc int, a, b, c []float32, acc bool, s *scratch) {
+	kt := ceilDiv(kc, 32)
+	ld := 32 * kt
+	mStrips, nStrips := ceilDiv(m, 16), ceilDiv(n, 16)
+	na := (16*mStrips*ld + 1) / 2 // A as bfloat16 pairs in s.u, then B
+	if need := na + nStrips*256*kt; cap(s.u) < need {
+		s.u = make([]uint32, need)
+	}
+	abuf := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s.u))), 2*na)
+	bbuf := s.u[na : na+nStrips*256*kt]
+	packBF16A(m, kc, a[k0:], k, false, abuf, ld, 0, 16*mStrips)
+	packBF16Cols(kc, n, b[k0:], k, kt, 0, nStrips, bbuf)
+	gemmBF16Tiles(m, n, kt, abuf, ld, m/16, bbuf, 0, nStrips, c, acc)
+}
+
+var f32Pool = sync.Pool{New: func() any { return new([]float32) }}
+
+func getF32(n int) *[]float32 {
+	p := f32Pool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+var u32Pool = sync.Pool{New: func() any { return new([]uint32) }}
+
+func getU32(n int) *[]uint32 {
+	p := u32Pool.Get().(*[]uint32)
+	if cap(*p) < n {
+		*p = make([]uint32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
