@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -11,6 +12,12 @@ import (
 // benchTrainStep times one training step (forward, cross-entropy, backward,
 // SGD) of cfg on a batch of random inputs with 10 classes.
 func benchTrainStep(b *testing.B, cfg model.Config, batch, h, w int) {
+	benchTrainStepBF16(b, cfg, batch, h, w, false)
+}
+
+// benchTrainStepBF16 is benchTrainStep, with the dense convolutions in
+// bfloat16 (Net.SetBF16) if bf16 is set.
+func benchTrainStepBF16(b *testing.B, cfg model.Config, batch, h, w int, bf16 bool) {
 	cfg.NumClasses = 10
 	m, err := model.New(cfg, false)
 	if err != nil {
@@ -20,6 +27,14 @@ func benchTrainStep(b *testing.B, cfg model.Config, batch, h, w int) {
 	net, err := NewNet(m)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if bf16 {
+		if !kernel.HaveAMX() {
+			b.Skip("no AMX on this machine")
+		}
+		if err := net.SetBF16(true); err != nil {
+			b.Fatal(err)
+		}
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	x := tensor.New(batch, cfg.InChannels, h, w)
@@ -51,6 +66,20 @@ func benchTrainStep(b *testing.B, cfg model.Config, batch, h, w int) {
 func BenchmarkTrainStepS0_32(b *testing.B) {
 	cfg, _ := model.Variant("s0")
 	benchTrainStep(b, cfg, 64, 32, 32)
+}
+
+// BenchmarkTrainStepBF16 is the k = 1 Fashion-MNIST step and the S0 32×32
+// step with the dense convolutions in bfloat16 on AMX (Net.SetBF16).
+func BenchmarkTrainStepBF16(b *testing.B) {
+	b.Run("fmnist-k1", func(b *testing.B) {
+		cfg, _ := model.Variant("s0")
+		cfg.InChannels, cfg.StemStride, cfg.K = 1, 1, 1
+		benchTrainStepBF16(b, cfg, 128, 28, 28, true)
+	})
+	b.Run("s0-32", func(b *testing.B) {
+		cfg, _ := model.Variant("s0")
+		benchTrainStepBF16(b, cfg, 64, 32, 32, true)
+	})
 }
 
 // BenchmarkTrainStepFashionMNIST is one training step of the Fashion-MNIST

@@ -114,6 +114,9 @@ type convOp struct {
 	Cin, Cout, K, S, P int
 	DW                 bool
 	CenterOnly         []bool // per branch of a depthwise stack: a zero-padded 1×1 kernel
+	// BF16: a dense conv's matrix multiplies round their operands to
+	// bfloat16 and sum in float32 (kernel.GemmBF16, on AMX; Net.SetBF16).
+	BF16 bool
 }
 
 func (c convOp) outSize(h, w int) (int, int) {
@@ -185,6 +188,10 @@ func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
 		c.im2col(x, oh, ow, ws.col, ws)
 		col = ws.col
 	}
+	if c.BF16 {
+		kernel.GemmBF16(c.Cout, mo, kd, w, col, z, false)
+		return
+	}
 	kernel.Gemm(c.Cout, mo, kd, w, col, z, false)
 }
 
@@ -214,18 +221,22 @@ func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	if !c.pointwise() {
 		col = ws.col[:kd*mo]
 	}
+	gemmNT, gemmTN := kernel.GemmNT, kernel.GemmTN
+	if c.BF16 {
+		gemmNT, gemmTN = kernel.GemmBF16NT, kernel.GemmBF16TN
+	}
 	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ
-	kernel.GemmNT(c.Cout, kd, mo, dz, col, dw, false)
+	gemmNT(c.Cout, kd, mo, dz, col, dw, false)
 	if dx == nil {
 		return
 	}
 	// dcol (kd, mo) = Wᵀ (kd, Cout) · dZ (Cout, mo)
 	if c.pointwise() {
-		kernel.GemmTN(kd, mo, c.Cout, w, dz, dx, !overwrite)
+		gemmTN(kd, mo, c.Cout, w, dz, dx, !overwrite)
 		return
 	}
 	ws.dcol = grow(ws.dcol, kd*mo)
-	kernel.GemmTN(kd, mo, c.Cout, w, dz, ws.dcol, false)
+	gemmTN(kd, mo, c.Cout, w, dz, ws.dcol, false)
 	c.col2im(ws.dcol, x, oh, ow, dx, ws)
 }
 

@@ -10,6 +10,7 @@ package train
 import (
 	"fmt"
 
+	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/nn"
@@ -98,6 +99,31 @@ type block struct {
 	bnGrads  []bnGrad
 	folded   bool // the last training forward was folded (folded.go)
 	fold     foldWork
+}
+
+// SetBF16 makes the dense convolutions' matrix multiplies (the 1×1 blocks,
+// a dense stem) round their operands to bfloat16 and sum in float32, on
+// the AMX tile unit (kernel.GemmBF16: several times the float32 rate of
+// this path's GEMMs on the trainer's shapes); depthwise layers, BatchNorm,
+// the classifier and the optimiser stay float32, as does a k > 1 1×1 block
+// trained folded. It fails where the CPU has no AMX (the Go twin would be
+// far slower than float32).
+func (n *Net) SetBF16(on bool) error {
+	if on && !kernel.HaveAMX() {
+		return fmt.Errorf("train: bfloat16 matrix multiplies need AMX-BF16 (Intel Xeon since Sapphire Rapids, Linux 5.16+); this CPU has %s", cpu.Detected)
+	}
+	n.setBF16(on)
+	return nil
+}
+
+// setBF16 is SetBF16 without the check (tests: without AMX the kernels
+// run their Go twin).
+func (n *Net) setBF16(on bool) {
+	for _, b := range n.blocks {
+		if !b.op.DW {
+			b.op.BF16 = on
+		}
+	}
 }
 
 // NewNet wraps a train-time model. The model must not be fused.

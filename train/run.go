@@ -39,6 +39,9 @@ type Hyper struct {
 	EMARecalibrate int    `json:"ema_recalibrate"`
 	Seed           uint64 `json:"seed"`
 	Workers        int    `json:"workers"`
+	// BF16 runs the dense convolutions' matrix multiplies in bfloat16 on
+	// AMX (Net.SetBF16); evaluation stays float32.
+	BF16 bool `json:"bf16,omitempty"`
 }
 
 // DefaultHyper is the paper's recipe scaled to a small data set.
@@ -123,6 +126,9 @@ func (r *Run) Execute(ctx context.Context) error {
 	}
 	net, err := NewNet(r.Model)
 	if err != nil {
+		return err
+	}
+	if err := net.SetBF16(h.BF16); err != nil {
 		return err
 	}
 	opt := NewSGD(net.Params(), h.LR, h.Momentum, h.WDStart, h.Nesterov)

@@ -25,6 +25,7 @@ import (
 	"github.com/mobileone-go/mobileone/data"
 	"github.com/mobileone-go/mobileone/format/pth"
 	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/fsutil"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/internal/runlog"
@@ -117,6 +118,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&a.Hyper.EMAWarmup, "ema-warmup", true, "EMA decay min(ema, (1+t)/(10+t)) at step t (--ema-warmup=false: constant)")
 	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling and augmentation")
 	fs.IntVar(&a.Hyper.Workers, "workers", 2, "data loading goroutines")
+	fs.BoolVar(&a.Hyper.BF16, "bf16", false, "matrix multiplies of the 1x1 and dense convolutions in bfloat16 with float32 sums, on the AMX unit of Intel Xeons since Sapphire Rapids (Linux): faster training, numbers that differ from float32 in the third digit; evaluation and the saved models stay float32")
 	fs.IntVar(&a.Threads, "threads", runtime.GOMAXPROCS(0), "threads for the compute kernels")
 	fs.StringVar(&a.Out, "o", "", "run `folder`")
 	fs.StringVar(&a.Resume, "resume", "", "continue the run in this `folder`")
@@ -158,6 +160,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if a.Threads < 1 {
 		return fmt.Errorf("--threads must be at least 1")
+	}
+	if a.Hyper.BF16 && !kernel.HaveAMX() {
+		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+); this CPU has %s", cpu.Detected)
 	}
 	kernel.SetThreads(a.Threads)
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
 // writeToyFolder writes DIR/{train,val}/{left,right}/*.png: a bright block
@@ -226,5 +227,55 @@ func TestEvalBuiltin(t *testing.T) {
 	}
 	if ev.N != 10000 || total != 10000 || len(ev.Confusion) != 10 || ev.Top1 < 94.2 || ev.Top1 > 94.7 {
 		t.Errorf("built-in model on the test split: %d images, confusion sum %d, top-1 %.2f %% (want 10000, 10000, 94.46 %%)", ev.N, total, ev.Top1)
+	}
+}
+
+// TestTrainBF16: --bf16 trains (and resumes) with bfloat16 matrix
+// multiplies where the CPU has AMX, and is refused with a clear error and
+// no run folder where it has not.
+func TestTrainBF16(t *testing.T) {
+	dir := t.TempDir()
+	writeToyFolder(t, dir)
+	run := filepath.Join(dir, "run")
+	args := []string{"train", "--data", dir, "-o", run, "--epochs", "3", "--batch", "16", "--size", "16", "--in-channels", "1",
+		"--channels-override", "16,16,16,32,32", "--blocks", "1,1,1,1", "--k", "1", "--lr", "0.1", "--ema", "0.9", "--no-augment", "--bf16"}
+	code, out, errs := cli(args...)
+	if !kernel.HaveAMX() {
+		if code == 0 || !strings.Contains(errs, "AMX") {
+			t.Errorf("--bf16 without AMX: exit %d, stderr %q", code, errs)
+		}
+		if _, err := os.Stat(run); err == nil {
+			t.Errorf("a refused --bf16 run left %s behind", run)
+		}
+		return
+	}
+	if code != 0 {
+		t.Fatalf("train --bf16: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "validation top-1: unfused") {
+		t.Errorf("train --bf16 output:\n%s", out)
+	}
+	// The setting is part of the run: resuming the finished run keeps it.
+	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 3 epochs are done") {
+		t.Errorf("resume: exit %d\n%s%s", code, out, errs)
+	}
+	ck, err := os.ReadFile(filepath.Join(run, "checkpoint.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(ck, []byte(`\"bf16\":true`)) && !bytes.Contains(ck, []byte(`"bf16":true`)) {
+		t.Error("the checkpoint does not record bf16")
+	}
+	// The toy task is easy: bfloat16 training learns it.
+	code, out, errs = cli("eval", "-w", filepath.Join(run, "model.safetensors"), "--data", filepath.Join(dir, "val"), "--json")
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errs)
+	}
+	var ev struct{ Top1 float64 }
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Top1 < 90 {
+		t.Errorf("bf16-trained toy model: top-1 %.1f %%, want ≥ 90", ev.Top1)
 	}
 }
