@@ -336,19 +336,40 @@ func gemmBF16Wide(m, n, k int, a []float32, aTrans bool, b, c []float32, acc boo
 	}
 	packBF16A(m, k, a, lda, aTrans, abuf, ld, 0, 16*mStrips)
 	nStrips := ceilDiv(n, 16)
-	tasks := ceilDiv(nStrips, bf16Strips)
-	workers := workersFor(tasks, m*n*k/8)
-	mFull := m / 16
-	parallelFor(tasks, workers, func(s *scratch, t int) {
-		s0 := t * bf16Strips
+	nTasks := ceilDiv(nStrips, bf16Strips)
+	groups := rowGroups(mStrips, nTasks)
+	parallelFor(nTasks*groups, workersFor(nTasks*groups, m*n*k/8), func(s *scratch, t int) {
+		s0 := (t / groups) * bf16Strips
 		s1 := min(s0+bf16Strips, nStrips)
 		if cap(s.u) < bf16Strips*256*kt {
 			s.u = make([]uint32, bf16Strips*256*kt)
 		}
 		bbuf := s.u[:(s1-s0)*256*kt]
 		packBF16Rows(k, n, b, n, kt, s0, s1, bbuf)
-		gemmBF16Tiles(m, n, kt, abuf, ld, mFull, bbuf, s0, s1, c, acc)
+		r0, r1 := rowGroup(m, mStrips, groups, t%groups)
+		gemmBF16Tiles(r1-r0, n, kt, abuf[r0*ld:], ld, (r1-r0)/16, bbuf, s0, s1, c[r0*n:], acc)
 	})
+}
+
+// rowGroups is how many groups of rows a product with mStrips strips of
+// rows and tasks column tasks is cut into: 1, or more when the column
+// tasks alone cannot keep the threads busy (small images: a few columns,
+// many channels). The results do not depend on it.
+func rowGroups(mStrips, tasks int) int {
+	th := Threads()
+	if tasks >= 2*th {
+		return 1
+	}
+	return max(1, min(ceilDiv(mStrips, 2), ceilDiv(2*th, tasks)))
+}
+
+// rowGroup is the rows [r0, r1) of group g of groups over m rows
+// (mStrips strips), cut at multiples of 32 rows (2×2 tile blocks).
+func rowGroup(m, mStrips, groups, g int) (r0, r1 int) {
+	pairs := ceilDiv(mStrips, 2)
+	r0 = min(m, 32*(g*pairs/groups))
+	r1 = min(m, 32*((g+1)*pairs/groups))
+	return r0, r1
 }
 
 // gemmBF16Tiles runs the tile kernel on strips [s0, s1) of packed B
@@ -408,18 +429,25 @@ func GemmBF16NT(m, n, k int, a, b, c []float32, accumulate bool) {
 	}
 	chunks := ceilDiv(k, bf16NTChunk)
 	parts := min(bf16NTParts, chunks)
+	mStrips := ceilDiv(m, 16)
+	groups := rowGroups(mStrips, parts)
 	var partial [bf16NTParts - 1]*[]float32
 	for i := 1; i < parts; i++ {
 		partial[i-1] = getF32(m * n)
 	}
-	parallelFor(parts, workersFor(parts, m*n*k/8), func(s *scratch, t int) {
-		dst, acc := c, accumulate
-		if t > 0 {
-			dst, acc = *partial[t-1], false
+	parallelFor(parts*groups, workersFor(parts*groups, m*n*k/8), func(s *scratch, t int) {
+		part := t / groups
+		r0, r1 := rowGroup(m, mStrips, groups, t%groups)
+		if r0 == r1 {
+			return
 		}
-		for ch := t * chunks / parts; ch < (t+1)*chunks/parts; ch++ {
+		dst, acc := c, accumulate
+		if part > 0 {
+			dst, acc = *partial[part-1], false
+		}
+		for ch := part * chunks / parts; ch < (part+1)*chunks/parts; ch++ {
 			k0 := ch * bf16NTChunk
-			gemmBF16NTChunk(m, n, k, k0, min(bf16NTChunk, k-k0), a, b, dst, acc, s)
+			gemmBF16NTChunk(r1-r0, n, k, k0, min(bf16NTChunk, k-k0), a[r0*k:], b, dst[r0*n:], acc, s)
 			acc = true
 		}
 	})

@@ -264,3 +264,35 @@ func TestBF16PackersAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmBF16ThreadsAgree: the bfloat16 products are the same bits at any
+// number of threads (the reduction parts and row groups do not change any
+// element's sums).
+func TestGemmBF16ThreadsAgree(t *testing.T) {
+	defer SetThreads(0)
+	for _, sh := range [][3]int{{256, 64, 1024}, {1024, 256, 64}, {48, 3136, 48}, {100, 70, 900}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		r := rand.New(rand.NewSource(int64(m + n + k)))
+		a, b := randSlice(r, m*k), randSlice(r, k*n)
+		bt, at := randSlice(r, n*k), randSlice(r, k*m)
+		var ref [3][]float32
+		for i, th := range []int{1, 2, 3, 5} {
+			SetThreads(th)
+			out := [3][]float32{make([]float32, m*n), make([]float32, m*n), make([]float32, m*n)}
+			GemmBF16(m, n, k, a, b, out[0], false)
+			GemmBF16TN(m, n, k, at, b, out[1], false)
+			GemmBF16NT(m, n, k, a, bt, out[2], false)
+			if i == 0 {
+				ref = out
+				continue
+			}
+			for v := range out {
+				for j := range out[v] {
+					if out[v][j] != ref[v][j] {
+						t.Fatalf("%dx%dx%d variant %d, %d threads: element %d is %v, %v on one thread", m, n, k, v, th, j, out[v][j], ref[v][j])
+					}
+				}
+			}
+		}
+	}
+}
