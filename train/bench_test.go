@@ -68,14 +68,17 @@ func BenchmarkTrainStepS0_32(b *testing.B) {
 	benchTrainStep(b, cfg, 64, 32, 32)
 }
 
-// BenchmarkTrainStepBF16 is the k = 1 Fashion-MNIST step and the S0 32×32
-// step with the dense convolutions in bfloat16 on AMX (Net.SetBF16).
+// BenchmarkTrainStepBF16 is the Fashion-MNIST steps (k = 1 and 4) and the
+// S0 32×32 step with the dense convolutions in bfloat16 on AMX
+// (Net.SetBF16).
 func BenchmarkTrainStepBF16(b *testing.B) {
-	b.Run("fmnist-k1", func(b *testing.B) {
-		cfg, _ := model.Variant("s0")
-		cfg.InChannels, cfg.StemStride, cfg.K = 1, 1, 1
-		benchTrainStepBF16(b, cfg, 128, 28, 28, true)
-	})
+	for _, k := range []int{1, 4} {
+		b.Run(map[int]string{1: "fmnist-k1", 4: "fmnist-k4"}[k], func(b *testing.B) {
+			cfg, _ := model.Variant("s0")
+			cfg.InChannels, cfg.StemStride, cfg.K = 1, 1, k
+			benchTrainStepBF16(b, cfg, 128, 28, 28, true)
+		})
+	}
 	b.Run("s0-32", func(b *testing.B) {
 		cfg, _ := model.Variant("s0")
 		benchTrainStepBF16(b, cfg, 64, 32, 32, true)

@@ -5,6 +5,8 @@ Times forward + backward + SGD step of the same MobileOne as the Go benchmark
 0.9 / weight decay 1e-4, and prints one JSON line.
 
     /usr/bin/python3 bench/train/torch_train_bench.py --threads 2 --size 32 --batch 64 --k 4
+With --bf16 the forward pass runs under CPU autocast to bfloat16 (the Go side's --bf16 rounds the
+operands of its dense convolutions' matrix multiplies to bfloat16 instead).
 """
 import argparse
 import json
@@ -27,6 +29,9 @@ p.add_argument("--stem-stride", type=int, default=2)
 p.add_argument("--classes", type=int, default=10)
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
+p.add_argument("--bf16", action="store_true",
+               help="torch.autocast('cpu', torch.bfloat16): convolutions and matrix multiplies in bfloat16 "
+                    "(oneDNN; AMX where the build and CPU have it), the rest float32")
 a = p.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -41,7 +46,8 @@ times = []
 for i in range(a.warmup + a.steps):
     t0 = time.perf_counter()
     opt.zero_grad()
-    loss = loss_fn(m(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        loss = loss_fn(m(x), y)
     loss.backward()
     opt.step()
     if i >= a.warmup:
@@ -49,5 +55,5 @@ for i in range(a.warmup + a.steps):
 times.sort()
 med = times[len(times) // 2]
 print(json.dumps({"engine": "pytorch " + torch.__version__, "threads": a.threads, "batch": a.batch, "size": a.size,
-                  "k": a.k, "stem_stride": a.stem_stride, "in_channels": a.in_channels,
+                  "k": a.k, "stem_stride": a.stem_stride, "in_channels": a.in_channels, "bf16": a.bf16,
                   "median_ms": med * 1e3, "min_ms": times[0] * 1e3, "images_per_s": a.batch / med}))
