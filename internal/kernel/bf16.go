@@ -25,7 +25,8 @@ import (
 // the pair (B[2r][j], B[2r+1][j]) of that step, low half first, as one
 // uint32.
 
-// bf16 rounds x to the nearest bfloat16, ties to even (NaN stays NaN).
+// bf16 rounds x to the nearest bfloat16, ties to even; a NaN stays a NaN
+// (made quiet), as in the AVX-512 packers.
 func bf16(x float32) uint16 {
 	u := math.Float32bits(x)
 	if u&0x7fffffff > 0x7f800000 {

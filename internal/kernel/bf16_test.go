@@ -216,7 +216,8 @@ func BenchmarkGemmBF16TrainShapes(b *testing.B) {
 }
 
 // TestBF16PackersAgree checks the AVX-512 packers against their Go loops,
-// bit for bit, across edge shapes (k odd, partial strips, short rows).
+// bit for bit, across edge shapes (k odd, partial strips, short rows) and
+// special values (NaNs stay NaNs).
 func TestBF16PackersAgree(t *testing.T) {
 	if !useBF16SIMD() {
 		t.Skip("no AVX-512 packers in this build or on this machine")
@@ -226,6 +227,14 @@ func TestBF16PackersAgree(t *testing.T) {
 		k, n := sh[0], sh[1]
 		r := rand.New(rand.NewSource(int64(k*n + 3)))
 		b := randSlice(r, k*n)
+		// Special values: NaNs (one whose payload is in the low half only),
+		// infinities, the largest float32 (rounds to +Inf), a tie, -0.
+		special := []uint32{0x7fc00000, 0x7f800001, 0xff800001, 0x7f800000, 0xff800000, 0x7f7fffff, 0x3f808000, 0x80000000}
+		for i, v := range special {
+			if j := (i * 37) % len(b); j < len(b) {
+				b[j] = math.Float32frombits(v)
+			}
+		}
 		kt := ceilDiv(k, 32)
 		strips := ceilDiv(n, 16)
 		pack := func(simd bool) (rows, cols []uint32, a []uint16) {

@@ -263,23 +263,35 @@ func column(nr int) {
 }
 
 // roundBF16 rounds the float32 lanes of x to bfloat16, ties to even, in
-// their upper halves: x += 0x7fff + (x>>16 & 1) (bf16 in bf16.go; NaNs
-// whose payload sits in the low half only may become infinities here).
-func roundBF16(x, bias, one, t VecVirtual) {
+// their upper halves: x += 0x7fff + (x>>16 & 1), except NaNs, which are
+// made quiet (x | 0x400000) so that no NaN becomes an infinity (bf16 in
+// bf16.go).
+func roundBF16(x VecVirtual, c bf16Consts, t, orig VecVirtual, k Op) {
+	VMOVDQA32(x, orig)
 	VPSRLD(U8(16), x, t)
-	VPANDD(one, t, t)
-	VPADDD(bias, x, x)
+	VPANDD(c.one, t, t)
+	VPADDD(c.bias, x, x)
 	VPADDD(t, x, x)
+	VPANDD(c.abs, orig, t)
+	VPCMPUD(U8(6), c.inf, t, k) // t > 0x7f800000 (unsigned): NaN
+	VPORD_Z(c.quiet, orig, k, t)
+	VMOVDQA32(t, k, x)
 }
 
-func constants() (bias, one VecVirtual) {
+type bf16Consts struct{ bias, one, abs, inf, quiet VecVirtual }
+
+func constants() bf16Consts {
 	g := GP32()
-	bias, one = ZMM(), ZMM()
-	MOVL(U32(0x7fff), g)
-	VPBROADCASTD(g, bias)
-	MOVL(U32(1), g)
-	VPBROADCASTD(g, one)
-	return bias, one
+	var c bf16Consts
+	for _, v := range []struct {
+		dst *VecVirtual
+		val uint32
+	}{{&c.bias, 0x7fff}, {&c.one, 1}, {&c.abs, 0x7fffffff}, {&c.inf, 0x7f800000}, {&c.quiet, 0x400000}} {
+		*v.dst = ZMM()
+		MOVL(U32(v.val), g)
+		VPBROADCASTD(g, *v.dst)
+	}
+	return c
 }
 
 // rowKernel: dst[i] = bf16(src[i]) for len(src)/16 groups of 16.
@@ -293,11 +305,12 @@ func rowKernel() {
 	Load(Param("src").Len(), n)
 	SHRQ(U8(4), n)
 	JZ(LabelRef("row_done"))
-	bias, one := constants()
-	x, t := ZMM(), ZMM()
+	c := constants()
+	x, t, o := ZMM(), ZMM(), ZMM()
+	k := K()
 	Label("row_loop")
 	VMOVUPS(Mem{Base: src}, x)
-	roundBF16(x, bias, one, t)
+	roundBF16(x, c, t, o, k)
 	VPSRLD(U8(16), x, x)
 	VPMOVDW(x, Mem{Base: dst})
 	ADDQ(U8(64), src)
@@ -325,17 +338,18 @@ func pairsKernel() {
 	SHLQ(U8(2), st)
 	SHRQ(U8(4), n)
 	JZ(LabelRef("pairs_done"))
-	bias, one := constants()
+	c := constants()
 	hi := ZMM()
 	g := GP32()
 	MOVL(U32(0xffff0000), g)
 	VPBROADCASTD(g, hi)
-	x0, x1, t := ZMM(), ZMM(), ZMM()
+	x0, x1, t, o := ZMM(), ZMM(), ZMM(), ZMM()
+	k := K()
 	Label("pairs_loop")
 	VMOVUPS(Mem{Base: p0}, x0)
 	VMOVUPS(Mem{Base: p1}, x1)
-	roundBF16(x0, bias, one, t)
-	roundBF16(x1, bias, one, t)
+	roundBF16(x0, c, t, o, k)
+	roundBF16(x1, c, t, o, k)
 	VPSRLD(U8(16), x0, x0)
 	VPANDD(hi, x1, x1)
 	VPORD(x1, x0, x0)
@@ -364,17 +378,17 @@ func colsKernel(odd, rows Mem) {
 	Load(Param("src").Len(), n)
 	SHRQ(U8(5), n)
 	JZ(LabelRef("cols_done"))
-	bias, one := constants()
+	c := constants()
 	perm, off := ZMM(), ZMM()
 	VMOVDQU16(odd, perm)
 	VMOVDQU32(rows, off)
-	x0, x1, t := ZMM(), ZMM(), ZMM()
+	x0, x1, t, o := ZMM(), ZMM(), ZMM(), ZMM()
 	k := K()
 	Label("cols_loop")
 	VMOVUPS(Mem{Base: src}, x0)
 	VMOVUPS(Mem{Base: src, Disp: 64}, x1)
-	roundBF16(x0, bias, one, t)
-	roundBF16(x1, bias, one, t)
+	roundBF16(x0, c, t, o, k)
+	roundBF16(x1, c, t, o, k)
 	VPERMT2W(x1, perm, x0)
 	KXNORW(k, k, k)
 	VPSCATTERDD(x0, k, Mem{Base: dst, Index: off, Scale: 4})
