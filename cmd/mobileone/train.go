@@ -192,6 +192,12 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			cfg.Describe(), a.Data, trainDS.Len(), len(labels), lenOr0(valDS))
 		fmt.Fprintf(stdout, "%s train-time parameters (%s fused), %d epochs of %d batches of %d, %d threads\n",
 			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
+		switch {
+		case a.Hyper.BF16:
+			fmt.Fprintln(stdout, "matrix multiplies in bfloat16 on AMX (--bf16); evaluation and the saved models in float32")
+		case kernel.HaveAMX():
+			fmt.Fprintln(stdout, "this CPU has AMX: --bf16 trains faster (bfloat16 matrix multiplies)")
+		}
 	}
 	run.Train, run.Val, run.TrainTransform, run.EvalTransform = trainDS, valDS, trTrain, trEval
 	if a.Progressive != "" {

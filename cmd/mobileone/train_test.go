@@ -252,7 +252,7 @@ func TestTrainBF16(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train --bf16: exit %d\n%s\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "validation top-1: unfused") {
+	if !strings.Contains(out, "validation top-1: unfused") || !strings.Contains(out, "bfloat16 on AMX (--bf16)") {
 		t.Errorf("train --bf16 output:\n%s", out)
 	}
 	// The setting is part of the run: resuming the finished run keeps it.
