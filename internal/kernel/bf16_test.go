@@ -79,6 +79,9 @@ func TestGemmBF16(t *testing.T) {
 	}
 	shapes := [][3]int{{1, 1, 1}, {16, 16, 32}, {15, 17, 31}, {17, 33, 33}, {32, 32, 64}, {48, 200, 48},
 		{33, 48, 100}, {64, 16, 7}, {3, 50, 129}, {48, 64, 96}, {20, 18, 700}, {48, 48, 1500}}
+	if raceEnabled { // the float64 reference and the twin are slow under the race detector
+		shapes = [][3]int{{15, 17, 31}, {17, 33, 33}, {48, 48, 300}}
+	}
 	for _, pa := range paths {
 		for _, sh := range shapes {
 			for _, acc := range []bool{false, true} {
@@ -118,7 +121,11 @@ func TestGemmBF16TrainShapes(t *testing.T) {
 	if !HaveAMX() {
 		t.Skip("no AMX on this machine")
 	}
-	for _, s := range [][2]int{{48, 25088 / 8}, {128, 6272}, {256, 2048}} {
+	shapes := [][2]int{{48, 25088 / 8}, {128, 6272}, {256, 2048}}
+	if testing.Short() || raceEnabled {
+		shapes = [][2]int{{48, 512}, {128, 256}} // the twin is slow under the race detector
+	}
+	for _, s := range shapes {
 		c, m := s[0], s[1]
 		r := rand.New(rand.NewSource(int64(c)))
 		w, x := randSlice(r, c*c), randSlice(r, c*m)
