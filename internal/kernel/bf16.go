@@ -38,14 +38,6 @@ func bf16(x float32) uint16 {
 // bf16Float widens a bfloat16 to float32 (exact).
 func bf16Float(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// BF16Round rounds every element of x to bfloat16 in place (for tests and
-// references that want the operands GemmBF16 multiplies).
-func BF16Round(x []float32) {
-	for i, v := range x {
-		x[i] = bf16Float(bf16(v))
-	}
-}
-
 var (
 	amxOnce sync.Once
 	amxOK   bool
@@ -248,6 +240,7 @@ func packBF16RowsGo(k, n int, b []float32, ldb, kt, s0, s1 int, dst []uint32, k0
 		cols := min(16, n-j0)
 		for p := k0 / 2; p < 16*kt; p++ {
 			w := out[16*p : 16*p+16]
+			valid := 0 // columns written; the rest of the row is zero
 			switch {
 			case 2*p+1 < k:
 				r0 := b[2*p*ldb+j0 : 2*p*ldb+j0+cols]
@@ -255,16 +248,15 @@ func packBF16RowsGo(k, n int, b []float32, ldb, kt, s0, s1 int, dst []uint32, k0
 				for c := range r0 {
 					w[c] = uint32(bf16(r0[c])) | uint32(bf16(r1[c]))<<16
 				}
+				valid = cols
 			case 2*p < k:
 				r0 := b[2*p*ldb+j0 : 2*p*ldb+j0+cols]
 				for c := range r0 {
 					w[c] = uint32(bf16(r0[c]))
 				}
-			default:
-				cols = 0
+				valid = cols
 			}
-			clear(w[cols:])
-			cols = min(16, n-j0)
+			clear(w[valid:])
 		}
 	}
 }

@@ -312,3 +312,27 @@ func TestGemmBF16ThreadsAgree(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAMXTiles is the tile kernel alone on one thread, operands in L1:
+// a 32×32 block of C over k = 256 (two A strips, two B strips; 524,288
+// multiply-adds per call).
+func BenchmarkAMXTiles(b *testing.B) {
+	if !HaveAMX() {
+		b.Skip("no AMX on this machine")
+	}
+	const kt = 8
+	a := make([]uint16, 32*32*kt)
+	bb := make([]uint32, 2*256*kt)
+	c := make([]float32, 32*32)
+	for i := range a {
+		a[i] = bf16(float32(i%7) - 3)
+	}
+	for i := range bb {
+		bb[i] = uint32(bf16(float32(i%5)-2)) * 0x10001
+	}
+	j := &tileJob{a: a, lda: 32 * kt, b: bb, bstride: 256 * kt, c: c, ldc: 32, mStrips: 2, nStrips: 2, kt: kt}
+	for b.Loop() {
+		j.runAsm()
+	}
+	gflops(b, 2*32*32*32*kt)
+}
