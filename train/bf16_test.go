@@ -34,7 +34,7 @@ func TestBF16ConvOps(t *testing.T) {
 		{Cin: 256, Cout: 128, K: 1, S: 1},    // long k
 	} {
 		r := rand.New(rand.NewPCG(uint64(ci), 8))
-		x := &act{C: op.Cin, N: 8, H: 10, W: 9, Data: randVec(r, op.Cin*8*10*9, 1)}
+		x := &act{C: op.Cin, N: 16, H: 12, W: 11, Data: randVec(r, op.Cin*16*12*11, 1)}
 		w := randVec(r, op.Cout*op.Cin*op.K*op.K, 0.5)
 		oh, ow := op.outSize(x.H, x.W)
 		zn := op.Cout * x.N * oh * ow
@@ -50,6 +50,9 @@ func TestBF16ConvOps(t *testing.T) {
 			o.backward(x, w, dz, dw, dx, &ws)
 			return
 		}
+		if oh*ow*x.N < bf16MinCols {
+			t.Fatalf("%+v: %d columns, below bf16MinCols", op, oh*ow*x.N)
+		}
 		z32, dw32, dx32 := run(false)
 		z16, dw16, dx16 := run(true)
 		for _, c := range []struct {
@@ -61,6 +64,23 @@ func TestBF16ConvOps(t *testing.T) {
 				t.Errorf("%+v: %s differs from float32 by %.3g (relative norm), want (0, 4e-3]", op, c.name, e)
 			}
 		}
+	}
+}
+
+// TestBF16SmallStaysFloat32: a conv with fewer than bf16MinCols columns
+// multiplies in float32 even with BF16 set.
+func TestBF16SmallStaysFloat32(t *testing.T) {
+	op := convOp{Cin: 32, Cout: 48, K: 1, S: 1}
+	r := rand.New(rand.NewPCG(3, 8))
+	x := &act{C: op.Cin, N: 4, H: 8, W: 8, Data: randVec(r, op.Cin*4*8*8, 1)} // 256 columns
+	w := randVec(r, op.Cout*op.Cin, 0.5)
+	z32, z16 := make([]float32, op.Cout*256), make([]float32, op.Cout*256)
+	var ws convWork
+	op.forward(x, w, z32, &ws)
+	op.BF16 = true
+	op.forward(x, w, z16, &ws)
+	if e := relNorm(z16, z32); e != 0 {
+		t.Errorf("256 columns with BF16 set: differs from float32 by %.3g", e)
 	}
 }
 

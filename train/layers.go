@@ -115,7 +115,8 @@ type convOp struct {
 	DW                 bool
 	CenterOnly         []bool // per branch of a depthwise stack: a zero-padded 1×1 kernel
 	// BF16: a dense conv's matrix multiplies round their operands to
-	// bfloat16 and sum in float32 (kernel.GemmBF16, on AMX; Net.SetBF16).
+	// bfloat16 and sum in float32 (kernel.GemmBF16, on AMX; Net.SetBF16),
+	// when they have at least bf16MinCols columns.
 	BF16 bool
 }
 
@@ -188,12 +189,22 @@ func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
 		c.im2col(x, oh, ow, ws.col, ws)
 		col = ws.col
 	}
-	if c.BF16 {
+	if c.bf16(mo) {
 		kernel.GemmBF16(c.Cout, mo, kd, w, col, z, false)
 		return
 	}
 	kernel.Gemm(c.Cout, mo, kd, w, col, z, false)
 }
+
+// bf16MinCols is the fewest columns (batch × output pixels) for which a
+// dense conv with BF16 set multiplies in bfloat16: below it, rounding and
+// packing the operands costs more than the tile unit saves (S0 at 32×32,
+// batch 64, where stages 3–4 have 256 and 64 columns: 848–910 images/s
+// with them in bfloat16, 975–1,005 in float32).
+const bf16MinCols = 512
+
+// bf16 reports whether the conv's GEMMs over mo columns run in bfloat16.
+func (c convOp) bf16(mo int) bool { return c.BF16 && mo >= bf16MinCols }
 
 // backward computes dw (overwritten) and, if dx is not nil, adds the input
 // gradient to dx (laid out like x), given dz (Cout, OH, OW, N). For a
@@ -222,7 +233,7 @@ func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 		col = ws.col[:kd*mo]
 	}
 	gemmNT, gemmTN := kernel.GemmNT, kernel.GemmTN
-	if c.BF16 {
+	if c.bf16(mo) {
 		gemmNT, gemmTN = kernel.GemmBF16NT, kernel.GemmBF16TN
 	}
 	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ

@@ -367,8 +367,9 @@ func rowGroup(m, mStrips, groups, g int) (r0, r1 int) {
 
 // gemmBF16Tiles runs the tile kernel on strips [s0, s1) of packed B
 // (bbuf) against every strip of packed A, writing c (m×n, rows n apart):
-// full 16×16 tiles on the kernel, the last partial rows or columns with
-// the twin.
+// full 16×16 tiles straight into c, a partial last strip of columns or of
+// rows into a scratch tile row or column first (the packed operands are
+// zero there), then into c.
 func gemmBF16Tiles(m, n, kt int, abuf []uint16, ld, mFull int, bbuf []uint32, s0, s1 int, c []float32, acc bool) {
 	j0 := 16 * s0
 	fullStrips := min(s1, n/16) - s0
@@ -380,12 +381,35 @@ func gemmBF16Tiles(m, n, kt int, abuf []uint16, ld, mFull int, bbuf []uint32, s0
 	if fullStrips < s1-s0 {
 		st := max(fullStrips, 0)
 		js := j0 + 16*st
-		(&tileJob{a: abuf, lda: ld, b: bbuf[st*256*kt:], bstride: 256 * kt, c: c[js:], ldc: n,
-			mStrips: ceilDiv(m, 16), nStrips: 1, kt: kt, acc: acc}).runGo(m, n-js)
+		ms := ceilDiv(m, 16)
+		tmp := getF32(16 * ms * 16)
+		(&tileJob{a: abuf, lda: ld, b: bbuf[st*256*kt:], bstride: 256 * kt, c: *tmp, ldc: 16,
+			mStrips: ms, nStrips: 1, kt: kt}).run()
+		addRows(m, n-js, *tmp, 16, c[js:], n, acc)
+		f32Pool.Put(tmp)
 	}
 	if r := 16 * mFull; r < m && fullStrips > 0 {
-		(&tileJob{a: abuf[r*ld:], lda: ld, b: bbuf, bstride: 256 * kt, c: c[r*n+j0:], ldc: n,
-			mStrips: 1, nStrips: fullStrips, kt: kt, acc: acc}).runGo(m-r, 16*fullStrips)
+		w := 16 * fullStrips
+		tmp := getF32(16 * w)
+		(&tileJob{a: abuf[r*ld:], lda: ld, b: bbuf, bstride: 256 * kt, c: *tmp, ldc: w,
+			mStrips: 1, nStrips: fullStrips, kt: kt}).run()
+		addRows(m-r, w, *tmp, w, c[r*n+j0:], n, acc)
+		f32Pool.Put(tmp)
+	}
+}
+
+// addRows writes (acc: adds) rows×cols values of src (rows ls apart) to dst
+// (rows ld apart).
+func addRows(rows, cols int, src []float32, ls int, dst []float32, ld int, acc bool) {
+	for i := 0; i < rows; i++ {
+		s, d := src[i*ls:i*ls+cols], dst[i*ld:i*ld+cols]
+		if acc {
+			for j, v := range s {
+				d[j] += v
+			}
+		} else {
+			copy(d, s)
+		}
 	}
 }
 
