@@ -194,34 +194,6 @@ func TestGemmBF16Preempted(t *testing.T) {
 	}
 }
 
-// BenchmarkGemmBF16TrainShapes is BenchmarkGemmTrainShapes in bfloat16.
-func BenchmarkGemmBF16TrainShapes(b *testing.B) {
-	for _, s := range [][2]int{{48, 25088}, {128, 6272}, {256, 2048}} {
-		c, m := s[0], s[1]
-		r := rand.New(rand.NewSource(1))
-		w, x, y := randSlice(r, c*c), randSlice(r, c*m), randSlice(r, c*m)
-		dw := make([]float32, c*c)
-		flops := float64(2 * c * c * m)
-		for _, op := range []struct {
-			name string
-			f    func()
-		}{
-			{"GemmBF16", func() { GemmBF16(c, m, c, w, x, y, false) }},
-			{"GemmBF16TN", func() { GemmBF16TN(c, m, c, w, y, x, false) }},
-			{"GemmBF16NT", func() { GemmBF16NT(c, c, m, y, x, dw, false) }},
-		} {
-			b.Run(fmt.Sprintf("%s/%dx%d", op.name, c, m), func(b *testing.B) {
-				withThreads(b, threadConfig{2, minParallelWork}, func() {
-					for b.Loop() {
-						op.f()
-					}
-				})
-				gflops(b, flops)
-			})
-		}
-	}
-}
-
 // TestBF16PackersAgree checks the AVX-512 packers against their Go loops,
 // bit for bit, across edge shapes (k odd, partial strips, short rows) and
 // special values (NaNs stay NaNs).
