@@ -120,7 +120,7 @@ func (j *tileJob) run() {
 		j.runAsm()
 		return
 	}
-	j.runGo(16*j.mStrips, 16*j.nStrips)
+	j.runGo()
 }
 
 // runAsm calls amxTiles. The operands are heap or caller memory that
@@ -150,10 +150,10 @@ func (j *tileJob) runAsm() {
 	runtime.KeepAlive(j.c)
 }
 
-// runGo is the twin of amxTiles for the first rows×cols elements of the
-// job's C (rows ≤ 16·mStrips, cols ≤ 16·nStrips): for each element, the
+// runGo is the twin of amxTiles: for each element of the job's C, the
 // 32-long k steps in order, and in each the pairs in order.
-func (j *tileJob) runGo(rows, cols int) {
+func (j *tileJob) runGo() {
+	rows, cols := 16*j.mStrips, 16*j.nStrips
 	for i := 0; i < rows; i++ {
 		arow := j.a[i*j.lda : i*j.lda+32*j.kt]
 		crow := j.c[i*j.ldc : i*j.ldc+cols]
@@ -178,17 +178,29 @@ func (j *tileJob) runGo(rows, cols int) {
 	}
 }
 
-// bf16Pool recycles the packed A operands.
-var bf16Pool = sync.Pool{New: func() any { return new([]uint16) }}
+// bufPool recycles slices of T (the packed A operands, partial sums and
+// scratch tiles of the bfloat16 products).
+type bufPool[T any] struct{ p sync.Pool }
 
-func getBF16(n int) *[]uint16 {
-	p := bf16Pool.Get().(*[]uint16)
-	if cap(*p) < n {
-		*p = make([]uint16, n)
+// get returns a slice of n elements (contents unspecified).
+func (b *bufPool[T]) get(n int) *[]T {
+	v, _ := b.p.Get().(*[]T)
+	if v == nil {
+		v = new([]T)
 	}
-	*p = (*p)[:n]
-	return p
+	if cap(*v) < n {
+		*v = make([]T, n)
+	}
+	*v = (*v)[:n]
+	return v
 }
+
+func (b *bufPool[T]) put(v *[]T) { b.p.Put(v) }
+
+var (
+	bf16Bufs bufPool[uint16]
+	f32Bufs  bufPool[float32]
+)
 
 // packBF16A writes rows [i0, i1) of the bfloat16 A operand (ld = 32·kt) from a
 // (m×k, rows lda apart) or, if trans, from aᵀ (a is k×m, rows lda apart);
@@ -320,8 +332,8 @@ func gemmBF16Wide(m, n, k int, a []float32, aTrans bool, b, c []float32, acc boo
 	kt := ceilDiv(k, 32)
 	ld := 32 * kt
 	mStrips := ceilDiv(m, 16)
-	ap := getBF16(16 * mStrips * ld)
-	defer bf16Pool.Put(ap)
+	ap := bf16Bufs.get(16 * mStrips * ld)
+	defer bf16Bufs.put(ap)
 	abuf := *ap
 	lda := k
 	if aTrans {
@@ -382,19 +394,19 @@ func gemmBF16Tiles(m, n, kt int, abuf []uint16, ld, mFull int, bbuf []uint32, s0
 		st := max(fullStrips, 0)
 		js := j0 + 16*st
 		ms := ceilDiv(m, 16)
-		tmp := getF32(16 * ms * 16)
+		tmp := f32Bufs.get(16 * ms * 16)
 		(&tileJob{a: abuf, lda: ld, b: bbuf[st*256*kt:], bstride: 256 * kt, c: *tmp, ldc: 16,
 			mStrips: ms, nStrips: 1, kt: kt}).run()
 		addRows(m, n-js, *tmp, 16, c[js:], n, acc)
-		f32Pool.Put(tmp)
+		f32Bufs.put(tmp)
 	}
 	if r := 16 * mFull; r < m && fullStrips > 0 {
 		w := 16 * fullStrips
-		tmp := getF32(16 * w)
+		tmp := f32Bufs.get(16 * w)
 		(&tileJob{a: abuf[r*ld:], lda: ld, b: bbuf, bstride: 256 * kt, c: *tmp, ldc: w,
 			mStrips: 1, nStrips: fullStrips, kt: kt}).run()
 		addRows(m-r, w, *tmp, w, c[r*n+j0:], n, acc)
-		f32Pool.Put(tmp)
+		f32Bufs.put(tmp)
 	}
 }
 
@@ -404,9 +416,7 @@ func addRows(rows, cols int, src []float32, ls int, dst []float32, ld int, acc b
 	for i := 0; i < rows; i++ {
 		s, d := src[i*ls:i*ls+cols], dst[i*ld:i*ld+cols]
 		if acc {
-			for j, v := range s {
-				d[j] += v
-			}
+			Add(s, d)
 		} else {
 			copy(d, s)
 		}
@@ -450,7 +460,7 @@ func GemmBF16NT(m, n, k int, a, b, c []float32, accumulate bool) {
 	groups := rowGroups(mStrips, parts)
 	var partial [bf16NTParts - 1]*[]float32
 	for i := 1; i < parts; i++ {
-		partial[i-1] = getF32(m * n)
+		partial[i-1] = f32Bufs.get(m * n)
 	}
 	parallelFor(parts*groups, workersFor(parts*groups, m*n*k/8), func(s *scratch, t int) {
 		part := t / groups
@@ -470,7 +480,7 @@ func GemmBF16NT(m, n, k int, a, b, c []float32, accumulate bool) {
 	})
 	for i := 1; i < parts; i++ {
 		Add((*partial[i-1])[:m*n], c[:m*n])
-		f32Pool.Put(partial[i-1])
+		f32Bufs.put(partial[i-1])
 	}
 }
 
@@ -497,26 +507,4 @@ func gemmBF16NTChunk(m, n, k, k0, kc int, a, b, c []float32, acc bool, s *scratc
 	packBF16A(m, kc, a[k0:], k, false, abuf, ld, 0, 16*mStrips)
 	packBF16Cols(kc, n, b[k0:], k, kt, 0, nStrips, bbuf)
 	gemmBF16Tiles(m, n, kt, abuf, ld, m/16, bbuf, 0, nStrips, c, acc)
-}
-
-var f32Pool = sync.Pool{New: func() any { return new([]float32) }}
-
-func getF32(n int) *[]float32 {
-	p := f32Pool.Get().(*[]float32)
-	if cap(*p) < n {
-		*p = make([]float32, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
-
-var u32Pool = sync.Pool{New: func() any { return new([]uint32) }}
-
-func getU32(n int) *[]uint32 {
-	p := u32Pool.Get().(*[]uint32)
-	if cap(*p) < n {
-		*p = make([]uint32, n)
-	}
-	*p = (*p)[:n]
-	return p
 }
