@@ -2,7 +2,12 @@ package train
 
 import (
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"github.com/mobileone-go/mobileone/nn"
+	"github.com/mobileone-go/mobileone/tensor"
 )
 
 // TestFoldedEqualsBranches trains the same net one step with every
@@ -126,6 +131,207 @@ func TestGreyStemPlanesEqualGEMM(t *testing.T) {
 	for k, v := range gemm.stats {
 		if e := maxRel(planes.stats[k], toF64(v)); e > 1e-5 {
 			t.Errorf("%s differs by %.2g", k, e)
+		}
+	}
+}
+
+// TestScaleFoldEqualsBranches trains the same net one step with the 1×1
+// scale branch of its stride-1 depthwise blocks folded into their skip
+// BatchNorm (block.planeBranches) and as a branch of its own: the loss,
+// every gradient (the scale weight's and its BatchNorm's included) and
+// every running statistic must agree, for k = 1 and k = 3.
+func TestScaleFoldEqualsBranches(t *testing.T) {
+	for _, k := range []int{1, 3} {
+		cfg := tinyConfig
+		cfg.K, cfg.StemStride, cfg.Blocks = k, 1, [4]int{2, 2, 2, 1} // stage3's second pair has SE
+		x := randInput(9, 4, 3, 12, 12)
+		labels := []int{2, 0, 4, 1}
+		var names []string
+		run := func(off bool) (float64, [][]float32, map[string][]float32, int) {
+			old := scaleFoldOff
+			scaleFoldOff = off
+			defer func() { scaleFoldOff = old }()
+			m, net := tinyNet(t, cfg, 11)
+			var loss float64
+			for step := 0; step < 2; step++ { // the second step starts from updated running statistics
+				net.ZeroGrad()
+				var dl *tensor.Tensor
+				loss, dl = CrossEntropy(net.Forward(x, true), labels, 0.1)
+				net.Backward(dl)
+			}
+			var grads [][]float32
+			names = names[:0]
+			for _, p := range net.Params() {
+				grads = append(grads, append([]float32(nil), p.G.Data...))
+				names = append(names, p.Name)
+			}
+			keys, sd := m.StateDict()
+			stats := map[string][]float32{}
+			for _, key := range keys {
+				stats[key] = append([]float32(nil), sd[key].Data...)
+			}
+			folds := 0
+			for _, b := range net.blocks {
+				if _, sf := b.planeBranches(); sf != nil && b.planed {
+					folds++
+				}
+			}
+			return loss, grads, stats, folds
+		}
+		l0, g0, s0, f0 := run(true)
+		l1, g1, s1, f1 := run(false)
+		if f0 != 0 || f1 < 3 {
+			t.Fatalf("k=%d: blocks with a folded scale branch: %d with folding off, %d on (want 0 and ≥ 3)", k, f0, f1)
+		}
+		if d := math.Abs(l0-l1) / l0; d > 1e-6 {
+			t.Errorf("k=%d: loss %v folded, %v unfolded", k, l1, l0)
+		}
+		for i := range g0 {
+			// The scale weight's gradient is O(ε) where w²·v ≫ ε: the
+			// unfolded form gets it from a sum that nearly cancels, so
+			// in float32 it is the less exact one (TestScaleFoldAlgebra
+			// checks the folded form in float64).
+			tol := 2e-4
+			if strings.HasSuffix(names[i], "rbr_scale.conv.weight") {
+				tol = 1e-3
+			}
+			if e := maxRel(g1[i], toF64(g0[i])); e > tol {
+				t.Errorf("k=%d: gradient of %s differs by %.2g", k, names[i], e)
+			}
+		}
+		for key, v := range s0 {
+			if e := maxRel(s1[key], toF64(v)); e > 1e-5 {
+				t.Errorf("k=%d: %s differs by %.2g", k, key, e)
+			}
+		}
+	}
+}
+
+// TestScaleFoldAlgebra checks the folded scale branch (bnSumChannel and
+// bnBackChannel with a scaleFold) on one channel against the two
+// BatchNorms computed apart in float64: y = γ1·BN(w·x) + β1 + γ2·BN(x) + β2,
+// then dx, dw, dγ and dβ of both, and the running statistics; with a
+// normal variance, one near ε, a negative w and a w so small that the
+// branch is all ε.
+func TestScaleFoldAlgebra(t *testing.T) {
+	const m = 300
+	for ci, c := range []struct {
+		name      string
+		xs, w, g2 float64
+	}{{"normal", 1, 0.7, 1.1}, {"variance near eps", 0.004, 0.9, 1}, {"negative w", 0.5, -1.3, 0.8}, {"tiny w", 1, 1e-4, 1},
+		{"cancelling dx", 0.003, -2, 0}} {
+		r := rand.New(rand.NewPCG(uint64(ci), 77))
+		x := make([]float32, m)
+		g := make([]float32, m)
+		for i := range x {
+			x[i] = float32(0.3 + c.xs*r.NormFloat64())
+			g[i] = float32(r.NormFloat64())
+		}
+		g1, b1, b2 := 0.9, 0.2, -0.1
+		if c.g2 == 0 {
+			// γ2 such that dx's coefficient of g − ḡ vanishes,
+			// γ2·s2 + w·γ1·s1 = 0, while that of x̂ does not
+			// (w² ≠ 1 and v near ε).
+			var mu, v float64
+			for _, q := range x {
+				mu += float64(q)
+			}
+			mu /= m
+			for _, q := range x {
+				v += (float64(q) - mu) * (float64(q) - mu)
+			}
+			v /= m
+			c.g2 = -c.w * g1 * math.Sqrt(v+nn.BNEps) / math.Sqrt(c.w*c.w*v+nn.BNEps)
+		}
+		skip, sc := newBN(nn.NewBatchNorm(1)), newBN(nn.NewBatchNorm(1))
+		skip.bn.Weight.Data[0], skip.bn.Bias.Data[0] = float32(c.g2), float32(b2)
+		sc.bn.Weight.Data[0], sc.bn.Bias.Data[0] = float32(g1), float32(b1)
+		wrow := make([]float32, 9)
+		wrow[4] = float32(c.w)
+		sf := &scaleFold{bn: sc, w: wrow, dw: make([]float32, 9), kk: 9, ctr: 4}
+		out := make([]float32, m)
+		scratch := make([]float32, fuseChunk)
+		bnSumChannel([]bnSrc{{bn: skip, src: x, scale: sf}}, 0, m, out, false, scratch)
+		dx := make([]float32, m)
+		bnBackChannel([]bnGrad{{bn: skip, src: x, dz: dx, scale: sf}}, 0, m, g, nil, scratch)
+
+		// float64 reference: the two BatchNorms apart.
+		w := float64(wrow[4])
+		bn := func(z []float64, gamma float64) (zh []float64, s float64) {
+			var mu, v float64
+			for _, q := range z {
+				mu += q
+			}
+			mu /= m
+			for _, q := range z {
+				v += (q - mu) * (q - mu)
+			}
+			v /= m
+			s = 1 / math.Sqrt(v+nn.BNEps)
+			zh = make([]float64, m)
+			for i, q := range z {
+				zh[i] = (q - mu) * s
+			}
+			return zh, s
+		}
+		xf, z1 := make([]float64, m), make([]float64, m)
+		for i := range x {
+			xf[i], z1[i] = float64(x[i]), w*float64(x[i])
+		}
+		h1, s1 := bn(z1, g1)
+		h2, s2 := bn(xf, c.g2)
+		back := func(h []float64, gamma, s float64) (dz []float64, dgam, dbet float64) {
+			var gm, ghm float64
+			for i := range h {
+				gm += float64(g[i])
+				ghm += float64(g[i]) * h[i]
+			}
+			dgam, dbet = ghm, gm
+			gm, ghm = gm/m, ghm/m
+			dz = make([]float64, m)
+			for i := range h {
+				dz[i] = gamma * s * (float64(g[i]) - gm - h[i]*ghm)
+			}
+			return
+		}
+		dz1, dg1, db1 := back(h1, g1, s1)
+		dz2, dg2, db2 := back(h2, c.g2, s2)
+		wantY, wantDx := make([]float64, m), make([]float64, m)
+		var wantDw float64
+		for i := range x {
+			wantY[i] = g1*h1[i] + b1 + c.g2*h2[i] + b2
+			wantDx[i] = w*dz1[i] + dz2[i]
+			wantDw += dz1[i] * xf[i]
+		}
+		for _, chk := range []struct {
+			what string
+			got  []float32
+			want []float64
+			tol  float64
+		}{
+			{"output", out, wantY, 1e-5},
+			{"input gradient", dx, wantDx, 1e-4},
+			{"scale weight gradient", sf.dw[4:5], []float64{wantDw}, 1e-4},
+			{"scale γ, β gradients", []float32{sc.gW.Data[0], sc.gB.Data[0]}, []float64{dg1, db1}, 1e-5},
+			{"skip γ, β gradients", []float32{skip.gW.Data[0], skip.gB.Data[0]}, []float64{dg2, db2}, 1e-5},
+		} {
+			if e := maxRel(chk.got, chk.want); e > chk.tol || math.IsNaN(e) {
+				t.Errorf("%s: %s differs by %.2g (got %v, want %v)", c.name, chk.what, e, chk.got[:min(3, len(chk.got))], chk.want[:min(3, len(chk.want))])
+			}
+		}
+		// Running statistics: PyTorch's update with the branch's own
+		// batch mean w·μ and unbiased variance w²·v·m/(m−1).
+		var mu, v float64
+		for _, q := range z1 {
+			mu += q
+		}
+		mu /= m
+		for _, q := range z1 {
+			v += (q - mu) * (q - mu)
+		}
+		v /= m - 1
+		if e := maxRel([]float32{sc.bn.RunningMean.Data[0], sc.bn.RunningVar.Data[0]}, []float64{0.1 * mu, 0.9 + 0.1*v}); e > 1e-5 {
+			t.Errorf("%s: scale running statistics %v, want %v %v", c.name, []float32{sc.bn.RunningMean.Data[0], sc.bn.RunningVar.Data[0]}, 0.1*mu, 0.9+0.1*v)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package train
 
 import (
+	"math"
+
 	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
@@ -21,9 +23,30 @@ const fuseChunk = 2048
 // same x̂). Writing x̂ back cost a pass over a tensor of several MB per
 // BatchNorm that does not fit the L2 cache.
 type bnSrc struct {
-	bn  *bnT
-	src []float32
-	own bool // src holds only the channel's row (m values), not all C rows
+	bn    *bnT
+	src   []float32
+	own   bool       // src holds only the channel's row (m values), not all C rows
+	scale *scaleFold // a 1×1 scale branch folded into this (skip) BatchNorm, or nil
+}
+
+// scaleFold is a depthwise block's 1×1 scale branch folded into its skip
+// BatchNorm (block.planeBranches). Per channel the branch is z1 = w·x, so
+// with the input's batch mean μ and biased variance v, s2 = 1/√(v+ε2)
+// (the skip's) and s1 = 1/√(w²v+ε1), its statistics are w·μ and w²·v and
+// its normalised output is ẑ1 = r·x̂, r = w·s1/s2. Both BatchNorms then sum
+// to (γ2 + γ1·r)·x̂ + β1 + β2 in the forward pass; backward, with g the
+// output gradient, S = mean(g·x̂) and c1 = γ1·s1:
+//
+//	dγ1 = r·Σg·x̂,  dβ1 = Σg,
+//	dx  = (γ2·s2 + w·c1)·(g − ḡ) − (γ2·s2 + w·c1·r²)·S·x̂   (both branches),
+//	dw  = Σ dz1·x = c1·Σg·x̂·ε1·s1²/s2,
+//
+// the last from Σ(g−ḡ)·x = Σg·x̂/s2 and Σx̂·x = m·v·s2. This is the
+// unfolded branch's arithmetic up to rounding, without its plane.
+type scaleFold struct {
+	bn      *bnT
+	w, dw   []float32 // the branch's rows of the stacked weights and their gradient (kk per channel)
+	kk, ctr int       // taps per row and the centre tap
 }
 
 // row returns channel ch's row of src (length m).
@@ -73,8 +96,19 @@ func bnSumChannel(ins []bnSrc, ch, m int, out []float32, relu bool, scratch []fl
 		mean, is, unbiased := batchStats(row, bn.Eps)
 		in.bn.invstd[ch], in.bn.mean[ch] = float32(is), float32(mean)
 		updateRunning(&bn.RunningMean.Data[ch], &bn.RunningVar.Data[ch], mean, unbiased)
+		g, b := bn.Weight.Data[ch], bn.Bias.Data[ch]
+		if sf := in.scale; sf != nil {
+			sb := sf.bn.bn
+			w := float64(sf.w[ch*sf.kk+sf.ctr])
+			v := unbiased * float64(m-1) / float64(m) // biased
+			s1 := 1 / math.Sqrt(w*w*v+sb.Eps)
+			sf.bn.invstd[ch], sf.bn.mean[ch] = float32(s1), float32(w*mean)
+			updateRunning(&sb.RunningMean.Data[ch], &sb.RunningVar.Data[ch], w*mean, w*w*unbiased)
+			g = float32(float64(g) + float64(sb.Weight.Data[ch])*w*s1/is)
+			b += sb.Bias.Data[ch]
+		}
 		rows, means, iss = append(rows, row), append(means, float32(mean)), append(iss, float32(is))
-		gs, bs = append(gs, bn.Weight.Data[ch]), append(bs, bn.Bias.Data[ch])
+		gs, bs = append(gs, g), append(bs, b)
 	}
 	o := out[ch*m : (ch+1)*m]
 	for j0 := 0; j0 < m; j0 += fuseChunk {
@@ -103,7 +137,8 @@ func xhatChunk(src []float32, mean, invstd float32, j0, j1 int, scratch []float3
 type bnGrad struct {
 	bn      *bnT
 	src, dz []float32
-	own     bool // src and dz hold only the channel's row, not all C rows
+	own     bool       // src and dz hold only the channel's row, not all C rows
+	scale   *scaleFold // a folded 1×1 scale branch (see bnSrc), or nil
 }
 
 // row returns channel ch's rows of src and dz (length m).
@@ -165,21 +200,62 @@ func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
 			sdx[k] += kernel.Dot64(dc, xh)
 		}
 	}
-	var kfa, mdxa [8]float32
-	kf, mdx := kfa[:0], mdxa[:0]
+	var kfa, mdxa, bxa [8]float32
+	kf, mdx, bx := kfa[:0], mdxa[:0], bxa[:0]
 	for k := range ins {
 		bn := ins[k].bn
 		bn.gW.Data[ch] += float32(sdx[k])
 		bn.gB.Data[ch] += float32(sd)
 		kf = append(kf, bn.bn.Weight.Data[ch]*iss[k])
 		mdx = append(mdx, float32(sdx[k]/float64(m)))
+		bx = append(bx, 0)
+		if sf := ins[k].scale; sf != nil {
+			kf[k], mdx[k], bx[k] = backScaleFold(sf, ch, m, sd, sdx[k], float64(bn.bn.Weight.Data[ch]), float64(iss[k]))
+		}
 	}
 	md := float32(sd / float64(m))
 	for j0 := 0; j0 < m; j0 += fuseChunk {
 		j1 := min(m, j0+fuseChunk)
 		for k, src := range srcs {
 			xh := xhatChunk(src, means[k], iss[k], j0, j1, scratch)
+			if bx[k] != 0 {
+				// A folded branch whose dx coefficients nearly cancel.
+				dc, out := dr[j0:j1], dzs[k][j0:j1]
+				for i, g := range dc {
+					out[i] = kf[k]*(g-md) - bx[k]*xh[i]
+				}
+				continue
+			}
 			kernel.BNBackApply(dr[j0:j1], xh, dzs[k][j0:j1], kf[k], md, mdx[k])
 		}
 	}
+}
+
+// backScaleFold accumulates the gradients of a folded scale branch's
+// BatchNorm and writes its weight's (see scaleFold), given Σg and Σg·x̂ of
+// channel ch and the skip's γ2 and s2. It returns the dx coefficients of
+// both branches for BNBackApply, dx = kf·(g − ḡ − x̂·mdx), or, if kf is
+// too small for mdx to be formed safely, kf and the coefficient bx of x̂
+// (dx = kf·(g − ḡ) − bx·x̂, bx ≠ 0).
+func backScaleFold(sf *scaleFold, ch, m int, sd, sdx, g2, s2 float64) (kf, mdx, bx float32) {
+	sb := sf.bn.bn
+	w := float64(sf.w[ch*sf.kk+sf.ctr])
+	s1 := float64(sf.bn.invstd[ch])
+	g1 := float64(sb.Weight.Data[ch])
+	r := w * s1 / s2
+	sf.bn.gW.Data[ch] += float32(r * sdx)
+	sf.bn.gB.Data[ch] += float32(sd)
+	c1 := g1 * s1
+	row := sf.dw[ch*sf.kk : (ch+1)*sf.kk]
+	clear(row)
+	row[sf.ctr] = float32(c1 * sdx * sb.Eps * s1 * s1 / s2)
+	a := g2*s2 + w*c1
+	b := (g2*s2 + w*c1*r*r) * sdx / float64(m) // times x̂
+	if math.Abs(a) < 1e-6*(math.Abs(g2*s2)+math.Abs(w*c1)) || float32(a) == 0 {
+		if b == 0 {
+			return float32(a), 0, 0
+		}
+		return float32(a), 0, float32(b)
+	}
+	return float32(a), float32(b / a), 0
 }

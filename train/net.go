@@ -368,12 +368,13 @@ func (b *block) forward(x *act, training bool) *act {
 			// memory.
 			nb := len(b.branches)
 			b.planes = grow(b.planes, kernel.Threads()*nb*mo)
+			pop := b.planeOp()
 			parForW(b.outC, (9*op.Cout+3*(nb+1)*b.outC)*mo, func(wk, lo, hi int) {
 				zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 				var insa [8]bnSrc
 				ins := b.planeIns(insa[:0], x, zc, mo)
 				for ch := lo; ch < hi; ch++ {
-					op.dwForwardPlane(x, b.wst, zc, ch, true)
+					pop.dwForwardPlane(x, b.wst, zc, ch, true)
 					bnSumChannel(ins, ch, mo, b.sum, b.se == nil, workerScratch(b.scratch, wk))
 				}
 			})
@@ -427,25 +428,61 @@ func (b *block) forward(x *act, training bool) *act {
 // pass: the branches' rows in zc (one channel's planes of m values, branch
 // by branch), the skip's in x.
 func (b *block) planeIns(ins []bnSrc, x *act, zc []float32, m int) []bnSrc {
-	for i, br := range b.branches {
+	nb, sf := b.planeBranches()
+	for i, br := range b.branches[:nb] {
 		ins = append(ins, bnSrc{bn: br.bn, src: zc[i*m : (i+1)*m], own: true})
 	}
 	if b.skip != nil {
-		ins = append(ins, bnSrc{bn: b.skip, src: x.Data})
+		ins = append(ins, bnSrc{bn: b.skip, src: x.Data, scale: sf})
 	}
 	return ins
+}
+
+// scaleFoldOff turns the folding of a depthwise block's 1×1 scale branch
+// into its skip BatchNorm off (tests compare the two).
+var scaleFoldOff bool
+
+// planeBranches is how many of the block's branches the channel-by-channel
+// passes compute planes for, and the fold of the scale branch if they fold
+// it (nil if not). A stride-1 depthwise block with a skip folds its 1×1
+// scale branch: that branch is w·x per channel, so its batch statistics
+// follow from the input's (mean w·μ, variance w²·v) and its normalised
+// output is the skip's x̂ times r = w·s1/s2 (s1, s2 the two 1/std): the
+// skip's pass handles both, and the scale branch's plane is never formed
+// (see scaleFold).
+func (b *block) planeBranches() (int, *scaleFold) {
+	nb := len(b.branches)
+	if scaleFoldOff || !b.op.DW || b.skip == nil || b.first || nb < 2 || !b.branches[nb-1].padded {
+		return nb, nil
+	}
+	kk := b.op.K * b.op.K
+	o := (nb - 1) * b.outC * kk
+	return nb - 1, &scaleFold{bn: b.branches[nb-1].bn, w: b.wst[o : o+b.outC*kk], kk: kk, ctr: kk / 2,
+		dw: b.dwst[min(o, len(b.dwst)):min(o+b.outC*kk, len(b.dwst))]}
+}
+
+// planeOp is the stacked convolution the channel-by-channel passes run:
+// without a folded scale branch (the last one).
+func (b *block) planeOp() convOp {
+	op := b.op
+	if nb, sf := b.planeBranches(); sf != nil {
+		op.Cout = nb * b.outC
+		op.CenterOnly = op.CenterOnly[:nb]
+	}
+	return op
 }
 
 // planeGrads is planeIns for the backward pass: each branch's gradient
 // replaces its plane in zc; the skip's goes to gx (no skip gradient for the
 // stem, gx nil).
 func (b *block) planeGrads(gs []bnGrad, x *act, zc, gx []float32, m int) []bnGrad {
-	for i, br := range b.branches {
+	nb, sf := b.planeBranches()
+	for i, br := range b.branches[:nb] {
 		z := zc[i*m : (i+1)*m]
 		gs = append(gs, bnGrad{bn: br.bn, src: z, dz: z, own: true})
 	}
 	if b.skip != nil && gx != nil {
-		gs = append(gs, bnGrad{bn: b.skip, src: x.Data, dz: gx})
+		gs = append(gs, bnGrad{bn: b.skip, src: x.Data, dz: gx, scale: sf})
 	}
 	return gs
 }
@@ -546,14 +583,15 @@ func (b *block) backward(d []float32) []float32 {
 		// pass did not keep them), the BatchNorms' backward, then the
 		// convolutions' backward while the gradients are still in cache.
 		nb := len(b.branches)
+		pop := b.planeOp()
 		parForW(b.outC, (3*(nb+1)*b.outC+27*op.Cout)*mo, func(wk, lo, hi int) {
 			zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 			var gsa [8]bnGrad
 			gs := b.planeGrads(gsa[:0], x, zc, gx, mo)
 			for ch := lo; ch < hi; ch++ {
-				op.dwForwardPlane(x, b.wst, zc, ch, true)
+				pop.dwForwardPlane(x, b.wst, zc, ch, true)
 				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
-				op.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true)
+				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true)
 			}
 		})
 	} else {
