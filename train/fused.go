@@ -179,26 +179,28 @@ func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
 		means, iss = append(means, in.bn.mean[ch]), append(iss, in.bn.invstd[ch])
 		sdx = append(sdx, 0) // on the stack for up to 8 BatchNorms
 	}
+	// Σg and Σg·x̂ = invstd·Σg·(src−mean) without forming x̂.
 	dr := d[ch*m : (ch+1)*m]
 	var sd float64
 	for j0 := 0; j0 < m; j0 += fuseChunk {
 		j1 := min(m, j0+fuseChunk)
 		dc := dr[j0:j1]
 		for k, src := range srcs {
-			xh := xhatChunk(src, means[k], iss[k], j0, j1, scratch)
-			if k == 0 {
-				var s, sx float64
-				if y != nil { // the ReLU mask first, in the same pass
-					s, sx = kernel.ReLUMaskDotSums(y[ch*m+j0:ch*m+j1], dc, xh)
-				} else {
-					s, sx = dotSums(dc, xh)
-				}
-				sd += s
-				sdx[k] += sx
-				continue
+			var s, sx float64
+			switch {
+			case k > 0:
+				_, sx = kernel.DotSumsShift(dc, src[j0:j1], means[k])
+			case y != nil: // the ReLU mask first, in the same pass
+				s, sx = kernel.ReLUMaskDotSumsShift(y[ch*m+j0:ch*m+j1], dc, src[j0:j1], means[k])
+			default:
+				s, sx = kernel.DotSumsShift(dc, src[j0:j1], means[k])
 			}
-			sdx[k] += kernel.Dot64(dc, xh)
+			sd += s
+			sdx[k] += sx
 		}
+	}
+	for k := range sdx {
+		sdx[k] *= float64(iss[k])
 	}
 	var kfa, mdxa, bxa [8]float32
 	kf, mdx, bx := kfa[:0], mdxa[:0], bxa[:0]
@@ -217,16 +219,17 @@ func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
 	for j0 := 0; j0 < m; j0 += fuseChunk {
 		j1 := min(m, j0+fuseChunk)
 		for k, src := range srcs {
-			xh := xhatChunk(src, means[k], iss[k], j0, j1, scratch)
+			// dz = kf·(g − ḡ − x̂·mdx), x̂·mdx = (src − mean)·(invstd·mdx).
 			if bx[k] != 0 {
 				// A folded branch whose dx coefficients nearly cancel.
+				xh := xhatChunk(src, means[k], iss[k], j0, j1, scratch)
 				dc, out := dr[j0:j1], dzs[k][j0:j1]
 				for i, g := range dc {
 					out[i] = kf[k]*(g-md) - bx[k]*xh[i]
 				}
 				continue
 			}
-			kernel.BNBackApply(dr[j0:j1], xh, dzs[k][j0:j1], kf[k], md, mdx[k])
+			kernel.BNBackApplySrc(dr[j0:j1], src[j0:j1], dzs[k][j0:j1], kf[k], md, means[k], mdx[k]*iss[k])
 		}
 	}
 }

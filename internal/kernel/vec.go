@@ -40,19 +40,19 @@ type vecImpl struct {
 	level cpu.Level
 
 	dot      func(a, b []float32) float64
-	dotSums  func(d, x []float32) (sd, sdx float64)
+	dotSums  func(d, x []float32, shift float32) (sd, sdx float64)
 	sumSq    func(x []float32, shift float32) (s, sq float64)
 	conv3    [2]func(w [9]float32, x, zrow, out []float32, y0, y1, h, width, s int) // set, add
 	corr3    func(d, x, zrow []float32, y0, y1, h, width, s int) (g0, g1, g2, g3, g4, g5, g6, g7, g8 float32)
 	dotAxpy  func(alpha float32, d, x, y []float32) float64
-	maskSums func(y, d, x []float32) (sd, sdx float64)
+	maskSums func(y, d, x []float32, shift float32) (sd, sdx float64)
 	axpy     func(alpha float32, x, y []float32)
 	scale    func(alpha float32, x, y []float32)
 	add      func(x, y []float32)
 	relu     func(x []float32)
 	reluMask func(y, d []float32)
 	bnNorm   [3]func(src, xhat, out []float32, mean, invstd, gamma, beta float32)
-	bnBack   func(d, xhat, out []float32, k, md, mdx float32)
+	bnBack   func(d, xhat, out []float32, k, md, mean, mdx float32)
 }
 
 var vecPureGo = &vecImpl{
@@ -114,11 +114,18 @@ func DotAxpy(alpha float32, d, x, y []float32) float64 {
 // it zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over
 // len(y) elements. d and x must hold at least len(y).
 func ReLUMaskDotSums(y, d, x []float32) (sd, sdx float64) {
+	return ReLUMaskDotSumsShift(y, d, x, 0)
+}
+
+// ReLUMaskDotSumsShift is ReLUMaskDotSums with Σ d[i]·(x[i]−shift) as the
+// second sum (x − shift rounded to float32 first): a BatchNorm backward
+// pass's Σ d·x̂ from its input x and batch mean without forming x̂.
+func ReLUMaskDotSumsShift(y, d, x []float32, shift float32) (sd, sdx float64) {
 	if len(d) < len(y) || len(x) < len(y) {
 		vecShort("ReLUMaskDotSums")
 	}
 	d, x = d[:len(y)], x[:len(y)]
-	return vecKernels.active.maskSums(y, d, x)
+	return vecKernels.active.maskSums(y, d, x, shift)
 }
 
 // Axpy computes y[i] += alpha·x[i] for i < len(x); y must hold at least
@@ -142,11 +149,17 @@ func SumSq(x []float32, shift float32) (s, sq float64) {
 // DotSums returns sd = Σ d[i] and sdx = Σ d[i]·x[i] over len(d) elements
 // (accumulated like Dot64); x must hold at least len(d).
 func DotSums(d, x []float32) (sd, sdx float64) {
+	return DotSumsShift(d, x, 0)
+}
+
+// DotSumsShift is DotSums with Σ d[i]·(x[i]−shift) as the second sum
+// (x − shift rounded to float32 first).
+func DotSumsShift(d, x []float32, shift float32) (sd, sdx float64) {
 	if len(x) < len(d) {
 		vecShort("DotSums")
 	}
 	x = x[:len(d)]
-	return vecKernels.active.dotSums(d, x)
+	return vecKernels.active.dotSums(d, x, shift)
 }
 
 // BNNorm normalizes src with batch-norm statistics: for i < len(src),
@@ -176,11 +189,19 @@ func BNNorm(src, xhat, out []float32, mean, invstd, gamma, beta float32, accumul
 // k = gamma·invstd, md = mean(d) and mdx = mean(d·xhat). xhat and out must
 // hold at least len(d); out may be xhat or d itself.
 func BNBackApply(d, xhat, out []float32, k, md, mdx float32) {
-	if len(xhat) < len(d) || len(out) < len(d) {
+	BNBackApplySrc(d, xhat, out, k, md, 0, mdx)
+}
+
+// BNBackApplySrc is BNBackApply from the BatchNorm's input src and batch
+// mean instead of x̂: out[i] = k·(d[i] − md − (src[i]−mean)·mdx), with
+// typically k = gamma·invstd, md = mean(d) and mdx = mean(d·x̂)·invstd.
+// src and out must hold at least len(d); out may be src or d itself.
+func BNBackApplySrc(d, src, out []float32, k, md, mean, mdx float32) {
+	if len(src) < len(d) || len(out) < len(d) {
 		vecShort("BNBackApply")
 	}
-	xhat, out = xhat[:len(d)], out[:len(d)]
-	vecKernels.active.bnBack(d, xhat, out, k, md, mdx)
+	src, out = src[:len(d)], out[:len(d)]
+	vecKernels.active.bnBack(d, src, out, k, md, mean, mdx)
 }
 
 // ReLU sets x[i] = max(x[i], 0) in place. NaN stays NaN and −0 stays −0 (as
@@ -249,7 +270,7 @@ func vecDotGo(a, b []float32) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-func vecDotSumsGo(d, x []float32) (sd, sdx float64) {
+func vecDotSumsGo(d, x []float32, shift float32) (sd, sdx float64) {
 	x = x[:len(d)]
 	var s0, s1, p0, p1 float64
 	i := 0
@@ -257,12 +278,12 @@ func vecDotSumsGo(d, x []float32) (sd, sdx float64) {
 		d0, d1 := float64(d[i]), float64(d[i+1])
 		s0 += d0
 		s1 += d1
-		p0 += d0 * float64(x[i])
-		p1 += d1 * float64(x[i+1])
+		p0 += d0 * float64(x[i]-shift)
+		p1 += d1 * float64(x[i+1]-shift)
 	}
 	for ; i < len(d); i++ {
 		s0 += float64(d[i])
-		p0 += float64(d[i]) * float64(x[i])
+		p0 += float64(d[i]) * float64(x[i]-shift)
 	}
 	return s0 + s1, p0 + p1
 }
@@ -291,9 +312,9 @@ func vecDotAxpyGo(alpha float32, d, x, y []float32) float64 {
 	return s
 }
 
-func vecReLUMaskDotSumsGo(y, d, x []float32) (sd, sdx float64) {
+func vecReLUMaskDotSumsGo(y, d, x []float32, shift float32) (sd, sdx float64) {
 	vecReLUMaskGo(y, d)
-	return vecDotSumsGo(d, x)
+	return vecDotSumsGo(d[:len(y)], x, shift)
 }
 
 func vecAxpyGo(alpha float32, x, y []float32) {
@@ -359,9 +380,9 @@ func vecBNNormAccGo(src, xhat, out []float32, mean, invstd, gamma, beta float32)
 	}
 }
 
-func vecBNBackGo(d, xhat, out []float32, k, md, mdx float32) {
+func vecBNBackGo(d, xhat, out []float32, k, md, mean, mdx float32) {
 	xhat, out = xhat[:len(d)], out[:len(d)]
 	for i, v := range d {
-		out[i] = k * (v - md - xhat[i]*mdx)
+		out[i] = k * (v - md - (xhat[i]-mean)*mdx)
 	}
 }

@@ -119,18 +119,18 @@ vecDotAVX512_done_5:
 	VZEROUPPER
 	RET
 
-// func vecDotSumsAVX512(d []float32, x []float32) (sd float64, sdx float64)
+// func vecDotSumsAVX512(d []float32, x []float32, shift float32) (sd float64, sdx float64)
 // Requires: AVX, AVX512DQ, AVX512F, CMOV
-TEXT ·vecDotSumsAVX512(SB), NOSPLIT, $0-64
-	MOVQ   d_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   d_len+8(FP), DX
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	XORQ   BX, BX
+TEXT ·vecDotSumsAVX512(SB), NOSPLIT, $0-72
+	MOVQ         d_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         d_len+8(FP), DX
+	VBROADCASTSS shift+48(FP), Z0
+	VXORPS       Z9, Z9, Z9
+	VXORPS       Z10, Z10, Z10
+	XORQ         BX, BX
 
 vecDotSumsAVX512_chunk_1:
-	VXORPS  Z0, Z0, Z0
 	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
@@ -138,6 +138,7 @@ vecDotSumsAVX512_chunk_1:
 	VXORPS  Z5, Z5, Z5
 	VXORPS  Z6, Z6, Z6
 	VXORPS  Z7, Z7, Z7
+	VXORPS  Z8, Z8, Z8
 	LEAQ    1024(BX), SI
 	CMPQ    SI, DX
 	CMOVQGT DX, SI
@@ -146,18 +147,26 @@ vecDotSumsAVX512_loopU_2:
 	LEAQ        64(BX), DI
 	CMPQ        DI, SI
 	JA          vecDotSumsAVX512_loop1_3
-	VMOVUPS     (AX)(BX*4), Z10
-	VADDPS      Z10, Z0, Z0
-	VFMADD231PS (CX)(BX*4), Z10, Z1
-	VMOVUPS     64(AX)(BX*4), Z10
-	VADDPS      Z10, Z2, Z2
-	VFMADD231PS 64(CX)(BX*4), Z10, Z3
-	VMOVUPS     128(AX)(BX*4), Z10
-	VADDPS      Z10, Z4, Z4
-	VFMADD231PS 128(CX)(BX*4), Z10, Z5
-	VMOVUPS     192(AX)(BX*4), Z10
-	VADDPS      Z10, Z6, Z6
-	VFMADD231PS 192(CX)(BX*4), Z10, Z7
+	VMOVUPS     (AX)(BX*4), Z11
+	VADDPS      Z11, Z1, Z1
+	VMOVUPS     (CX)(BX*4), Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z2
+	VMOVUPS     64(AX)(BX*4), Z11
+	VADDPS      Z11, Z3, Z3
+	VMOVUPS     64(CX)(BX*4), Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z4
+	VMOVUPS     128(AX)(BX*4), Z11
+	VADDPS      Z11, Z5, Z5
+	VMOVUPS     128(CX)(BX*4), Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     192(AX)(BX*4), Z11
+	VADDPS      Z11, Z7, Z7
+	VMOVUPS     192(CX)(BX*4), Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z8
 	MOVQ        DI, BX
 	JMP         vecDotSumsAVX512_loopU_2
 
@@ -165,9 +174,11 @@ vecDotSumsAVX512_loop1_3:
 	LEAQ        16(BX), DI
 	CMPQ        DI, SI
 	JA          vecDotSumsAVX512_tail_4
-	VMOVUPS     (AX)(BX*4), Z10
-	VADDPS      Z10, Z0, Z0
-	VFMADD231PS (CX)(BX*4), Z10, Z1
+	VMOVUPS     (AX)(BX*4), Z11
+	VADDPS      Z11, Z1, Z1
+	VMOVUPS     (CX)(BX*4), Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z2
 	MOVQ        DI, BX
 	JMP         vecDotSumsAVX512_loop1_3
 
@@ -178,48 +189,49 @@ vecDotSumsAVX512_tail_4:
 	LEAQ        vecmask16<>+0(SB), R8
 	MOVWLZX     (R8)(DI*2), DI
 	KMOVW       DI, K1
-	VMOVUPS.Z   (AX)(BX*4), K1, Z10
-	VADDPS      Z10, Z0, Z0
-	VMOVUPS.Z   (CX)(BX*4), K1, Z11
-	VFMADD231PS Z11, Z10, Z1
+	VMOVUPS.Z   (AX)(BX*4), K1, Z11
+	VADDPS      Z11, Z1, Z1
+	VMOVUPS.Z   (CX)(BX*4), K1, Z12
+	VSUBPS      Z0, Z12, Z12
+	VFMADD231PS Z12, Z11, Z2
 	MOVQ        SI, BX
 
 vecDotSumsAVX512_done_5:
 	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS        Z4, Z0, Z0
-	VADDPS        Z6, Z2, Z2
-	VADDPS        Z2, Z0, Z0
-	VCVTPS2PD     Y0, Z2
-	VADDPD        Z2, Z8, Z8
-	VEXTRACTF64X4 $0x01, Z0, Y0
-	VCVTPS2PD     Y0, Z2
-	VADDPD        Z2, Z8, Z8
 	VADDPS        Z5, Z1, Z1
 	VADDPS        Z7, Z3, Z3
 	VADDPS        Z3, Z1, Z1
-	VCVTPS2PD     Y1, Z0
-	VADDPD        Z0, Z9, Z9
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VCVTPS2PD     Y0, Z0
-	VADDPD        Z0, Z9, Z9
+	VCVTPS2PD     Y1, Z3
+	VADDPD        Z3, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z1, Y1
+	VCVTPS2PD     Y1, Z3
+	VADDPD        Z3, Z9, Z9
+	VADDPS        Z6, Z2, Z2
+	VADDPS        Z8, Z4, Z4
+	VADDPS        Z4, Z2, Z2
+	VCVTPS2PD     Y2, Z1
+	VADDPD        Z1, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VCVTPS2PD     Y1, Z1
+	VADDPD        Z1, Z10, Z10
 	CMPQ          BX, DX
 	JB            vecDotSumsAVX512_chunk_1
 
 	// Sum the float64 lanes.
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPD        Y0, Y8, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X1
-	VUNPCKHPD     X1, X1, X0
-	VADDSD        X0, X1, X1
-	VMOVSD        X1, sd+48(FP)
 	VEXTRACTF64X4 $0x01, Z9, Y0
 	VADDPD        Y0, Y9, Y0
 	VEXTRACTF128  $0x01, Y0, X1
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	VMOVSD        X1, sdx+56(FP)
+	VMOVSD        X1, sd+56(FP)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPD        Y0, Y10, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VUNPCKHPD     X1, X1, X0
+	VADDSD        X0, X1, X1
+	VMOVSD        X1, sdx+64(FP)
 	VZEROUPPER
 	RET
 
@@ -1618,20 +1630,20 @@ vecDotAxpyAVX512_done_5:
 	VZEROUPPER
 	RET
 
-// func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+// func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32, shift float32) (sd float64, sdx float64)
 // Requires: AVX, AVX512DQ, AVX512F, CMOV
-TEXT ·vecReLUMaskDotSumsAVX512(SB), NOSPLIT, $0-88
-	MOVQ   y_base+0(FP), AX
-	MOVQ   d_base+24(FP), CX
-	MOVQ   x_base+48(FP), DX
-	MOVQ   y_len+8(FP), BX
-	VXORPS Z0, Z0, Z0
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	XORQ   SI, SI
+TEXT ·vecReLUMaskDotSumsAVX512(SB), NOSPLIT, $0-96
+	MOVQ         y_base+0(FP), AX
+	MOVQ         d_base+24(FP), CX
+	MOVQ         x_base+48(FP), DX
+	MOVQ         y_len+8(FP), BX
+	VBROADCASTSS shift+72(FP), Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z10, Z10, Z10
+	VXORPS       Z11, Z11, Z11
+	XORQ         SI, SI
 
 vecReLUMaskDotSumsAVX512_chunk_1:
-	VXORPS  Z1, Z1, Z1
 	VXORPS  Z2, Z2, Z2
 	VXORPS  Z3, Z3, Z3
 	VXORPS  Z4, Z4, Z4
@@ -1639,6 +1651,7 @@ vecReLUMaskDotSumsAVX512_chunk_1:
 	VXORPS  Z6, Z6, Z6
 	VXORPS  Z7, Z7, Z7
 	VXORPS  Z8, Z8, Z8
+	VXORPS  Z9, Z9, Z9
 	LEAQ    1024(SI), DI
 	CMPQ    DI, BX
 	CMOVQGT BX, DI
@@ -1647,26 +1660,34 @@ vecReLUMaskDotSumsAVX512_loopU_2:
 	LEAQ        64(SI), R8
 	CMPQ        R8, DI
 	JA          vecReLUMaskDotSumsAVX512_loop1_3
-	VCMPPS      $0x04, (AX)(SI*4), Z0, K1
-	VMOVUPS.Z   (CX)(SI*4), K1, Z11
-	VMOVUPS     Z11, (CX)(SI*4)
-	VADDPS      Z11, Z1, Z1
-	VFMADD231PS (DX)(SI*4), Z11, Z2
-	VCMPPS      $0x04, 64(AX)(SI*4), Z0, K1
-	VMOVUPS.Z   64(CX)(SI*4), K1, Z11
-	VMOVUPS     Z11, 64(CX)(SI*4)
-	VADDPS      Z11, Z3, Z3
-	VFMADD231PS 64(DX)(SI*4), Z11, Z4
-	VCMPPS      $0x04, 128(AX)(SI*4), Z0, K1
-	VMOVUPS.Z   128(CX)(SI*4), K1, Z11
-	VMOVUPS     Z11, 128(CX)(SI*4)
-	VADDPS      Z11, Z5, Z5
-	VFMADD231PS 128(DX)(SI*4), Z11, Z6
-	VCMPPS      $0x04, 192(AX)(SI*4), Z0, K1
-	VMOVUPS.Z   192(CX)(SI*4), K1, Z11
-	VMOVUPS     Z11, 192(CX)(SI*4)
-	VADDPS      Z11, Z7, Z7
-	VFMADD231PS 192(DX)(SI*4), Z11, Z8
+	VCMPPS      $0x04, (AX)(SI*4), Z1, K1
+	VMOVUPS.Z   (CX)(SI*4), K1, Z12
+	VMOVUPS     Z12, (CX)(SI*4)
+	VADDPS      Z12, Z2, Z2
+	VMOVUPS     (DX)(SI*4), Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z3
+	VCMPPS      $0x04, 64(AX)(SI*4), Z1, K1
+	VMOVUPS.Z   64(CX)(SI*4), K1, Z12
+	VMOVUPS     Z12, 64(CX)(SI*4)
+	VADDPS      Z12, Z4, Z4
+	VMOVUPS     64(DX)(SI*4), Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z5
+	VCMPPS      $0x04, 128(AX)(SI*4), Z1, K1
+	VMOVUPS.Z   128(CX)(SI*4), K1, Z12
+	VMOVUPS     Z12, 128(CX)(SI*4)
+	VADDPS      Z12, Z6, Z6
+	VMOVUPS     128(DX)(SI*4), Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z7
+	VCMPPS      $0x04, 192(AX)(SI*4), Z1, K1
+	VMOVUPS.Z   192(CX)(SI*4), K1, Z12
+	VMOVUPS     Z12, 192(CX)(SI*4)
+	VADDPS      Z12, Z8, Z8
+	VMOVUPS     192(DX)(SI*4), Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z9
 	MOVQ        R8, SI
 	JMP         vecReLUMaskDotSumsAVX512_loopU_2
 
@@ -1674,11 +1695,13 @@ vecReLUMaskDotSumsAVX512_loop1_3:
 	LEAQ        16(SI), R8
 	CMPQ        R8, DI
 	JA          vecReLUMaskDotSumsAVX512_tail_4
-	VCMPPS      $0x04, (AX)(SI*4), Z0, K1
-	VMOVUPS.Z   (CX)(SI*4), K1, Z11
-	VMOVUPS     Z11, (CX)(SI*4)
-	VADDPS      Z11, Z1, Z1
-	VFMADD231PS (DX)(SI*4), Z11, Z2
+	VCMPPS      $0x04, (AX)(SI*4), Z1, K1
+	VMOVUPS.Z   (CX)(SI*4), K1, Z12
+	VMOVUPS     Z12, (CX)(SI*4)
+	VADDPS      Z12, Z2, Z2
+	VMOVUPS     (DX)(SI*4), Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z3
 	MOVQ        R8, SI
 	JMP         vecReLUMaskDotSumsAVX512_loop1_3
 
@@ -1689,51 +1712,52 @@ vecReLUMaskDotSumsAVX512_tail_4:
 	LEAQ        vecmask16<>+0(SB), R9
 	MOVWLZX     (R9)(R8*2), R8
 	KMOVW       R8, K1
-	VMOVUPS.Z   (AX)(SI*4), K1, Z11
-	VCMPPS      $0x04, Z11, Z0, K2
-	VMOVUPS.Z   (CX)(SI*4), K2, Z11
-	VMOVUPS     Z11, K1, (CX)(SI*4)
-	VADDPS      Z11, Z1, Z1
-	VMOVUPS.Z   (DX)(SI*4), K1, Z12
-	VFMADD231PS Z12, Z11, Z2
+	VMOVUPS.Z   (AX)(SI*4), K1, Z12
+	VCMPPS      $0x04, Z12, Z1, K2
+	VMOVUPS.Z   (CX)(SI*4), K2, Z12
+	VMOVUPS     Z12, K1, (CX)(SI*4)
+	VADDPS      Z12, Z2, Z2
+	VMOVUPS.Z   (DX)(SI*4), K1, Z13
+	VSUBPS      Z0, Z13, Z13
+	VFMADD231PS Z13, Z12, Z3
 	MOVQ        DI, SI
 
 vecReLUMaskDotSumsAVX512_done_5:
 	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS        Z5, Z1, Z1
-	VADDPS        Z7, Z3, Z3
-	VADDPS        Z3, Z1, Z1
-	VCVTPS2PD     Y1, Z3
-	VADDPD        Z3, Z9, Z9
-	VEXTRACTF64X4 $0x01, Z1, Y1
-	VCVTPS2PD     Y1, Z3
-	VADDPD        Z3, Z9, Z9
 	VADDPS        Z6, Z2, Z2
 	VADDPS        Z8, Z4, Z4
 	VADDPS        Z4, Z2, Z2
-	VCVTPS2PD     Y2, Z1
-	VADDPD        Z1, Z10, Z10
-	VEXTRACTF64X4 $0x01, Z2, Y1
-	VCVTPS2PD     Y1, Z1
-	VADDPD        Z1, Z10, Z10
+	VCVTPS2PD     Y2, Z4
+	VADDPD        Z4, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z2, Y2
+	VCVTPS2PD     Y2, Z4
+	VADDPD        Z4, Z10, Z10
+	VADDPS        Z7, Z3, Z3
+	VADDPS        Z9, Z5, Z5
+	VADDPS        Z5, Z3, Z3
+	VCVTPS2PD     Y3, Z2
+	VADDPD        Z2, Z11, Z11
+	VEXTRACTF64X4 $0x01, Z3, Y2
+	VCVTPS2PD     Y2, Z2
+	VADDPD        Z2, Z11, Z11
 	CMPQ          SI, BX
 	JB            vecReLUMaskDotSumsAVX512_chunk_1
 
 	// Sum the float64 lanes.
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPD        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X1
-	VUNPCKHPD     X1, X1, X0
-	VADDSD        X0, X1, X1
-	VMOVSD        X1, sd+72(FP)
 	VEXTRACTF64X4 $0x01, Z10, Y0
 	VADDPD        Y0, Y10, Y0
 	VEXTRACTF128  $0x01, Y0, X1
 	VADDPD        X1, X0, X1
 	VUNPCKHPD     X1, X1, X0
 	VADDSD        X0, X1, X1
-	VMOVSD        X1, sdx+80(FP)
+	VMOVSD        X1, sd+80(FP)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPD        Y0, Y11, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VUNPCKHPD     X1, X1, X0
+	VADDSD        X0, X1, X1
+	VMOVSD        X1, sdx+88(FP)
 	VZEROUPPER
 	RET
 
@@ -2218,42 +2242,51 @@ vecBNNormAccAVX512_done_4:
 	VZEROUPPER
 	RET
 
-// func vecBNBackAVX512(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
+// func vecBNBackAVX512(d []float32, xhat []float32, out []float32, k float32, md float32, mean float32, mdx float32)
 // Requires: AVX, AVX512F
-TEXT ·vecBNBackAVX512(SB), NOSPLIT, $0-84
+TEXT ·vecBNBackAVX512(SB), NOSPLIT, $0-88
 	MOVQ         d_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         out_base+48(FP), DX
 	MOVQ         d_len+8(FP), BX
 	VBROADCASTSS k+72(FP), Z0
 	VBROADCASTSS md+76(FP), Z1
-	VBROADCASTSS mdx+80(FP), Z2
+	VBROADCASTSS mean+80(FP), Z2
+	VBROADCASTSS mdx+84(FP), Z3
 	XORQ         SI, SI
 
 vecBNBackAVX512_loopU_1:
 	LEAQ         64(SI), DI
 	CMPQ         DI, BX
 	JA           vecBNBackAVX512_loop1_2
-	VMOVUPS      (AX)(SI*4), Z3
-	VSUBPS       Z1, Z3, Z3
-	VFNMADD231PS (CX)(SI*4), Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, (DX)(SI*4)
-	VMOVUPS      64(AX)(SI*4), Z3
-	VSUBPS       Z1, Z3, Z3
-	VFNMADD231PS 64(CX)(SI*4), Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, 64(DX)(SI*4)
-	VMOVUPS      128(AX)(SI*4), Z3
-	VSUBPS       Z1, Z3, Z3
-	VFNMADD231PS 128(CX)(SI*4), Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, 128(DX)(SI*4)
-	VMOVUPS      192(AX)(SI*4), Z3
-	VSUBPS       Z1, Z3, Z3
-	VFNMADD231PS 192(CX)(SI*4), Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, 192(DX)(SI*4)
+	VMOVUPS      (AX)(SI*4), Z4
+	VSUBPS       Z1, Z4, Z4
+	VMOVUPS      (CX)(SI*4), Z5
+	VSUBPS       Z2, Z5, Z5
+	VFNMADD231PS Z5, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, (DX)(SI*4)
+	VMOVUPS      64(AX)(SI*4), Z4
+	VSUBPS       Z1, Z4, Z4
+	VMOVUPS      64(CX)(SI*4), Z5
+	VSUBPS       Z2, Z5, Z5
+	VFNMADD231PS Z5, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, 64(DX)(SI*4)
+	VMOVUPS      128(AX)(SI*4), Z4
+	VSUBPS       Z1, Z4, Z4
+	VMOVUPS      128(CX)(SI*4), Z5
+	VSUBPS       Z2, Z5, Z5
+	VFNMADD231PS Z5, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, 128(DX)(SI*4)
+	VMOVUPS      192(AX)(SI*4), Z4
+	VSUBPS       Z1, Z4, Z4
+	VMOVUPS      192(CX)(SI*4), Z5
+	VSUBPS       Z2, Z5, Z5
+	VFNMADD231PS Z5, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, 192(DX)(SI*4)
 	MOVQ         DI, SI
 	JMP          vecBNBackAVX512_loopU_1
 
@@ -2261,11 +2294,13 @@ vecBNBackAVX512_loop1_2:
 	LEAQ         16(SI), DI
 	CMPQ         DI, BX
 	JA           vecBNBackAVX512_tail_3
-	VMOVUPS      (AX)(SI*4), Z3
-	VSUBPS       Z1, Z3, Z3
-	VFNMADD231PS (CX)(SI*4), Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, (DX)(SI*4)
+	VMOVUPS      (AX)(SI*4), Z4
+	VSUBPS       Z1, Z4, Z4
+	VMOVUPS      (CX)(SI*4), Z5
+	VSUBPS       Z2, Z5, Z5
+	VFNMADD231PS Z5, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, (DX)(SI*4)
 	MOVQ         DI, SI
 	JMP          vecBNBackAVX512_loop1_2
 
@@ -2276,12 +2311,13 @@ vecBNBackAVX512_tail_3:
 	LEAQ         vecmask16<>+0(SB), R8
 	MOVWLZX      (R8)(DI*2), DI
 	KMOVW        DI, K1
-	VMOVUPS.Z    (AX)(SI*4), K1, Z3
-	VSUBPS       Z1, Z3, Z3
+	VMOVUPS.Z    (AX)(SI*4), K1, Z4
+	VSUBPS       Z1, Z4, Z4
 	VMOVUPS.Z    (CX)(SI*4), K1, Z1
-	VFNMADD231PS Z1, Z2, Z3
-	VMULPS       Z0, Z3, Z3
-	VMOVUPS      Z3, K1, (DX)(SI*4)
+	VSUBPS       Z2, Z1, Z1
+	VFNMADD231PS Z1, Z3, Z4
+	VMULPS       Z0, Z4, Z4
+	VMOVUPS      Z4, K1, (DX)(SI*4)
 	MOVQ         BX, SI
 
 vecBNBackAVX512_done_4:
@@ -2364,18 +2400,18 @@ vecDotAVX2_done_5:
 	VZEROUPPER
 	RET
 
-// func vecDotSumsAVX2(d []float32, x []float32) (sd float64, sdx float64)
+// func vecDotSumsAVX2(d []float32, x []float32, shift float32) (sd float64, sdx float64)
 // Requires: AVX, CMOV, FMA3
-TEXT ·vecDotSumsAVX2(SB), NOSPLIT, $0-64
-	MOVQ   d_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   d_len+8(FP), DX
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	XORQ   BX, BX
+TEXT ·vecDotSumsAVX2(SB), NOSPLIT, $0-72
+	MOVQ         d_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         d_len+8(FP), DX
+	VBROADCASTSS shift+48(FP), Y0
+	VXORPS       Y9, Y9, Y9
+	VXORPS       Y10, Y10, Y10
+	XORQ         BX, BX
 
 vecDotSumsAVX2_chunk_1:
-	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
@@ -2383,6 +2419,7 @@ vecDotSumsAVX2_chunk_1:
 	VXORPS  Y5, Y5, Y5
 	VXORPS  Y6, Y6, Y6
 	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
 	LEAQ    1024(BX), SI
 	CMPQ    SI, DX
 	CMOVQGT DX, SI
@@ -2391,18 +2428,26 @@ vecDotSumsAVX2_loopU_2:
 	LEAQ        32(BX), DI
 	CMPQ        DI, SI
 	JA          vecDotSumsAVX2_loop1_3
-	VMOVUPS     (AX)(BX*4), Y10
-	VADDPS      Y10, Y0, Y0
-	VFMADD231PS (CX)(BX*4), Y10, Y1
-	VMOVUPS     32(AX)(BX*4), Y10
-	VADDPS      Y10, Y2, Y2
-	VFMADD231PS 32(CX)(BX*4), Y10, Y3
-	VMOVUPS     64(AX)(BX*4), Y10
-	VADDPS      Y10, Y4, Y4
-	VFMADD231PS 64(CX)(BX*4), Y10, Y5
-	VMOVUPS     96(AX)(BX*4), Y10
-	VADDPS      Y10, Y6, Y6
-	VFMADD231PS 96(CX)(BX*4), Y10, Y7
+	VMOVUPS     (AX)(BX*4), Y11
+	VADDPS      Y11, Y1, Y1
+	VMOVUPS     (CX)(BX*4), Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y11, Y2
+	VMOVUPS     32(AX)(BX*4), Y11
+	VADDPS      Y11, Y3, Y3
+	VMOVUPS     32(CX)(BX*4), Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y11, Y4
+	VMOVUPS     64(AX)(BX*4), Y11
+	VADDPS      Y11, Y5, Y5
+	VMOVUPS     64(CX)(BX*4), Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y11, Y6
+	VMOVUPS     96(AX)(BX*4), Y11
+	VADDPS      Y11, Y7, Y7
+	VMOVUPS     96(CX)(BX*4), Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y11, Y8
 	MOVQ        DI, BX
 	JMP         vecDotSumsAVX2_loopU_2
 
@@ -2410,9 +2455,11 @@ vecDotSumsAVX2_loop1_3:
 	LEAQ        8(BX), DI
 	CMPQ        DI, SI
 	JA          vecDotSumsAVX2_tail_4
-	VMOVUPS     (AX)(BX*4), Y10
-	VADDPS      Y10, Y0, Y0
-	VFMADD231PS (CX)(BX*4), Y10, Y1
+	VMOVUPS     (AX)(BX*4), Y11
+	VADDPS      Y11, Y1, Y1
+	VMOVUPS     (CX)(BX*4), Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y11, Y2
 	MOVQ        DI, BX
 	JMP         vecDotSumsAVX2_loop1_3
 
@@ -2422,45 +2469,46 @@ vecDotSumsAVX2_tail_4:
 	JZ          vecDotSumsAVX2_done_5
 	LEAQ        vecmask32<>+32(SB), R8
 	NEGQ        DI
-	VMOVUPS     (R8)(DI*4), Y10
-	VMASKMOVPS  (AX)(BX*4), Y10, Y11
-	VADDPS      Y11, Y0, Y0
-	VMASKMOVPS  (CX)(BX*4), Y10, Y10
-	VFMADD231PS Y10, Y11, Y1
+	VMOVUPS     (R8)(DI*4), Y11
+	VMASKMOVPS  (AX)(BX*4), Y11, Y12
+	VADDPS      Y12, Y1, Y1
+	VMASKMOVPS  (CX)(BX*4), Y11, Y11
+	VSUBPS      Y0, Y11, Y11
+	VFMADD231PS Y11, Y12, Y2
 	MOVQ        SI, BX
 
 vecDotSumsAVX2_done_5:
 	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS       Y4, Y0, Y0
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VCVTPS2PD    X0, Y2
-	VADDPD       Y2, Y8, Y8
-	VEXTRACTF128 $0x01, Y0, X0
-	VCVTPS2PD    X0, Y2
-	VADDPD       Y2, Y8, Y8
 	VADDPS       Y5, Y1, Y1
 	VADDPS       Y7, Y3, Y3
 	VADDPS       Y3, Y1, Y1
-	VCVTPS2PD    X1, Y0
-	VADDPD       Y0, Y9, Y9
-	VEXTRACTF128 $0x01, Y1, X0
-	VCVTPS2PD    X0, Y0
-	VADDPD       Y0, Y9, Y9
+	VCVTPS2PD    X1, Y3
+	VADDPD       Y3, Y9, Y9
+	VEXTRACTF128 $0x01, Y1, X1
+	VCVTPS2PD    X1, Y3
+	VADDPD       Y3, Y9, Y9
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y8, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPS2PD    X2, Y1
+	VADDPD       Y1, Y10, Y10
+	VEXTRACTF128 $0x01, Y2, X1
+	VCVTPS2PD    X1, Y1
+	VADDPD       Y1, Y10, Y10
 	CMPQ         BX, DX
 	JB           vecDotSumsAVX2_chunk_1
 
 	// Sum the float64 lanes.
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPD       X0, X8, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
-	VMOVSD       X0, sd+48(FP)
 	VEXTRACTF128 $0x01, Y9, X0
 	VADDPD       X0, X9, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	VMOVSD       X0, sdx+56(FP)
+	VMOVSD       X0, sd+56(FP)
+	VEXTRACTF128 $0x01, Y10, X0
+	VADDPD       X0, X10, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VMOVSD       X0, sdx+64(FP)
 	VZEROUPPER
 	RET
 
@@ -3836,20 +3884,20 @@ vecDotAxpyAVX2_done_5:
 	VZEROUPPER
 	RET
 
-// func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+// func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32, shift float32) (sd float64, sdx float64)
 // Requires: AVX, CMOV, FMA3
-TEXT ·vecReLUMaskDotSumsAVX2(SB), NOSPLIT, $0-88
-	MOVQ   y_base+0(FP), AX
-	MOVQ   d_base+24(FP), CX
-	MOVQ   x_base+48(FP), DX
-	MOVQ   y_len+8(FP), BX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	XORQ   SI, SI
+TEXT ·vecReLUMaskDotSumsAVX2(SB), NOSPLIT, $0-96
+	MOVQ         y_base+0(FP), AX
+	MOVQ         d_base+24(FP), CX
+	MOVQ         x_base+48(FP), DX
+	MOVQ         y_len+8(FP), BX
+	VBROADCASTSS shift+72(FP), Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y10, Y10, Y10
+	VXORPS       Y11, Y11, Y11
+	XORQ         SI, SI
 
 vecReLUMaskDotSumsAVX2_chunk_1:
-	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
@@ -3857,6 +3905,7 @@ vecReLUMaskDotSumsAVX2_chunk_1:
 	VXORPS  Y6, Y6, Y6
 	VXORPS  Y7, Y7, Y7
 	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
 	LEAQ    1024(SI), DI
 	CMPQ    DI, BX
 	CMOVQGT BX, DI
@@ -3865,26 +3914,34 @@ vecReLUMaskDotSumsAVX2_loopU_2:
 	LEAQ        32(SI), R8
 	CMPQ        R8, DI
 	JA          vecReLUMaskDotSumsAVX2_loop1_3
-	VCMPPS      $0x04, (AX)(SI*4), Y0, Y11
-	VANDPS      (CX)(SI*4), Y11, Y11
-	VMOVUPS     Y11, (CX)(SI*4)
-	VADDPS      Y11, Y1, Y1
-	VFMADD231PS (DX)(SI*4), Y11, Y2
-	VCMPPS      $0x04, 32(AX)(SI*4), Y0, Y11
-	VANDPS      32(CX)(SI*4), Y11, Y11
-	VMOVUPS     Y11, 32(CX)(SI*4)
-	VADDPS      Y11, Y3, Y3
-	VFMADD231PS 32(DX)(SI*4), Y11, Y4
-	VCMPPS      $0x04, 64(AX)(SI*4), Y0, Y11
-	VANDPS      64(CX)(SI*4), Y11, Y11
-	VMOVUPS     Y11, 64(CX)(SI*4)
-	VADDPS      Y11, Y5, Y5
-	VFMADD231PS 64(DX)(SI*4), Y11, Y6
-	VCMPPS      $0x04, 96(AX)(SI*4), Y0, Y11
-	VANDPS      96(CX)(SI*4), Y11, Y11
-	VMOVUPS     Y11, 96(CX)(SI*4)
-	VADDPS      Y11, Y7, Y7
-	VFMADD231PS 96(DX)(SI*4), Y11, Y8
+	VCMPPS      $0x04, (AX)(SI*4), Y1, Y12
+	VANDPS      (CX)(SI*4), Y12, Y12
+	VMOVUPS     Y12, (CX)(SI*4)
+	VADDPS      Y12, Y2, Y2
+	VMOVUPS     (DX)(SI*4), Y13
+	VSUBPS      Y0, Y13, Y13
+	VFMADD231PS Y13, Y12, Y3
+	VCMPPS      $0x04, 32(AX)(SI*4), Y1, Y12
+	VANDPS      32(CX)(SI*4), Y12, Y12
+	VMOVUPS     Y12, 32(CX)(SI*4)
+	VADDPS      Y12, Y4, Y4
+	VMOVUPS     32(DX)(SI*4), Y13
+	VSUBPS      Y0, Y13, Y13
+	VFMADD231PS Y13, Y12, Y5
+	VCMPPS      $0x04, 64(AX)(SI*4), Y1, Y12
+	VANDPS      64(CX)(SI*4), Y12, Y12
+	VMOVUPS     Y12, 64(CX)(SI*4)
+	VADDPS      Y12, Y6, Y6
+	VMOVUPS     64(DX)(SI*4), Y13
+	VSUBPS      Y0, Y13, Y13
+	VFMADD231PS Y13, Y12, Y7
+	VCMPPS      $0x04, 96(AX)(SI*4), Y1, Y12
+	VANDPS      96(CX)(SI*4), Y12, Y12
+	VMOVUPS     Y12, 96(CX)(SI*4)
+	VADDPS      Y12, Y8, Y8
+	VMOVUPS     96(DX)(SI*4), Y13
+	VSUBPS      Y0, Y13, Y13
+	VFMADD231PS Y13, Y12, Y9
 	MOVQ        R8, SI
 	JMP         vecReLUMaskDotSumsAVX2_loopU_2
 
@@ -3892,11 +3949,13 @@ vecReLUMaskDotSumsAVX2_loop1_3:
 	LEAQ        8(SI), R8
 	CMPQ        R8, DI
 	JA          vecReLUMaskDotSumsAVX2_tail_4
-	VCMPPS      $0x04, (AX)(SI*4), Y0, Y11
-	VANDPS      (CX)(SI*4), Y11, Y11
-	VMOVUPS     Y11, (CX)(SI*4)
-	VADDPS      Y11, Y1, Y1
-	VFMADD231PS (DX)(SI*4), Y11, Y2
+	VCMPPS      $0x04, (AX)(SI*4), Y1, Y12
+	VANDPS      (CX)(SI*4), Y12, Y12
+	VMOVUPS     Y12, (CX)(SI*4)
+	VADDPS      Y12, Y2, Y2
+	VMOVUPS     (DX)(SI*4), Y13
+	VSUBPS      Y0, Y13, Y13
+	VFMADD231PS Y13, Y12, Y3
 	MOVQ        R8, SI
 	JMP         vecReLUMaskDotSumsAVX2_loop1_3
 
@@ -3906,49 +3965,50 @@ vecReLUMaskDotSumsAVX2_tail_4:
 	JZ          vecReLUMaskDotSumsAVX2_done_5
 	LEAQ        vecmask32<>+32(SB), R9
 	NEGQ        R8
-	VMOVUPS     (R9)(R8*4), Y11
-	VMASKMOVPS  (AX)(SI*4), Y11, Y12
-	VCMPPS      $0x04, Y12, Y0, Y12
-	VMASKMOVPS  (CX)(SI*4), Y11, Y13
-	VANDPS      Y13, Y12, Y12
-	VMASKMOVPS  Y12, Y11, (CX)(SI*4)
-	VADDPS      Y12, Y1, Y1
-	VMASKMOVPS  (DX)(SI*4), Y11, Y11
-	VFMADD231PS Y11, Y12, Y2
+	VMOVUPS     (R9)(R8*4), Y12
+	VMASKMOVPS  (AX)(SI*4), Y12, Y13
+	VCMPPS      $0x04, Y13, Y1, Y13
+	VMASKMOVPS  (CX)(SI*4), Y12, Y14
+	VANDPS      Y14, Y13, Y13
+	VMASKMOVPS  Y13, Y12, (CX)(SI*4)
+	VADDPS      Y13, Y2, Y2
+	VMASKMOVPS  (DX)(SI*4), Y12, Y12
+	VSUBPS      Y0, Y12, Y12
+	VFMADD231PS Y12, Y13, Y3
 	MOVQ        DI, SI
 
 vecReLUMaskDotSumsAVX2_done_5:
 	// Fold the chunk's float32 lanes into the float64 sums.
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y7, Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	VCVTPS2PD    X1, Y3
-	VADDPD       Y3, Y9, Y9
-	VEXTRACTF128 $0x01, Y1, X1
-	VCVTPS2PD    X1, Y3
-	VADDPD       Y3, Y9, Y9
 	VADDPS       Y6, Y2, Y2
 	VADDPS       Y8, Y4, Y4
 	VADDPS       Y4, Y2, Y2
-	VCVTPS2PD    X2, Y1
-	VADDPD       Y1, Y10, Y10
-	VEXTRACTF128 $0x01, Y2, X1
-	VCVTPS2PD    X1, Y1
-	VADDPD       Y1, Y10, Y10
+	VCVTPS2PD    X2, Y4
+	VADDPD       Y4, Y10, Y10
+	VEXTRACTF128 $0x01, Y2, X2
+	VCVTPS2PD    X2, Y4
+	VADDPD       Y4, Y10, Y10
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y9, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPS2PD    X3, Y2
+	VADDPD       Y2, Y11, Y11
+	VEXTRACTF128 $0x01, Y3, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y2, Y11, Y11
 	CMPQ         SI, BX
 	JB           vecReLUMaskDotSumsAVX2_chunk_1
 
 	// Sum the float64 lanes.
-	VEXTRACTF128 $0x01, Y9, X0
-	VADDPD       X0, X9, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
-	VMOVSD       X0, sd+72(FP)
 	VEXTRACTF128 $0x01, Y10, X0
 	VADDPD       X0, X10, X0
 	VUNPCKHPD    X0, X0, X1
 	VADDSD       X1, X0, X0
-	VMOVSD       X0, sdx+80(FP)
+	VMOVSD       X0, sd+80(FP)
+	VEXTRACTF128 $0x01, Y11, X0
+	VADDPD       X0, X11, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VMOVSD       X0, sdx+88(FP)
 	VZEROUPPER
 	RET
 
@@ -4434,42 +4494,51 @@ vecBNNormAccAVX2_done_4:
 	VZEROUPPER
 	RET
 
-// func vecBNBackAVX2(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
+// func vecBNBackAVX2(d []float32, xhat []float32, out []float32, k float32, md float32, mean float32, mdx float32)
 // Requires: AVX, FMA3
-TEXT ·vecBNBackAVX2(SB), NOSPLIT, $0-84
+TEXT ·vecBNBackAVX2(SB), NOSPLIT, $0-88
 	MOVQ         d_base+0(FP), AX
 	MOVQ         xhat_base+24(FP), CX
 	MOVQ         out_base+48(FP), DX
 	MOVQ         d_len+8(FP), BX
 	VBROADCASTSS k+72(FP), Y0
 	VBROADCASTSS md+76(FP), Y1
-	VBROADCASTSS mdx+80(FP), Y2
+	VBROADCASTSS mean+80(FP), Y2
+	VBROADCASTSS mdx+84(FP), Y3
 	XORQ         SI, SI
 
 vecBNBackAVX2_loopU_1:
 	LEAQ         32(SI), DI
 	CMPQ         DI, BX
 	JA           vecBNBackAVX2_loop1_2
-	VMOVUPS      (AX)(SI*4), Y3
-	VSUBPS       Y1, Y3, Y3
-	VFNMADD231PS (CX)(SI*4), Y2, Y3
-	VMULPS       Y0, Y3, Y3
-	VMOVUPS      Y3, (DX)(SI*4)
-	VMOVUPS      32(AX)(SI*4), Y3
-	VSUBPS       Y1, Y3, Y3
-	VFNMADD231PS 32(CX)(SI*4), Y2, Y3
-	VMULPS       Y0, Y3, Y3
-	VMOVUPS      Y3, 32(DX)(SI*4)
-	VMOVUPS      64(AX)(SI*4), Y3
-	VSUBPS       Y1, Y3, Y3
-	VFNMADD231PS 64(CX)(SI*4), Y2, Y3
-	VMULPS       Y0, Y3, Y3
-	VMOVUPS      Y3, 64(DX)(SI*4)
-	VMOVUPS      96(AX)(SI*4), Y3
-	VSUBPS       Y1, Y3, Y3
-	VFNMADD231PS 96(CX)(SI*4), Y2, Y3
-	VMULPS       Y0, Y3, Y3
-	VMOVUPS      Y3, 96(DX)(SI*4)
+	VMOVUPS      (AX)(SI*4), Y4
+	VSUBPS       Y1, Y4, Y4
+	VMOVUPS      (CX)(SI*4), Y5
+	VSUBPS       Y2, Y5, Y5
+	VFNMADD231PS Y5, Y3, Y4
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y4, (DX)(SI*4)
+	VMOVUPS      32(AX)(SI*4), Y4
+	VSUBPS       Y1, Y4, Y4
+	VMOVUPS      32(CX)(SI*4), Y5
+	VSUBPS       Y2, Y5, Y5
+	VFNMADD231PS Y5, Y3, Y4
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y4, 32(DX)(SI*4)
+	VMOVUPS      64(AX)(SI*4), Y4
+	VSUBPS       Y1, Y4, Y4
+	VMOVUPS      64(CX)(SI*4), Y5
+	VSUBPS       Y2, Y5, Y5
+	VFNMADD231PS Y5, Y3, Y4
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y4, 64(DX)(SI*4)
+	VMOVUPS      96(AX)(SI*4), Y4
+	VSUBPS       Y1, Y4, Y4
+	VMOVUPS      96(CX)(SI*4), Y5
+	VSUBPS       Y2, Y5, Y5
+	VFNMADD231PS Y5, Y3, Y4
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y4, 96(DX)(SI*4)
 	MOVQ         DI, SI
 	JMP          vecBNBackAVX2_loopU_1
 
@@ -4477,11 +4546,13 @@ vecBNBackAVX2_loop1_2:
 	LEAQ         8(SI), DI
 	CMPQ         DI, BX
 	JA           vecBNBackAVX2_tail_3
-	VMOVUPS      (AX)(SI*4), Y3
-	VSUBPS       Y1, Y3, Y3
-	VFNMADD231PS (CX)(SI*4), Y2, Y3
-	VMULPS       Y0, Y3, Y3
-	VMOVUPS      Y3, (DX)(SI*4)
+	VMOVUPS      (AX)(SI*4), Y4
+	VSUBPS       Y1, Y4, Y4
+	VMOVUPS      (CX)(SI*4), Y5
+	VSUBPS       Y2, Y5, Y5
+	VFNMADD231PS Y5, Y3, Y4
+	VMULPS       Y0, Y4, Y4
+	VMOVUPS      Y4, (DX)(SI*4)
 	MOVQ         DI, SI
 	JMP          vecBNBackAVX2_loop1_2
 
@@ -4491,13 +4562,14 @@ vecBNBackAVX2_tail_3:
 	JZ           vecBNBackAVX2_done_4
 	LEAQ         vecmask32<>+32(SB), R8
 	NEGQ         DI
-	VMOVUPS      (R8)(DI*4), Y3
-	VMASKMOVPS   (AX)(SI*4), Y3, Y4
-	VSUBPS       Y1, Y4, Y4
-	VMASKMOVPS   (CX)(SI*4), Y3, Y1
-	VFNMADD231PS Y1, Y2, Y4
-	VMULPS       Y0, Y4, Y4
-	VMASKMOVPS   Y4, Y3, (DX)(SI*4)
+	VMOVUPS      (R8)(DI*4), Y4
+	VMASKMOVPS   (AX)(SI*4), Y4, Y5
+	VSUBPS       Y1, Y5, Y5
+	VMASKMOVPS   (CX)(SI*4), Y4, Y1
+	VSUBPS       Y2, Y1, Y1
+	VFNMADD231PS Y1, Y3, Y5
+	VMULPS       Y0, Y5, Y5
+	VMASKMOVPS   Y5, Y4, (DX)(SI*4)
 	MOVQ         BX, SI
 
 vecBNBackAVX2_done_4:

@@ -9,10 +9,10 @@ package kernel
 //go:noescape
 func vecDotAVX512(a []float32, b []float32) float64
 
-// vecDotSumsAVX512 returns Σ d[i] and Σ d[i]·x[i] over len(d) elements with AVX512; see vec.go.
+// vecDotSumsAVX512 returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(d) elements with AVX512; see vec.go.
 //
 //go:noescape
-func vecDotSumsAVX512(d []float32, x []float32) (sd float64, sdx float64)
+func vecDotSumsAVX512(d []float32, x []float32, shift float32) (sd float64, sdx float64)
 
 // vecSumSqAVX512 returns Σ (x[i]−shift) and Σ (x[i]−shift)² with AVX512; see vec.go.
 //
@@ -39,10 +39,10 @@ func vecCorr3AVX512(d []float32, x []float32, zrow []float32, y0 int, y1 int, h 
 //go:noescape
 func vecDotAxpyAVX512(alpha float32, d []float32, x []float32, y []float32) float64
 
-// vecReLUMaskDotSumsAVX512 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements with AVX512; see vec.go.
+// vecReLUMaskDotSumsAVX512 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(y) elements with AVX512; see vec.go.
 //
 //go:noescape
-func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+func vecReLUMaskDotSumsAVX512(y []float32, d []float32, x []float32, shift float32) (sd float64, sdx float64)
 
 // vecAxpyAVX512 computes y[i] += alpha·x[i] over len(x) elements with AVX512; see vec.go.
 //
@@ -84,20 +84,20 @@ func vecBNNormStoreAVX512(src []float32, xhat []float32, out []float32, mean flo
 //go:noescape
 func vecBNNormAccAVX512(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
 
-// vecBNBackAVX512 computes out[i] = k·(d[i] − md − xhat[i]·mdx) over len(d) elements with AVX512; see vec.go.
+// vecBNBackAVX512 computes out[i] = k·(d[i] − md − (xhat[i]−mean)·mdx) over len(d) elements with AVX512; see vec.go.
 //
 //go:noescape
-func vecBNBackAVX512(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
+func vecBNBackAVX512(d []float32, xhat []float32, out []float32, k float32, md float32, mean float32, mdx float32)
 
 // vecDotAVX2 returns Σ a[i]·b[i] over len(a) elements, len(b) ≥ len(a) with AVX2; see vec.go.
 //
 //go:noescape
 func vecDotAVX2(a []float32, b []float32) float64
 
-// vecDotSumsAVX2 returns Σ d[i] and Σ d[i]·x[i] over len(d) elements with AVX2; see vec.go.
+// vecDotSumsAVX2 returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(d) elements with AVX2; see vec.go.
 //
 //go:noescape
-func vecDotSumsAVX2(d []float32, x []float32) (sd float64, sdx float64)
+func vecDotSumsAVX2(d []float32, x []float32, shift float32) (sd float64, sdx float64)
 
 // vecSumSqAVX2 returns Σ (x[i]−shift) and Σ (x[i]−shift)² with AVX2; see vec.go.
 //
@@ -124,10 +124,10 @@ func vecCorr3AVX2(d []float32, x []float32, zrow []float32, y0 int, y1 int, h in
 //go:noescape
 func vecDotAxpyAVX2(alpha float32, d []float32, x []float32, y []float32) float64
 
-// vecReLUMaskDotSumsAVX2 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements with AVX2; see vec.go.
+// vecReLUMaskDotSumsAVX2 zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(y) elements with AVX2; see vec.go.
 //
 //go:noescape
-func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32) (sd float64, sdx float64)
+func vecReLUMaskDotSumsAVX2(y []float32, d []float32, x []float32, shift float32) (sd float64, sdx float64)
 
 // vecAxpyAVX2 computes y[i] += alpha·x[i] over len(x) elements with AVX2; see vec.go.
 //
@@ -169,7 +169,7 @@ func vecBNNormStoreAVX2(src []float32, xhat []float32, out []float32, mean float
 //go:noescape
 func vecBNNormAccAVX2(src []float32, xhat []float32, out []float32, mean float32, invstd float32, gamma float32, beta float32)
 
-// vecBNBackAVX2 computes out[i] = k·(d[i] − md − xhat[i]·mdx) over len(d) elements with AVX2; see vec.go.
+// vecBNBackAVX2 computes out[i] = k·(d[i] − md − (xhat[i]−mean)·mdx) over len(d) elements with AVX2; see vec.go.
 //
 //go:noescape
-func vecBNBackAVX2(d []float32, xhat []float32, out []float32, k float32, md float32, mdx float32)
+func vecBNBackAVX2(d []float32, xhat []float32, out []float32, k float32, md float32, mean float32, mdx float32)

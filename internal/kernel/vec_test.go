@@ -210,22 +210,8 @@ func vecCases() []vecCase {
 			vecCheck(t, "sq", sq, wsq, wsq, vecTol64)
 			x.checkUnchanged(t, "x")
 		}},
-		{"DotSums", func(t *testing.T, r *rand.Rand, n, off int) {
-			d, x := newVecArr(r, n, off, nil), newVecArr(r, n, (off+1)%4, nil)
-			sd, sdx := DotSums(d.s(), x.long())
-			var wd, wdx, md, mdx float64
-			for i := range n {
-				dv := float64(d.orig[i])
-				wd += dv
-				md += math.Abs(dv)
-				wdx += dv * float64(x.orig[i])
-				mdx += math.Abs(dv * float64(x.orig[i]))
-			}
-			vecCheck(t, "sd", sd, wd, md, vecTol64)
-			vecCheck(t, "sdx", sdx, wdx, mdx, vecTol64)
-			d.checkUnchanged(t, "d")
-			x.checkUnchanged(t, "x")
-		}},
+		{"DotSums", func(t *testing.T, r *rand.Rand, n, off int) { testDotSums(t, r, n, off, false) }},
+		{"DotSumsShift", func(t *testing.T, r *rand.Rand, n, off int) { testDotSums(t, r, n, off, true) }},
 		{"DotAxpy", func(t *testing.T, r *rand.Rand, n, off int) {
 			alpha := float32(r.NormFloat64())
 			d, x := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil)
@@ -246,28 +232,8 @@ func vecCases() []vecCase {
 			d.checkUnchanged(t, "d")
 			x.checkUnchanged(t, "x")
 		}},
-		{"ReLUMaskDotSums", func(t *testing.T, r *rand.Rand, n, off int) {
-			y := newVecArr(r, n, off, vecReLUOut).setCanary(0)
-			d := newVecArr(r, n, (off+3)%4, nil).out()
-			x := newVecArr(r, n, (off+1)%4, nil)
-			sd, sdx := ReLUMaskDotSums(y.s(), d.long(), x.long())
-			want := make([]float64, n)
-			var wd, wdx, md, mdx float64
-			for i, v := range y.orig {
-				if v != 0 {
-					want[i] = float64(d.orig[i])
-				}
-				wd += want[i]
-				md += math.Abs(want[i])
-				wdx += want[i] * float64(x.orig[i])
-				mdx += math.Abs(want[i] * float64(x.orig[i]))
-			}
-			d.checkElems(t, "d", want, nil)
-			vecCheck(t, "sd", sd, wd, md, vecTol64)
-			vecCheck(t, "sdx", sdx, wdx, mdx, vecTol64)
-			y.checkUnchanged(t, "y")
-			x.checkUnchanged(t, "x")
-		}},
+		{"ReLUMaskDotSums", func(t *testing.T, r *rand.Rand, n, off int) { testReLUMaskDotSums(t, r, n, off, false) }},
+		{"ReLUMaskDotSumsShift", func(t *testing.T, r *rand.Rand, n, off int) { testReLUMaskDotSums(t, r, n, off, true) }},
 		{"Axpy", func(t *testing.T, r *rand.Rand, n, off int) {
 			alpha := float32(r.NormFloat64())
 			x, y := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil).out()
@@ -362,14 +328,20 @@ func vecCases() []vecCase {
 			}})
 		}
 	}
-	for _, alias := range []string{"", "xhat", "d"} {
-		name := "BNBackApply"
-		if alias != "" {
-			name += "/out=" + alias
+
+	for _, src := range []bool{false, true} {
+		for _, alias := range []string{"", "xhat", "d"} {
+			name := "BNBackApply"
+			if src {
+				name += "Src"
+			}
+			if alias != "" {
+				name += "/out=" + alias
+			}
+			cs = append(cs, vecCase{name, func(t *testing.T, r *rand.Rand, n, off int) {
+				testBNBack(t, r, n, off, alias, src)
+			}})
 		}
-		cs = append(cs, vecCase{name, func(t *testing.T, r *rand.Rand, n, off int) {
-			testBNBack(t, r, n, off, alias)
-		}})
 	}
 	return cs
 }
@@ -412,8 +384,75 @@ func testBNNorm(t *testing.T, r *rand.Rand, n, off int, alias bool, mode string)
 	}
 }
 
-func testBNBack(t *testing.T, r *rand.Rand, n, off int, alias string) {
+// testDotSums checks DotSums, or DotSumsShift with a random shift.
+func testDotSums(t *testing.T, r *rand.Rand, n, off int, shifted bool) {
+	var shift float32
+	if shifted {
+		shift = float32(r.NormFloat64())
+	}
+	d, x := newVecArr(r, n, off, nil), newVecArr(r, n, (off+1)%4, nil)
+	var sd, sdx float64
+	if shifted {
+		sd, sdx = DotSumsShift(d.s(), x.long(), shift)
+	} else {
+		sd, sdx = DotSums(d.s(), x.long())
+	}
+	var wd, wdx, md, mdx float64
+	for i := range n {
+		dv, xv := float64(d.orig[i]), float64(x.orig[i])-float64(shift)
+		wd += dv
+		md += math.Abs(dv)
+		wdx += dv * xv
+		mdx += math.Abs(dv * xv)
+	}
+	vecCheck(t, "sd", sd, wd, md, vecTol64)
+	vecCheck(t, "sdx", sdx, wdx, mdx, vecTol64)
+	d.checkUnchanged(t, "d")
+	x.checkUnchanged(t, "x")
+}
+
+// testReLUMaskDotSums checks ReLUMaskDotSums, or ReLUMaskDotSumsShift with
+// a random shift.
+func testReLUMaskDotSums(t *testing.T, r *rand.Rand, n, off int, shifted bool) {
+	var shift float32
+	if shifted {
+		shift = float32(r.NormFloat64())
+	}
+	y := newVecArr(r, n, off, vecReLUOut).setCanary(0)
+	d := newVecArr(r, n, (off+3)%4, nil).out()
+	x := newVecArr(r, n, (off+1)%4, nil)
+	var sd, sdx float64
+	if shifted {
+		sd, sdx = ReLUMaskDotSumsShift(y.s(), d.long(), x.long(), shift)
+	} else {
+		sd, sdx = ReLUMaskDotSums(y.s(), d.long(), x.long())
+	}
+	want := make([]float64, n)
+	var wd, wdx, md, mdx float64
+	for i, v := range y.orig {
+		if v != 0 {
+			want[i] = float64(d.orig[i])
+		}
+		xv := float64(x.orig[i]) - float64(shift)
+		wd += want[i]
+		md += math.Abs(want[i])
+		wdx += want[i] * xv
+		mdx += math.Abs(want[i] * xv)
+	}
+	d.checkElems(t, "d", want, nil)
+	vecCheck(t, "sd", sd, wd, md, vecTol64)
+	vecCheck(t, "sdx", sdx, wdx, mdx, vecTol64)
+	y.checkUnchanged(t, "y")
+	x.checkUnchanged(t, "x")
+}
+
+// testBNBack checks BNBackApply, or BNBackApplySrc with a random mean.
+func testBNBack(t *testing.T, r *rand.Rand, n, off int, alias string, src bool) {
 	k, md, mdx := float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())
+	var mean float32
+	if src {
+		mean = float32(r.NormFloat64())
+	}
 	d, xhat := newVecArr(r, n, off, nil), newVecArr(r, n, 3-off, nil)
 	var out *vecArr
 	switch alias {
@@ -424,10 +463,14 @@ func testBNBack(t *testing.T, r *rand.Rand, n, off int, alias string) {
 	default:
 		out = newVecArr(r, n, (off+1)%4, nil).out()
 	}
-	BNBackApply(d.s(), xhat.long(), out.long(), k, md, mdx)
+	if src {
+		BNBackApplySrc(d.s(), xhat.long(), out.long(), k, md, mean, mdx)
+	} else {
+		BNBackApply(d.s(), xhat.long(), out.long(), k, md, mdx)
+	}
 	want, mag := make([]float64, n), make([]float64, n)
 	for i := range n {
-		dv, xv := float64(d.orig[i]), float64(xhat.orig[i])
+		dv, xv := float64(d.orig[i]), float64(xhat.orig[i])-float64(mean)
 		want[i] = float64(k) * (dv - float64(md) - xv*float64(mdx))
 		mag[i] = math.Abs(float64(k)) * (math.Abs(dv) + math.Abs(float64(md)) + math.Abs(xv*float64(mdx)))
 	}

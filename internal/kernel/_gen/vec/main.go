@@ -384,7 +384,7 @@ func (g *gen) kernels() {
 		sig2   = "func(a, b []float32) float64"
 		sigXY  = "func(alpha float32, x, y []float32)"
 		sigBN  = "func(src, xhat, out []float32, mean, invstd, gamma, beta float32)"
-		sigBNB = "func(d, xhat, out []float32, k, md, mdx float32)"
+		sigBNB = "func(d, xhat, out []float32, k, md, mean, mdx float32)"
 	)
 	vb := g.vb()
 	u4 := 4
@@ -399,14 +399,17 @@ func (g *gen) kernels() {
 		})
 	}
 
-	// DotSums: Σd, Σd·x.
-	g.begin("DotSums", "func(d, x []float32) (sd, sdx float64)", "returns Σ d[i] and Σ d[i]·x[i] over len(d) elements")
+	// DotSums: Σd, Σd·(x−shift).
+	g.begin("DotSums", "func(d, x []float32, shift float32) (sd, sdx float64)", "returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(d) elements")
 	{
 		d, x, n := ptr("d"), ptr("x"), length("d")
+		sh := g.bcast("shift")
 		g.reduce(n, 2, u4, func(acc []VecVirtual, i GPVirtual, u int, masked bool) {
 			v := g.load(at(d, i, u*vb), masked)
 			VADDPS(v, acc[0], acc[0])
-			VFMADD231PS(g.src(at(x, i, u*vb), masked), v, acc[1])
+			xv := g.load(at(x, i, u*vb), masked) // lanes past the end: d is 0 there
+			VSUBPS(sh, xv, xv)
+			VFMADD231PS(xv, v, acc[1])
 		})
 	}
 
@@ -447,10 +450,11 @@ func (g *gen) kernels() {
 		})
 	}
 
-	// ReLUMaskDotSums: d = 0 where y == 0, then Σd, Σd·x.
-	g.begin("ReLUMaskDotSums", "func(y, d, x []float32) (sd, sdx float64)", "zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·x[i] over len(y) elements")
+	// ReLUMaskDotSums: d = 0 where y == 0, then Σd, Σd·(x−shift).
+	g.begin("ReLUMaskDotSums", "func(y, d, x []float32, shift float32) (sd, sdx float64)", "zeroes d[i] where y[i] == 0 and returns Σ d[i] and Σ d[i]·(x[i]−shift) over len(y) elements")
 	{
 		y, d, x, n := ptr("y"), ptr("d"), ptr("x"), length("y")
+		sh := g.bcast("shift")
 		z := g.zero()
 		g.reduce(n, 2, u4, func(acc []VecVirtual, i GPVirtual, u int, masked bool) {
 			ys := g.src(at(y, i, u*vb), masked)
@@ -465,7 +469,9 @@ func (g *gen) kernels() {
 			}
 			g.store(v, at(d, i, u*vb), masked)
 			VADDPS(v, acc[0], acc[0])
-			VFMADD231PS(g.src(at(x, i, u*vb), masked), v, acc[1])
+			xv := g.load(at(x, i, u*vb), masked) // lanes past the end: d is 0 there
+			VSUBPS(sh, xv, xv)
+			VFMADD231PS(xv, v, acc[1])
 		})
 	}
 
@@ -573,15 +579,17 @@ func (g *gen) kernels() {
 		})
 	}
 
-	// BNBack: out = k·(d − md − xhat·mdx).
-	g.begin("BNBack", sigBNB, "computes out[i] = k·(d[i] − md − xhat[i]·mdx) over len(d) elements")
+	// BNBack: out = k·(d − md − (xhat−mean)·mdx).
+	g.begin("BNBack", sigBNB, "computes out[i] = k·(d[i] − md − (xhat[i]−mean)·mdx) over len(d) elements")
 	{
 		d, xhat, out, n := ptr("d"), ptr("xhat"), ptr("out"), length("d")
-		k, md, mdx := g.bcast("k"), g.bcast("md"), g.bcast("mdx")
+		k, md, mean, mdx := g.bcast("k"), g.bcast("md"), g.bcast("mean"), g.bcast("mdx")
 		g.elementwise(n, u4, func(i GPVirtual, u int, masked bool) {
 			t := g.load(at(d, i, u*vb), masked)
 			VSUBPS(md, t, t)
-			VFNMADD231PS(g.src(at(xhat, i, u*vb), masked), mdx, t) // t −= xhat·mdx
+			h := g.load(at(xhat, i, u*vb), masked)
+			VSUBPS(mean, h, h)
+			VFNMADD231PS(h, mdx, t) // t −= (xhat−mean)·mdx
 			VMULPS(k, t, t)
 			g.store(t, at(out, i, u*vb), masked)
 		})
