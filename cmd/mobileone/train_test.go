@@ -244,7 +244,7 @@ func TestTrainBF16(t *testing.T) {
 	dir := t.TempDir()
 	writeToyFolder(t, dir)
 	run := filepath.Join(dir, "run")
-	args := []string{"train", "--data", dir, "-o", run, "--epochs", "3", "--batch", "16", "--size", "16", "--in-channels", "1",
+	args := []string{"train", "--data", dir, "-o", run, "--epochs", "6", "--batch", "16", "--size", "16", "--in-channels", "1",
 		"--channels-override", "16,16,16,32,32", "--blocks", "1,1,1,1", "--k", "1", "--lr", "0.1", "--ema", "0.9", "--no-augment", "--bf16"}
 	code, out, errs := cli(args...)
 	if !kernel.HaveAMX() {
@@ -263,7 +263,7 @@ func TestTrainBF16(t *testing.T) {
 		t.Errorf("train --bf16 output:\n%s", out)
 	}
 	// The setting is part of the run: resuming the finished run keeps it.
-	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 3 epochs are done") {
+	if code, out, errs := cli("train", "--resume", run); code != 0 || !strings.Contains(out, "all 6 epochs are done") {
 		t.Errorf("resume: exit %d\n%s%s", code, out, errs)
 	}
 	ck, err := os.ReadFile(filepath.Join(run, "checkpoint.safetensors"))
