@@ -135,11 +135,12 @@ func TestGreyStemPlanesEqualGEMM(t *testing.T) {
 	}
 }
 
-// TestScaleFoldEqualsBranches trains the same net one step with the 1×1
-// scale branch of its stride-1 depthwise blocks folded into their skip
-// BatchNorm (block.planeBranches) and as a branch of its own: the loss,
-// every gradient (the scale weight's and its BatchNorm's included) and
-// every running statistic must agree, for k = 1 and k = 3.
+// TestScaleFoldEqualsBranches runs the same net through two training
+// passes (forward and backward) with the 1×1 scale branch of its stride-1
+// depthwise blocks folded into their skip BatchNorm (block.planeBranches)
+// and as a branch of its own: the loss, every gradient (the scale weight's
+// and its BatchNorm's included) and every running statistic must agree,
+// for k = 1 and k = 3.
 func TestScaleFoldEqualsBranches(t *testing.T) {
 	for _, k := range []int{1, 3} {
 		cfg := tinyConfig
@@ -211,8 +212,9 @@ func TestScaleFoldEqualsBranches(t *testing.T) {
 // bnBackChannel with a scaleFold) on one channel against the two
 // BatchNorms computed apart in float64: y = γ1·BN(w·x) + β1 + γ2·BN(x) + β2,
 // then dx, dw, dγ and dβ of both, and the running statistics; with a
-// normal variance, one near ε, a negative w and a w so small that the
-// branch is all ε.
+// normal variance, one near ε, a negative w, a w so small that the branch
+// is all ε, and a γ2 that cancels dx's coefficient of g − ḡ (the scalar
+// fallback of backScaleFold).
 func TestScaleFoldAlgebra(t *testing.T) {
 	const m = 300
 	for ci, c := range []struct {
