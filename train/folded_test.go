@@ -111,7 +111,10 @@ func TestGreyStemPlanesEqualGEMM(t *testing.T) {
 	if gemm.planes || !planes.planes {
 		t.Fatalf("stem planes: %v with planesOff, %v without (want false, true)", gemm.planes, planes.planes)
 	}
-	if d := math.Abs(gemm.loss-planes.loss) / gemm.loss; d > 1e-6 {
+	// 1e-5: the two stems sum their taps in different orders, and the
+	// float32 rounding differences pass through every later layer (1.1e-6
+	// measured with the AVX2 kernels).
+	if d := math.Abs(gemm.loss-planes.loss) / gemm.loss; d > 1e-5 {
 		t.Errorf("loss %v with planes, %v with the GEMM", planes.loss, gemm.loss)
 	}
 	for k, g := range gemm.grads {
@@ -184,7 +187,7 @@ func TestScaleFoldEqualsBranches(t *testing.T) {
 		if f0 != 0 || f1 < 3 {
 			t.Fatalf("k=%d: blocks with a folded scale branch: %d with folding off, %d on (want 0 and ≥ 3)", k, f0, f1)
 		}
-		if d := math.Abs(l0-l1) / l0; d > 1e-6 {
+		if d := math.Abs(l0-l1) / l0; d > 1e-5 { // rounding, as in TestGreyStemPlanesEqualGEMM (1.0e-6 measured with AVX2)
 			t.Errorf("k=%d: loss %v folded, %v unfolded", k, l1, l0)
 		}
 		for i := range g0 {
