@@ -1,14 +1,69 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/nn"
 	"github.com/mobileone-go/mobileone/tensor"
 )
+
+// trainPass is what tests compare between two ways of training the same
+// net: the loss of the last pass, every gradient and every state_dict
+// entry (weights and running statistics), and the net.
+type trainPass struct {
+	loss         float64
+	grads, stats map[string][]float32
+	net          *Net
+}
+
+// runPasses builds tinyNet(cfg, seed) and runs passes forward and backward
+// passes in training mode on x (no optimiser step: later passes start from
+// updated running statistics).
+func runPasses(t *testing.T, cfg model.Config, seed uint64, x *tensor.Tensor, labels []int, passes int) trainPass {
+	t.Helper()
+	m, net := tinyNet(t, cfg, seed)
+	r := trainPass{grads: map[string][]float32{}, stats: map[string][]float32{}, net: net}
+	for i := 0; i < passes; i++ {
+		net.ZeroGrad()
+		var dl *tensor.Tensor
+		r.loss, dl = CrossEntropy(net.Forward(x, true), labels, 0.1)
+		net.Backward(dl)
+	}
+	for _, p := range net.Params() {
+		r.grads[p.Name] = append([]float32(nil), p.G.Data...)
+	}
+	keys, sd := m.StateDict()
+	for _, k := range keys {
+		r.stats[k] = append([]float32(nil), sd[k].Data...)
+	}
+	return r
+}
+
+// comparePasses checks got against want: the loss within 1e-5 relative
+// (two float32 summation orders; their rounding passes through every
+// later layer: up to 1.1e-6 measured), each gradient within gradTol(name)
+// of its largest value, each state_dict entry within 1e-5.
+func comparePasses(t *testing.T, what string, got, want trainPass, gradTol func(name string) float64) {
+	t.Helper()
+	if d := math.Abs(got.loss-want.loss) / want.loss; d > 1e-5 {
+		t.Errorf("%s: loss %v, want %v", what, got.loss, want.loss)
+	}
+	for k, g := range want.grads {
+		if e := maxRel(got.grads[k], toF64(g)); e > gradTol(k) {
+			t.Errorf("%s: gradient of %s differs by %.2g", what, k, e)
+		}
+	}
+	for k, v := range want.stats {
+		if e := maxRel(got.stats[k], toF64(v)); e > 1e-5 {
+			t.Errorf("%s: %s differs by %.2g", what, k, e)
+		}
+	}
+}
 
 // TestFoldedEqualsBranches trains the same net one step with every
 // multi-branch 1×1 block folded and with none folded: the loss, every
@@ -18,52 +73,25 @@ func TestFoldedEqualsBranches(t *testing.T) {
 	cfg.K, cfg.StemStride = 3, 1
 	x := randInput(5, 4, 3, 16, 16)
 	labels := []int{1, 0, 4, 2}
-	var names []string
-	run := func(factor float64) (float64, [][]float32, map[string][]float32, int) {
+	run := func(factor float64) (trainPass, int) {
 		old := foldFactor
 		foldFactor = factor
 		defer func() { foldFactor = old }()
-		m, net := tinyNet(t, cfg, 7)
-		net.ZeroGrad()
-		loss, dl := CrossEntropy(net.Forward(x, true), labels, 0.1)
-		net.Backward(dl)
-		var grads [][]float32
-		names = names[:0]
-		for _, p := range net.Params() {
-			grads = append(grads, append([]float32(nil), p.G.Data...))
-			names = append(names, p.Name)
-		}
-		keys, sd := m.StateDict()
-		stats := map[string][]float32{}
-		for _, k := range keys {
-			stats[k] = append([]float32(nil), sd[k].Data...)
-		}
+		r := runPasses(t, cfg, 7, x, labels, 1)
 		folded := 0
-		for _, b := range net.blocks {
+		for _, b := range r.net.blocks {
 			if b.folded {
 				folded++
 			}
 		}
-		return loss, grads, stats, folded
+		return r, folded
 	}
-	l0, g0, s0, f0 := run(0)
-	l1, g1, s1, f1 := run(1e9)
+	unfolded, f0 := run(0)
+	folded, f1 := run(1e9)
 	if f0 != 0 || f1 < 3 {
 		t.Fatalf("folded blocks: %d with folding off, %d with it forced (want 0 and ≥ 3)", f0, f1)
 	}
-	if d := math.Abs(l0-l1) / l0; d > 1e-6 {
-		t.Errorf("loss %v folded, %v unfolded", l1, l0)
-	}
-	for i := range g0 {
-		if e := maxRel(g1[i], toF64(g0[i])); e > 2e-4 {
-			t.Errorf("gradient of %s differs by %.2g", names[i], e)
-		}
-	}
-	for k, v := range s0 {
-		if e := maxRel(s1[k], toF64(v)); e > 1e-5 {
-			t.Errorf("%s differs by %.2g", k, e)
-		}
-	}
+	comparePasses(t, "folded", folded, unfolded, func(string) float64 { return 2e-4 })
 }
 
 func toF64(s []float32) []float64 {
@@ -83,59 +111,29 @@ func TestGreyStemPlanesEqualGEMM(t *testing.T) {
 	cfg.K, cfg.StemStride, cfg.InChannels = 2, 1, 1
 	x := randInput(6, 4, 1, 12, 12)
 	labels := []int{3, 0, 1, 2}
-	type result struct {
-		loss   float64
-		grads  map[string][]float32
-		stats  map[string][]float32
-		planes bool
-	}
-	run := func(off bool) result {
+	run := func(off bool) (trainPass, bool) {
 		old := planesOff
 		planesOff = off
 		defer func() { planesOff = old }()
-		m, net := tinyNet(t, cfg, 8)
-		net.ZeroGrad()
-		loss, dl := CrossEntropy(net.Forward(x, true), labels, 0.1)
-		net.Backward(dl)
-		r := result{loss: loss, grads: map[string][]float32{}, stats: map[string][]float32{}, planes: net.blocks[0].dwPlanes()}
-		for _, p := range net.Params() {
-			r.grads[p.Name] = append([]float32(nil), p.G.Data...)
-		}
-		keys, sd := m.StateDict()
-		for _, k := range keys {
-			r.stats[k] = append([]float32(nil), sd[k].Data...)
-		}
-		return r
+		r := runPasses(t, cfg, 8, x, labels, 1)
+		return r, r.net.blocks[0].planed
 	}
-	gemm, planes := run(true), run(false)
-	if gemm.planes || !planes.planes {
-		t.Fatalf("stem planes: %v with planesOff, %v without (want false, true)", gemm.planes, planes.planes)
+	gemm, p0 := run(true)
+	planes, p1 := run(false)
+	if p0 || !p1 {
+		t.Fatalf("stem planes: %v with planesOff, %v without (want false, true)", p0, p1)
 	}
-	// 1e-5: the two stems sum their taps in different orders, and the
-	// float32 rounding differences pass through every later layer (1.1e-6
-	// measured with the AVX2 kernels).
-	if d := math.Abs(gemm.loss-planes.loss) / gemm.loss; d > 1e-5 {
-		t.Errorf("loss %v with planes, %v with the GEMM", planes.loss, gemm.loss)
-	}
-	for k, g := range gemm.grads {
-		tol := 2e-4 // as TestFoldedEqualsBranches
-		if k == "stage0.rbr_scale.conv.weight" {
+	comparePasses(t, "stem planes", planes, gemm, func(name string) float64 {
+		if name == "stage0.rbr_scale.conv.weight" {
 			// One weight per output channel (one input channel, 1×1)
 			// followed by a training-mode BatchNorm, nearly invariant to
 			// its scale: the gradient is a small difference of large sums
 			// (0.04 against 9.5 for the 3×3 weights here), so the two
 			// summation orders differ by more, relative to it.
-			tol = 1e-3
+			return 1e-3
 		}
-		if e := maxRel(planes.grads[k], toF64(g)); e > tol {
-			t.Errorf("gradient of %s differs by %.2g", k, e)
-		}
-	}
-	for k, v := range gemm.stats {
-		if e := maxRel(planes.stats[k], toF64(v)); e > 1e-5 {
-			t.Errorf("%s differs by %.2g", k, e)
-		}
-	}
+		return 2e-4 // as TestFoldedEqualsBranches
+	})
 }
 
 // TestScaleFoldEqualsBranches runs the same net through two training
@@ -150,64 +148,34 @@ func TestScaleFoldEqualsBranches(t *testing.T) {
 		cfg.K, cfg.StemStride, cfg.Blocks = k, 1, [4]int{2, 2, 2, 1} // stage3's second pair has SE
 		x := randInput(9, 4, 3, 12, 12)
 		labels := []int{2, 0, 4, 1}
-		var names []string
-		run := func(off bool) (float64, [][]float32, map[string][]float32, int) {
+		run := func(off bool) (trainPass, int) {
 			old := scaleFoldOff
 			scaleFoldOff = off
 			defer func() { scaleFoldOff = old }()
-			m, net := tinyNet(t, cfg, 11)
-			var loss float64
-			for step := 0; step < 2; step++ { // the second step starts from updated running statistics
-				net.ZeroGrad()
-				var dl *tensor.Tensor
-				loss, dl = CrossEntropy(net.Forward(x, true), labels, 0.1)
-				net.Backward(dl)
-			}
-			var grads [][]float32
-			names = names[:0]
-			for _, p := range net.Params() {
-				grads = append(grads, append([]float32(nil), p.G.Data...))
-				names = append(names, p.Name)
-			}
-			keys, sd := m.StateDict()
-			stats := map[string][]float32{}
-			for _, key := range keys {
-				stats[key] = append([]float32(nil), sd[key].Data...)
-			}
+			r := runPasses(t, cfg, 11, x, labels, 2)
 			folds := 0
-			for _, b := range net.blocks {
+			for _, b := range r.net.blocks {
 				if _, sf := b.planeBranches(); sf != nil && b.planed {
 					folds++
 				}
 			}
-			return loss, grads, stats, folds
+			return r, folds
 		}
-		l0, g0, s0, f0 := run(true)
-		l1, g1, s1, f1 := run(false)
+		unfolded, f0 := run(true)
+		folded, f1 := run(false)
 		if f0 != 0 || f1 < 3 {
 			t.Fatalf("k=%d: blocks with a folded scale branch: %d with folding off, %d on (want 0 and ≥ 3)", k, f0, f1)
 		}
-		if d := math.Abs(l0-l1) / l0; d > 1e-5 { // rounding, as in TestGreyStemPlanesEqualGEMM (1.0e-6 measured with AVX2)
-			t.Errorf("k=%d: loss %v folded, %v unfolded", k, l1, l0)
-		}
-		for i := range g0 {
+		comparePasses(t, fmt.Sprintf("k=%d, scale folded", k), folded, unfolded, func(name string) float64 {
 			// The scale weight's gradient is O(ε) where w²·v ≫ ε: the
 			// unfolded form gets it from a sum that nearly cancels, so
 			// in float32 it is the less exact one (TestScaleFoldAlgebra
 			// checks the folded form in float64).
-			tol := 2e-4
-			if strings.HasSuffix(names[i], "rbr_scale.conv.weight") {
-				tol = 1e-3
+			if strings.HasSuffix(name, "rbr_scale.conv.weight") {
+				return 1e-3
 			}
-			if e := maxRel(g1[i], toF64(g0[i])); e > tol {
-				t.Errorf("k=%d: gradient of %s differs by %.2g", k, names[i], e)
-			}
-		}
-		for key, v := range s0 {
-			if e := maxRel(s1[key], toF64(v)); e > 1e-5 {
-				t.Errorf("k=%d: %s differs by %.2g", k, key, e)
-			}
-		}
+			return 2e-4
+		})
 	}
 }
 
