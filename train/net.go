@@ -97,7 +97,8 @@ type block struct {
 	ws       convWork
 	bnIns    []bnSrc
 	bnGrads  []bnGrad
-	folded   bool // the last training forward was folded (folded.go)
+	folded   bool      // the last training forward was folded (folded.go)
+	sfold    scaleFold // the folded scale branch of the channel-by-channel passes (planeBranches)
 	fold     foldWork
 }
 
@@ -368,11 +369,12 @@ func (b *block) forward(x *act, training bool) *act {
 			// memory.
 			nb := len(b.branches)
 			b.planes = grow(b.planes, kernel.Threads()*nb*mo)
-			pop := b.planeOp()
+			np, sf := b.planeBranches()
+			pop := b.planeOp(np)
 			parForW(b.outC, (9*op.Cout+3*(nb+1)*b.outC)*mo, func(wk, lo, hi int) {
 				zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 				var insa [8]bnSrc
-				ins := b.planeIns(insa[:0], x, zc, mo)
+				ins := b.planeIns(insa[:0], x, zc, mo, np, sf)
 				for ch := lo; ch < hi; ch++ {
 					pop.dwForwardPlane(x, b.wst, zc, ch, true)
 					bnSumChannel(ins, ch, mo, b.sum, b.se == nil, workerScratch(b.scratch, wk))
@@ -427,8 +429,7 @@ func (b *block) forward(x *act, training bool) *act {
 // planeIns lists the block's BatchNorms for the channel-by-channel forward
 // pass: the branches' rows in zc (one channel's planes of m values, branch
 // by branch), the skip's in x.
-func (b *block) planeIns(ins []bnSrc, x *act, zc []float32, m int) []bnSrc {
-	nb, sf := b.planeBranches()
+func (b *block) planeIns(ins []bnSrc, x *act, zc []float32, m, nb int, sf *scaleFold) []bnSrc {
 	for i, br := range b.branches[:nb] {
 		ins = append(ins, bnSrc{bn: br.bn, src: zc[i*m : (i+1)*m], own: true})
 	}
@@ -449,7 +450,8 @@ var scaleFoldOff bool
 // follow from the input's (mean w·μ, variance w²·v) and its normalised
 // output is the skip's x̂ times r = w·s1/s2 (s1, s2 the two 1/std): the
 // skip's pass handles both, and the scale branch's plane is never formed
-// (see scaleFold).
+// (see scaleFold). The fold is the block's own (b.sfold): call it once
+// per pass, before the parallel loop.
 func (b *block) planeBranches() (int, *scaleFold) {
 	nb := len(b.branches)
 	if scaleFoldOff || !b.op.DW || b.skip == nil || b.first || nb < 2 || !b.branches[nb-1].padded {
@@ -457,15 +459,16 @@ func (b *block) planeBranches() (int, *scaleFold) {
 	}
 	kk := b.op.K * b.op.K
 	o := (nb - 1) * b.outC * kk
-	return nb - 1, &scaleFold{bn: b.branches[nb-1].bn, w: b.wst[o : o+b.outC*kk], kk: kk, ctr: kk / 2,
+	b.sfold = scaleFold{bn: b.branches[nb-1].bn, w: b.wst[o : o+b.outC*kk], kk: kk, ctr: kk / 2,
 		dw: b.dwst[min(o, len(b.dwst)):min(o+b.outC*kk, len(b.dwst))]}
+	return nb - 1, &b.sfold
 }
 
-// planeOp is the stacked convolution the channel-by-channel passes run:
-// without a folded scale branch (the last one).
-func (b *block) planeOp() convOp {
+// planeOp is the stacked convolution the channel-by-channel passes run over
+// the first nb branches (without a folded scale branch, the last one).
+func (b *block) planeOp(nb int) convOp {
 	op := b.op
-	if nb, sf := b.planeBranches(); sf != nil {
+	if nb < len(b.branches) {
 		op.Cout = nb * b.outC
 		op.CenterOnly = op.CenterOnly[:nb]
 	}
@@ -475,8 +478,7 @@ func (b *block) planeOp() convOp {
 // planeGrads is planeIns for the backward pass: each branch's gradient
 // replaces its plane in zc; the skip's goes to gx (no skip gradient for the
 // stem, gx nil).
-func (b *block) planeGrads(gs []bnGrad, x *act, zc, gx []float32, m int) []bnGrad {
-	nb, sf := b.planeBranches()
+func (b *block) planeGrads(gs []bnGrad, x *act, zc, gx []float32, m, nb int, sf *scaleFold) []bnGrad {
 	for i, br := range b.branches[:nb] {
 		z := zc[i*m : (i+1)*m]
 		gs = append(gs, bnGrad{bn: br.bn, src: z, dz: z, own: true})
@@ -583,11 +585,12 @@ func (b *block) backward(d []float32) []float32 {
 		// pass did not keep them), the BatchNorms' backward, then the
 		// convolutions' backward while the gradients are still in cache.
 		nb := len(b.branches)
-		pop := b.planeOp()
+		np, sf := b.planeBranches()
+		pop := b.planeOp(np)
 		parForW(b.outC, (3*(nb+1)*b.outC+27*op.Cout)*mo, func(wk, lo, hi int) {
 			zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 			var gsa [8]bnGrad
-			gs := b.planeGrads(gsa[:0], x, zc, gx, mo)
+			gs := b.planeGrads(gsa[:0], x, zc, gx, mo, np, sf)
 			for ch := lo; ch < hi; ch++ {
 				pop.dwForwardPlane(x, b.wst, zc, ch, true)
 				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
