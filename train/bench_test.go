@@ -29,8 +29,8 @@ func benchTrainStepBF16(b *testing.B, cfg model.Config, batch, h, w int, bf16 bo
 		b.Fatal(err)
 	}
 	if bf16 {
-		if !kernel.HaveAMX() {
-			b.Skip("no AMX on this machine")
+		if !kernel.HaveBF16() {
+			b.Skip("no AMX or AVX512-BF16 on this machine")
 		}
 		if err := net.SetBF16(true); err != nil {
 			b.Fatal(err)

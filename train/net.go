@@ -104,20 +104,20 @@ type block struct {
 
 // SetBF16 makes the dense convolutions' matrix multiplies (the 1×1 blocks,
 // a dense stem) round their operands to bfloat16 and sum in float32, on
-// the AMX tile unit (kernel.GemmBF16: several times the float32 rate of
-// this path's GEMMs on the trainer's shapes); depthwise layers, BatchNorm,
-// the classifier and the optimiser stay float32, as does a k > 1 1×1 block
-// trained folded. It fails where the CPU has no AMX (the Go twin would be
-// far slower than float32).
+// the AMX tile unit or with AVX512-BF16 (kernel.GemmBF16: several times,
+// or twice, the float32 rate of this path's GEMMs on the trainer's
+// shapes); depthwise layers, BatchNorm, the classifier and the optimiser
+// stay float32, as does a k > 1 1×1 block trained folded. It fails where
+// the CPU has neither (the Go twin would be far slower than float32).
 func (n *Net) SetBF16(on bool) error {
-	if on && !kernel.HaveAMX() {
-		return fmt.Errorf("train: bfloat16 matrix multiplies need AMX-BF16 (Intel Xeon since Sapphire Rapids, Linux 5.16+); this CPU has %s", cpu.Detected)
+	if on && !kernel.HaveBF16() {
+		return fmt.Errorf("train: bfloat16 matrix multiplies need AMX-BF16 (Intel Xeon since Sapphire Rapids, Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake); this CPU has %s", cpu.Detected)
 	}
 	n.setBF16(on)
 	return nil
 }
 
-// setBF16 is SetBF16 without the check (tests: without AMX the kernels
+// setBF16 is SetBF16 without the check (tests: without bfloat16 hardware the kernels
 // run their Go twin).
 func (n *Net) setBF16(on bool) {
 	for _, b := range n.blocks {

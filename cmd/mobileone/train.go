@@ -118,7 +118,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&a.Hyper.EMAWarmup, "ema-warmup", true, "EMA decay min(ema, (1+t)/(10+t)) at step t (--ema-warmup=false: constant)")
 	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling and augmentation")
 	fs.IntVar(&a.Hyper.Workers, "workers", 2, "data loading goroutines")
-	fs.BoolVar(&a.Hyper.BF16, "bf16", false, "matrix multiplies of the 1x1 and dense convolutions in bfloat16 with float32 sums, on the AMX unit of Intel Xeons since Sapphire Rapids (Linux): faster training, numbers that differ from float32 in the third digit; evaluation and the saved models stay float32")
+	fs.BoolVar(&a.Hyper.BF16, "bf16", false, "matrix multiplies of the 1x1 and dense convolutions in bfloat16 with float32 sums, on the AMX unit of Intel Xeons since Sapphire Rapids (Linux) or with AVX512-BF16 (AMD Zen 4 and later): faster training, numbers that differ from float32 in the third digit; evaluation and the saved models stay float32")
 	fs.IntVar(&a.Threads, "threads", runtime.GOMAXPROCS(0), "threads for the compute kernels")
 	fs.StringVar(&a.Out, "o", "", "run `folder`")
 	fs.StringVar(&a.Resume, "resume", "", "continue the run in this `folder`")
@@ -161,8 +161,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if a.Threads < 1 {
 		return fmt.Errorf("--threads must be at least 1")
 	}
-	if a.Hyper.BF16 && !kernel.HaveAMX() {
-		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+); this CPU has %s", cpu.Detected)
+	if a.Hyper.BF16 && !kernel.HaveBF16() {
+		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake); this CPU has %s", cpu.Detected)
 	}
 	kernel.SetThreads(a.Threads)
 
@@ -194,9 +194,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
 		switch {
 		case a.Hyper.BF16:
-			fmt.Fprintln(stdout, "matrix multiplies in bfloat16 on AMX (--bf16); evaluation and the saved models in float32")
-		case kernel.HaveAMX():
-			fmt.Fprintln(stdout, "this CPU has AMX: --bf16 trains faster (bfloat16 matrix multiplies)")
+			fmt.Fprintf(stdout, "matrix multiplies in bfloat16 with %s (--bf16); evaluation and the saved models in float32\n", kernel.BF16Unit())
+		case kernel.HaveBF16():
+			fmt.Fprintf(stdout, "this CPU has %s: --bf16 trains faster (bfloat16 matrix multiplies)\n", kernel.BF16Unit())
 		}
 	}
 	run.Train, run.Val, run.TrainTransform, run.EvalTransform = trainDS, valDS, trTrain, trEval

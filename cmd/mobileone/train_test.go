@@ -238,8 +238,8 @@ func TestEvalBuiltin(t *testing.T) {
 }
 
 // TestTrainBF16: --bf16 trains (and resumes) with bfloat16 matrix
-// multiplies where the CPU has AMX, and is refused with a clear error and
-// no run folder where it has not.
+// multiplies where the CPU has AMX or AVX512-BF16, and is refused with a
+// clear error and no run folder where it has neither.
 func TestTrainBF16(t *testing.T) {
 	dir := t.TempDir()
 	writeToyFolder(t, dir)
@@ -247,9 +247,9 @@ func TestTrainBF16(t *testing.T) {
 	args := []string{"train", "--data", dir, "-o", run, "--epochs", "6", "--batch", "16", "--size", "16", "--in-channels", "1",
 		"--channels-override", "16,16,16,32,32", "--blocks", "1,1,1,1", "--k", "1", "--lr", "0.1", "--ema", "0.9", "--no-augment", "--bf16"}
 	code, out, errs := cli(args...)
-	if !kernel.HaveAMX() {
-		if code == 0 || !strings.Contains(errs, "AMX") {
-			t.Errorf("--bf16 without AMX: exit %d, stderr %q", code, errs)
+	if !kernel.HaveBF16() {
+		if code == 0 || !strings.Contains(errs, "AMX") || !strings.Contains(errs, "AVX512-BF16") {
+			t.Errorf("--bf16 without AMX or AVX512-BF16: exit %d, stderr %q", code, errs)
 		}
 		if _, err := os.Stat(run); err == nil {
 			t.Errorf("a refused --bf16 run left %s behind", run)
@@ -259,7 +259,7 @@ func TestTrainBF16(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train --bf16: exit %d\n%s\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "validation top-1: unfused") || !strings.Contains(out, "bfloat16 on AMX (--bf16)") {
+	if !strings.Contains(out, "validation top-1: unfused") || !strings.Contains(out, "bfloat16 with "+kernel.BF16Unit()+" (--bf16)") {
 		t.Errorf("train --bf16 output:\n%s", out)
 	}
 	// The setting is part of the run: resuming the finished run keeps it.

@@ -6,3 +6,6 @@ package kernel
 
 // amxTilesCall runs the generated AMX tile kernel (amx_amd64.s).
 func amxTilesCall(p *[14]uintptr) { amxTiles(p) }
+
+// dpTilesCall runs the generated AVX512-BF16 kernel (amx_amd64.s).
+func dpTilesCall(p *[14]uintptr) { dpbf16Tiles(p) }

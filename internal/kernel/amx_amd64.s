@@ -626,6 +626,1068 @@ DATA bf16rows<>+56(SB)/4, $0x000000e0
 DATA bf16rows<>+60(SB)/4, $0x000000f0
 GLOBL bf16rows<>(SB), RODATA|NOPTR, $64
 
+// func dpbf16Tiles(p *[14]uintptr)
+// Requires: AVX, AVX512F
+TEXT ·dpbf16Tiles(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ 16(AX), DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ 24(AX), R9
+	MOVQ R9, 96(AX)
+	MOVQ 40(AX), R9
+	MOVQ R9, 104(AX)
+	MOVQ 64(AX), R9
+	MOVQ R9, 88(AX)
+
+dp_n2:
+	CMPQ 88(AX), $0x02
+	JLT  dp_n1
+	MOVQ 8(AX), R11
+	MOVQ 104(AX), R12
+	MOVQ 56(AX), R13
+	SHLQ $0x01, R13
+
+h_dp2:
+	CMPQ   80(AX), $0x00
+	JNE    acc_dp2
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	JMP    init_dp2
+
+acc_dp2:
+	MOVQ    R12, SI
+	MOVQ    48(AX), CX
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z2
+	VMOVUPS 64(SI), Z3
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z4
+	VMOVUPS 64(SI), Z5
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z6
+	VMOVUPS 64(SI), Z7
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z8
+	VMOVUPS 64(SI), Z9
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z10
+	VMOVUPS 64(SI), Z11
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z12
+	VMOVUPS 64(SI), Z13
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z14
+	VMOVUPS 64(SI), Z15
+	ADDQ    CX, SI
+
+init_dp2:
+	MOVQ R11, SI
+	LEAQ (SI)(BX*1), DI
+	MOVQ 96(AX), R8
+	MOVQ 32(AX), R10
+	ADDQ R8, R10
+	MOVQ 72(AX), CX
+	SHLQ $0x04, CX
+	SHRQ $0x02, CX
+
+k_dp2:
+	VMOVUPS      (R8), Z16
+	VMOVUPS      (R10), Z17
+	VPBROADCASTD (SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x6e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z18, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD (SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z2
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x66
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z19, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD (SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z4
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x5e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z20, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD (DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z6
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x56
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z21, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VPBROADCASTD (SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z8
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x4e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z22, Z9
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD (DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z10
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x46
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z23, Z11
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD (SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z12
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x3e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z24, Z13
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD (DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z14
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x36
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z25, Z15
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VMOVUPS      64(R8), Z16
+	VMOVUPS      64(R10), Z17
+	VPBROADCASTD 4(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x6e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z18, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 4(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z2
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x66
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z19, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 4(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z4
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x5e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z20, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 4(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z6
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x56
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z21, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VPBROADCASTD 4(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z8
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x4e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z22, Z9
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 4(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z10
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x46
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z23, Z11
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 4(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z12
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x3e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z24, Z13
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 4(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z14
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x36
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z25, Z15
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VMOVUPS      128(R8), Z16
+	VMOVUPS      128(R10), Z17
+	VPBROADCASTD 8(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x6e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z18, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 8(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z2
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x66
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z19, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 8(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z4
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x5e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z20, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 8(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z6
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x56
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z21, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VPBROADCASTD 8(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z8
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x4e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z22, Z9
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 8(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z10
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x46
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z23, Z11
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 8(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z12
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x3e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z24, Z13
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 8(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z14
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x36
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z25, Z15
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VMOVUPS      192(R8), Z16
+	VMOVUPS      192(R10), Z17
+	VPBROADCASTD 12(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x6e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z18, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 12(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z2
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x66
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z19, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 12(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z4
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x5e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z20, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 12(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z6
+	BYTE $0x62
+	BYTE $0xb2
+	BYTE $0x56
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z21, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf9
+	VPBROADCASTD 12(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z8
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x4e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xc0
+
+	// VDPBF16PS Z17, Z22, Z9
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc9
+	VPBROADCASTD 12(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z10
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x46
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xd0
+
+	// VDPBF16PS Z17, Z23, Z11
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd9
+	VPBROADCASTD 12(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z12
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x3e
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xe0
+
+	// VDPBF16PS Z17, Z24, Z13
+	BYTE         $0x62
+	BYTE         $0x32
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe9
+	VPBROADCASTD 12(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z14
+	BYTE $0x62
+	BYTE $0x32
+	BYTE $0x36
+	BYTE $0x40
+	BYTE $0x52
+	BYTE $0xf0
+
+	// VDPBF16PS Z17, Z25, Z15
+	BYTE    $0x62
+	BYTE    $0x32
+	BYTE    $0x36
+	BYTE    $0x40
+	BYTE    $0x52
+	BYTE    $0xf9
+	ADDQ    $0x10, SI
+	ADDQ    $0x10, DI
+	ADDQ    $0x00000100, R8
+	ADDQ    $0x00000100, R10
+	DECQ    CX
+	JNZ     k_dp2
+	MOVQ    R12, SI
+	MOVQ    48(AX), CX
+	VMOVUPS Z0, (SI)
+	VMOVUPS Z1, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z4, (SI)
+	VMOVUPS Z5, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z8, (SI)
+	VMOVUPS Z9, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z10, (SI)
+	VMOVUPS Z11, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z12, (SI)
+	VMOVUPS Z13, 64(SI)
+	ADDQ    CX, SI
+	VMOVUPS Z14, (SI)
+	VMOVUPS Z15, 64(SI)
+	ADDQ    CX, SI
+	MOVQ    DX, R9
+	SHLQ    $0x03, R9
+	ADDQ    R9, R11
+	MOVQ    48(AX), R9
+	SHLQ    $0x03, R9
+	ADDQ    R9, R12
+	DECQ    R13
+	JNZ     h_dp2
+	MOVQ    32(AX), R9
+	SHLQ    $0x01, R9
+	ADDQ    R9, 96(AX)
+	ADDQ    $0x80, 104(AX)
+	SUBQ    $0x02, 88(AX)
+	JMP     dp_n2
+
+dp_n1:
+	CMPQ 88(AX), $0x01
+	JLT  dp_done
+	MOVQ 8(AX), R11
+	MOVQ 104(AX), R12
+	MOVQ 56(AX), R13
+	SHLQ $0x01, R13
+
+h_dp1:
+	CMPQ   80(AX), $0x00
+	JNE    acc_dp1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	JMP    init_dp1
+
+acc_dp1:
+	MOVQ    R12, SI
+	MOVQ    48(AX), CX
+	VMOVUPS (SI), Z0
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z1
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z2
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z3
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z4
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z5
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z6
+	ADDQ    CX, SI
+	VMOVUPS (SI), Z7
+	ADDQ    CX, SI
+
+init_dp1:
+	MOVQ R11, SI
+	LEAQ (SI)(BX*1), DI
+	MOVQ 96(AX), R8
+	MOVQ 72(AX), CX
+	SHLQ $0x04, CX
+	SHRQ $0x02, CX
+
+k_dp1:
+	VMOVUPS      (R8), Z16
+	VPBROADCASTD (SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc0
+	VPBROADCASTD (SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc8
+	VPBROADCASTD (SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z2
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd0
+	VPBROADCASTD (DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd8
+	VPBROADCASTD (SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z4
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe0
+	VPBROADCASTD (DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe8
+	VPBROADCASTD (SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z6
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf0
+	VPBROADCASTD (DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf8
+	VMOVUPS      64(R8), Z16
+	VPBROADCASTD 4(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc0
+	VPBROADCASTD 4(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc8
+	VPBROADCASTD 4(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z2
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd0
+	VPBROADCASTD 4(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd8
+	VPBROADCASTD 4(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z4
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe0
+	VPBROADCASTD 4(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe8
+	VPBROADCASTD 4(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z6
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf0
+	VPBROADCASTD 4(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf8
+	VMOVUPS      128(R8), Z16
+	VPBROADCASTD 8(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc0
+	VPBROADCASTD 8(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc8
+	VPBROADCASTD 8(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z2
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd0
+	VPBROADCASTD 8(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd8
+	VPBROADCASTD 8(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z4
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe0
+	VPBROADCASTD 8(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe8
+	VPBROADCASTD 8(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z6
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf0
+	VPBROADCASTD 8(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z7
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x36
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf8
+	VMOVUPS      192(R8), Z16
+	VPBROADCASTD 12(SI), Z18
+
+	// VDPBF16PS Z16, Z18, Z0
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x6e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc0
+	VPBROADCASTD 12(SI)(DX*1), Z19
+
+	// VDPBF16PS Z16, Z19, Z1
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x66
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xc8
+	VPBROADCASTD 12(SI)(DX*2), Z20
+
+	// VDPBF16PS Z16, Z20, Z2
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x5e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd0
+	VPBROADCASTD 12(DI), Z21
+
+	// VDPBF16PS Z16, Z21, Z3
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x56
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xd8
+	VPBROADCASTD 12(SI)(DX*4), Z22
+
+	// VDPBF16PS Z16, Z22, Z4
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x4e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe0
+	VPBROADCASTD 12(DI)(DX*2), Z23
+
+	// VDPBF16PS Z16, Z23, Z5
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x46
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xe8
+	VPBROADCASTD 12(SI)(BX*2), Z24
+
+	// VDPBF16PS Z16, Z24, Z6
+	BYTE         $0x62
+	BYTE         $0xb2
+	BYTE         $0x3e
+	BYTE         $0x40
+	BYTE         $0x52
+	BYTE         $0xf0
+	VPBROADCASTD 12(DI)(DX*4), Z25
+
+	// VDPBF16PS Z16, Z25, Z7
+	BYTE    $0x62
+	BYTE    $0xb2
+	BYTE    $0x36
+	BYTE    $0x40
+	BYTE    $0x52
+	BYTE    $0xf8
+	ADDQ    $0x10, SI
+	ADDQ    $0x10, DI
+	ADDQ    $0x00000100, R8
+	DECQ    CX
+	JNZ     k_dp1
+	MOVQ    R12, SI
+	MOVQ    48(AX), CX
+	VMOVUPS Z0, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z1, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z2, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z3, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z4, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z5, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z6, (SI)
+	ADDQ    CX, SI
+	VMOVUPS Z7, (SI)
+	ADDQ    CX, SI
+	MOVQ    DX, R9
+	SHLQ    $0x03, R9
+	ADDQ    R9, R11
+	MOVQ    48(AX), R9
+	SHLQ    $0x03, R9
+	ADDQ    R9, R12
+	DECQ    R13
+	JNZ     h_dp1
+	MOVQ    32(AX), R9
+	ADDQ    R9, 96(AX)
+	ADDQ    $0x40, 104(AX)
+	SUBQ    $0x01, 88(AX)
+
+dp_done:
+	VZEROUPPER
+	RET
+
 // func bf16RowAVX512(src []float32, dst []uint16)
 // Requires: AVX, AVX512F
 TEXT ·bf16RowAVX512(SB), NOSPLIT, $0-48

@@ -9,6 +9,11 @@ package kernel
 //go:noescape
 func amxTiles(p *[14]uintptr)
 
+// dpbf16Tiles computes the C tiles described by p with AVX512-BF16; see tileJob.runGo.
+//
+//go:noescape
+func dpbf16Tiles(p *[14]uintptr)
+
 // bf16RowAVX512 rounds src to bfloat16 into dst, 16 values at a time (len(src)/16 groups); see bf16.
 //
 //go:noescape

@@ -14,10 +14,15 @@ import (
 // products summed in float32, on the AMX tile unit of Intel Xeons since
 // Sapphire Rapids (TDPBF16PS: a 16×16 float32 tile += a 16×32 by 32×16
 // bfloat16 product per instruction, ~14 times the float32 FMA rate of the
-// same core). Where there is no AMX, the same packed operands go through
-// tileJob.runGo, the kernel's twin, which sums in the same order (the tile
-// unit rounds the partial sums inside one 32-long step its own way, so
-// the two agree to float32 rounding, not bit for bit).
+// same core), else with AVX512-BF16's VDPBF16PS (AMD Zen 4 and 5, Intel
+// Cooper Lake: 16 lanes += 16 pair products per instruction, twice the
+// float32 FMA's multiply-adds) on the same packed operands. Where there
+// is neither, they go through tileJob.runGo, the kernels' twin, which
+// sums in the same order (the hardware rounds the partial sums inside one
+// pair or one 32-long step its own way, so they agree to float32
+// rounding, not bit for bit). Each kernel always sums in one order, so
+// its results do not vary from run to run; they differ from the other
+// kernel's in the last bits.
 //
 // A is packed as a row-major bfloat16 matrix, 16-row strips, k padded to a
 // multiple of 32 with zeros; B in VNNI order: per 16-column strip, per
@@ -41,8 +46,12 @@ func bf16Float(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) 
 var (
 	amxOnce sync.Once
 	amxOK   bool
-	// amxOff sends every tile job to the Go twin (tests).
-	amxOff bool
+	// amxOff keeps tile jobs off the tile unit (to the AVX512-BF16
+	// kernel or the Go twin), dpOff off the AVX512-BF16 kernel (tests).
+	amxOff, dpOff bool
+	// dpOK: the AVX512-BF16 kernel runs here (AVX512-BF16 and the
+	// AVX-512 kernels selected).
+	dpOK = haveAsm && cpu.Detected.AVX512BF16 && cpu.Selected() == cpu.AVX512
 )
 
 // amxReady reports whether the tile kernel runs here: a CPU with AMX-TILE
@@ -80,9 +89,24 @@ func bf16Row(src []float32, dst []uint16) {
 	}
 }
 
-// HaveAMX reports whether GemmBF16 and friends run on AMX tiles here
-// (else on their much slower Go twin).
+// HaveAMX reports whether GemmBF16 and friends run on AMX tiles here.
 func HaveAMX() bool { return amxReady() }
+
+// HaveBF16 reports whether GemmBF16 and friends run on bfloat16 hardware
+// here, AMX tiles or AVX512-BF16 (else on their much slower Go twin).
+func HaveBF16() bool { return amxReady() || dpOK }
+
+// BF16Unit names the hardware GemmBF16 runs on here: "AMX",
+// "AVX512-BF16" or "" (the Go twin).
+func BF16Unit() string {
+	switch {
+	case amxReady():
+		return "AMX"
+	case dpOK:
+		return "AVX512-BF16"
+	}
+	return ""
+}
 
 // amxConfig is the tile configuration of amxTiles: palette 1, tiles 0–7
 // of 16 rows of 64 bytes.
@@ -116,16 +140,20 @@ func (j *tileJob) run() {
 	if j.mStrips <= 0 || j.nStrips <= 0 {
 		return
 	}
-	if !amxOff && amxReady() {
-		j.runAsm()
-		return
+	switch {
+	case !amxOff && amxReady():
+		j.runAsm(true)
+	case !dpOff && dpOK:
+		j.runAsm(false)
+	default:
+		j.runGo()
 	}
-	j.runGo()
 }
 
-// runAsm calls amxTiles. The operands are heap or caller memory that
-// amxTiles (NOSPLIT, no calls) reads while this frame keeps them alive.
-func (j *tileJob) runAsm() {
+// runAsm calls amxTiles (amx) or dpbf16Tiles. The operands are heap or
+// caller memory that the kernel (NOSPLIT, no calls) reads while this frame
+// keeps them alive. (Direct calls: through a func value p would escape.)
+func (j *tileJob) runAsm(amx bool) {
 	// Bounds: the last tile of each operand lies inside its slice.
 	_ = j.a[(16*j.mStrips-1)*j.lda+32*j.kt-1]
 	_ = j.b[(j.nStrips-1)*j.bstride+256*j.kt-1]
@@ -144,7 +172,11 @@ func (j *tileJob) runAsm() {
 	if j.acc {
 		p[10] = 1
 	}
-	amxTilesCall(&p)
+	if amx {
+		amxTilesCall(&p)
+	} else {
+		dpTilesCall(&p)
+	}
 	runtime.KeepAlive(j.a)
 	runtime.KeepAlive(j.b)
 	runtime.KeepAlive(j.c)
@@ -206,6 +238,11 @@ var (
 // (m×k, rows lda apart) or, if trans, from aᵀ (a is k×m, rows lda apart);
 // rows ≥ m and columns ≥ k are zero.
 func packBF16A(m, k int, a []float32, lda int, trans bool, dst []uint16, ld, i0, i1 int) {
+	var col *[]float32 // a column of a, gathered (trans)
+	if trans {
+		col = f32Bufs.get(k)
+		defer f32Bufs.put(col)
+	}
 	for i := i0; i < i1; i++ {
 		row := dst[i*ld : (i+1)*ld]
 		if i >= m {
@@ -213,9 +250,11 @@ func packBF16A(m, k int, a []float32, lda int, trans bool, dst []uint16, ld, i0,
 			continue
 		}
 		if trans {
-			for p := 0; p < k; p++ {
-				row[p] = bf16(a[p*lda+i])
+			c := (*col)[:k]
+			for p := range c {
+				c[p] = a[p*lda+i]
 			}
+			bf16Row(c, row[:k])
 		} else {
 			bf16Row(a[i*lda:i*lda+k], row[:k])
 		}

@@ -66,16 +66,41 @@ func bf16Ref(m, n, k int, a, b, c []float32, aT, bT, acc bool) (ref, bound []flo
 	return ref, bound
 }
 
-// TestGemmBF16 checks GemmBF16, GemmBF16TN and GemmBF16NT against float64
-// sums of the bfloat16-rounded operands, on the tile kernel (where the
-// machine has AMX) and on its Go twin, across edge shapes.
-func TestGemmBF16(t *testing.T) {
-	type path struct{ twin, goPack bool }
-	paths := []path{{true, true}, {true, false}}
+// bf16Units are the kernels a bfloat16 tile job can run on here: the Go
+// twin always, the AVX512-BF16 kernel and the AMX tile kernel where the
+// machine has them.
+func bf16Units() []string {
+	u := []string{"twin"}
+	if dpOK {
+		u = append(u, "avx512bf16")
+	}
 	if HaveAMX() {
-		paths = append(paths, path{false, false})
-	} else {
-		t.Log("no AMX here: the Go twin only")
+		u = append(u, "amx")
+	}
+	return u
+}
+
+// useBF16Unit sends the tile jobs to one kernel until the returned func
+// is called.
+func useBF16Unit(unit string) (restore func()) {
+	amxOff, dpOff = unit != "amx", unit != "avx512bf16"
+	return func() { amxOff, dpOff = false, false }
+}
+
+// TestGemmBF16 checks GemmBF16, GemmBF16TN and GemmBF16NT against float64
+// sums of the bfloat16-rounded operands, on the tile kernels the machine
+// has (AMX, AVX512-BF16) and on their Go twin, across edge shapes.
+func TestGemmBF16(t *testing.T) {
+	type path struct {
+		unit   string
+		goPack bool
+	}
+	paths := []path{{"twin", true}, {"twin", false}}
+	for _, u := range bf16Units()[1:] {
+		paths = append(paths, path{u, false})
+	}
+	if len(paths) == 2 {
+		t.Log("no AMX or AVX512-BF16 here: the Go twin only")
 	}
 	shapes := [][3]int{{1, 1, 1}, {16, 16, 32}, {15, 17, 31}, {17, 33, 33}, {32, 32, 64}, {48, 200, 48},
 		{33, 48, 100}, {64, 16, 7}, {3, 50, 129}, {48, 64, 96}, {20, 18, 700}, {48, 48, 1500}}
@@ -87,13 +112,14 @@ func TestGemmBF16(t *testing.T) {
 			for _, acc := range []bool{false, true} {
 				for _, v := range []string{"NN", "TN", "NT"} {
 					m, n, k := sh[0], sh[1], sh[2]
-					name := fmt.Sprintf("twin=%v/gopack=%v/%s/%dx%dx%d/acc=%v", pa.twin, pa.goPack, v, m, n, k, acc)
+					name := fmt.Sprintf("%s/gopack=%v/%s/%dx%dx%d/acc=%v", pa.unit, pa.goPack, v, m, n, k, acc)
 					t.Run(name, func(t *testing.T) {
 						r := rand.New(rand.NewSource(int64(m*1000 + n*10 + k)))
 						a, b, c := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
 						c0 := append([]float32(nil), c...)
-						amxOff, bf16NoSIMD = pa.twin, pa.goPack
-						defer func() { amxOff, bf16NoSIMD = false, false }()
+						defer useBF16Unit(pa.unit)()
+						bf16NoSIMD = pa.goPack
+						defer func() { bf16NoSIMD = false }()
 						switch v {
 						case "NN":
 							GemmBF16(m, n, k, a, b, c, acc)
@@ -115,32 +141,37 @@ func TestGemmBF16(t *testing.T) {
 	}
 }
 
-// TestGemmBF16TrainShapes compares the tile kernel with its twin on the
+// TestGemmBF16TrainShapes compares each tile kernel with its twin on the
 // trainer's shapes (exact agreement is not expected: see bf16.go).
 func TestGemmBF16TrainShapes(t *testing.T) {
-	if !HaveAMX() {
-		t.Skip("no AMX on this machine")
+	units := bf16Units()[1:]
+	if len(units) == 0 {
+		t.Skip("no AMX or AVX512-BF16 on this machine")
 	}
 	shapes := [][2]int{{48, 25088 / 8}, {128, 6272}, {256, 2048}}
 	if testing.Short() || raceEnabled {
 		shapes = [][2]int{{48, 512}, {128, 256}} // the twin is slow under the race detector
 	}
-	for _, s := range shapes {
-		c, m := s[0], s[1]
-		r := rand.New(rand.NewSource(int64(c)))
-		w, x := randSlice(r, c*c), randSlice(r, c*m)
-		got, want := make([]float32, c*m), make([]float32, c*m)
-		GemmBF16(c, m, c, w, x, got, false)
-		amxOff = true
-		GemmBF16(c, m, c, w, x, want, false)
-		amxOff = false
-		var worst float64
-		for i := range got {
-			worst = math.Max(worst, math.Abs(float64(got[i]-want[i]))/(math.Abs(float64(want[i]))+1))
-		}
-		t.Logf("%d×%d×%d: largest difference tile kernel vs twin %.2g", c, m, c, worst)
-		if worst > 1e-5 {
-			t.Errorf("%d×%d×%d: tile kernel and twin differ by %.3g", c, m, c, worst)
+	for _, unit := range units {
+		for _, s := range shapes {
+			c, m := s[0], s[1]
+			r := rand.New(rand.NewSource(int64(c)))
+			w, x := randSlice(r, c*c), randSlice(r, c*m)
+			got, want := make([]float32, c*m), make([]float32, c*m)
+			restore := useBF16Unit(unit)
+			GemmBF16(c, m, c, w, x, got, false)
+			restore()
+			restore = useBF16Unit("twin")
+			GemmBF16(c, m, c, w, x, want, false)
+			restore()
+			var worst float64
+			for i := range got {
+				worst = math.Max(worst, math.Abs(float64(got[i]-want[i]))/(math.Abs(float64(want[i]))+1))
+			}
+			t.Logf("%s %d×%d×%d: largest difference kernel vs twin %.2g", unit, c, m, c, worst)
+			if worst > 1e-5 {
+				t.Errorf("%s %d×%d×%d: kernel and twin differ by %.3g", unit, c, m, c, worst)
+			}
 		}
 	}
 }
@@ -149,8 +180,8 @@ func TestGemmBF16TrainShapes(t *testing.T) {
 // the garbage collector keeps preempting them with signals: the tile state
 // must survive the signal frames.
 func TestGemmBF16Preempted(t *testing.T) {
-	if !HaveAMX() {
-		t.Skip("no AMX on this machine")
+	if !HaveBF16() {
+		t.Skip("no AMX or AVX512-BF16 on this machine")
 	}
 	r := rand.New(rand.NewSource(7))
 	const m, n, k = 64, 4096, 256
@@ -285,26 +316,37 @@ func TestGemmBF16ThreadsAgree(t *testing.T) {
 	}
 }
 
-// BenchmarkAMXTiles is the tile kernel alone on one thread, operands in L1:
-// a 32×32 block of C over k = 256 (two A strips, two B strips; 524,288
-// multiply-adds per call).
+// BenchmarkAMXTiles is each tile kernel alone on one thread, operands in
+// L1: a 32×32 block of C over k = 256 (two A strips, two B strips;
+// 524,288 multiply-adds per call).
 func BenchmarkAMXTiles(b *testing.B) {
-	if !HaveAMX() {
-		b.Skip("no AMX on this machine")
+	units := map[string]bool{} // name: amx
+	if HaveAMX() {
+		units["amx"] = true
 	}
-	const kt = 8
-	a := make([]uint16, 32*32*kt)
-	bb := make([]uint32, 2*256*kt)
-	c := make([]float32, 32*32)
-	for i := range a {
-		a[i] = bf16(float32(i%7) - 3)
+	if dpOK {
+		units["avx512bf16"] = false
 	}
-	for i := range bb {
-		bb[i] = uint32(bf16(float32(i%5)-2)) * 0x10001
+	if len(units) == 0 {
+		b.Skip("no AMX or AVX512-BF16 on this machine")
 	}
-	j := &tileJob{a: a, lda: 32 * kt, b: bb, bstride: 256 * kt, c: c, ldc: 32, mStrips: 2, nStrips: 2, kt: kt}
-	for b.Loop() {
-		j.runAsm()
+	for name, amx := range units {
+		b.Run(name, func(b *testing.B) {
+			const kt = 8
+			a := make([]uint16, 32*32*kt)
+			bb := make([]uint32, 2*256*kt)
+			c := make([]float32, 32*32)
+			for i := range a {
+				a[i] = bf16(float32(i%7) - 3)
+			}
+			for i := range bb {
+				bb[i] = uint32(bf16(float32(i%5)-2)) * 0x10001
+			}
+			j := &tileJob{a: a, lda: 32 * kt, b: bb, bstride: 256 * kt, c: c, ldc: 32, mStrips: 2, nStrips: 2, kt: kt}
+			for b.Loop() {
+				j.runAsm(amx)
+			}
+			gflops(b, 2*32*32*32*kt)
+		})
 	}
-	gflops(b, 2*32*32*32*kt)
 }

@@ -32,7 +32,7 @@ func BenchmarkGemmTrainShapes(b *testing.B) {
 			{"GemmBF16NT", func() { GemmBF16NT(c, c, m, y, x, dw, false) }},
 		} {
 			b.Run(fmt.Sprintf("%s/%dx%d", op.name, c, m), func(b *testing.B) {
-				if strings.Contains(op.name, "BF16") && !HaveAMX() {
+				if strings.Contains(op.name, "BF16") && !HaveBF16() {
 					b.Skip("no AMX on this machine")
 				}
 				withThreads(b, threadConfig{2, minParallelWork}, func() {

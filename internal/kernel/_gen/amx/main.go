@@ -443,6 +443,7 @@ func main() {
 	for q := 0; q < 16; q++ {
 		DATA(4*q, U32(uint32(16*q)))
 	}
+	dpKernel()
 	rowKernel()
 	pairsKernel()
 	colsKernel(odd, rows)
