@@ -246,9 +246,13 @@ func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int, own bool) {
 // channel, the weight gradient from Corr3Plane(dz, x) and, if dx is not
 // nil, dx += the convolution of dz with the kernel flipped; a centre-only
 // branch needs one DotAxpy (its other taps are reported as 0).
-func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32) {
-	parFor(c.Cin, 2*c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
+func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32, overwrite bool) {
+	p := x.H * x.W * x.N
+	parFor(c.Cin, 2*c.Cout*9*p, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
+			if overwrite && dx != nil {
+				clear(dx[ci*p : (ci+1)*p])
+			}
 			c.dwBackwardPlane(x, w, dz, dw, dx, ci, false)
 		}
 	})
@@ -307,8 +311,14 @@ const maxTaps = 49
 // zero-padded 1×1 kernel) only use the centre tap; their other taps are
 // reported as 0.
 func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
+	c.dwBackwardTo(x, w, dz, dw, dx, ws, false)
+}
+
+// dwBackwardTo is dwBackward; with overwrite set, each channel's plane of
+// dx is cleared before the channel's gradient is added to it.
+func (c convOp) dwBackwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwrite bool) {
 	if c.rows3() {
-		c.dwBackwardRows(x, w, dz, dw, dx)
+		c.dwBackwardRows(x, w, dz, dw, dx, overwrite)
 		return
 	}
 	oh, ow := c.outSize(x.H, x.W)
@@ -323,6 +333,9 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 			var dxp []float32
 			if dx != nil {
 				dxp = dx[ci*pin : (ci+1)*pin]
+				if overwrite {
+					clear(dxp)
+				}
 			}
 			for b := 0; b < nb; b++ {
 				o := b*c.Cin + ci

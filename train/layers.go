@@ -115,7 +115,7 @@ type convOp struct {
 	DW                 bool
 	CenterOnly         []bool // per branch of a depthwise stack: a zero-padded 1×1 kernel
 	// BF16: a dense conv's matrix multiplies round their operands to
-	// bfloat16 and sum in float32 (kernel.GemmBF16, on AMX; Net.SetBF16),
+	// bfloat16 and sum in float32 (kernel.GemmBF16, on AMX or AVX512-BF16; Net.SetBF16),
 	// when they have at least bf16MinCols columns.
 	BF16 bool
 }
@@ -218,12 +218,14 @@ func (c convOp) backward(x *act, w, dz, dw, dx []float32, ws *convWork) {
 // written to dx instead of added (a pointwise convolution's GEMM writes it
 // directly, saving a pass that clears dx).
 func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwrite bool) {
+	if c.DW {
+		// Each channel's plane is cleared by its worker, just before it
+		// is accumulated into (not the whole tensor on this goroutine).
+		c.dwBackwardTo(x, w, dz, dw, dx, ws, overwrite)
+		return
+	}
 	if overwrite && dx != nil && !c.pointwise() {
 		clear(dx)
-	}
-	if c.DW {
-		c.dwBackward(x, w, dz, dw, dx, ws)
-		return
 	}
 	oh, ow := c.outSize(x.H, x.W)
 	mo := x.N * oh * ow

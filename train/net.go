@@ -574,10 +574,11 @@ func (b *block) backward(d []float32) []float32 {
 	if !b.first {
 		b.gx = grow(b.gx, len(x.Data))
 		gx = b.gx
-		if b.skip == nil && b.planed {
-			clear(gx)
-		}
 	}
+	// Without a skip BatchNorm nothing else writes gx: the convolution's
+	// backward writes it (a depthwise one clears each channel's plane
+	// first, on its worker) rather than adds to it.
+	clearGx := b.skip == nil && gx != nil
 	b.dwst = grow(b.dwst, len(b.wst))
 	b.scratch = bnScratch(b.scratch)
 	if b.planed {
@@ -591,9 +592,13 @@ func (b *block) backward(d []float32) []float32 {
 			zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 			var gsa [8]bnGrad
 			gs := b.planeGrads(gsa[:0], x, zc, gx, mo, np, sf)
+			pin := x.H * x.W * x.N
 			for ch := lo; ch < hi; ch++ {
 				pop.dwForwardPlane(x, b.wst, zc, ch, true)
 				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
+				if clearGx {
+					clear(gx[ch*pin : (ch+1)*pin])
+				}
 				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true)
 			}
 		})
@@ -608,9 +613,7 @@ func (b *block) backward(d []float32) []float32 {
 		}
 		b.bnGrads = gs
 		bnBackwardSum(gs, b.outC, mo, d, y, b.scratch)
-		// Without a skip BatchNorm nothing else writes gx: the
-		// convolution's backward writes it rather than adds to it.
-		op.backwardTo(x, b.wst, b.z, b.dwst, gx, &b.ws, b.skip == nil)
+		op.backwardTo(x, b.wst, b.z, b.dwst, gx, &b.ws, clearGx)
 	}
 	// Scatter the stacked weight gradient into the branches.
 	cinG := op.Cin
