@@ -69,7 +69,7 @@ func BenchmarkTrainStepS0_32(b *testing.B) {
 }
 
 // BenchmarkTrainStepBF16 is the Fashion-MNIST steps (k = 1 and 4) and the
-// S0 32×32 step with the dense convolutions in bfloat16 on AMX
+// S0 32×32 step with the dense convolutions in bfloat16 on AMX or AVX512-BF16
 // (Net.SetBF16).
 func BenchmarkTrainStepBF16(b *testing.B) {
 	for _, k := range []int{1, 4} {

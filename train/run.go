@@ -40,7 +40,7 @@ type Hyper struct {
 	Seed           uint64 `json:"seed"`
 	Workers        int    `json:"workers"`
 	// BF16 runs the dense convolutions' matrix multiplies in bfloat16 on
-	// AMX (Net.SetBF16); evaluation stays float32.
+	// AMX or AVX512-BF16 (Net.SetBF16); evaluation stays float32.
 	BF16 bool `json:"bf16,omitempty"`
 }
 

@@ -12,7 +12,7 @@
 # shows the median and the best of each side's N figures, so a burst of
 # noise on a shared machine hits both sides alike. With --bf16 both sides
 # multiply in bfloat16: Go's --bf16 (BenchmarkTrainStepBF16: the dense
-# convolutions' GEMMs on AMX) against PyTorch's CPU autocast to bfloat16.
+# convolutions' GEMMs on AMX or AVX512-BF16) against PyTorch's CPU autocast to bfloat16.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

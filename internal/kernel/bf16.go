@@ -134,8 +134,8 @@ type tileJob struct {
 	acc                  bool
 }
 
-// run computes the job on AMX tiles if this machine has them, else with
-// the Go twin.
+// run computes the job on AMX tiles or with AVX512-BF16 if this machine has
+// them, else with the Go twin.
 func (j *tileJob) run() {
 	if j.mStrips <= 0 || j.nStrips <= 0 {
 		return
@@ -464,8 +464,9 @@ func addRows(rows, cols int, src []float32, ls int, dst []float32, ld int, acc b
 
 // GemmBF16 is Gemm (c = a·b, + c if accumulate; a: m×k, b: k×n, c: m×n,
 // row-major) with a and b rounded to bfloat16 and the products summed in
-// float32, on AMX tiles where the CPU has them (see HaveAMX). It is made
-// for wide products (n ≫ m), as in a 1×1 convolution's forward pass.
+// float32, on AMX tiles or with AVX512-BF16 where the CPU has them (see
+// HaveBF16). It is made for wide products (n ≫ m), as in a 1×1
+// convolution's forward pass.
 func GemmBF16(m, n, k int, a, b, c []float32, accumulate bool) {
 	gemmBF16Wide(m, n, k, a, false, b, c, accumulate)
 }

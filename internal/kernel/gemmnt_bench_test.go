@@ -12,7 +12,8 @@ import (
 // pixels; stage 2: 128 over 6,272; stage 3: 256 over 2,048): the forward
 // product (Gemm), the input gradient (GemmTN) and the weight gradient
 // (GemmNT, through the dot kernels), at 2 threads; and the same three in
-// bfloat16 on AMX (GemmBF16, GemmBF16TN, GemmBF16NT) where the CPU has it.
+// bfloat16 on AMX or AVX512-BF16 (GemmBF16, GemmBF16TN, GemmBF16NT) where
+// the CPU has either.
 func BenchmarkGemmTrainShapes(b *testing.B) {
 	for _, s := range [][2]int{{48, 25088}, {128, 6272}, {256, 2048}} {
 		c, m := s[0], s[1]
