@@ -70,26 +70,23 @@ var (
 // amxTiles uses for its A row).
 const offNLeft = offARow
 
+// dpRows addresses the 8 A rows of a half strip from two row pointers
+// and lda, 3·lda: row r is base + index·scale (no index: base alone).
+var dpRows = [8]struct {
+	base, index Register
+	scale       uint8
+}{
+	{dpA0, nil, 0}, {dpA0, dpL, 1}, {dpA0, dpL, 2}, {dpA3, nil, 0},
+	{dpA0, dpL, 4}, {dpA3, dpL, 2}, {dpA0, dpL3, 2}, {dpA3, dpL, 4},
+}
+
 // dpRow is the address of A row i (0–7) of the half strip, disp bytes on.
 func dpRow(i, disp int) Mem {
-	switch i {
-	case 0:
-		return Mem{Base: dpA0, Disp: disp}
-	case 1:
-		return Mem{Base: dpA0, Index: dpL, Scale: 1, Disp: disp}
-	case 2:
-		return Mem{Base: dpA0, Index: dpL, Scale: 2, Disp: disp}
-	case 3:
-		return Mem{Base: dpA3, Disp: disp}
-	case 4:
-		return Mem{Base: dpA0, Index: dpL, Scale: 4, Disp: disp}
-	case 5:
-		return Mem{Base: dpA3, Index: dpL, Scale: 2, Disp: disp}
-	case 6:
-		return Mem{Base: dpA0, Index: dpL3, Scale: 2, Disp: disp}
-	default:
-		return Mem{Base: dpA3, Index: dpL, Scale: 4, Disp: disp}
+	r := dpRows[i]
+	if r.index == nil {
+		return Mem{Base: r.base, Disp: disp}
 	}
+	return Mem{Base: r.base, Index: r.index, Scale: r.scale, Disp: disp}
 }
 
 // dpAcc is the accumulator of row i, strip j of a block nr strips wide.
