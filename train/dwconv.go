@@ -309,14 +309,10 @@ const maxTaps = 49
 // One task per input channel owns that channel's weight gradients (of every
 // branch) and input gradient. Branches flagged in c.CenterOnly (a
 // zero-padded 1×1 kernel) only use the centre tap; their other taps are
-// reported as 0.
-func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork) {
-	c.dwBackwardTo(x, w, dz, dw, dx, ws, false)
-}
-
-// dwBackwardTo is dwBackward; with overwrite set, each channel's plane of
-// dx is cleared before the channel's gradient is added to it.
-func (c convOp) dwBackwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwrite bool) {
+// reported as 0. With overwrite set, each channel's plane of dx is cleared
+// (by the worker that owns the channel) before the channel's gradient is
+// added to it.
+func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork, overwrite bool) {
 	if c.rows3() {
 		c.dwBackwardRows(x, w, dz, dw, dx, overwrite)
 		return

@@ -221,7 +221,7 @@ func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	if c.DW {
 		// Each channel's plane is cleared by its worker, just before it
 		// is accumulated into (not the whole tensor on this goroutine).
-		c.dwBackwardTo(x, w, dz, dw, dx, ws, overwrite)
+		c.dwBackward(x, w, dz, dw, dx, ws, overwrite)
 		return
 	}
 	if overwrite && dx != nil && !c.pointwise() {
