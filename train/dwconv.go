@@ -247,22 +247,19 @@ func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int, own bool) {
 // nil, dx += the convolution of dz with the kernel flipped; a centre-only
 // branch needs one DotAxpy (its other taps are reported as 0).
 func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32, overwrite bool) {
-	p := x.H * x.W * x.N
-	parFor(c.Cin, 2*c.Cout*9*p, func(lo, hi int) {
+	parFor(c.Cin, 2*c.Cout*9*x.H*x.W*x.N, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
-			if overwrite && dx != nil {
-				clear(dx[ci*p : (ci+1)*p])
-			}
-			c.dwBackwardPlane(x, w, dz, dw, dx, ci, false)
+			c.dwBackwardPlane(x, w, dz, dw, dx, ci, false, overwrite)
 		}
 	})
 }
 
 // dwBackwardPlane is dwBackwardRows for output channel ci of every branch,
-// given dz (all Cout planes, or only channel ci's if own). dx must be nil
-// for a dense convolution (its input channel is shared by every output
-// channel).
-func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own bool) {
+// given dz (all Cout planes, or only channel ci's if own); with overwrite,
+// channel ci's plane of dx is cleared before the gradient is added to it.
+// dx must be nil for a dense convolution (its input channel is shared by
+// every output channel).
+func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own, overwrite bool) {
 	nb, outC := c.planeGeom()
 	p := x.H * x.W * x.N
 	xp := c.planeIn(x, ci)
@@ -272,6 +269,9 @@ func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own boo
 			panic("train: dwBackwardPlane: no input gradient for a dense convolution")
 		}
 		dxp = dx[ci*p : (ci+1)*p]
+		if overwrite {
+			clear(dxp)
+		}
 	}
 	for b := 0; b < nb; b++ {
 		o := b*outC + ci

@@ -592,14 +592,10 @@ func (b *block) backward(d []float32) []float32 {
 			zc := b.planes[wk*nb*mo : (wk+1)*nb*mo]
 			var gsa [8]bnGrad
 			gs := b.planeGrads(gsa[:0], x, zc, gx, mo, np, sf)
-			pin := x.H * x.W * x.N
 			for ch := lo; ch < hi; ch++ {
 				pop.dwForwardPlane(x, b.wst, zc, ch, true)
 				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
-				if clearGx {
-					clear(gx[ch*pin : (ch+1)*pin])
-				}
-				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true)
+				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true, clearGx)
 			}
 		})
 	} else {
