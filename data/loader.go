@@ -107,13 +107,7 @@ func (l *Loader) SetTransform(t *Transform) error {
 }
 
 // Len returns the number of batches per epoch.
-func (l *Loader) Len() int {
-	n, bs := l.ds.Len(), l.opts.BatchSize
-	if l.opts.DropLast {
-		return n / bs
-	}
-	return (n + bs - 1) / bs
-}
+func (l *Loader) Len() int { return l.Batches(l.ds.Len()) }
 
 // Order returns the sample order of epoch e: a permutation drawn from
 // (Seed, e) with Shuffle, else 0..Len-1.
@@ -141,12 +135,38 @@ func (l *Loader) Epoch(e int) iter.Seq2[*Batch, error] { return l.EpochFrom(e, 0
 // EpochFrom is Epoch starting at batch step (to resume mid-epoch): the
 // batches are the same as Epoch(e)'s from that step on.
 func (l *Loader) EpochFrom(e, step int) iter.Seq2[*Batch, error] {
+	return l.EpochOrder(e, step, nil)
+}
+
+// Batches returns the number of batches an epoch of n samples makes.
+func (l *Loader) Batches(n int) int {
+	bs := l.opts.BatchSize
+	if l.opts.DropLast {
+		return n / bs
+	}
+	return (n + bs - 1) / bs
+}
+
+// EpochOrder is EpochFrom over the given samples, in the given order (dataset
+// indices, for example a subset of Order(e) when a trainer prunes samples it
+// has learned): Batches(len(order)) batches, each sample augmented exactly as
+// in a full epoch e. A nil order is Order(e). Indices outside the dataset
+// end the iteration with an error.
+func (l *Loader) EpochOrder(e, step int, order []int) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
-		nb := l.Len()
+		if order == nil {
+			order = l.Order(e)
+		}
+		for _, i := range order {
+			if i < 0 || i >= l.ds.Len() {
+				yield(nil, fmt.Errorf("data: epoch %d: sample index %d outside the %d samples", e, i, l.ds.Len()))
+				return
+			}
+		}
+		nb := l.Batches(len(order))
 		if step < 0 || step >= nb {
 			return
 		}
-		order := l.Order(e)
 		tr := l.tr.Load()
 		P, W := l.opts.Prefetch, l.opts.Workers
 		W = min(W, nb-step)

@@ -419,3 +419,70 @@ func TestLoadFolder(t *testing.T) {
 		t.Fatal("missing folder accepted")
 	}
 }
+
+func TestLoaderEpochOrder(t *testing.T) {
+	// A subset of an epoch's order gives those samples, in that order, each
+	// augmented exactly as in the full epoch; resuming mid-subset gives the
+	// same tail; an index outside the dataset is an error, not a panic.
+	ds := memDataset(t, 47, 3, true)
+	l, err := NewLoader(ds, Options{BatchSize: 8, Shuffle: true, DropLast: true, Transform: augmentAll(), Seed: 9, Workers: 2})
+	must(t, err)
+	full := map[int][]float32{}
+	for b, err := range l.EpochOrder(3, 0, l.Order(3)[:40]) {
+		must(t, err)
+		per := len(b.X.Data) / len(b.Indices)
+		for k, i := range b.Indices {
+			full[i] = slices.Clone(b.X.Data[k*per : (k+1)*per])
+		}
+	}
+	var sub []int
+	for k, i := range l.Order(3) {
+		if k%3 != 1 {
+			sub = append(sub, i)
+		}
+	}
+	if got, want := l.Batches(len(sub)), len(sub)/8; got != want {
+		t.Fatalf("Batches(%d) = %d, want %d", len(sub), got, want)
+	}
+	var recs []batchRecord
+	for b, err := range l.EpochOrder(3, 0, sub) {
+		must(t, err)
+		if b.Step != len(recs) {
+			t.Fatalf("step %d, want %d", b.Step, len(recs))
+		}
+		recs = append(recs, batchRecord{x: slices.Clone(b.X.Data), shape: slices.Clone(b.X.Shape), labels: slices.Clone(b.Labels), indices: slices.Clone(b.Indices)})
+		b.Release()
+	}
+	if len(recs) != len(sub)/8 {
+		t.Fatalf("%d batches, want %d", len(recs), len(sub)/8)
+	}
+	for s, r := range recs {
+		if !slices.Equal(r.indices, sub[s*8:(s+1)*8]) {
+			t.Fatalf("batch %d indices %v, want %v", s, r.indices, sub[s*8:(s+1)*8])
+		}
+		per := len(r.x) / len(r.indices)
+		for k, i := range r.indices {
+			if want, ok := full[i]; ok && !equalFloats(want, r.x[k*per:(k+1)*per]) {
+				t.Fatalf("sample %d augmented differently in the subset", i)
+			}
+		}
+	}
+	var tail []batchRecord
+	for b, err := range l.EpochOrder(3, 2, sub) {
+		must(t, err)
+		tail = append(tail, batchRecord{x: slices.Clone(b.X.Data), shape: slices.Clone(b.X.Shape), labels: slices.Clone(b.Labels), indices: slices.Clone(b.Indices)})
+	}
+	if err := sameBatches(recs[2:], tail); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range l.EpochOrder(3, 0, []int{0, 1, 2, 3, 4, 5, 6, 47}) {
+		n++
+		if err == nil || !strings.Contains(err.Error(), "index 47") {
+			t.Fatalf("out-of-range index: err %v", err)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d yields for a bad order, want 1", n)
+	}
+}

@@ -16,8 +16,16 @@ import (
 // It returns the loss and its gradient with respect to the logits,
 // (softmax − q)/N. It panics if a label is out of range or the sizes differ.
 func CrossEntropy(logits *tensor.Tensor, labels []int, smoothing float64) (loss float64, dlogits *tensor.Tensor) {
-	if len(logits.Shape) != 2 || logits.Shape[0] != len(labels) {
-		panic(fmt.Sprintf("train: CrossEntropy: logits %v for %d labels", logits, len(labels)))
+	return crossEntropy(logits, labels, smoothing, nil, nil)
+}
+
+// crossEntropy is CrossEntropy with, if weights is not nil, sample i's
+// gradient scaled by weights[i] (the loss it returns stays the unweighted
+// mean), and, if losses is not nil, sample i's loss stored in losses[i].
+func crossEntropy(logits *tensor.Tensor, labels []int, smoothing float64, weights []float32, losses []float32) (loss float64, dlogits *tensor.Tensor) {
+	if len(logits.Shape) != 2 || logits.Shape[0] != len(labels) ||
+		(weights != nil && len(weights) != len(labels)) || (losses != nil && len(losses) != len(labels)) {
+		panic(fmt.Sprintf("train: CrossEntropy: logits %v for %d labels (%d weights, %d losses)", logits, len(labels), len(weights), len(losses)))
 	}
 	n, c := logits.Shape[0], logits.Shape[1]
 	dlogits = tensor.New(n, c)
@@ -42,7 +50,11 @@ func CrossEntropy(logits *tensor.Tensor, labels []int, smoothing float64) (loss 
 			lp[j] = float64(v) - lse
 			sumLP += lp[j]
 		}
-		loss += -(1-smoothing)*lp[y] - smoothing/float64(c)*sumLP
+		li := -(1-smoothing)*lp[y] - smoothing/float64(c)*sumLP
+		loss += li
+		if losses != nil {
+			losses[i] = float32(li)
+		}
 		d := dlogits.Data[i*c : (i+1)*c]
 		for j := range d {
 			q := smoothing / float64(c)
@@ -50,6 +62,11 @@ func CrossEntropy(logits *tensor.Tensor, labels []int, smoothing float64) (loss 
 				q += 1 - smoothing
 			}
 			d[j] = float32((math.Exp(lp[j]) - q) / float64(n))
+		}
+		if weights != nil {
+			for j := range d {
+				d[j] *= weights[i]
+			}
 		}
 	}
 	return loss / float64(n), dlogits

@@ -42,6 +42,14 @@ type Hyper struct {
 	// BF16 runs the dense convolutions' matrix multiplies in bfloat16 on
 	// AMX or AVX512-BF16 (Net.SetBF16); evaluation stays float32.
 	BF16 bool `json:"bf16,omitempty"`
+	// PruneRatio, if > 0, prunes the samples the network has learned, as
+	// InfoBatch does (see pruner): each sample whose last training loss is
+	// below the mean is left out of an epoch with this probability, and
+	// the gradient of those kept is scaled up to make up for it.
+	PruneRatio float64 `json:"prune_ratio,omitempty"`
+	// PruneAnneal is the fraction of the epochs, at the end, that train on
+	// every sample (with PruneRatio > 0).
+	PruneAnneal float64 `json:"prune_anneal,omitempty"`
 }
 
 // DefaultHyper is the paper's recipe scaled to a small data set.
@@ -84,9 +92,11 @@ type Run struct {
 	OnEpoch func(runlog.Row) // optional, after every epoch's evaluation
 
 	// Resumed state (set by Resume).
-	start   state
-	ema     *EMA
-	sgdInit map[string]*tensor.Tensor
+	start     state
+	ema       *EMA
+	sgdInit   map[string]*tensor.Tensor
+	pruneInit map[string]*tensor.Tensor
+	prune     *pruner
 }
 
 // state is where a run is, stored in its checkpoint.
@@ -146,6 +156,12 @@ func (r *Run) Execute(ctx context.Context) error {
 		return err
 	}
 	steps := r.Train.Len() / h.BatchSize
+	if h.PruneRatio > 0 {
+		if r.prune, err = r.newPruner(); err != nil {
+			return err
+		}
+	}
+	var weights, losses []float32
 	sched := Schedule{PeakLR: h.LR, MinLR: h.MinLR, WDStart: h.WDStart, WDEnd: h.WDEnd,
 		WarmupSteps: int(math.Round(h.WarmupEpochs * float64(steps))), TotalSteps: h.Epochs * steps,
 		ConstantLR: h.ConstantLR, ConstantWD: h.ConstantWD}
@@ -164,18 +180,35 @@ func (r *Run) Execute(ctx context.Context) error {
 		t0 := time.Now()
 		secs0 := st.Seconds
 		imgs := 0
-		for b, err := range loader.EpochFrom(st.Epoch, st.Step) {
+		order := loader.Order(st.Epoch)
+		if r.prune != nil {
+			order = r.prune.begin(st.Epoch, st.Step == 0, order)
+		}
+		nb := loader.Batches(len(order))
+		for b, err := range loader.EpochOrder(st.Epoch, st.Step, order) {
 			if err != nil {
 				return err
 			}
-			opt.SetLR(sched.LR(st.GlobalStep))
-			opt.SetWeightDecay(sched.WeightDecay(st.GlobalStep))
+			// The schedule runs on the epoch's progress (a pruned epoch has
+			// fewer steps): for unpruned epochs this is the global step.
+			pos := st.Epoch*steps + st.Step*steps/nb
+			opt.SetLR(sched.LR(pos))
+			opt.SetWeightDecay(sched.WeightDecay(pos))
 			net.ZeroGrad()
 			logits := net.Forward(b.X, true)
-			loss, dl := CrossEntropy(logits, b.Labels, h.LabelSmoothing)
+			var w, ls []float32
+			if r.prune != nil {
+				weights = r.prune.weights(b.Indices, weights)
+				losses = grow(losses, len(b.Indices))
+				w, ls = weights, losses
+			}
+			loss, dl := crossEntropy(logits, b.Labels, h.LabelSmoothing, w, ls)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				b.Release()
 				return fmt.Errorf("train: loss is %v at epoch %d step %d (learning rate %g too high?)", loss, st.Epoch+1, st.Step+1, opt.LR())
+			}
+			if r.prune != nil {
+				r.prune.update(b.Indices, ls)
 			}
 			net.Backward(dl)
 			opt.Step()
@@ -200,7 +233,7 @@ func (r *Run) Execute(ctx context.Context) error {
 			st.GlobalStep++
 			st.Seconds = secs0 + time.Since(t0).Seconds()
 			if r.OnStep != nil {
-				r.OnStep(Progress{Epoch: st.Epoch + 1, Epochs: h.Epochs, Step: st.Step, Steps: steps,
+				r.OnStep(Progress{Epoch: st.Epoch + 1, Epochs: h.Epochs, Step: st.Step, Steps: nb,
 					Loss: st.LossSum / float64(st.Seen), Acc: 100 * float64(st.Correct) / float64(st.Seen),
 					ImagesPerSec: float64(imgs) / time.Since(t0).Seconds(), LR: opt.LR()})
 			}
@@ -213,7 +246,7 @@ func (r *Run) Execute(ctx context.Context) error {
 		}
 		row := runlog.Row{Epoch: st.Epoch + 1, Seconds: st.Seconds, LR: opt.LR(), WeightDecay: opt.WeightDecay(),
 			TrainLoss: st.LossSum / float64(max(st.Seen, 1)), TrainAcc: 100 * float64(st.Correct) / float64(max(st.Seen, 1)),
-			ImagesPerSec: float64(imgs) / time.Since(t0).Seconds()}
+			ImagesPerSec: float64(imgs) / time.Since(t0).Seconds(), Images: st.Seen}
 		if r.Val != nil {
 			evalT := r.EvalTransform
 			if r.EvalTransformFor != nil {
@@ -296,6 +329,11 @@ func (r *Run) save(st state, opt *SGD) error {
 		all["sgd/"+k] = v
 		order = append(order, "sgd/"+k)
 	}
+	if p := r.prune; p != nil {
+		all["prune/score"] = &tensor.Tensor{Shape: []int{len(p.score)}, Data: p.score}
+		all["prune/start"] = &tensor.Tensor{Shape: []int{len(p.start)}, Data: p.start}
+		order = append(order, "prune/score", "prune/start")
+	}
 	cfg, _ := json.Marshal(r.Model.Config)
 	hy, _ := json.Marshal(r.Hyper)
 	stj, _ := json.Marshal(st)
@@ -371,7 +409,25 @@ func Resume(dir string) (*Run, error) {
 		}
 	}
 	r.sgdInit = part("sgd/")
+	r.pruneInit = part("prune/")
 	return &r, nil
+}
+
+// newPruner makes the run's pruner, with the scores of a resumed run.
+func (r *Run) newPruner() (*pruner, error) {
+	h := r.Hyper
+	p, err := newPruner(r.Train.Len(), h.PruneRatio, h.PruneAnneal, h.Epochs, h.Seed)
+	if err != nil || (r.start.Epoch == 0 && r.start.Step == 0) {
+		return p, err
+	}
+	for name, dst := range map[string][]float32{"score": p.score, "start": p.start} {
+		t := r.pruneInit[name]
+		if t == nil || len(t.Data) != len(dst) {
+			return nil, fmt.Errorf("train: the checkpoint has no pruning scores %q for the %d training images", name, len(dst))
+		}
+		copy(dst, t.Data)
+	}
+	return p, nil
 }
 
 // Finished reports whether a resumed run has already done its last epoch.

@@ -62,11 +62,31 @@ func toyRun(t *testing.T, dir string, trainDS, valDS data.Dataset) *Run {
 }
 
 // A run learns the toy problem; a run interrupted mid-epoch and resumed
-// from its checkpoint ends with exactly the same weights, EMA and log.
+// from its checkpoint ends with exactly the same weights, EMA and log; with
+// data pruning too, interrupted in a pruned epoch.
 func TestRunResumeExact(t *testing.T) {
-	trainDS, valDS := toyData(t, 96, 1), toyData(t, 40, 2)
+	for _, tc := range []struct {
+		name        string
+		prune       float64
+		stop        func(Progress) bool
+		epoch, step int // where the interrupted run resumes
+	}{
+		{"full", 0, func(p Progress) bool { return p.Epoch == 2 && p.Step == 3 }, 1, 3},
+		{"pruned", 0.5, func(p Progress) bool { return p.Epoch == 4 && p.Step == 2 }, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testRunResumeExact(t, tc.prune, tc.stop, tc.epoch, tc.step) })
+	}
+}
 
-	full := toyRun(t, t.TempDir(), trainDS, valDS)
+func testRunResumeExact(t *testing.T, prune float64, stop func(Progress) bool, wantE, wantS int) {
+	trainDS, valDS := toyData(t, 96, 1), toyData(t, 40, 2)
+	run := func(dir string) *Run {
+		r := toyRun(t, dir, trainDS, valDS)
+		r.Hyper.PruneRatio, r.Hyper.PruneAnneal = prune, 0.25
+		return r
+	}
+
+	full := run(t.TempDir())
 	var rows []runlog.Row
 	full.OnEpoch = func(r runlog.Row) { rows = append(rows, r) }
 	if err := full.Execute(context.Background()); err != nil {
@@ -76,13 +96,29 @@ func TestRunResumeExact(t *testing.T) {
 	if last.ValAcc < 90 {
 		t.Errorf("toy problem not learnt: validation accuracy %.1f%% after %d epochs (%+v)", last.ValAcc, len(rows), rows)
 	}
+	// 96 images make 6 batches of 16; a pruned run trains on all of them in
+	// its first epoch (no scores yet) and its last two (annealing), on
+	// fewer in the others.
+	pruned := 0
+	for i, r := range rows {
+		switch {
+		case prune == 0 || i == 0 || i >= 6:
+			if r.Images != 96 {
+				t.Errorf("epoch %d trained %d images, want 96", r.Epoch, r.Images)
+			}
+		case r.Images < 96:
+			pruned++
+		}
+	}
+	if prune > 0 && pruned < 3 {
+		t.Errorf("only %d of epochs 2-6 pruned (%+v)", pruned, rows)
+	}
 
 	dir := t.TempDir()
-	part := toyRun(t, dir, trainDS, valDS)
+	part := run(dir)
 	ctx, cancel := context.WithCancel(context.Background())
-	steps := 0
 	part.OnStep = func(p Progress) {
-		if steps++; steps == 9 { // epoch 2, batch 3 of 6
+		if stop(p) {
 			cancel()
 		}
 	}
@@ -93,8 +129,8 @@ func TestRunResumeExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, s := res.StartEpoch(); e != 1 || s != 3 {
-		t.Fatalf("resumes at epoch %d step %d, want 1, 3", e, s)
+	if e, s := res.StartEpoch(); e != wantE || s != wantS {
+		t.Fatalf("resumes at epoch %d step %d, want %d, %d", e, s, wantE, wantS)
 	}
 	res.Train, res.Val, res.TrainTransform, res.EvalTransform = trainDS, valDS, part.TrainTransform, part.EvalTransform
 	if err := res.Execute(context.Background()); err != nil {
@@ -130,7 +166,7 @@ func TestRunResumeExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Rows(); len(got) != 8 || got[7].ValAcc != last.ValAcc || got[7].TrainLoss != last.TrainLoss {
+	if got := l.Rows(); len(got) != 8 || got[7].ValAcc != last.ValAcc || got[7].TrainLoss != last.TrainLoss || got[wantE].Images != rows[wantE].Images {
 		t.Errorf("resumed log %+v, want 8 rows ending like %+v", got, last)
 	}
 }

@@ -119,6 +119,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling and augmentation")
 	fs.IntVar(&a.Hyper.Workers, "workers", 2, "data loading goroutines")
 	fs.BoolVar(&a.Hyper.BF16, "bf16", false, "matrix multiplies of the 1x1 and dense convolutions in bfloat16 with float32 sums, on the AMX unit of Intel Xeons since Sapphire Rapids (Linux) or with AVX512-BF16 (AMD Zen 4 and later): faster training, numbers that differ from float32 in the third digit; evaluation and the saved models stay float32")
+	fs.Float64Var(&a.Hyper.PruneRatio, "prune", 0, "dynamic data pruning (InfoBatch): leave each image whose last training loss is below the mean out of an epoch with this `probability` (e.g. 0.5; 0: off), scaling up the gradient of those kept; epochs get shorter as the network learns")
+	fs.Float64Var(&a.Hyper.PruneAnneal, "prune-anneal", 0.125, "with --prune, the `fraction` of the epochs, at the end, that train on every image")
 	fs.IntVar(&a.Threads, "threads", runtime.GOMAXPROCS(0), "threads for the compute kernels")
 	fs.StringVar(&a.Out, "o", "", "run `folder`")
 	fs.StringVar(&a.Resume, "resume", "", "continue the run in this `folder`")
@@ -160,6 +162,12 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if a.Threads < 1 {
 		return fmt.Errorf("--threads must be at least 1")
+	}
+	if p := a.Hyper.PruneRatio; !(p >= 0 && p < 1) {
+		return fmt.Errorf("--prune %g: want a probability in [0, 1)", p)
+	}
+	if f := a.Hyper.PruneAnneal; !(f >= 0 && f <= 1) {
+		return fmt.Errorf("--prune-anneal %g: want a fraction in [0, 1]", f)
 	}
 	if a.Hyper.BF16 && !kernel.HaveBF16() {
 		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake); this CPU has %s", cpu.Detected)
@@ -240,8 +248,12 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		if r.ValAccEMA > 0 {
 			ema = fmt.Sprintf("  val EMA %.2f%%", r.ValAccEMA)
 		}
-		fmt.Fprintf(stdout, "epoch %3d/%d  %6.1f min  lr %.4f  loss %.4f  acc %.2f%%  val loss %.4f  val %.2f%%%s  %.0f img/s\n",
-			r.Epoch, a.Hyper.Epochs, r.Seconds/60, r.LR, r.TrainLoss, r.TrainAcc, r.ValLoss, r.ValAcc, ema, r.ImagesPerSec)
+		pruned := ""
+		if a.Hyper.PruneRatio > 0 {
+			pruned = fmt.Sprintf("  %s images", commas(int64(r.Images)))
+		}
+		fmt.Fprintf(stdout, "epoch %3d/%d  %6.1f min  lr %.4f  loss %.4f  acc %.2f%%  val loss %.4f  val %.2f%%%s  %.0f img/s%s\n",
+			r.Epoch, a.Hyper.Epochs, r.Seconds/60, r.LR, r.TrainLoss, r.TrainAcc, r.ValLoss, r.ValAcc, ema, r.ImagesPerSec, pruned)
 	}
 	if !run.Finished() {
 		if err := run.Execute(ctx); err != nil {

@@ -26,13 +26,14 @@ type Row struct {
 	ValAcc       float64 // percent, raw weights
 	ValAccEMA    float64 // percent, EMA weights (0 if none)
 	ImagesPerSec float64
+	Images       int // images trained in the epoch (fewer than the set's when pruned; 0 in older logs)
 }
 
-var header = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s"}
+var header = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s", "images"}
 
 func (r Row) record() []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ValLoss), f(r.ValAcc), f(r.ValAccEMA), f(r.ImagesPerSec)}
+	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ValLoss), f(r.ValAcc), f(r.ValAccEMA), f(r.ImagesPerSec), strconv.Itoa(r.Images)}
 }
 
 // Log is the record of one run folder.
@@ -81,7 +82,7 @@ func parse(r io.Reader) ([]Row, error) {
 		if i == 0 {
 			continue
 		}
-		if len(rec) != len(header) {
+		if len(rec) != len(header) && len(rec) != len(header)-1 { // logs before the images column
 			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(header))
 		}
 		v := make([]float64, len(rec))
@@ -90,7 +91,11 @@ func parse(r io.Reader) ([]Row, error) {
 				return nil, fmt.Errorf("line %d: %v", i+1, err)
 			}
 		}
-		rows = append(rows, Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]})
+		row := Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0}
+		if len(v) == len(header) {
+			row.Images = int(v[10])
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
 }
