@@ -200,6 +200,10 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			cfg.Describe(), a.Data, trainDS.Len(), len(labels), lenOr0(valDS))
 		fmt.Fprintf(stdout, "%s train-time parameters (%s fused), %d epochs of %d batches of %d, %d threads\n",
 			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
+		if a.Hyper.PruneRatio > 0 {
+			fmt.Fprintf(stdout, "data pruning (--prune %g): images the network has learned are left out of an epoch with probability %g, the gradients of those kept scaled by %.3g; the last %d epochs train on every image\n",
+				a.Hyper.PruneRatio, a.Hyper.PruneRatio, 1/(1-a.Hyper.PruneRatio), int(math.Round(a.Hyper.PruneAnneal*float64(a.Hyper.Epochs))))
+		}
 		switch {
 		case a.Hyper.BF16:
 			fmt.Fprintf(stdout, "matrix multiplies in bfloat16 with %s (--bf16); evaluation and the saved models in float32\n", kernel.BF16Unit())

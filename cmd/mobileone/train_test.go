@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"image"
 	"image/color"
@@ -134,6 +135,9 @@ func TestTrainBadInput(t *testing.T) {
 		{[]string{"train", "--resume", dir, "--epochs", "3"}, "no other flags"},
 		{[]string{"train", "-o", filepath.Join(dir, "p"), "--data", toy, "--size", "16", "--progressive", "12@1,20@3"}, "ends at 20"},
 		{[]string{"train", "-o", filepath.Join(dir, "e"), "--data", toy, "--size", "16", "--random-erase", "1.5"}, "probability"},
+		{[]string{"train", "-o", filepath.Join(dir, "pr1"), "--data", toy, "--size", "16", "--prune", "1"}, "--prune 1: want a probability in [0, 1)"},
+		{[]string{"train", "-o", filepath.Join(dir, "pr2"), "--data", toy, "--size", "16", "--prune", "-0.5"}, "--prune -0.5"},
+		{[]string{"train", "-o", filepath.Join(dir, "pr3"), "--data", toy, "--size", "16", "--prune", "0.5", "--prune-anneal", "2"}, "--prune-anneal 2"},
 		{[]string{"train", "-o", filepath.Join(dir, "i1"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/unfused.pth.tar", "--k", "2"}, "cannot be combined with --init"},
 		{[]string{"train", "-o", filepath.Join(dir, "i2"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/unfused.pth.tar", "-m", "s1"}, "not those of -m s1"},
 		{[]string{"train", "-o", filepath.Join(dir, "i3"), "--data", toy, "--size", "16", "--init", "../../testdata/golden/tiny-k4/fused.pth.tar"}, "is fused"},
@@ -305,5 +309,44 @@ func TestTrainBF16(t *testing.T) {
 	m2, err2 := os.ReadFile(filepath.Join(run2, "model.safetensors"))
 	if err1 != nil || err2 != nil || !bytes.Equal(m1, m2) {
 		t.Errorf("two identical --bf16 runs gave different models (%v, %v)", err1, err2)
+	}
+}
+
+// TestTrainPrune: --prune trains the middle epochs on fewer images (the log
+// says how many), the first and the annealed last ones on all of them.
+func TestTrainPrune(t *testing.T) {
+	dir := t.TempDir()
+	writeToyFolder(t, dir)
+	run := filepath.Join(dir, "run")
+	code, out, errs := cli("train", "--data", dir, "-o", run, "--epochs", "4", "--batch", "8", "--size", "16", "--in-channels", "1",
+		"--channels-override", "8,8,8,16,16", "--blocks", "1,1,1,1", "--k", "1", "--no-augment", "--threads", "1",
+		"--prune", "0.5", "--prune-anneal", "0.25")
+	if code != 0 {
+		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "data pruning (--prune 0.5)") || !strings.Contains(out, "the last 1 epochs train on every image") {
+		t.Errorf("no pruning line in:\n%s", out)
+	}
+	f, err := os.Open(filepath.Join(run, "log.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 5 || recs[0][len(recs[0])-1] != "images" {
+		t.Fatalf("log.csv: %v", recs)
+	}
+	images := func(e int) string { return recs[e][len(recs[e])-1] }
+	if images(1) != "96" || images(4) != "96" {
+		t.Errorf("epochs 1 and 4 trained %s and %s images, want 96", images(1), images(4))
+	}
+	if n, _ := strconv.Atoi(images(2)); n >= 96 || n < 40 {
+		t.Errorf("pruned epoch 2 trained %s images, want fewer than 96 (about 3/4 of them)", images(2))
+	}
+	if !strings.Contains(out, images(2)+" images") {
+		t.Errorf("the epoch line does not say how many images:\n%s", out)
 	}
 }
