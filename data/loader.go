@@ -154,6 +154,7 @@ func (l *Loader) Batches(n int) int {
 // end the iteration with an error.
 func (l *Loader) EpochOrder(e, step int, order []int) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
+		order := order
 		if order == nil {
 			order = l.Order(e)
 		}
