@@ -157,11 +157,12 @@ func (l *Loader) EpochOrder(e, step int, order []int) iter.Seq2[*Batch, error] {
 		order := order
 		if order == nil {
 			order = l.Order(e)
-		}
-		for _, i := range order {
-			if i < 0 || i >= l.ds.Len() {
-				yield(nil, fmt.Errorf("data: epoch %d: sample index %d outside the %d samples", e, i, l.ds.Len()))
-				return
+		} else {
+			for _, i := range order {
+				if i < 0 || i >= l.ds.Len() {
+					yield(nil, fmt.Errorf("data: epoch %d: sample index %d outside the %d samples", e, i, l.ds.Len()))
+					return
+				}
 			}
 		}
 		nb := l.Batches(len(order))

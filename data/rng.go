@@ -73,6 +73,7 @@ func splitmix64(x uint64) uint64 {
 const (
 	domainShuffle = 0x53485546464c45 // "SHUFFLE"
 	domainSample  = 0x53414d504c45   // "SAMPLE"
+	domainDraw    = 0x44524157       // "DRAW"
 )
 
 // mix derives a seed from a domain and a tuple of values.
@@ -82,6 +83,14 @@ func mix(domain uint64, vals ...uint64) uint64 {
 		h = splitmix64(h ^ v)
 	}
 	return h
+}
+
+// SampleDraw returns a uniform number in [0, 1) for sample idx in epoch e,
+// from a stream of its own (apart from the shuffle and the augmentation):
+// for per-sample decisions made outside the loader, such as which samples a
+// trainer leaves out of an epoch.
+func SampleDraw(seed uint64, epoch, idx int) float64 {
+	return float64(mix(domainDraw, seed, uint64(epoch), uint64(idx))>>11) * 0x1p-53
 }
 
 // SampleSeed returns the two PCG seed words of sample idx in epoch e: the

@@ -2,7 +2,8 @@ package train
 
 import (
 	"fmt"
-	"math"
+
+	"github.com/mobileone-go/mobileone/data"
 )
 
 // pruner is dynamic data pruning after InfoBatch (Qin et al., "InfoBatch:
@@ -26,13 +27,13 @@ type pruner struct {
 	on    bool      // the epoch in progress is pruned
 }
 
-// newPruner returns a pruner for n samples over a run of epochs, the last
-// round(anneal·epochs) of them unpruned.
-func newPruner(n int, ratio, anneal float64, epochs int, seed uint64) (*pruner, error) {
-	if !(ratio > 0 && ratio < 1) || !(anneal >= 0 && anneal <= 1) {
-		return nil, fmt.Errorf("train: pruning ratio %g must be in (0, 1) and annealing fraction %g in [0, 1]", ratio, anneal)
+// newPruner returns the pruner of a run with hyper-parameters h over n
+// samples (the last h.FullEpochs() epochs unpruned).
+func newPruner(n int, h Hyper) (*pruner, error) {
+	if !(h.PruneRatio > 0 && h.PruneRatio < 1) || !(h.PruneAnneal >= 0 && h.PruneAnneal <= 1) {
+		return nil, fmt.Errorf("train: pruning ratio %g must be in (0, 1) and annealing fraction %g in [0, 1]", h.PruneRatio, h.PruneAnneal)
 	}
-	p := &pruner{ratio: ratio, stop: epochs - int(math.Round(anneal*float64(epochs))), seed: seed,
+	p := &pruner{ratio: h.PruneRatio, stop: h.Epochs - h.FullEpochs(), seed: h.Seed,
 		score: make([]float32, n), start: make([]float32, n)}
 	for i := range p.score {
 		p.score[i], p.start[i] = 1, 1
@@ -59,7 +60,7 @@ func (p *pruner) begin(e int, fresh bool, full []int) []int {
 	}
 	kept := full[:0:0]
 	for _, i := range full {
-		if float64(p.start[i]) < p.mean && unitHash(p.seed, uint64(e), uint64(i)) < p.ratio {
+		if float64(p.start[i]) < p.mean && data.SampleDraw(p.seed, e, i) < p.ratio {
 			continue
 		}
 		kept = append(kept, i)
@@ -87,14 +88,4 @@ func (p *pruner) update(idx []int, losses []float32) {
 	for k, i := range idx {
 		p.score[i] = losses[k]
 	}
-}
-
-// unitHash is a uniform number in [0, 1) from (seed, a, b) (SplitMix64's
-// finaliser over a mix of the three).
-func unitHash(seed, a, b uint64) float64 {
-	z := seed ^ (a+1)*0x9e3779b97f4a7c15 ^ (b+1)*0xc2b2ae3d27d4eb4f
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	z ^= z >> 31
-	return float64(z>>11) / (1 << 53)
 }

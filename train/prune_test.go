@@ -10,7 +10,7 @@ import (
 
 func TestPrunerRejectsBadSettings(t *testing.T) {
 	for _, c := range [][2]float64{{0, 0.1}, {1, 0.1}, {-0.2, 0.1}, {math.NaN(), 0.1}, {0.5, -0.1}, {0.5, 1.5}, {0.5, math.NaN()}} {
-		if _, err := newPruner(10, c[0], c[1], 10, 1); err == nil {
+		if _, err := newPruner(10, Hyper{PruneRatio: c[0], PruneAnneal: c[1], Epochs: 10, Seed: 1}); err == nil {
 			t.Errorf("ratio %g, anneal %g accepted", c[0], c[1])
 		}
 	}
@@ -18,7 +18,7 @@ func TestPrunerRejectsBadSettings(t *testing.T) {
 
 func TestPrunerEpochs(t *testing.T) {
 	const n, ratio = 20000, 0.4
-	p, err := newPruner(n, ratio, 0.2, 10, 7) // epochs 8 and 9 unpruned
+	p, err := newPruner(n, Hyper{PruneRatio: ratio, PruneAnneal: 0.2, Epochs: 10, Seed: 7}) // epochs 8 and 9 unpruned
 	if err != nil {
 		t.Fatal(err)
 	}

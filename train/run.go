@@ -52,6 +52,10 @@ type Hyper struct {
 	PruneAnneal float64 `json:"prune_anneal,omitempty"`
 }
 
+// FullEpochs is how many epochs at the end of a pruned run train on every
+// sample: round(PruneAnneal·Epochs).
+func (h Hyper) FullEpochs() int { return int(math.Round(h.PruneAnneal * float64(h.Epochs))) }
+
 // DefaultHyper is the paper's recipe scaled to a small data set.
 func DefaultHyper() Hyper {
 	return Hyper{Epochs: 30, BatchSize: 128, LR: 0.1, MinLR: 0, WarmupEpochs: 1, Momentum: 0.9,
@@ -415,8 +419,7 @@ func Resume(dir string) (*Run, error) {
 
 // newPruner makes the run's pruner, with the scores of a resumed run.
 func (r *Run) newPruner() (*pruner, error) {
-	h := r.Hyper
-	p, err := newPruner(r.Train.Len(), h.PruneRatio, h.PruneAnneal, h.Epochs, h.Seed)
+	p, err := newPruner(r.Train.Len(), r.Hyper)
 	if err != nil || (r.start.Epoch == 0 && r.start.Step == 0) {
 		return p, err
 	}

@@ -202,7 +202,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
 		if a.Hyper.PruneRatio > 0 {
 			fmt.Fprintf(stdout, "data pruning (--prune %g): images the network has learned are left out of an epoch with probability %g, the gradients of those kept scaled by %.3g; the last %d epochs train on every image\n",
-				a.Hyper.PruneRatio, a.Hyper.PruneRatio, 1/(1-a.Hyper.PruneRatio), int(math.Round(a.Hyper.PruneAnneal*float64(a.Hyper.Epochs))))
+				a.Hyper.PruneRatio, a.Hyper.PruneRatio, 1/(1-a.Hyper.PruneRatio), a.Hyper.FullEpochs())
 		}
 		switch {
 		case a.Hyper.BF16:
