@@ -62,7 +62,63 @@ func tapRange(k, s, p, in, out int) (int, int) {
 // spanTable returns the runs of c for an input of h×w pixels of n images,
 // cached in ws.
 func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
-	st := &ws.spans
+	return c.buildSpans(&ws.spans, h, w, n, false)
+}
+
+// Strided depthwise convolutions run on column phases. With stride S > 1,
+// the taps of consecutive output pixels of a row read every S-th input
+// pixel, so in the plane's own layout each run is one pixel (N values) long
+// and a plane takes a kernel call per output pixel and tap. The passes
+// first copy the input plane into phase order (phaseSplit): row by row,
+// the pixels of columns ≡ 0 (mod S), then ≡ 1, …; there a tap's reads over
+// a run of output pixels are contiguous, one run per output row and tap
+// (phaseTable), and the input gradient is gathered back the same way
+// (phaseMerge).
+
+// phaseWidth is the pixels per phase of a row of w pixels at stride s.
+func phaseWidth(w, s int) int { return (w + s - 1) / s }
+
+// phaseSplit copies the plane xp (h rows of w pixels of n values) into dst
+// in phase order at stride s: pixel (y, x) to phase x mod s, slot x div s of
+// row y (slots beyond the row are left as they were).
+func phaseSplit(xp, dst []float32, h, w, n, s int) {
+	wp := phaseWidth(w, s)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			o := ((y*s+x%s)*wp + x/s) * n
+			i := (y*w + x) * n
+			copy(dst[o:o+n], xp[i:i+n])
+		}
+	}
+}
+
+// phaseMerge is phaseSplit's inverse for an input gradient: the plane dxp
+// is set to (overwrite) or incremented by the phase-ordered src.
+func phaseMerge(src, dxp []float32, h, w, n, s int, overwrite bool) {
+	wp := phaseWidth(w, s)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			o := ((y*s+x%s)*wp + x/s) * n
+			i := (y*w + x) * n
+			if overwrite {
+				copy(dxp[i:i+n], src[o:o+n])
+			} else {
+				kernel.Add(src[o:o+n], dxp[i:i+n])
+			}
+		}
+	}
+}
+
+// phaseTable is spanTable for a strided convolution whose input planes are
+// in phase order (phaseSplit), cached in ws.
+func (c convOp) phaseTable(ws *convWork, h, w, n int) *spanTable {
+	return c.buildSpans(&ws.phases, h, w, n, true)
+}
+
+// buildSpans fills st with the runs of c for an input of h×w pixels of n
+// images, in the plane's layout or (phased) in phase order, unless st
+// already holds them.
+func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 	if st.h == h && st.w == w && st.n == n && st.start != nil {
 		return st
 	}
@@ -88,6 +144,14 @@ func (c convOp) spanTable(ws *convWork, h, w, n int) *spanTable {
 		}
 		for oy := oy0; oy < oy1; oy++ {
 			iy := oy*c.S - c.P + ky
+			if phased {
+				if ox1 > ox0 {
+					col := ox0*c.S - c.P + kx
+					x := ((iy*c.S+col%c.S)*phaseWidth(w, c.S) + col/c.S) * n
+					add(span{z: (oy*ow + ox0) * n, x: x, n: (ox1 - ox0) * n})
+				}
+				continue
+			}
 			if c.S == 1 {
 				if ox1 > ox0 {
 					add(span{z: (oy*ow + ox0) * n, x: (iy*w + ox0 - c.P + kx) * n, n: (ox1 - ox0) * n})
@@ -127,14 +191,19 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 		return
 	}
 	oh, ow := c.outSize(x.H, x.W)
-	st := c.spanTable(ws, x.H, x.W, x.N)
+	st, pp := c.dwSpans(ws, x)
 	kk := c.K * c.K
 	nb := c.Cout / c.Cin
 	pin, pout := x.H*x.W*x.N, oh*ow*x.N
 	ctr := (c.K/2)*c.K + c.K/2
-	parFor(c.Cin, c.Cout*kk*pout, func(lo, hi int) {
+	parForW(c.Cin, c.Cout*kk*pout, func(wk, lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
 			xp := x.Data[ci*pin : (ci+1)*pin]
+			if pp > 0 {
+				buf := ws.phase[2*wk*pp : (2*wk+1)*pp]
+				phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
+				xp = buf
+			}
 			for b := 0; b < nb; b++ {
 				o := b*c.Cin + ci
 				zp := z[o*pout : (o+1)*pout]
@@ -318,18 +387,27 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 		return
 	}
 	oh, ow := c.outSize(x.H, x.W)
-	st := c.spanTable(ws, x.H, x.W, x.N)
+	st, pp := c.dwSpans(ws, x)
 	kk := c.K * c.K
 	nb := c.Cout / c.Cin
 	pin, pout := x.H*x.W*x.N, oh*ow*x.N
 	ctr := (c.K/2)*c.K + c.K/2
-	parFor(c.Cin, 2*c.Cout*kk*pout, func(lo, hi int) {
+	parForW(c.Cin, 2*c.Cout*kk*pout, func(wk, lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
 			xp := x.Data[ci*pin : (ci+1)*pin]
-			var dxp []float32
+			var dxp, dxPlane []float32
 			if dx != nil {
 				dxp = dx[ci*pin : (ci+1)*pin]
-				if overwrite {
+				if overwrite && pp == 0 {
+					clear(dxp)
+				}
+			}
+			if pp > 0 {
+				buf := ws.phase[2*wk*pp : (2*wk+1)*pp]
+				phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
+				xp = buf
+				if dxp != nil {
+					dxPlane, dxp = dxp, ws.phase[(2*wk+1)*pp:(2*wk+2)*pp]
 					clear(dxp)
 				}
 			}
@@ -373,6 +451,21 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 					dw[o*kk+t] = float32(g)
 				}
 			}
+			if dxPlane != nil {
+				phaseMerge(dxp, dxPlane, x.H, x.W, x.N, c.S, overwrite)
+			}
 		}
 	})
+}
+
+// dwSpans returns the runs of the depthwise c on x and, for a strided c,
+// the size of a plane in phase order (0: not phased), with ws.phase holding
+// two such planes per worker.
+func (c convOp) dwSpans(ws *convWork, x *act) (*spanTable, int) {
+	if c.S == 1 {
+		return c.spanTable(ws, x.H, x.W, x.N), 0
+	}
+	pp := x.H * c.S * phaseWidth(x.W, c.S) * x.N
+	ws.phase = grow(ws.phase, 2*kernel.Threads()*pp)
+	return c.phaseTable(ws, x.H, x.W, x.N), pp
 }

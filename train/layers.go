@@ -131,6 +131,8 @@ func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P =
 type convWork struct {
 	col, dcol []float32
 	spans     spanTable
+	phases    spanTable // the runs in phase order (strided depthwise; phaseTable)
+	phase     []float32 // per worker: an input plane and a gradient plane in phase order
 }
 
 // im2col writes col (Cin·K·K, OH·OW·N): row (ci·K+ky)·K+kx, column

@@ -290,6 +290,14 @@ func TestConvBackward(t *testing.T) {
 			if e := maxRel(dx2, dxRef); e > 1e-5 {
 				t.Errorf("input gradient does not accumulate: %.2g", e)
 			}
+			// With overwrite, dx is set whatever it held.
+			for i := range dx2 {
+				dx2[i] = 7
+			}
+			op.backwardTo(x, w, rz, dw, dx2, &ws, true)
+			if e := maxRel(dx2, dxRef); e > 1e-5 {
+				t.Errorf("input gradient with overwrite: %.2g", e)
+			}
 			loss := func() float64 {
 				op.forward(x, w, z, &ws)
 				return dot64(z, rz)
