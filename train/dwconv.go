@@ -192,55 +192,68 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 	}
 	oh, ow := c.outSize(x.H, x.W)
 	st, pp := c.dwSpans(ws, x)
-	kk := c.K * c.K
-	nb := c.Cout / c.Cin
-	pin, pout := x.H*x.W*x.N, oh*ow*x.N
-	ctr := (c.K/2)*c.K + c.K/2
-	parForW(c.Cin, c.Cout*kk*pout, func(wk, lo, hi int) {
+	pin := x.H * x.W * x.N
+	parForW(c.Cin, c.Cout*c.K*c.K*oh*ow*x.N, func(wk, lo, hi int) {
+		var buf []float32
+		if pp > 0 {
+			buf = ws.phase[2*wk*pp : (2*wk+1)*pp]
+		}
 		for ci := lo; ci < hi; ci++ {
-			xp := x.Data[ci*pin : (ci+1)*pin]
-			if pp > 0 {
-				buf := ws.phase[2*wk*pp : (2*wk+1)*pp]
-				phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
-				xp = buf
-			}
-			for b := 0; b < nb; b++ {
-				o := b*c.Cin + ci
-				zp := z[o*pout : (o+1)*pout]
-				wo := w[o*kk : (o+1)*kk]
-				center := b < len(c.CenterOnly) && c.CenterOnly[b]
-				if pout*4 >= rowOrderBytes && st.full[ctr] && kk <= maxTaps {
-					for _, s := range st.byRow {
-						switch {
-						case s.t == ctr:
-							kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
-						case !center:
-							kernel.Axpy(wo[s.t], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
-						}
-					}
-					continue
-				}
-				first := ctr
-				if !st.full[ctr] {
-					clear(zp)
-					first = -1
-				} else {
-					for _, s := range st.spans[st.start[ctr]:st.start[ctr+1]] {
-						kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
-					}
-				}
-				for t := 0; t < kk; t++ {
-					if t == first || (center && t != ctr) {
-						continue
-					}
-					wt := wo[t]
-					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
-						kernel.Axpy(wt, xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
-					}
-				}
-			}
+			c.dwChannelForward(x, x.Data[ci*pin:(ci+1)*pin], w, z, ci, false, st, buf)
 		}
 	})
+}
+
+// dwChannelForward is dwForward (not rows3) for input channel ci, whose
+// plane is xp (x gives the geometry), writing the planes of output channel
+// ci of every branch to z (all Cout planes, or only channel ci's if own).
+// st and buf come from dwSpans (buf: a worker's phase plane, nil if not
+// phased).
+func (c convOp) dwChannelForward(x *act, xp, w, z []float32, ci int, own bool, st *spanTable, buf []float32) {
+	oh, ow := c.outSize(x.H, x.W)
+	kk := c.K * c.K
+	nb := c.Cout / c.Cin
+	pout := oh * ow * x.N
+	ctr := (c.K/2)*c.K + c.K/2
+	if buf != nil {
+		phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
+		xp = buf
+	}
+	for b := 0; b < nb; b++ {
+		o := b*c.Cin + ci
+		zp := planeAt(z, b, c.Cin, ci, pout, own)
+		wo := w[o*kk : (o+1)*kk]
+		center := b < len(c.CenterOnly) && c.CenterOnly[b]
+		if pout*4 >= rowOrderBytes && st.full[ctr] && kk <= maxTaps {
+			for _, s := range st.byRow {
+				switch {
+				case s.t == ctr:
+					kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+				case !center:
+					kernel.Axpy(wo[s.t], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+				}
+			}
+			continue
+		}
+		first := ctr
+		if !st.full[ctr] {
+			clear(zp)
+			first = -1
+		} else {
+			for _, s := range st.spans[st.start[ctr]:st.start[ctr+1]] {
+				kernel.Scale(wo[ctr], xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+			}
+		}
+		for t := 0; t < kk; t++ {
+			if t == first || (center && t != ctr) {
+				continue
+			}
+			wt := wo[t]
+			for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+				kernel.Axpy(wt, xp[s.x:s.x+s.n], zp[s.z:s.z+s.n])
+			}
+		}
+	}
 }
 
 // rows3 reports whether c is a 3×3, stride-1, pad-1 convolution, which
@@ -297,9 +310,14 @@ func planeAt(t []float32, b, outC, ci, p int, own bool) []float32 {
 // dwForwardPlane is dwForwardRows for output channel ci of every branch,
 // written to z (all Cout planes, or only channel ci's if own).
 func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int, own bool) {
+	c.dwForwardPlaneIn(x, c.planeIn(x, ci), w, z, ci, own)
+}
+
+// dwForwardPlaneIn is dwForwardPlane with the input plane xp given (x gives
+// the geometry).
+func (c convOp) dwForwardPlaneIn(x *act, xp, w, z []float32, ci int, own bool) {
 	nb, outC := c.planeGeom()
 	p := x.H * x.W * x.N // input and output planes have the same size
-	xp := c.planeIn(x, ci)
 	for b := 0; b < nb; b++ {
 		o := b*outC + ci
 		wo, zp := w[o*9:(o+1)*9], planeAt(z, b, outC, ci, p, own)
@@ -329,18 +347,24 @@ func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32, overwrite bool) 
 // dx must be nil for a dense convolution (its input channel is shared by
 // every output channel).
 func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own, overwrite bool) {
-	nb, outC := c.planeGeom()
-	p := x.H * x.W * x.N
-	xp := c.planeIn(x, ci)
 	var dxp []float32
 	if dx != nil {
 		if !c.DW {
 			panic("train: dwBackwardPlane: no input gradient for a dense convolution")
 		}
+		p := x.H * x.W * x.N
 		dxp = dx[ci*p : (ci+1)*p]
-		if overwrite {
-			clear(dxp)
-		}
+	}
+	c.dwBackwardPlaneIn(x, c.planeIn(x, ci), dxp, w, dz, dw, ci, own, overwrite)
+}
+
+// dwBackwardPlaneIn is dwBackwardPlane with the input plane xp and its
+// gradient plane dxp (nil: none) given (x gives the geometry).
+func (c convOp) dwBackwardPlaneIn(x *act, xp, dxp, w, dz, dw []float32, ci int, own, overwrite bool) {
+	nb, outC := c.planeGeom()
+	p := x.H * x.W * x.N
+	if dxp != nil && overwrite {
+		clear(dxp)
 	}
 	for b := 0; b < nb; b++ {
 		o := b*outC + ci
@@ -388,74 +412,89 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	}
 	oh, ow := c.outSize(x.H, x.W)
 	st, pp := c.dwSpans(ws, x)
-	kk := c.K * c.K
-	nb := c.Cout / c.Cin
-	pin, pout := x.H*x.W*x.N, oh*ow*x.N
-	ctr := (c.K/2)*c.K + c.K/2
-	parForW(c.Cin, 2*c.Cout*kk*pout, func(wk, lo, hi int) {
+	pin := x.H * x.W * x.N
+	parForW(c.Cin, 2*c.Cout*c.K*c.K*oh*ow*x.N, func(wk, lo, hi int) {
+		var buf []float32
+		if pp > 0 {
+			buf = ws.phase[2*wk*pp : (2*wk+2)*pp]
+		}
 		for ci := lo; ci < hi; ci++ {
-			xp := x.Data[ci*pin : (ci+1)*pin]
-			var dxp, dxPlane []float32
+			var dxp []float32
 			if dx != nil {
 				dxp = dx[ci*pin : (ci+1)*pin]
-				if overwrite && pp == 0 {
-					clear(dxp)
-				}
 			}
-			if pp > 0 {
-				buf := ws.phase[2*wk*pp : (2*wk+1)*pp]
-				phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
-				xp = buf
-				if dxp != nil {
-					dxPlane, dxp = dxp, ws.phase[(2*wk+1)*pp:(2*wk+2)*pp]
-					clear(dxp)
-				}
-			}
-			for b := 0; b < nb; b++ {
-				o := b*c.Cin + ci
-				dzp := dz[o*pout : (o+1)*pout]
-				center := b < len(c.CenterOnly) && c.CenterOnly[b]
-				if pout*4 >= rowOrderBytes && kk <= maxTaps {
-					var g [maxTaps]float64
-					for _, s := range st.byRow {
-						if center && s.t != ctr {
-							continue
-						}
-						d := dzp[s.z : s.z+s.n]
-						if dxp != nil {
-							g[s.t] += kernel.DotAxpy(w[o*kk+s.t], d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
-						} else {
-							g[s.t] += kernel.Dot64(d, xp[s.x:s.x+s.n])
-						}
-					}
-					for t := 0; t < kk; t++ {
-						dw[o*kk+t] = float32(g[t])
-					}
-					continue
-				}
-				for t := 0; t < kk; t++ {
-					if center && t != ctr {
-						dw[o*kk+t] = 0
-						continue
-					}
-					var g float64
-					wt := w[o*kk+t]
-					for _, s := range st.spans[st.start[t]:st.start[t+1]] {
-						d := dzp[s.z : s.z+s.n]
-						if dxp != nil {
-							g += kernel.DotAxpy(wt, d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
-						} else {
-							g += kernel.Dot64(d, xp[s.x:s.x+s.n])
-						}
-					}
-					dw[o*kk+t] = float32(g)
-				}
-			}
-			if dxPlane != nil {
-				phaseMerge(dxp, dxPlane, x.H, x.W, x.N, c.S, overwrite)
-			}
+			c.dwChannelBackward(x, x.Data[ci*pin:(ci+1)*pin], dxp, w, dz, dw, ci, false, overwrite, st, buf)
 		}
 	})
+}
+
+// dwChannelBackward is dwBackward (not rows3) for input channel ci, whose
+// plane is xp and its gradient plane dxp (nil: none; x gives the
+// geometry), given the planes of output channel ci of every branch in dz
+// (all Cout planes, or only channel ci's if own). st and buf come from
+// dwSpans (buf: two of a worker's phase planes, nil if not phased).
+func (c convOp) dwChannelBackward(x *act, xp, dxp, w, dz, dw []float32, ci int, own, overwrite bool, st *spanTable, buf []float32) {
+	oh, ow := c.outSize(x.H, x.W)
+	kk := c.K * c.K
+	nb := c.Cout / c.Cin
+	pout := oh * ow * x.N
+	ctr := (c.K/2)*c.K + c.K/2
+	var dxPlane []float32
+	if dxp != nil && overwrite && buf == nil {
+		clear(dxp)
+	}
+	if buf != nil {
+		pp := len(buf) / 2
+		phaseSplit(xp, buf[:pp], x.H, x.W, x.N, c.S)
+		xp = buf[:pp]
+		if dxp != nil {
+			dxPlane, dxp = dxp, buf[pp:]
+			clear(dxp)
+		}
+	}
+	for b := 0; b < nb; b++ {
+		o := b*c.Cin + ci
+		dzp := planeAt(dz, b, c.Cin, ci, pout, own)
+		center := b < len(c.CenterOnly) && c.CenterOnly[b]
+		if pout*4 >= rowOrderBytes && kk <= maxTaps {
+			var g [maxTaps]float64
+			for _, s := range st.byRow {
+				if center && s.t != ctr {
+					continue
+				}
+				d := dzp[s.z : s.z+s.n]
+				if dxp != nil {
+					g[s.t] += kernel.DotAxpy(w[o*kk+s.t], d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
+				} else {
+					g[s.t] += kernel.Dot64(d, xp[s.x:s.x+s.n])
+				}
+			}
+			for t := 0; t < kk; t++ {
+				dw[o*kk+t] = float32(g[t])
+			}
+			continue
+		}
+		for t := 0; t < kk; t++ {
+			if center && t != ctr {
+				dw[o*kk+t] = 0
+				continue
+			}
+			var g float64
+			wt := w[o*kk+t]
+			for _, s := range st.spans[st.start[t]:st.start[t+1]] {
+				d := dzp[s.z : s.z+s.n]
+				if dxp != nil {
+					g += kernel.DotAxpy(wt, d, xp[s.x:s.x+s.n], dxp[s.x:s.x+s.n])
+				} else {
+					g += kernel.Dot64(d, xp[s.x:s.x+s.n])
+				}
+			}
+			dw[o*kk+t] = float32(g)
+		}
+	}
+	if dxPlane != nil {
+		phaseMerge(dxp, dxPlane, x.H, x.W, x.N, c.S, overwrite)
+	}
 }
 
 // dwSpans returns the runs of the depthwise c on x and, for a strided c,

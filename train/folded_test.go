@@ -224,7 +224,7 @@ func TestScaleFoldAlgebra(t *testing.T) {
 		sf := &scaleFold{bn: sc, w: wrow, dw: make([]float32, 9), kk: 9, ctr: 4}
 		out := make([]float32, m)
 		scratch := make([]float32, fuseChunk)
-		bnSumChannel([]bnSrc{{bn: skip, src: x, scale: sf}}, 0, m, out, false, scratch)
+		bnSumChannel([]bnSrc{{bn: skip, src: x, scale: sf}}, 0, m, out[:m], false, scratch)
 		dx := make([]float32, m)
 		bnBackChannel([]bnGrad{{bn: skip, src: x, dz: dx, scale: sf}}, 0, m, g, nil, scratch)
 
@@ -306,5 +306,42 @@ func TestScaleFoldAlgebra(t *testing.T) {
 		if e := maxRel([]float32{sc.bn.RunningMean.Data[0], sc.bn.RunningVar.Data[0]}, []float64{0.1 * mu, 0.9 + 0.1*v}); e > 1e-5 {
 			t.Errorf("%s: scale running statistics %v, want %v %v", c.name, []float32{sc.bn.RunningMean.Data[0], sc.bn.RunningVar.Data[0]}, 0.1*mu, 0.9+0.1*v)
 		}
+	}
+}
+
+// TestChainEqualsBlocks runs the same grey-input net (stride-1 stem) through
+// two training passes with its stem and first depthwise block as a chain
+// (chain.go: channel by channel, the stem's output never written) and as
+// two blocks: the loss, every gradient and every running statistic must
+// agree, for k = 1 and 3 and an odd and an even input width.
+func TestChainEqualsBlocks(t *testing.T) {
+	for _, tc := range []struct{ k, n, h, w int }{{1, 4, 12, 12}, {3, 3, 11, 13}, {1, 5, 28, 28}} {
+		t.Run(fmt.Sprintf("k%d_%dx%dx%d", tc.k, tc.n, tc.h, tc.w), func(t *testing.T) {
+			cfg := tinyConfig
+			cfg.K, cfg.StemStride, cfg.InChannels = tc.k, 1, 1
+			x := randInput(9, tc.n, 1, tc.h, tc.w)
+			labels := make([]int, tc.n)
+			for i := range labels {
+				labels[i] = (3 * i) % cfg.NumClasses
+			}
+			run := func(off bool) (trainPass, bool) {
+				old := chainOff
+				chainOff = off
+				defer func() { chainOff = old }()
+				r := runPasses(t, cfg, 10, x, labels, 2)
+				return r, r.net.chained
+			}
+			blocks, c0 := run(true)
+			chained, c1 := run(false)
+			if c0 || !c1 {
+				t.Fatalf("chained: %v with chainOff, %v without (want false, true)", c0, c1)
+			}
+			comparePasses(t, "chain", chained, blocks, func(name string) float64 {
+				if strings.HasSuffix(name, "rbr_scale.conv.weight") {
+					return 1e-3 // see TestGreyStemPlanesEqualGEMM
+				}
+				return 2e-4
+			})
+		})
 	}
 }

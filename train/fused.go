@@ -75,15 +75,16 @@ func workerScratch(buf []float32, wk int) []float32 {
 func bnTrainForwardSum(ins []bnSrc, c, m int, out []float32, relu bool, scratch []float32) {
 	parForW(c, 3*len(ins)*c*m, func(wk, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			bnSumChannel(ins, ch, m, out, relu, workerScratch(scratch, wk))
+			bnSumChannel(ins, ch, m, out[ch*m:(ch+1)*m], relu, workerScratch(scratch, wk))
 		}
 	})
 }
 
-// bnSumChannel is bnTrainForwardSum for channel ch; scratch holds
-// fuseChunk values. It saves each BatchNorm's batch mean and 1/std (as
-// float32, as used) for the backward pass.
-func bnSumChannel(ins []bnSrc, ch, m int, out []float32, relu bool, scratch []float32) {
+// bnSumChannel is bnTrainForwardSum for channel ch, writing the channel's
+// row o (m values); scratch holds fuseChunk values. It saves each
+// BatchNorm's batch mean and 1/std (as float32, as used) for the backward
+// pass.
+func bnSumChannel(ins []bnSrc, ch, m int, o []float32, relu bool, scratch []float32) {
 	// Each BatchNorm's row and parameters of this channel, looked up once
 	// per channel rather than per chunk (see bnBackChannel).
 	var rowA [8][]float32
@@ -110,7 +111,13 @@ func bnSumChannel(ins []bnSrc, ch, m int, out []float32, relu bool, scratch []fl
 		rows, means, iss = append(rows, row), append(means, float32(mean)), append(iss, float32(is))
 		gs, bs = append(gs, g), append(bs, b)
 	}
-	o := out[ch*m : (ch+1)*m]
+	bnNormRows(rows, means, iss, gs, bs, o[:m], relu, scratch)
+}
+
+// bnNormRows writes o = Σ_k gs[k]·(rows[k]−means[k])·iss[k] + bs[k],
+// clamped at zero if relu, chunk by chunk (scratch: fuseChunk values).
+func bnNormRows(rows [][]float32, means, iss, gs, bs []float32, o []float32, relu bool, scratch []float32) {
+	m := len(o)
 	for j0 := 0; j0 < m; j0 += fuseChunk {
 		j1 := min(m, j0+fuseChunk)
 		oc := o[j0:j1]
@@ -156,14 +163,19 @@ func (in *bnGrad) row(ch, m int) (src, dz []float32) {
 func bnBackwardSum(ins []bnGrad, c, m int, d, y, scratch []float32) {
 	parForW(c, 3*len(ins)*c*m, func(wk, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			bnBackChannel(ins, ch, m, d, y, workerScratch(scratch, wk))
+			var yr []float32
+			if y != nil {
+				yr = y[ch*m : (ch+1)*m]
+			}
+			bnBackChannel(ins, ch, m, d[ch*m:(ch+1)*m], yr, workerScratch(scratch, wk))
 		}
 	})
 }
 
-// bnBackChannel is bnBackwardSum for channel ch; scratch holds fuseChunk
-// values.
-func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
+// bnBackChannel is bnBackwardSum for channel ch, given the channel's rows
+// of the output gradient dr (overwritten by the mask) and of the ReLU
+// output yr (nil: no mask); scratch holds fuseChunk values.
+func bnBackChannel(ins []bnGrad, ch, m int, dr, yr, scratch []float32) {
 	// Each BatchNorm's rows and saved statistics of this channel, looked
 	// up once per channel: passing the bnGrad by value to a helper per
 	// chunk cost ~50 ns a call (its spilled words re-read as one 16-byte
@@ -180,7 +192,7 @@ func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
 		sdx = append(sdx, 0) // on the stack for up to 8 BatchNorms
 	}
 	// Σg and Σg·x̂ = invstd·Σg·(src−mean) without forming x̂.
-	dr := d[ch*m : (ch+1)*m]
+	dr = dr[:m]
 	var sd float64
 	for j0 := 0; j0 < m; j0 += fuseChunk {
 		j1 := min(m, j0+fuseChunk)
@@ -190,8 +202,8 @@ func bnBackChannel(ins []bnGrad, ch, m int, d, y, scratch []float32) {
 			switch {
 			case k > 0:
 				_, sx = kernel.DotSumsShift(dc, src[j0:j1], means[k])
-			case y != nil: // the ReLU mask first, in the same pass
-				s, sx = kernel.ReLUMaskDotSumsShift(y[ch*m+j0:ch*m+j1], dc, src[j0:j1], means[k])
+			case yr != nil: // the ReLU mask first, in the same pass
+				s, sx = kernel.ReLUMaskDotSumsShift(yr[j0:j1], dc, src[j0:j1], means[k])
 			default:
 				s, sx = kernel.DotSumsShift(dc, src[j0:j1], means[k])
 			}

@@ -42,6 +42,8 @@ type Net struct {
 	dlt, wT     []float32
 	dpool       []float32
 	dfeat       []float32
+	chained     bool      // the first two blocks ran as a chain (chain.go)
+	chainBuf    []float32 // the chain's per-worker planes
 }
 
 // bnT is a BatchNorm with its gradients and the mean and 1/std of the last
@@ -243,7 +245,12 @@ func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
 	// (N, C·H·W) → (C·H·W, N).
 	transpose(x.Data, nb, c*h*w, n.xin.Data)
 	a := &n.xin
-	for _, blk := range n.blocks {
+	blocks := n.blocks
+	n.chained = training && n.chainable()
+	if n.chained {
+		a, blocks = n.chainForward(a), blocks[2:]
+	}
+	for _, blk := range blocks {
 		a = blk.forward(a, training)
 	}
 	n.feat = a
@@ -325,6 +332,10 @@ func (n *Net) Backward(dlogits *tensor.Tensor) {
 	}
 	d := n.dfeat
 	for i := len(n.blocks) - 1; i >= 0; i-- {
+		if n.chained && i == 1 {
+			n.chainBackward(d)
+			break
+		}
 		d = n.blocks[i].backward(d)
 	}
 }
@@ -377,7 +388,7 @@ func (b *block) forward(x *act, training bool) *act {
 				ins := b.planeIns(insa[:0], x, zc, mo, np, sf)
 				for ch := lo; ch < hi; ch++ {
 					pop.dwForwardPlane(x, b.wst, zc, ch, true)
-					bnSumChannel(ins, ch, mo, b.sum, b.se == nil, workerScratch(b.scratch, wk))
+					bnSumChannel(ins, ch, mo, b.sum[ch*mo:(ch+1)*mo], b.se == nil, workerScratch(b.scratch, wk))
 				}
 			})
 		} else {
@@ -594,7 +605,11 @@ func (b *block) backward(d []float32) []float32 {
 			gs := b.planeGrads(gsa[:0], x, zc, gx, mo, np, sf)
 			for ch := lo; ch < hi; ch++ {
 				pop.dwForwardPlane(x, b.wst, zc, ch, true)
-				bnBackChannel(gs, ch, mo, d, y, workerScratch(b.scratch, wk))
+				var yr []float32
+				if y != nil {
+					yr = y[ch*mo : (ch+1)*mo]
+				}
+				bnBackChannel(gs, ch, mo, d[ch*mo:(ch+1)*mo], yr, workerScratch(b.scratch, wk))
 				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true, clearGx)
 			}
 		})
@@ -611,7 +626,14 @@ func (b *block) backward(d []float32) []float32 {
 		bnBackwardSum(gs, b.outC, mo, d, y, b.scratch)
 		op.backwardTo(x, b.wst, b.z, b.dwst, gx, &b.ws, clearGx)
 	}
-	// Scatter the stacked weight gradient into the branches.
+	b.scatterGrads()
+	return gx
+}
+
+// scatterGrads adds the stacked weight gradient (dwst) to the branches'
+// gradients.
+func (b *block) scatterGrads() {
+	op := b.op
 	cinG := op.Cin
 	if op.DW {
 		cinG = 1
@@ -635,5 +657,4 @@ func (b *block) backward(d []float32) []float32 {
 			}
 		}
 	}
-	return gx
 }
