@@ -310,14 +310,9 @@ func planeAt(t []float32, b, outC, ci, p int, own bool) []float32 {
 // dwForwardPlane is dwForwardRows for output channel ci of every branch,
 // written to z (all Cout planes, or only channel ci's if own).
 func (c convOp) dwForwardPlane(x *act, w, z []float32, ci int, own bool) {
-	c.dwForwardPlaneIn(x, c.planeIn(x, ci), w, z, ci, own)
-}
-
-// dwForwardPlaneIn is dwForwardPlane with the input plane xp given (x gives
-// the geometry).
-func (c convOp) dwForwardPlaneIn(x *act, xp, w, z []float32, ci int, own bool) {
 	nb, outC := c.planeGeom()
 	p := x.H * x.W * x.N // input and output planes have the same size
+	xp := c.planeIn(x, ci)
 	for b := 0; b < nb; b++ {
 		o := b*outC + ci
 		wo, zp := w[o*9:(o+1)*9], planeAt(z, b, outC, ci, p, own)
@@ -347,24 +342,18 @@ func (c convOp) dwBackwardRows(x *act, w, dz, dw, dx []float32, overwrite bool) 
 // dx must be nil for a dense convolution (its input channel is shared by
 // every output channel).
 func (c convOp) dwBackwardPlane(x *act, w, dz, dw, dx []float32, ci int, own, overwrite bool) {
+	nb, outC := c.planeGeom()
+	p := x.H * x.W * x.N
+	xp := c.planeIn(x, ci)
 	var dxp []float32
 	if dx != nil {
 		if !c.DW {
 			panic("train: dwBackwardPlane: no input gradient for a dense convolution")
 		}
-		p := x.H * x.W * x.N
 		dxp = dx[ci*p : (ci+1)*p]
-	}
-	c.dwBackwardPlaneIn(x, c.planeIn(x, ci), dxp, w, dz, dw, ci, own, overwrite)
-}
-
-// dwBackwardPlaneIn is dwBackwardPlane with the input plane xp and its
-// gradient plane dxp (nil: none) given (x gives the geometry).
-func (c convOp) dwBackwardPlaneIn(x *act, xp, dxp, w, dz, dw []float32, ci int, own, overwrite bool) {
-	nb, outC := c.planeGeom()
-	p := x.H * x.W * x.N
-	if dxp != nil && overwrite {
-		clear(dxp)
+		if overwrite {
+			clear(dxp)
+		}
 	}
 	for b := 0; b < nb; b++ {
 		o := b*outC + ci
