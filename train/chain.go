@@ -93,11 +93,12 @@ func (n *Net) chainForward(x *act) *act {
 		var insa0, insa1 [8]bnSrc
 		ins0 := s.planeIns(insa0[:0], x, zc0, l.m0, np0, sf0)
 		ins1 := d.planeIns(insa1[:0], nil, zc1, l.m1, l.nb1, nil)
-		buf := d.ws.phase[2*wk*pp : (2*wk+1)*pp]
+		yph := d.ws.phase[2*wk*pp : (2*wk+1)*pp]
 		for ch := lo; ch < hi; ch++ {
 			pop0.dwForwardPlane(x, s.wst, zc0, ch, true)
 			bnSumChannel(ins0, ch, l.m0, y, true, workerScratch(s.scratch, wk))
-			d.op.dwChannelForward(d.x, y, d.wst, zc1, ch, true, st, buf)
+			phaseSplit(y, yph, s.out.H, s.out.W, x.N, d.op.S)
+			d.op.dwChannelForward(d.x, yph, d.wst, zc1, ch, true, st)
 			bnSumChannel(ins1, ch, l.m1, d.sum[ch*l.m1:(ch+1)*l.m1], true, workerScratch(d.scratch, wk))
 		}
 	})
@@ -128,16 +129,18 @@ func (n *Net) chainBackward(dd []float32) {
 		var gsa0, gsa1 [8]bnGrad
 		gs0 := s.planeGrads(gsa0[:0], x, zc0, nil, l.m0, np0, sf0)
 		gs1 := d.planeGrads(gsa1[:0], nil, zc1, nil, l.m1, l.nb1, nil)
-		buf := d.ws.phase[2*wk*pp : (2*wk+2)*pp]
+		yph, gyph := d.ws.phase[2*wk*pp:(2*wk+1)*pp], d.ws.phase[(2*wk+1)*pp:(2*wk+2)*pp]
 		scratch := workerScratch(s.scratch, wk)
 		for ch := lo; ch < hi; ch++ {
 			// The stem's output plane again, then the next block's planes.
 			pop0.dwForwardPlane(x, s.wst, zc0, ch, true)
 			bnRecomputeChannel(ins0, ch, l.m0, y, scratch)
-			d.op.dwChannelForward(d.x, y, d.wst, zc1, ch, true, st, buf)
+			phaseSplit(y, yph, s.out.H, s.out.W, x.N, d.op.S)
+			d.op.dwChannelForward(d.x, yph, d.wst, zc1, ch, true, st)
 			// The next block's backward, its input gradient into gy.
 			bnBackChannel(gs1, ch, l.m1, dd[ch*l.m1:(ch+1)*l.m1], d.sum[ch*l.m1:(ch+1)*l.m1], scratch)
-			d.op.dwChannelBackward(d.x, y, gy, d.wst, zc1, d.dwst, ch, true, true, st, buf)
+			d.op.dwChannelBackward(d.x, yph, gyph, d.wst, zc1, d.dwst, ch, true, true, st)
+			phaseMerge(gyph, gy, s.out.H, s.out.W, x.N, d.op.S, true)
 			// The stem's backward from gy.
 			bnBackChannel(gs0, ch, l.m0, gy, y, scratch)
 			pop0.dwBackwardPlane(x, s.wst, zc0, s.dwst, nil, ch, true, false)

@@ -194,31 +194,28 @@ func (c convOp) dwForward(x *act, w, z []float32, ws *convWork) {
 	st, pp := c.dwSpans(ws, x)
 	pin := x.H * x.W * x.N
 	parForW(c.Cin, c.Cout*c.K*c.K*oh*ow*x.N, func(wk, lo, hi int) {
-		var buf []float32
-		if pp > 0 {
-			buf = ws.phase[2*wk*pp : (2*wk+1)*pp]
-		}
 		for ci := lo; ci < hi; ci++ {
-			c.dwChannelForward(x, x.Data[ci*pin:(ci+1)*pin], w, z, ci, false, st, buf)
+			xp := x.Data[ci*pin : (ci+1)*pin]
+			if pp > 0 {
+				buf := ws.phase[2*wk*pp : (2*wk+1)*pp]
+				phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
+				xp = buf
+			}
+			c.dwChannelForward(x, xp, w, z, ci, false, st)
 		}
 	})
 }
 
 // dwChannelForward is dwForward (not rows3) for input channel ci, whose
-// plane is xp (x gives the geometry), writing the planes of output channel
+// plane is xp, in the order of the runs st (dwSpans: phase order for a
+// strided c; x gives the geometry), writing the planes of output channel
 // ci of every branch to z (all Cout planes, or only channel ci's if own).
-// st and buf come from dwSpans (buf: a worker's phase plane, nil if not
-// phased).
-func (c convOp) dwChannelForward(x *act, xp, w, z []float32, ci int, own bool, st *spanTable, buf []float32) {
+func (c convOp) dwChannelForward(x *act, xp, w, z []float32, ci int, own bool, st *spanTable) {
 	oh, ow := c.outSize(x.H, x.W)
 	kk := c.K * c.K
 	nb := c.Cout / c.Cin
 	pout := oh * ow * x.N
 	ctr := (c.K/2)*c.K + c.K/2
-	if buf != nil {
-		phaseSplit(xp, buf, x.H, x.W, x.N, c.S)
-		xp = buf
-	}
 	for b := 0; b < nb; b++ {
 		o := b*c.Cin + ci
 		zp := planeAt(z, b, c.Cin, ci, pout, own)
@@ -403,43 +400,43 @@ func (c convOp) dwBackward(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	st, pp := c.dwSpans(ws, x)
 	pin := x.H * x.W * x.N
 	parForW(c.Cin, 2*c.Cout*c.K*c.K*oh*ow*x.N, func(wk, lo, hi int) {
-		var buf []float32
-		if pp > 0 {
-			buf = ws.phase[2*wk*pp : (2*wk+2)*pp]
-		}
 		for ci := lo; ci < hi; ci++ {
+			xp := x.Data[ci*pin : (ci+1)*pin]
 			var dxp []float32
 			if dx != nil {
 				dxp = dx[ci*pin : (ci+1)*pin]
 			}
-			c.dwChannelBackward(x, x.Data[ci*pin:(ci+1)*pin], dxp, w, dz, dw, ci, false, overwrite, st, buf)
+			if pp == 0 {
+				c.dwChannelBackward(x, xp, dxp, w, dz, dw, ci, false, overwrite, st)
+				continue
+			}
+			xph, dxph := ws.phase[2*wk*pp:(2*wk+1)*pp], ws.phase[(2*wk+1)*pp:(2*wk+2)*pp]
+			phaseSplit(xp, xph, x.H, x.W, x.N, c.S)
+			if dxp == nil {
+				dxph = nil
+			}
+			c.dwChannelBackward(x, xph, dxph, w, dz, dw, ci, false, true, st)
+			if dxp != nil {
+				phaseMerge(dxph, dxp, x.H, x.W, x.N, c.S, overwrite)
+			}
 		}
 	})
 }
 
 // dwChannelBackward is dwBackward (not rows3) for input channel ci, whose
-// plane is xp and its gradient plane dxp (nil: none; x gives the
+// plane is xp and its gradient plane dxp (nil: none), both in the order of
+// the runs st (dwSpans: phase order for a strided c; x gives the
 // geometry), given the planes of output channel ci of every branch in dz
-// (all Cout planes, or only channel ci's if own). st and buf come from
-// dwSpans (buf: two of a worker's phase planes, nil if not phased).
-func (c convOp) dwChannelBackward(x *act, xp, dxp, w, dz, dw []float32, ci int, own, overwrite bool, st *spanTable, buf []float32) {
+// (all Cout planes, or only channel ci's if own); with overwrite, dxp is
+// cleared first.
+func (c convOp) dwChannelBackward(x *act, xp, dxp, w, dz, dw []float32, ci int, own, overwrite bool, st *spanTable) {
 	oh, ow := c.outSize(x.H, x.W)
 	kk := c.K * c.K
 	nb := c.Cout / c.Cin
 	pout := oh * ow * x.N
 	ctr := (c.K/2)*c.K + c.K/2
-	var dxPlane []float32
-	if dxp != nil && overwrite && buf == nil {
+	if dxp != nil && overwrite {
 		clear(dxp)
-	}
-	if buf != nil {
-		pp := len(buf) / 2
-		phaseSplit(xp, buf[:pp], x.H, x.W, x.N, c.S)
-		xp = buf[:pp]
-		if dxp != nil {
-			dxPlane, dxp = dxp, buf[pp:]
-			clear(dxp)
-		}
 	}
 	for b := 0; b < nb; b++ {
 		o := b*c.Cin + ci
@@ -480,9 +477,6 @@ func (c convOp) dwChannelBackward(x *act, xp, dxp, w, dz, dw []float32, ci int, 
 			}
 			dw[o*kk+t] = float32(g)
 		}
-	}
-	if dxPlane != nil {
-		phaseMerge(dxp, dxPlane, x.H, x.W, x.N, c.S, overwrite)
 	}
 }
 

@@ -163,13 +163,17 @@ func (in *bnGrad) row(ch, m int) (src, dz []float32) {
 func bnBackwardSum(ins []bnGrad, c, m int, d, y, scratch []float32) {
 	parForW(c, 3*len(ins)*c*m, func(wk, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			var yr []float32
-			if y != nil {
-				yr = y[ch*m : (ch+1)*m]
-			}
-			bnBackChannel(ins, ch, m, d[ch*m:(ch+1)*m], yr, workerScratch(scratch, wk))
+			bnBackChannel(ins, ch, m, d[ch*m:(ch+1)*m], chanRow(y, ch, m), workerScratch(scratch, wk))
 		}
 	})
+}
+
+// chanRow is channel ch's row of t (C rows of m values), nil if t is nil.
+func chanRow(t []float32, ch, m int) []float32 {
+	if t == nil {
+		return nil
+	}
+	return t[ch*m : (ch+1)*m]
 }
 
 // bnBackChannel is bnBackwardSum for channel ch, given the channel's rows

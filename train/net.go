@@ -605,11 +605,7 @@ func (b *block) backward(d []float32) []float32 {
 			gs := b.planeGrads(gsa[:0], x, zc, gx, mo, np, sf)
 			for ch := lo; ch < hi; ch++ {
 				pop.dwForwardPlane(x, b.wst, zc, ch, true)
-				var yr []float32
-				if y != nil {
-					yr = y[ch*mo : (ch+1)*mo]
-				}
-				bnBackChannel(gs, ch, mo, d[ch*mo:(ch+1)*mo], yr, workerScratch(b.scratch, wk))
+				bnBackChannel(gs, ch, mo, d[ch*mo:(ch+1)*mo], chanRow(y, ch, mo), workerScratch(b.scratch, wk))
 				pop.dwBackwardPlane(x, b.wst, zc, b.dwst, gx, ch, true, clearGx)
 			}
 		})
