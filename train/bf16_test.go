@@ -104,3 +104,88 @@ func TestBF16NetStep(t *testing.T) {
 		t.Errorf("loss %v with bfloat16, %v in float32: want within 1 %%, not equal", l16, l32)
 	}
 }
+
+// TestBF16FoldedBlock runs the folded form of k = 3 1×1 blocks (with and
+// without a skip BatchNorm) forward and backward with float32 and with
+// bfloat16 products (folded.go, foldGemms): the output, the input
+// gradient, every parameter gradient and the running statistics agree to
+// bfloat16 precision, and the output and input gradient are not
+// bit-identical (so the bfloat16 path ran).
+func TestBF16FoldedBlock(t *testing.T) {
+	old := foldFactor
+	foldFactor = 1e9
+	defer func() { foldFactor = old }()
+	cfg := model.Config{Name: "tiny-folded-bf16", Channels: [5]int{16, 32, 48, 64, 64}, Blocks: [4]int{1, 2, 2, 1}, K: 3,
+		NumClasses: 5, InChannels: 3, StemStride: 2}
+	type result struct {
+		y, gx []float32
+		grads map[string][]float32
+		stats [][]float32
+	}
+	run := func(idx int, bf bool) result {
+		_, net := tinyNet(t, cfg, 4)
+		b := net.blocks[idx]
+		b.op.BF16 = bf
+		r := rand.New(rand.NewPCG(uint64(idx), 5))
+		x := &act{C: b.op.Cin, N: 8, H: 8, W: 8, Data: randVec(r, b.op.Cin*512, 1)}
+		for i, v := range x.Data {
+			x.Data[i] = float32(math.Abs(float64(v))) // a ReLU output: mean far from 0
+		}
+		d := randVec(r, b.outC*512, 1)
+		// BatchNorm biases that keep every output above 0: the ReLU mask,
+		// which rounding would flip at outputs near 0 (each flip moves a
+		// whole gradient value), is then the same in both runs.
+		for _, br := range b.branches {
+			for i := range br.bn.bn.Bias.Data {
+				br.bn.bn.Bias.Data[i] = 10
+			}
+		}
+		out := b.forward(x, true)
+		if !b.folded {
+			t.Fatalf("block %s: not folded", b.name)
+		}
+		res := result{y: append([]float32(nil), out.Data...), grads: map[string][]float32{}}
+		net.ZeroGrad()
+		res.gx = append([]float32(nil), b.backward(d)...)
+		for _, p := range net.Params() {
+			res.grads[p.Name] = append([]float32(nil), p.G.Data...)
+		}
+		for _, br := range b.branches {
+			res.stats = append(res.stats, br.bn.bn.RunningMean.Data, br.bn.bn.RunningVar.Data)
+		}
+		return res
+	}
+	_, net := tinyNet(t, cfg, 4)
+	var tested, withSkip int
+	for idx, b := range net.blocks {
+		if !b.foldable() || b.first {
+			continue
+		}
+		tested++
+		if b.skip != nil {
+			withSkip++
+		}
+		f32, bf := run(idx, false), run(idx, true)
+		for _, c := range []struct {
+			name      string
+			got, want []float32
+		}{{"output", bf.y, f32.y}, {"input gradient", bf.gx, f32.gx}} {
+			if e := relNorm(c.got, c.want); e > 4e-3 || e == 0 {
+				t.Errorf("block %s: %s differs from float32 by %.3g (relative norm), want (0, 4e-3]", b.name, c.name, e)
+			}
+		}
+		for name, want := range f32.grads {
+			if e := relNorm(bf.grads[name], want); e > 8e-3 {
+				t.Errorf("block %s: gradient of %s differs from float32 by %.3g (relative norm)", b.name, name, e)
+			}
+		}
+		for i := range f32.stats {
+			if e := relNorm(bf.stats[i], f32.stats[i]); e > 1e-4 {
+				t.Errorf("block %s: running statistics %d differ from float32 by %.3g (relative norm)", b.name, i, e)
+			}
+		}
+	}
+	if tested < 3 || withSkip == 0 {
+		t.Fatalf("%d foldable blocks, %d with a skip BatchNorm: want ≥ 3 and ≥ 1", tested, withSkip)
+	}
+}

@@ -31,6 +31,12 @@ import (
 // 2·Cin²·M + 3·Cout·Cin·M + 2k·Cout·Cin² multiply-adds instead of
 // 3k·Cout·Cin·M, and the k branch outputs are never written, so it pays
 // where the batch's pixels outnumber the channels (foldPays).
+//
+// With the block's convolution in bfloat16 (convOp.BF16, over at least
+// bf16MinCols columns) the five products over the batch's M values (C,
+// W_eff·X, Q, W_effᵀ·g and B·Xc) run in bfloat16 with float32 sums, as the
+// unfolded block's do; the small Cin×Cin products and the statistics stay
+// float32.
 
 // foldFactor is how much cheaper (in multiply-adds) the folded form must be
 // for a block to use it; tests set it to 0 (never) or a huge value
@@ -46,6 +52,20 @@ func foldPays(nb, cin, cout, m int) bool {
 	ci, co, mm, k := float64(cin), float64(cout), float64(m), float64(nb)
 	folded := 2*ci*ci*mm + 3*co*ci*mm + 2*k*co*ci*ci
 	return folded < foldFactor*3*k*co*ci*mm
+}
+
+// gemms is a set of matrix products: c (+)= a·b, aᵀ·b and a·bᵀ.
+type gemms struct {
+	nn, tn, nt func(m, n, k int, a, b, c []float32, accumulate bool)
+}
+
+// foldGemms is the folded form's products over the batch: bfloat16 ones
+// if bf16, else float32.
+func foldGemms(bf16 bool) gemms {
+	if bf16 {
+		return gemms{kernel.GemmBF16, kernel.GemmBF16TN, kernel.GemmBF16NT}
+	}
+	return gemms{kernel.Gemm, kernel.GemmTN, kernel.GemmNT}
 }
 
 // foldWork holds the folded form's buffers of a block.
@@ -87,8 +107,9 @@ func (b *block) forwardFolded(x *act) *act {
 			kernel.BNNorm(row, fw.xc[r*m:(r+1)*m], nil, mean, 1, 0, 0, false)
 		}
 	})
+	gm := foldGemms(b.op.bf16(m))
 	fw.cov = grow(fw.cov, cin*cin)
-	kernel.GemmNT(cin, cin, m, fw.xc, fw.xc, fw.cov, false)
+	gm.nt(cin, cin, m, fw.xc, fw.xc, fw.cov, false)
 	kernel.Scale(1/float32(m), fw.cov, fw.cov)
 	fw.t = grow(fw.t, nbr*cout*cin)
 	kernel.Gemm(nbr*cout, cin, cin, b.wst, fw.cov, fw.t, false)
@@ -124,7 +145,7 @@ func (b *block) forwardFolded(x *act) *act {
 
 	per := cout * m
 	b.sum = grow(b.sum, per)
-	kernel.Gemm(cout, m, cin, fw.weff, x.Data, b.sum, false)
+	gm.nn(cout, m, cin, fw.weff, x.Data, b.sum, false)
 	if b.skip != nil {
 		b.xhatSkip = grow(b.xhatSkip, len(x.Data))
 		bnTrainForwardTo(b.skip.params(), x.Data, b.xhatSkip, m, b.sum, b.skip.invstd, true)
@@ -166,8 +187,9 @@ func (b *block) backwardFolded(d []float32) []float32 {
 			fw.gbar[c] = float32(s / float64(m))
 		}
 	})
+	gm := foldGemms(b.op.bf16(m))
 	fw.q = grow(fw.q, cout*cin)
-	kernel.GemmNT(cout, cin, m, d, fw.xc, fw.q, false)
+	gm.nt(cout, cin, m, d, fw.xc, fw.q, false)
 	fw.u = grow(fw.u, nbr*cout*cin)
 	parFor(cout, 6*nbr*cout*cin, func(lo, hi int) {
 		for c := lo; c < hi; c++ {
@@ -195,8 +217,8 @@ func (b *block) backwardFolded(d []float32) []float32 {
 	fw.bm = grow(fw.bm, cin*cin)
 	kernel.GemmTN(cin, cin, nbr*cout, b.wst, fw.u, fw.bm, false)
 	kernel.Scale(-1, fw.bm, fw.bm)
-	kernel.GemmTN(cin, m, cout, fw.weff, d, gx, true)
-	kernel.Gemm(cin, m, cin, fw.bm, fw.xc, gx, true)
+	gm.tn(cin, m, cout, fw.weff, d, gx, true)
+	gm.nn(cin, m, cin, fw.bm, fw.xc, gx, true)
 	fw.r = growZero(fw.r, cin)
 	for c := 0; c < cout; c++ {
 		kernel.Axpy(fw.gbar[c], fw.weff[c*cin:(c+1)*cin], fw.r)

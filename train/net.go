@@ -105,11 +105,11 @@ type block struct {
 }
 
 // SetBF16 makes the dense convolutions' matrix multiplies (the 1×1 blocks,
-// a dense stem) round their operands to bfloat16 and sum in float32, on
-// the AMX tile unit or with AVX512-BF16 (kernel.GemmBF16: several times,
-// or twice, the float32 rate of this path's GEMMs on the trainer's
-// shapes); depthwise layers, BatchNorm, the classifier and the optimiser
-// stay float32, as does a k > 1 1×1 block trained folded. It fails where
+// folded or not, a dense stem) round their operands to bfloat16 and sum in
+// float32, on the AMX tile unit or with AVX512-BF16 (kernel.GemmBF16:
+// several times, or twice, the float32 rate of this path's GEMMs on the
+// trainer's shapes); depthwise layers, BatchNorm, the classifier and the
+// optimiser stay float32. It fails where
 // the CPU has neither (the Go twin would be far slower than float32).
 func (n *Net) SetBF16(on bool) error {
 	if on && !kernel.HaveBF16() {
