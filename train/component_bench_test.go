@@ -1,6 +1,11 @@
 package train
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/mobileone-go/mobileone/nn"
+	"github.com/mobileone-go/mobileone/tensor"
+)
 
 // BenchmarkBNParts times the per-branch BatchNorm passes on a 48×16384 block.
 func BenchmarkBNParts(b *testing.B) {
@@ -74,4 +79,54 @@ func BenchmarkDWPasses(b *testing.B) {
 			op.backward(x, w, z, dw, dx, &ws)
 		}
 	})
+}
+
+// BenchmarkBNColdWarm times the fused BatchNorm passes of a stage-2 1×1
+// block of the Fashion-MNIST configuration (128 channels, batch 128 at
+// 7×7; a branch and the skip) on one set of tensors, in cache from the
+// previous call ("warm", 16 MB), and rotating over 16 sets (256 MB, so
+// every call reads from memory: "cold", as in a training step, where a
+// block's saved activations are read back long after they were written).
+func BenchmarkBNColdWarm(b *testing.B) {
+	const c, m = 128, 128 * 49
+	for _, copies := range []int{1, 16} {
+		type set struct{ z, x, out, d, gx []float32 }
+		sets := make([]set, copies)
+		for i := range sets {
+			s := set{make([]float32, c*m), make([]float32, c*m), make([]float32, c*m), make([]float32, c*m), make([]float32, c*m)}
+			for j := range s.z {
+				s.z[j] = float32(j%97)*0.01 - 0.3
+				s.x[j] = float32(j%89) * 0.01
+				s.d[j] = float32(j%83)*0.001 - 0.04
+			}
+			sets[i] = s
+		}
+		newBNT := func() *bnT {
+			bn := &nn.BatchNorm{Weight: tensor.New(c), Bias: tensor.New(c), RunningMean: tensor.New(c), RunningVar: tensor.New(c), Eps: 1e-5}
+			for i := range bn.Weight.Data {
+				bn.Weight.Data[i], bn.RunningVar.Data[i] = 1, 1
+			}
+			t := newBN(bn)
+			t.mean, t.invstd = make([]float32, c), make([]float32, c)
+			t.gW, t.gB = tensor.New(c), tensor.New(c)
+			return t
+		}
+		b1, b2 := newBNT(), newBNT()
+		scratch := bnScratch(nil)
+		name := map[int]string{1: "warm", 16: "cold"}[copies]
+		b.Run("forward-"+name, func(b *testing.B) {
+			b.SetBytes(3 * 4 * c * m) // z and x read, the output written
+			for i := 0; i < b.N; i++ {
+				s := sets[i%copies]
+				bnTrainForwardSum([]bnSrc{{bn: b1, src: s.z}, {bn: b2, src: s.x}}, c, m, s.out, true, scratch)
+			}
+		})
+		b.Run("backward-"+name, func(b *testing.B) {
+			b.SetBytes(6 * 4 * c * m) // d, the ReLU output, z and x read; dz and gx written
+			for i := 0; i < b.N; i++ {
+				s := sets[i%copies]
+				bnBackwardSum([]bnGrad{{bn: b1, src: s.z, dz: s.z}, {bn: b2, src: s.x, dz: s.gx}}, c, m, s.d, s.out, scratch)
+			}
+		})
+	}
 }
