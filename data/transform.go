@@ -191,7 +191,7 @@ type Augment struct {
 	// random Size×Size window (the CIFAR / Fashion-MNIST augmentation).
 	PadCrop int
 	// Resize > 0 first resizes the short side to Resize (bilinear), before
-	// PadCrop: Fashion-MNIST trained at a size other than its 28.
+	// PadCrop (if any): Fashion-MNIST trained at a size other than its 28.
 	Resize int
 	// Flip mirrors left-right with probability 0.5.
 	Flip bool
@@ -211,11 +211,13 @@ func (a Augment) Transform() *Transform {
 	switch {
 	case a.RRC:
 		t.Ops = append(t.Ops, RandomResizedCrop{Width: a.Size, Height: a.Size, Scale: a.Scale, Ratio: a.Ratio})
-	case a.PadCrop > 0:
+	case a.PadCrop > 0 || a.Resize > 0:
 		if a.Resize > 0 {
 			t.Ops = append(t.Ops, Resize{Short: a.Resize})
 		}
-		t.Ops = append(t.Ops, RandomCrop{Width: a.Size, Height: a.Size, Padding: a.PadCrop})
+		if a.PadCrop > 0 {
+			t.Ops = append(t.Ops, RandomCrop{Width: a.Size, Height: a.Size, Padding: a.PadCrop})
+		}
 	}
 	if a.Flip {
 		t.Ops = append(t.Ops, HorizontalFlip{P: 0.5})

@@ -71,6 +71,7 @@ type trainArgs struct {
 	Init              string
 	RandAugment       string
 	Erase             float64
+	Pad               int
 	NoFlip, NoAugment bool
 	Half              bool
 	Hyper             train.Hyper
@@ -98,6 +99,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&a.Progressive, "progressive", "", "progressive resolution: training `size@epoch,...` (1-based epochs), e.g. 160@1,192@37,224@112; each epoch is validated at its size; the last size is --size")
 	fs.StringVar(&a.RandAugment, "randaugment", "", "RandAugment `N,M` (e.g. 2,9); empty: off")
 	fs.Float64Var(&a.Erase, "random-erase", 0, "random erasing with this `probability` (e.g. 0.5; 0: off): a random rectangle of 2-33 % of the image filled with noise")
+	fs.IntVar(&a.Pad, "pad", 4, "Fashion-MNIST: zero padding, in pixels of the 28×28 images (scaled with --size), of the random crop (0: no crop)")
 	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
 	fs.BoolVar(&a.NoAugment, "no-augment", false, "no augmentation at all")
 	fs.BoolVar(&a.Half, "half", false, "store the fused model as float16")
@@ -168,6 +170,12 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if f := a.Hyper.PruneAnneal; !(f >= 0 && f <= 1) {
 		return fmt.Errorf("--prune-anneal %g: want a fraction in [0, 1]", f)
+	}
+	if a.Pad < 0 || a.Pad > 14 {
+		return fmt.Errorf("--pad %d: want 0..14 pixels", a.Pad)
+	}
+	if set["pad"] && a.Data != "fashion-mnist" {
+		return errors.New("--pad is Fashion-MNIST's pad + random crop; a folder of images gets random-resized crops")
 	}
 	if a.Hyper.BF16 && !kernel.HaveBF16() {
 		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake); this CPU has %s", cpu.Detected)
@@ -377,9 +385,11 @@ func transforms(a *trainArgs) (trainT, evalT *data.Transform, prep imageproc.Par
 	aug := data.Augment{Size: a.Size, Channels: a.Channels, Mean: mean, Std: std, Flip: !a.NoFlip}
 	resize := a.Size
 	if fashion {
-		// Pad 4 + random crop at Fashion-MNIST's own 28×28; at another
+		// Pad (4) + random crop at Fashion-MNIST's own 28×28; at another
 		// --size the images are resized first and the padding scales.
-		aug.PadCrop = max(1, int(math.Round(4*float64(a.Size)/28)))
+		if a.Pad > 0 {
+			aug.PadCrop = max(1, int(math.Round(float64(a.Pad)*float64(a.Size)/28)))
+		}
 		if a.Size != 28 {
 			aug.Resize = a.Size
 		}

@@ -8,22 +8,27 @@ import (
 	"github.com/mobileone-go/mobileone/imageproc"
 )
 
-// TestFashionTransforms checks the Fashion-MNIST pipelines: pad 4 + random
-// crop at 28×28; at another --size the image is resized first (training
-// and evaluation alike, and in the stored preprocessing) and the padding
-// scales; every pipeline turns a 28×28 grey image into a size×size tensor.
+// TestFashionTransforms checks the Fashion-MNIST pipelines: pad 4 (--pad)
+// + random crop at 28×28; at another --size the image is resized first
+// (training and evaluation alike, and in the stored preprocessing) and the
+// padding scales; --pad 0 leaves the crop out; every pipeline turns a 28×28
+// grey image into a size×size tensor.
 func TestFashionTransforms(t *testing.T) {
 	for _, c := range []struct {
-		size, noAug   int
-		train, eval   string
-		resize, crops int
+		size, pad, noAug int
+		train, eval      string
+		resize, crops    int
 	}{
-		{28, 0, "Grey RandomCrop(28x28, pad 4) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor", 28, 28},
-		{32, 0, "Grey Resize(32) RandomCrop(32x32, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
-		{56, 0, "Grey Resize(56) RandomCrop(56x56, pad 8) HorizontalFlip(0.5) ToTensor", "Grey Resize(56) CenterCrop(56x56) ToTensor", 56, 56},
-		{32, 1, "Grey Resize(32) CenterCrop(32x32) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
+		{28, 4, 0, "Grey RandomCrop(28x28, pad 4) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor", 28, 28},
+		{32, 4, 0, "Grey Resize(32) RandomCrop(32x32, pad 5) HorizontalFlip(0.5) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
+		{56, 4, 0, "Grey Resize(56) RandomCrop(56x56, pad 8) HorizontalFlip(0.5) ToTensor", "Grey Resize(56) CenterCrop(56x56) ToTensor", 56, 56},
+		{32, 4, 1, "Grey Resize(32) CenterCrop(32x32) ToTensor", "Grey Resize(32) CenterCrop(32x32) ToTensor", 32, 32},
+		{28, 2, 0, "Grey RandomCrop(28x28, pad 2) HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor", 28, 28},
+		{20, 2, 0, "Grey Resize(20) RandomCrop(20x20, pad 1) HorizontalFlip(0.5) ToTensor", "Grey Resize(20) CenterCrop(20x20) ToTensor", 20, 20},
+		{28, 0, 0, "Grey HorizontalFlip(0.5) ToTensor", "Grey CenterCrop(28x28) ToTensor", 28, 28},
+		{24, 0, 0, "Grey Resize(24) HorizontalFlip(0.5) ToTensor", "Grey Resize(24) CenterCrop(24x24) ToTensor", 24, 24},
 	} {
-		a := trainArgs{Data: "fashion-mnist", Size: c.size, NoAugment: c.noAug == 1}
+		a := trainArgs{Data: "fashion-mnist", Size: c.size, Pad: c.pad, NoAugment: c.noAug == 1}
 		trainT, evalT, prep, err := transforms(&a)
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +67,7 @@ func prefixOps(s string) string {
 // TestProgressiveTransforms checks --progressive's per-epoch transforms:
 // training and validation both at the size in force for the epoch.
 func TestProgressiveTransforms(t *testing.T) {
-	a := trainArgs{Data: "fashion-mnist", Size: 36, Progressive: "28@1,32@3,36@5"}
+	a := trainArgs{Data: "fashion-mnist", Size: 36, Pad: 4, Progressive: "28@1,32@3,36@5"}
 	trainFor, evalFor, err := progressive(a)
 	if err != nil {
 		t.Fatal(err)
