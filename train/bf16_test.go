@@ -107,7 +107,7 @@ func TestBF16NetStep(t *testing.T) {
 
 // TestBF16FoldedBlock runs the folded form of k = 3 1×1 blocks (with and
 // without a skip BatchNorm) forward and backward with float32 and with
-// bfloat16 products (folded.go, foldGemms): the output, the input
+// bfloat16 products (folded.go, convOp.gemms): the output, the input
 // gradient, every parameter gradient and the running statistics agree to
 // bfloat16 precision, and the output and input gradient are not
 // bit-identical (so the bfloat16 path ran).

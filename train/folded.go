@@ -54,20 +54,6 @@ func foldPays(nb, cin, cout, m int) bool {
 	return folded < foldFactor*3*k*co*ci*mm
 }
 
-// gemms is a set of matrix products: c (+)= a·b, aᵀ·b and a·bᵀ.
-type gemms struct {
-	nn, tn, nt func(m, n, k int, a, b, c []float32, accumulate bool)
-}
-
-// foldGemms is the folded form's products over the batch: bfloat16 ones
-// if bf16, else float32.
-func foldGemms(bf16 bool) gemms {
-	if bf16 {
-		return gemms{kernel.GemmBF16, kernel.GemmBF16TN, kernel.GemmBF16NT}
-	}
-	return gemms{kernel.Gemm, kernel.GemmTN, kernel.GemmNT}
-}
-
 // foldWork holds the folded form's buffers of a block.
 type foldWork struct {
 	mean []float32 // (Cin) row means of X
@@ -107,7 +93,7 @@ func (b *block) forwardFolded(x *act) *act {
 			kernel.BNNorm(row, fw.xc[r*m:(r+1)*m], nil, mean, 1, 0, 0, false)
 		}
 	})
-	gm := foldGemms(b.op.bf16(m))
+	gm := b.op.gemms(m)
 	fw.cov = grow(fw.cov, cin*cin)
 	gm.nt(cin, cin, m, fw.xc, fw.xc, fw.cov, false)
 	kernel.Scale(1/float32(m), fw.cov, fw.cov)
@@ -187,7 +173,7 @@ func (b *block) backwardFolded(d []float32) []float32 {
 			fw.gbar[c] = float32(s / float64(m))
 		}
 	})
-	gm := foldGemms(b.op.bf16(m))
+	gm := b.op.gemms(m)
 	fw.q = grow(fw.q, cout*cin)
 	gm.nt(cout, cin, m, d, fw.xc, fw.q, false)
 	fw.u = grow(fw.u, nbr*cout*cin)

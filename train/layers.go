@@ -191,11 +191,7 @@ func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
 		c.im2col(x, oh, ow, ws.col, ws)
 		col = ws.col
 	}
-	if c.bf16(mo) {
-		kernel.GemmBF16(c.Cout, mo, kd, w, col, z, false)
-		return
-	}
-	kernel.Gemm(c.Cout, mo, kd, w, col, z, false)
+	c.gemms(mo).nn(c.Cout, mo, kd, w, col, z, false)
 }
 
 // bf16MinCols is the fewest columns (batch × output pixels) for which a
@@ -207,6 +203,21 @@ const bf16MinCols = 512
 
 // bf16 reports whether the conv's GEMMs over mo columns run in bfloat16.
 func (c convOp) bf16(mo int) bool { return c.BF16 && mo >= bf16MinCols }
+
+// gemms is a set of matrix products: c (+)= a·b, aᵀ·b and a·bᵀ.
+type gemms struct {
+	nn, tn, nt func(m, n, k int, a, b, c []float32, accumulate bool)
+}
+
+// gemms is the products of the conv's GEMMs over mo columns (and of a
+// folded block's over its batch: folded.go): bfloat16 ones if bf16(mo),
+// else float32.
+func (c convOp) gemms(mo int) gemms {
+	if c.bf16(mo) {
+		return gemms{kernel.GemmBF16, kernel.GemmBF16TN, kernel.GemmBF16NT}
+	}
+	return gemms{kernel.Gemm, kernel.GemmTN, kernel.GemmNT}
+}
 
 // backward computes dw (overwritten) and, if dx is not nil, adds the input
 // gradient to dx (laid out like x), given dz (Cout, OH, OW, N). For a
@@ -236,22 +247,19 @@ func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	if !c.pointwise() {
 		col = ws.col[:kd*mo]
 	}
-	gemmNT, gemmTN := kernel.GemmNT, kernel.GemmTN
-	if c.bf16(mo) {
-		gemmNT, gemmTN = kernel.GemmBF16NT, kernel.GemmBF16TN
-	}
+	gm := c.gemms(mo)
 	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ
-	gemmNT(c.Cout, kd, mo, dz, col, dw, false)
+	gm.nt(c.Cout, kd, mo, dz, col, dw, false)
 	if dx == nil {
 		return
 	}
 	// dcol (kd, mo) = Wᵀ (kd, Cout) · dZ (Cout, mo)
 	if c.pointwise() {
-		gemmTN(kd, mo, c.Cout, w, dz, dx, !overwrite)
+		gm.tn(kd, mo, c.Cout, w, dz, dx, !overwrite)
 		return
 	}
 	ws.dcol = grow(ws.dcol, kd*mo)
-	gemmTN(kd, mo, c.Cout, w, dz, ws.dcol, false)
+	gm.tn(kd, mo, c.Cout, w, dz, ws.dcol, false)
 	c.col2im(ws.dcol, x, oh, ow, dx, ws)
 }
 
