@@ -12,6 +12,7 @@ import (
 	"github.com/mobileone-go/mobileone/format/pth"
 	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/internal/fsutil"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -73,8 +74,8 @@ func readTensors(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, map[stri
 	}
 	switch kind {
 	case FormatPyTorch:
-		sd, err := pth.Load(r, size)
-		return sd, nil, kind, err
+		sd, meta, err := pth.LoadWithMetadata(r, size)
+		return sd, meta, kind, err
 	default:
 		sf, err := safetensors.Read(r, size)
 		if err != nil {
@@ -135,7 +136,12 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 		return nil, err
 	}
 	var labels []string
-	if c, ok := meta[metaConfig]; ok {
+	var assumed Assumed
+	c, ok := meta[metaConfig]
+	if !ok {
+		// A plain state dict: nothing in it says how the stem strides.
+		assumed.StemStride = opts.StemStride == 0
+	} else {
 		var mc model.Config
 		if err := json.Unmarshal([]byte(c), &mc); err != nil {
 			return nil, fmt.Errorf("metadata %q is not valid JSON: %v", metaConfig, err)
@@ -167,6 +173,8 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 	if opts.StemStride != 0 {
 		cfg.StemStride = opts.StemStride
 	}
+	assumed.Preprocess = prep == nil
+	assumed.Labels = labels == nil
 	if opts.Variant != "" {
 		want, err := model.Variant(opts.Variant)
 		if err != nil {
@@ -195,13 +203,40 @@ func fromTensors(raw map[string]*tensor.Tensor, meta map[string]string, opts Loa
 		mm = mm.Fuse()
 	}
 	out := wrap(mm)
-	out.Naming, out.Labels, out.Preprocess = string(naming), labels, prep
+	out.Naming, out.Labels, out.Preprocess, out.Assumed = string(naming), labels, prep, assumed
 	return out, nil
 }
 
 func withStride(c model.Config, s int) model.Config {
 	c.StemStride = s
 	return c
+}
+
+// Assumed says which settings a loaded checkpoint did not store, so that
+// their values come from defaults rather than from the file. A plain
+// PyTorch state dict (the authors' checkpoints, or any torch.save of
+// model.state_dict()) stores weights only; files written by Save,
+// SavePyTorch or "mobileone train" store all three.
+type Assumed struct {
+	// StemStride: the stem stride (invisible in the weights) was not in the
+	// file nor in LoadOptions.StemStride; 2, the zoo's, was assumed.
+	StemStride bool
+	// Preprocess: no preprocessing was stored; Preprocessing derives
+	// ImageNet's from the configuration.
+	Preprocess bool
+	// Labels: no class names were stored; ClassNames gives ImageNet's for a
+	// 1000-class model, else "class N".
+	Labels bool
+}
+
+// Any reports whether anything was assumed.
+func (a Assumed) Any() bool { return a.StemStride || a.Preprocess || a.Labels }
+
+// ImageNetShaped reports whether the model has ImageNet's shape (1000
+// classes, RGB input): for such a model the defaults behind Assumed are
+// those of the authors' checkpoints.
+func (m *Model) ImageNetShaped() bool {
+	return m.Config.NumClasses == 1000 && m.Config.InChannels == 3
 }
 
 // SaveOptions adjusts Save.
@@ -225,9 +260,38 @@ func (m *Model) Save(path string, opts SaveOptions) error {
 		return fmt.Errorf("unknown key naming %q (want authors or timm)", opts.Naming)
 	}
 	keys, sd = model.ToNaming(keys, sd, naming)
-	cfgJSON, err := json.Marshal(m.Config)
+	meta, err := m.metadata(naming)
 	if err != nil {
 		return err
+	}
+	dt := safetensors.DType("F32")
+	if opts.Half {
+		dt = safetensors.DType("F16")
+	}
+	return safetensors.WriteFile(path, keys, sd, meta, dt)
+}
+
+// SavePyTorch writes the model's weights, atomically, as a torch.save file
+// in the authors' key naming (a plain state_dict: torch.load and the
+// authors' MobileOne class load it as it is), with the metadata Save
+// writes (configuration, class labels, preprocessing) in an extra archive
+// entry that PyTorch ignores and Load reads (pth.MetadataEntry). A train-time
+// model stays train-time: this is how a run's model_unfused.pth.tar is
+// written.
+func (m *Model) SavePyTorch(path string) error {
+	keys, sd := m.StateDict()
+	meta, err := m.metadata(model.NamingAuthors)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, func(w io.Writer) error { return pth.SaveWithMetadata(w, keys, sd, meta) })
+}
+
+// metadata is what Save and SavePyTorch store beside the weights.
+func (m *Model) metadata(naming model.Naming) (map[string]string, error) {
+	cfgJSON, err := json.Marshal(m.Config)
+	if err != nil {
+		return nil, err
 	}
 	variant := m.Config.Name
 	if variant == "" {
@@ -243,20 +307,16 @@ func (m *Model) Save(path string, opts SaveOptions) error {
 	if len(m.Labels) > 0 {
 		l, err := json.Marshal(m.Labels)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		meta[metaLabels] = string(l)
 	}
 	if m.Preprocess != nil {
 		p, err := json.Marshal(m.Preprocess)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		meta[metaPrep] = string(p)
 	}
-	dt := safetensors.DType("F32")
-	if opts.Half {
-		dt = safetensors.DType("F16")
-	}
-	return safetensors.WriteFile(path, keys, sd, meta, dt)
+	return meta, nil
 }

@@ -42,6 +42,9 @@ type Model struct {
 	// and std). It is saved in and loaded from safetensors metadata.
 	Preprocess *imageproc.Params
 
+	// Assumed lists the settings the checkpoint did not store (set by Load).
+	Assumed Assumed
+
 	plan *planCache
 }
 
@@ -107,7 +110,7 @@ func FromModel(m *model.Model, labels []string) *Model {
 // Fuse returns the re-parameterised (inference) form of m.
 func (m *Model) Fuse() *Model {
 	c := wrap(m.Model.Fuse())
-	c.Labels, c.Naming, c.Source, c.Format, c.Preprocess = m.Labels, m.Naming, m.Source, m.Format, m.Preprocess
+	c.Labels, c.Naming, c.Source, c.Format, c.Preprocess, c.Assumed = m.Labels, m.Naming, m.Source, m.Format, m.Preprocess, m.Assumed
 	return c
 }
 

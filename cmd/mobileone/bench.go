@@ -60,8 +60,9 @@ type benchResult struct {
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", benchUsage, stderr)
-	var weights, variant, size string
-	addModelFlags(&weights, &variant, fs)
+	var ck ckptFlags
+	var size string
+	ck.register(fs, false)
 	seed := fs.Uint64("random-seed", 1, "seed of the random weights used without -w")
 	threads := fs.Int("threads", runtime.GOMAXPROCS(0), "threads the kernels may use")
 	batch := fs.Int("batch", 1, "images per run")
@@ -76,6 +77,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	weights, variant := ck.weights, ck.variant
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
@@ -96,7 +98,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	var m *mobileone.Model
 	switch {
 	case weights != "":
-		if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant}); err != nil {
+		if err := ck.check(); err != nil {
+			return err
+		}
+		if m, err = ck.load(mobileone.LoadOptions{}, false, stderr); err != nil {
 			return err
 		}
 	case variant != "":

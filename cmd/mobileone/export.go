@@ -25,8 +25,9 @@ makes them); --weights-out also saves them as safetensors, for "mobileone predic
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", exportUsage, stderr)
-	var weights, variant, out, format, size, weightsOut string
-	addModelFlags(&weights, &variant, fs)
+	var ck ckptFlags
+	var out, format, size, weightsOut string
+	ck.register(fs, false)
 	fs.StringVar(&out, "o", "", "output `file` (.onnx)")
 	fs.StringVar(&out, "out", "", "same as -o")
 	fs.StringVar(&format, "format", "onnx", "output `format`: onnx")
@@ -38,6 +39,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	weights, variant := ck.weights, ck.variant
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
@@ -60,7 +62,10 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 
 	var m *mobileone.Model
 	if weights != "" {
-		if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant}); err != nil {
+		if err := ck.check(); err != nil {
+			return err
+		}
+		if m, err = ck.load(mobileone.LoadOptions{}, false, stderr); err != nil {
 			return err
 		}
 	} else {

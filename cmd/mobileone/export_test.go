@@ -19,7 +19,7 @@ import (
 func TestExportCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	out, wout := filepath.Join(dir, "m.onnx"), filepath.Join(dir, "m.safetensors")
-	code, stdout, errs := cli("export", "-w", golden+"/unfused.pth.tar", "--format", "onnx", "-o", out,
+	code, stdout, errs := cli("export", "-w", golden+"/unfused.pth.tar", "--stem-stride", "2", "--format", "onnx", "-o", out,
 		"--dynamic", "--weights-out", wout)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -97,15 +97,15 @@ func TestExportErrors(t *testing.T) {
 	}{
 		{"no output", []string{"export", "-w", golden + "/fused.pth.tar"}, "need -w", 1},
 		{"no model", []string{"export", "-o", out}, "need -w", 1},
-		{"format", []string{"export", "-w", golden + "/fused.pth.tar", "--format", "tflite", "-o", out}, "tflite", 1},
+		{"format", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "--format", "tflite", "-o", out}, "tflite", 1},
 		{"no seed", []string{"export", "-m", "s0", "-o", out}, "--random-seed", 1},
-		{"seed with -w", []string{"export", "-w", golden + "/fused.pth.tar", "--random-seed", "1", "-o", out}, "without -w", 1},
+		{"seed with -w", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "--random-seed", "1", "-o", out}, "without -w", 1},
 		{"variant", []string{"export", "-m", "s9", "--random-seed", "1", "-o", out}, "s9", 1},
-		{"wrong variant", []string{"export", "-w", golden + "/fused.pth.tar", "-m", "s1", "-o", out}, "s1", 1},
+		{"wrong variant", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "-m", "s1", "-o", out}, "s1", 1},
 		{"bad checkpoint", []string{"export", "-w", bad, "-o", out}, "bad.pth.tar", 1},
-		{"size", []string{"export", "-w", golden + "/fused.pth.tar", "--size", "0", "-o", out}, "--size", 1},
-		{"no dir", []string{"export", "-w", golden + "/fused.pth.tar", "-o", filepath.Join(dir, "nodir", "x.onnx")}, "nodir", 1},
-		{"extra arg", []string{"export", "-w", golden + "/fused.pth.tar", "-o", out, "extra"}, "extra", 1},
+		{"size", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "--size", "0", "-o", out}, "--size", 1},
+		{"no dir", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "-o", filepath.Join(dir, "nodir", "x.onnx")}, "nodir", 1},
+		{"extra arg", []string{"export", "-w", golden + "/fused.pth.tar", "--stem-stride", "2", "-o", out, "extra"}, "extra", 1},
 		{"bad flag", []string{"export", "--nope"}, "", 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {

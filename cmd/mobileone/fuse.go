@@ -14,13 +14,17 @@ const fuseUsage = `usage: mobileone fuse -w unfused.pth.tar -o fused.safetensors
 Re-parameterises a train-time (unfused) checkpoint: every block's conv+BN
 branches, 1x1 scale branch and BatchNorm skip branch are folded into one conv
 with bias. Writes a safetensors file whose metadata records the variant, the
-architecture and the key naming; "mobileone predict" loads it. A checkpoint that
+architecture, the key naming and the preprocessing; "mobileone predict" loads
+it. A plain PyTorch state dict stores no stem stride or preprocessing: for an
+ImageNet-shaped model (1000 classes, RGB) the authors' setting is assumed, said
+and stored; any other needs --stem-stride and --preprocess. A checkpoint that
 is already fused is converted to safetensors unchanged.`
 
 func cmdFuse(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("fuse", fuseUsage, stderr)
-	var weights, variant, out, naming string
-	addModelFlags(&weights, &variant, fs)
+	var ck ckptFlags
+	var out, naming string
+	ck.register(fs, true)
 	fs.StringVar(&out, "o", "", "output `file` (.safetensors)")
 	fs.StringVar(&out, "out", "", "same as -o")
 	half := fs.Bool("half", false, "store weights as float16 (half the size)")
@@ -32,6 +36,7 @@ func cmdFuse(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
+	weights := ck.weights
 	if weights == "" || out == "" {
 		fs.Usage()
 		return errors.New("need -w CHECKPOINT and -o OUTPUT")
@@ -39,9 +44,17 @@ func cmdFuse(args []string, stdout, stderr io.Writer) error {
 	if naming != "authors" && naming != "timm" {
 		return fmt.Errorf("--naming must be authors or timm, got %q", naming)
 	}
-	m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, KeepUnfused: true})
+	if err := ck.check(); err != nil {
+		return err
+	}
+	m, err := ck.load(mobileone.LoadOptions{KeepUnfused: true}, true, stderr)
 	if err != nil {
 		return err
+	}
+	if m.Preprocess == nil && m.ImageNetShaped() {
+		// Said by load: the fused file stores the authors' setting it assumed.
+		p := m.Preprocessing()
+		m.Preprocess = &p
 	}
 	wasFused := m.IsFused()
 	f := m.Fuse()

@@ -23,14 +23,16 @@ JSON object (fields params, train_params, macs, train_macs, layers, ...).`
 
 func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("info", infoUsage, stderr)
-	var weights, variant, size string
-	addModelFlags(&weights, &variant, fs)
+	var ck ckptFlags
+	var size string
+	ck.register(fs, false)
 	fs.StringVar(&size, "size", "224", "input size `H` or HxW")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	weights, variant := ck.weights, ck.variant
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
 	}
@@ -42,7 +44,10 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	var fusedCkpt *bool
 	switch {
 	case weights != "":
-		m, err := mobileone.Load(weights, mobileone.LoadOptions{Variant: variant, KeepUnfused: true})
+		if err := ck.check(); err != nil {
+			return err
+		}
+		m, err := ck.load(mobileone.LoadOptions{KeepUnfused: true}, false, stderr)
 		if err != nil {
 			return err
 		}

@@ -58,14 +58,14 @@ func TestPredictImages(t *testing.T) {
 	img1, img2 := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
 	writePNG(t, img1, 90, 70)
 	writePNG(t, img2, 40, 120)
-	code, out, errs := cli("predict", "-w", golden+"/unfused.pth.tar", "--top", "3", img1, img2)
+	code, out, errs := cli("predict", "-w", golden+"/unfused.pth.tar", "--stem-stride", "2", "--preprocess", "imagenet", "--top", "3", img1, img2)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	if strings.Count(out, "class ") != 6 || !strings.Contains(out, "a.png") || !strings.Contains(out, "b.png") {
 		t.Errorf("unexpected output:\n%s", out)
 	}
-	code, out, errs = cli("predict", img1, "--json", "-w", golden+"/fused.pth.tar")
+	code, out, errs = cli("predict", img1, "--json", "-w", golden+"/fused.pth.tar", "--stem-stride", "2", "--preprocess", "imagenet")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -92,12 +92,12 @@ func TestPredictNpyAndFuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	fused := filepath.Join(dir, "fused.safetensors")
-	if code, _, errs := cli("fuse", "-w", golden+"/unfused.pth.tar", "-o", fused); code != 0 {
+	if code, _, errs := cli("fuse", "-w", golden+"/unfused.pth.tar", "--stem-stride", "2", "--preprocess", "imagenet", "-o", fused); code != 0 {
 		t.Fatalf("fuse: exit %d: %s", code, errs)
 	}
 	for _, ckpt := range []string{golden + "/unfused.pth.tar", golden + "/timm_unfused.safetensors", fused} {
 		out := filepath.Join(dir, "logits.npy")
-		code, _, errs := cli("predict", "-w", ckpt, "--npy", golden+"/input.npy", "--out", out)
+		code, _, errs := cli("predict", "-w", ckpt, "--stem-stride", "2", "--npy", golden+"/input.npy", "--out", out)
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", ckpt, code, errs)
 		}
@@ -111,7 +111,7 @@ func TestPredictNpyAndFuse(t *testing.T) {
 	}
 	// Half-precision, timm-named output loads too.
 	half := filepath.Join(dir, "half.safetensors")
-	if code, _, errs := cli("fuse", "-w", golden+"/unfused.pth.tar", "-o", half, "--half", "--naming", "timm"); code != 0 {
+	if code, _, errs := cli("fuse", "-w", golden+"/unfused.pth.tar", "--stem-stride", "2", "--preprocess", "imagenet", "-o", half, "--half", "--naming", "timm"); code != 0 {
 		t.Fatalf("fuse --half: exit %d: %s", code, errs)
 	}
 	if code, out, errs := cli("info", "-w", half, "--json"); code != 0 || !strings.Contains(out, `"params"`) {
@@ -225,17 +225,17 @@ func TestBadInput(t *testing.T) {
 		{"empty checkpoint", []string{"predict", "-w", p("empty.pth"), p("ok.png")}, "empty"},
 		{"malicious pickle", []string{"predict", "-w", p("evil.pth"), p("ok.png")}, "posix.system"},
 		{"missing checkpoint", []string{"predict", "-w", p("nope.pth"), p("ok.png")}, "no such file"},
-		{"wrong variant", []string{"predict", "-w", good, "-m", "s0", p("ok.png")}, "not s0"},
+		{"wrong variant", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "-m", "s0", p("ok.png")}, "not s0"},
 		{"unknown variant", []string{"info", "-m", "s9"}, "unknown variant"},
-		{"non-image", []string{"predict", "-w", good, p("notimage.jpg")}, "notimage.jpg"},
-		{"truncated image", []string{"predict", "-w", good, p("truncated.png")}, "truncated.png"},
-		{"huge image", []string{"predict", "-w", good, p("huge.png")}, "MP"},
-		{"npy float64", []string{"predict", "-w", good, "--npy", p("f64.npy"), "--out", p("out1.npy")}, "<f8"},
-		{"npy rank 3", []string{"predict", "-w", good, "--npy", p("rank3.npy"), "--out", p("out2.npy")}, "(N, C, H, W)"},
-		{"npy channels", []string{"predict", "-w", good, "--npy", p("chan4.npy"), "--out", p("out3.npy")}, "4 channels"},
-		{"npy short", []string{"predict", "-w", good, "--npy", p("short.npy"), "--out", p("out4.npy")}, "short.npy"},
+		{"non-image", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", p("notimage.jpg")}, "notimage.jpg"},
+		{"truncated image", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", p("truncated.png")}, "truncated.png"},
+		{"huge image", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", p("huge.png")}, "MP"},
+		{"npy float64", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "--npy", p("f64.npy"), "--out", p("out1.npy")}, "<f8"},
+		{"npy rank 3", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "--npy", p("rank3.npy"), "--out", p("out2.npy")}, "(N, C, H, W)"},
+		{"npy channels", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "--npy", p("chan4.npy"), "--out", p("out3.npy")}, "4 channels"},
+		{"npy short", []string{"predict", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "--npy", p("short.npy"), "--out", p("out4.npy")}, "short.npy"},
 		{"fuse bad checkpoint", []string{"fuse", "-w", p("truncated.pth.tar"), "-o", p("out5.safetensors")}, "truncated.pth.tar"},
-		{"fuse missing dir", []string{"fuse", "-w", good, "-o", p("nodir/out6.safetensors")}, "nodir"},
+		{"fuse missing dir", []string{"fuse", "-w", good, "--stem-stride", "2", "--preprocess", "imagenet", "-o", p("nodir/out6.safetensors")}, "nodir"},
 		{"bench unknown layout", []string{"bench", "-m", "s0", "--size", "32", "--layout", "nhwc"}, "unknown layout \"nhwc\""},
 	}
 	for _, tc := range tests {

@@ -22,8 +22,13 @@ for S1-S4, centre crop 224, ImageNet mean/std). With --npy, runs a raw float32
 tensor (N, C, H, W) through the network and writes float32 logits (N, classes).
 
 CKPT is an authors' fused or unfused .pth.tar, a timm-named or mobileone
-.safetensors file. The variant is recognised from the tensors unless -m is given,
-in which case the checkpoint must be that variant. Without -w, the model built
+.safetensors file, or a checkpoint "mobileone train" or "fuse" wrote. The variant
+is recognised from the tensors unless -m is given, in which case the checkpoint
+must be that variant. Files this program writes store the stem stride, the
+preprocessing and the class names; a plain PyTorch state dict stores weights
+only: for an ImageNet-shaped one (1000 classes, RGB) the authors' setting is
+assumed and said, any other is refused until --stem-stride and --preprocess
+give what it lacks. Without -w, the model built
 into the binary is used: a MobileOne trained on Fashion-MNIST by this project
 (10 clothing classes; "mobileone demo" shows it at work).`
 
@@ -39,8 +44,9 @@ func addModelFlags(fsw, fsm *string, fs interface {
 
 func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("predict", predictUsage, stderr)
-	var weights, variant, npyIn, npyOut string
-	addModelFlags(&weights, &variant, fs)
+	var ck ckptFlags
+	var npyIn, npyOut string
+	ck.register(fs, true)
 	top := fs.Int("top", 5, "number of classes to print per image")
 	asJSON := fs.Bool("json", false, "print one JSON object per image")
 	fs.StringVar(&npyIn, "npy", "", "run this float32 (N, C, H, W) `.npy` tensor instead of images")
@@ -48,6 +54,9 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	maxMP := fs.Float64("max-megapixels", mobileone.DefaultMaxPixels/1e6, "refuse images larger than this")
 	files, err := parse(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := ck.checkBuiltin(); err != nil {
 		return err
 	}
 	if *top < 1 {
@@ -68,15 +77,12 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	}
 
 	var m *mobileone.Model
-	if weights == "" {
-		if variant != "" {
-			return errors.New("-m needs -w: the built-in model is a Fashion-MNIST model, not a zoo variant")
-		}
+	if ck.weights == "" {
 		if m, err = zoo.Default(); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "mobileone predict: no -w given: using the %s (10 clothing classes, grey 28x28)\n", zoo.DefaultName)
-	} else if m, err = mobileone.Load(weights, mobileone.LoadOptions{Variant: variant}); err != nil {
+	} else if m, err = ck.load(mobileone.LoadOptions{}, npyIn == "", stderr); err != nil {
 		return err
 	}
 	if npyIn != "" {

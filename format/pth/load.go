@@ -3,6 +3,7 @@ package pth
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -77,6 +78,39 @@ func LoadFile(path string) (map[string]*tensor.Tensor, error) {
 // Load never executes anything the file names; see the package
 // documentation for the allow-list and limits. All errors start with "pth: ".
 func Load(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
+	sd, _, err := LoadWithMetadata(r, size)
+	return sd, err
+}
+
+// LoadWithMetadata is Load that also returns the string metadata a file
+// written by SaveWithMetadata carries (nil for any other torch.save file).
+// Metadata that is not a JSON object of strings, or is larger than
+// MaxMetadataBytes, is an error.
+func LoadWithMetadata(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, map[string]string, error) {
+	a, err := open(r, size)
+	if err != nil {
+		return nil, nil, err
+	}
+	sd, err := a.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	e, ok := a.entries[a.prefix+MetadataEntry]
+	if !ok {
+		return sd, nil, nil
+	}
+	b, err := a.readEntry(e, MaxMetadataBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	var meta map[string]string
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, nil, fmt.Errorf("pth: entry %q is not a JSON object of strings: %v", MetadataEntry, err)
+	}
+	return sd, meta, nil
+}
+
+func open(r io.ReaderAt, size int64) (*archive, error) {
 	if size < 0 {
 		return nil, errors.New("pth: negative size")
 	}
@@ -92,11 +126,7 @@ func Load(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		return nil, fmt.Errorf("pth: not a zip archive or truncated (%v)", err)
 	}
-	a, err := openArchive(zr, r, size)
-	if err != nil {
-		return nil, err
-	}
-	return a.load()
+	return openArchive(zr, r, size)
 }
 
 func openArchive(zr *zip.Reader, r io.ReaderAt, size int64) (*archive, error) {

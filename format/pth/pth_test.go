@@ -195,6 +195,71 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMetadataRoundTrip(t *testing.T) {
+	c := roundTripCases(t)[0]
+	for _, meta := range []map[string]string{
+		nil,
+		{"config": `{"channels":[8,8]}`, "preprocess": "{}", "labels": `["T-shirt/top","Trouser"]`},
+	} {
+		var buf bytes.Buffer
+		if err := SaveWithMetadata(&buf, c.keys, c.sd, meta); err != nil {
+			t.Fatal(err)
+		}
+		sd, got, err := LoadWithMetadata(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sd) != len(c.sd) {
+			t.Fatalf("%d tensors, want %d", len(sd), len(c.sd))
+		}
+		if len(got) != len(meta) {
+			t.Fatalf("metadata %v, want %v", got, meta)
+		}
+		for k, v := range meta {
+			if got[k] != v {
+				t.Errorf("metadata %q = %q, want %q", k, got[k], v)
+			}
+		}
+	}
+}
+
+func TestBadMetadata(t *testing.T) {
+	c := roundTripCases(t)[0]
+	var buf bytes.Buffer
+	if err := Save(&buf, c.keys, c.sd); err != nil {
+		t.Fatal(err)
+	}
+	// Rebuild the archive with a metadata entry that is not an object of strings.
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`[1, 2]`, `{"config": 3}`, `{"config": "x"`} {
+		var ents []zent
+		for _, f := range zr.File {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ents = append(ents, zent{f.Name, b})
+		}
+		ents = append(ents, zent{"archive/" + MetadataEntry, []byte(bad)})
+		data := makeZip(t, ents...)
+		_, _, err := LoadWithMetadata(bytes.NewReader(data), int64(len(data)))
+		if err == nil || !strings.Contains(err.Error(), MetadataEntry) {
+			t.Errorf("metadata %s: error %v, want one naming %s", bad, err, MetadataEntry)
+		}
+	}
+	if err := SaveWithMetadata(io.Discard, c.keys, c.sd, map[string]string{"x": string([]byte{0xff})}); err == nil {
+		t.Error("invalid UTF-8 metadata saved without error")
+	}
+}
+
 func TestSaveErrors(t *testing.T) {
 	one := mustTensor(t, []float32{1})
 	for _, c := range []struct {
@@ -238,7 +303,12 @@ func TestTorchLoadsSave(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Save(f, c.keys, c.sd); err != nil {
+		// Every other file carries metadata: torch.load must not mind it.
+		var meta map[string]string
+		if i%2 == 1 {
+			meta = map[string]string{"config": `{"a": [1, 2]}`, "labels": "é"}
+		}
+		if err := SaveWithMetadata(f, c.keys, c.sd, meta); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.Close(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -21,6 +22,37 @@ import (
 // back as an OrderedDict of contiguous float32 tensors, keys in the order of
 // keys, which must list every key of sd exactly once.
 func Save(w io.Writer, keys []string, sd map[string]*tensor.Tensor) error {
+	return SaveWithMetadata(w, keys, sd, nil)
+}
+
+// MetadataEntry is the archive entry (under the archive's folder) that holds
+// the string metadata SaveWithMetadata writes, as a JSON object. torch.load
+// reads only data.pkl and the storages it names, so the entry travels with
+// the file without changing what PyTorch loads.
+const MetadataEntry = "extra/mobileone.json"
+
+// MaxMetadataBytes bounds the metadata entry LoadWithMetadata reads.
+const MaxMetadataBytes = 1 << 20
+
+// SaveWithMetadata is Save plus string metadata (e.g. the model's
+// configuration and preprocessing) written to MetadataEntry. A nil or empty
+// meta writes no entry, exactly like Save.
+func SaveWithMetadata(w io.Writer, keys []string, sd map[string]*tensor.Tensor, meta map[string]string) error {
+	var metaJSON []byte
+	if len(meta) > 0 {
+		for k, v := range meta {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return fmt.Errorf("pth: metadata %q is not valid UTF-8", k)
+			}
+		}
+		var err error
+		if metaJSON, err = json.Marshal(meta); err != nil {
+			return fmt.Errorf("pth: metadata: %w", err)
+		}
+		if len(metaJSON) > MaxMetadataBytes {
+			return fmt.Errorf("pth: metadata is %d bytes, over the %d-byte limit", len(metaJSON), MaxMetadataBytes)
+		}
+	}
 	if len(keys) != len(sd) {
 		return fmt.Errorf("pth: Save got %d keys for %d tensors", len(keys), len(sd))
 	}
@@ -105,6 +137,11 @@ func Save(w io.Writer, keys []string, sd map[string]*tensor.Tensor) error {
 	}
 	if err := put(prefix+"version", []byte("3\n")); err != nil {
 		return fmt.Errorf("pth: %w", err)
+	}
+	if metaJSON != nil {
+		if err := put(prefix+MetadataEntry, metaJSON); err != nil {
+			return fmt.Errorf("pth: %w", err)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("pth: %w", err)
