@@ -21,6 +21,12 @@ type Options struct {
 	Shuffle bool
 	// DropLast drops the final batch when it is smaller than BatchSize.
 	DropLast bool
+	// Even splits an epoch of n samples into ceil(n/BatchSize) batches
+	// whose sizes differ by at most one (200 samples at BatchSize 128: two
+	// batches of 100), so that every sample is seen and no batch is a small
+	// remainder (BatchNorm's statistics over a handful of images are
+	// noise). It excludes DropLast.
+	Even bool
 	// Workers is the number of goroutines that read, augment and assemble
 	// batches (each worker builds whole batches). 0 means GOMAXPROCS.
 	Workers int
@@ -85,6 +91,9 @@ func NewLoader(ds Dataset, opts Options) (*Loader, error) {
 	if opts.Prefetch == 0 {
 		opts.Prefetch = 2 * opts.Workers
 	}
+	if opts.DropLast && opts.Even {
+		return nil, errors.New("data: DropLast and Even exclude each other")
+	}
 	if opts.DropLast && ds.Len() < opts.BatchSize {
 		return nil, fmt.Errorf("data: %d samples make no full batch of %d with DropLast", ds.Len(), opts.BatchSize)
 	}
@@ -145,6 +154,23 @@ func (l *Loader) Batches(n int) int {
 		return n / bs
 	}
 	return (n + bs - 1) / bs
+}
+
+// span returns the positions [lo, hi) in an epoch's order of n samples that
+// batch s covers.
+func (l *Loader) span(n, s int) (lo, hi int) {
+	bs := l.opts.BatchSize
+	if !l.opts.Even {
+		return s * bs, min((s+1)*bs, n)
+	}
+	nb := l.Batches(n)
+	base, extra := n/nb, n%nb // the first extra batches get one more
+	lo = s*base + min(s, extra)
+	hi = lo + base
+	if s < extra {
+		hi++
+	}
+	return lo, hi
 }
 
 // EpochOrder is EpochFrom over the given samples, in the given order (dataset
@@ -240,8 +266,8 @@ var errStopped = errors.New("data: loader stopped")
 
 // build assembles batch s of epoch e.
 func (l *Loader) build(w *worker, tr *compiled, order []int, e, s int, done <-chan struct{}) (*Batch, error) {
-	bs := l.opts.BatchSize
-	idx := order[s*bs : min((s+1)*bs, len(order))]
+	lo, hi := l.span(len(order), s)
+	idx := order[lo:hi]
 	var b *Batch
 	select {
 	case b = <-l.free:

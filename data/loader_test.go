@@ -149,19 +149,25 @@ func TestLoaderEpochCoverage(t *testing.T) {
 		bs        int
 		shuffle   bool
 		dropLast  bool
+		even      bool
 		batches   int
 		lastSize  int
 		wantCount int
 	}{
-		{"ordered", 10, false, false, 6, 3, 53},
-		{"shuffled", 10, true, false, 6, 3, 53},
-		{"drop last", 10, true, true, 5, 10, 50},
-		{"exact", 53, true, true, 1, 53, 53},
-		{"one", 1, true, false, 53, 1, 53},
+		{"ordered", 10, false, false, false, 6, 3, 53},
+		{"shuffled", 10, true, false, false, 6, 3, 53},
+		{"drop last", 10, true, true, false, 5, 10, 50},
+		{"exact", 53, true, true, false, 1, 53, 53},
+		{"one", 1, true, false, false, 53, 1, 53},
+		// Even: ceil(53/40) = 2 batches of 27 and 26, not 40 and 13.
+		{"even", 40, true, false, true, 2, 26, 53},
+		{"even ordered", 10, false, false, true, 6, 8, 53},
+		{"even, batch over the data", 128, true, false, true, 1, 53, 53},
+		{"even exact", 53, true, false, true, 1, 53, 53},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := NewLoader(ds, Options{BatchSize: tc.bs, Shuffle: tc.shuffle, DropLast: tc.dropLast, Workers: 2})
+			l, err := NewLoader(ds, Options{BatchSize: tc.bs, Shuffle: tc.shuffle, DropLast: tc.dropLast, Even: tc.even, Workers: 2})
 			must(t, err)
 			if l.Len() != tc.batches {
 				t.Fatalf("Len %d, want %d", l.Len(), tc.batches)
@@ -174,6 +180,9 @@ func TestLoaderEpochCoverage(t *testing.T) {
 				}
 				var all []int
 				for _, b := range bs {
+					if n := len(b.indices); n > tc.bs || tc.even && n-len(bs[len(bs)-1].indices) > 1 {
+						t.Fatalf("epoch %d: a batch of %d (batch size %d, last %d)", e, n, tc.bs, len(bs[len(bs)-1].indices))
+					}
 					if b.shape[0] != len(b.indices) || len(b.labels) != len(b.indices) {
 						t.Fatalf("batch shape %v with %d indices", b.shape, len(b.indices))
 					}
@@ -295,6 +304,7 @@ func TestLoaderErrors(t *testing.T) {
 	}{
 		{ds, Options{}, "batch size 0"},
 		{ds, Options{BatchSize: 41, DropLast: true}, "no full batch"},
+		{ds, Options{BatchSize: 8, DropLast: true, Even: true}, "exclude"},
 		{ds, Options{BatchSize: 4, Workers: -1}, "workers"},
 		{&Memory{}, Options{BatchSize: 4}, "empty dataset"},
 		{ds, Options{BatchSize: 4, Transform: &Transform{Channels: 4}}, "Channels 4"},

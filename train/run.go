@@ -50,6 +50,31 @@ type Hyper struct {
 	// PruneAnneal is the fraction of the epochs, at the end, that train on
 	// every sample (with PruneRatio > 0).
 	PruneAnneal float64 `json:"prune_anneal,omitempty"`
+	// LastBatch says what becomes of an epoch's last, partial batch:
+	// LastBatchEven (the default of new runs) splits the epoch into
+	// ceil(n/BatchSize) batches of equal size (±1), every image seen;
+	// LastBatchDrop (or "", runs from before the field) drops it.
+	LastBatch string `json:"last_batch,omitempty"`
+}
+
+// Values of Hyper.LastBatch.
+const (
+	LastBatchEven = "even"
+	LastBatchDrop = "drop"
+)
+
+// loaderOptions are the training loader's batching options.
+func (h Hyper) loaderOptions() (data.Options, error) {
+	o := data.Options{BatchSize: h.BatchSize, Shuffle: true, Workers: h.Workers, Seed: h.Seed}
+	switch h.LastBatch {
+	case LastBatchEven:
+		o.Even = true
+	case LastBatchDrop, "":
+		o.DropLast = true
+	default:
+		return o, fmt.Errorf("train: last batch %q: want %s or %s", h.LastBatch, LastBatchEven, LastBatchDrop)
+	}
+	return o, nil
 }
 
 // FullEpochs is how many epochs at the end of a pruned run train on every
@@ -59,7 +84,8 @@ func (h Hyper) FullEpochs() int { return int(math.Round(h.PruneAnneal * float64(
 // DefaultHyper is the paper's recipe scaled to a small data set.
 func DefaultHyper() Hyper {
 	return Hyper{Epochs: 30, BatchSize: 128, LR: 0.1, MinLR: 0, WarmupEpochs: 1, Momentum: 0.9,
-		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, EMAWarmup: true, EMARecalibrate: 50, Seed: 1}
+		WDStart: 1e-4, WDEnd: 1e-5, LabelSmoothing: 0.1, EMADecay: DefaultEMADecay, EMAWarmup: true, EMARecalibrate: 50, Seed: 1,
+		LastBatch: LastBatchEven}
 }
 
 // Progress is reported after every training step.
@@ -154,12 +180,16 @@ func (r *Run) Execute(ctx context.Context) error {
 	if h.EMADecay > 0 && r.ema == nil {
 		r.ema = NewEMA(r.Model, h.EMADecay)
 	}
-	loader, err := data.NewLoader(r.Train, data.Options{BatchSize: h.BatchSize, Shuffle: true, DropLast: true,
-		Workers: h.Workers, Transform: r.TrainTransform, Seed: h.Seed})
+	lo, err := h.loaderOptions()
 	if err != nil {
 		return err
 	}
-	steps := r.Train.Len() / h.BatchSize
+	lo.Transform = r.TrainTransform
+	loader, err := data.NewLoader(r.Train, lo)
+	if err != nil {
+		return err
+	}
+	steps := loader.Len()
 	if h.PruneRatio > 0 {
 		if r.prune, err = r.newPruner(); err != nil {
 			return err

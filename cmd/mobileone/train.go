@@ -23,10 +23,8 @@ import (
 
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/data"
-	"github.com/mobileone-go/mobileone/format/pth"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/cpu"
-	"github.com/mobileone-go/mobileone/internal/fsutil"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/internal/runlog"
 	"github.com/mobileone-go/mobileone/model"
@@ -54,6 +52,11 @@ stride-1 stem by default so 28x28 or 32x32 images keep enough resolution.
 .pth.tar, or a run's model_unfused.pth.tar): its widths, blocks and k are
 kept (-m, --k, --channels-override and --blocks are refused), the stem stride
 follows --size as above, and --classes N replaces the classifier.
+
+Every image is trained on in every epoch: with the default --last-batch even,
+an epoch is split into ceil(n/batch) batches of equal size (±1) rather than
+full batches and a small remainder; --last-batch drop trains on full batches
+only (the remainder, different images each epoch, is left out).
 
 The run folder gets checkpoint.safetensors at the end of every epoch (written
 atomically; Ctrl-C saves and stops; --resume continues exactly, on the same
@@ -104,7 +107,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&a.NoAugment, "no-augment", false, "no augmentation at all")
 	fs.BoolVar(&a.Half, "half", false, "store the fused model as float16")
 	fs.IntVar(&a.Hyper.Epochs, "epochs", a.Hyper.Epochs, "epochs")
-	fs.IntVar(&a.Hyper.BatchSize, "batch", a.Hyper.BatchSize, "batch size")
+	fs.IntVar(&a.Hyper.BatchSize, "batch", a.Hyper.BatchSize, "largest batch size (see --last-batch)")
+	fs.StringVar(&a.Hyper.LastBatch, "last-batch", a.Hyper.LastBatch, "`even`: an epoch of n images is ceil(n/batch) batches of equal size (±1), every image trained on (200 images at --batch 128: two of 100); drop: full batches only, the n mod batch images left over are not trained on in that epoch")
 	fs.Float64Var(&a.Hyper.LR, "lr", a.Hyper.LR, "peak learning rate")
 	fs.Float64Var(&a.Hyper.MinLR, "min-lr", a.Hyper.MinLR, "learning rate at the end of the cosine")
 	fs.Float64Var(&a.Hyper.WarmupEpochs, "warmup", a.Hyper.WarmupEpochs, "linear warm-up `epochs`")
@@ -174,6 +178,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if a.Pad < 0 || a.Pad > 14 {
 		return fmt.Errorf("--pad %d: want 0..14 pixels", a.Pad)
 	}
+	if l := a.Hyper.LastBatch; a.Resume == "" && l != train.LastBatchEven && l != train.LastBatchDrop {
+		return fmt.Errorf("--last-batch %q: want even or drop", l)
+	}
 	if set["pad"] && a.Data != "fashion-mnist" {
 		return errors.New("--pad is Fashion-MNIST's pad + random crop; a folder of images gets random-resized crops")
 	}
@@ -206,8 +213,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		cfg := m.Config
 		fmt.Fprintf(stdout, "training MobileOne (%s) on %s: %d images, %d classes; validation: %d images\n",
 			cfg.Describe(), a.Data, trainDS.Len(), len(labels), lenOr0(valDS))
-		fmt.Fprintf(stdout, "%s train-time parameters (%s fused), %d epochs of %d batches of %d, %d threads\n",
-			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, trainDS.Len()/a.Hyper.BatchSize, a.Hyper.BatchSize, a.Threads)
+		fmt.Fprintf(stdout, "%s train-time parameters (%s fused), %d epochs of %s, %d threads\n",
+			commas(int64(cfg.TrainParams())), commas(int64(cfg.Params())), a.Hyper.Epochs, epochBatches(trainDS.Len(), a.Hyper), a.Threads)
 		if a.Hyper.PruneRatio > 0 {
 			fmt.Fprintf(stdout, "data pruning (--prune %g): images the network has learned are left out of an epoch with probability %g, the gradients of those kept scaled by %.3g; the last %d epochs train on every image\n",
 				a.Hyper.PruneRatio, a.Hyper.PruneRatio, 1/(1-a.Hyper.PruneRatio), a.Hyper.FullEpochs())
@@ -582,9 +589,13 @@ func finishRun(run *train.Run, a *trainArgs, prep imageproc.Params, stdout io.Wr
 	if isEMA {
 		which = "EMA weights"
 	}
+	// The train-time model in the authors' naming, for PyTorch; its
+	// configuration, labels and preprocessing ride along in an entry
+	// PyTorch ignores, so that every command reads it as the fused file.
 	unfusedPath := filepath.Join(a.Out, "model_unfused.pth.tar")
-	keys, sd := final.StateDict()
-	if err := fsutil.WriteFileAtomic(unfusedPath, func(w io.Writer) error { return pth.Save(w, keys, sd) }); err != nil {
+	unfused := mobileone.FromModel(final, run.Labels)
+	unfused.Preprocess = &prep
+	if err := unfused.SavePyTorch(unfusedPath); err != nil {
 		return err
 	}
 	fused := mobileone.FromModel(final.Fuse(), run.Labels)
@@ -626,4 +637,21 @@ func finishRun(run *train.Run, a *trainArgs, prep imageproc.Params, stdout io.Wr
 		fmt.Fprintf(stdout, "stored as float16 (%s): top-1 %.2f%%, top-5 %.2f%%\n", fusedPath, rh.Top1, rh.Top5)
 	}
 	return nil
+}
+
+// epochBatches describes how an epoch of n images is batched.
+func epochBatches(n int, h train.Hyper) string {
+	bs := h.BatchSize
+	if h.LastBatch == train.LastBatchDrop {
+		s := fmt.Sprintf("%d batches of %d", n/bs, bs)
+		if n%bs != 0 {
+			s += fmt.Sprintf(" (--last-batch drop: %d images left out of each epoch)", n%bs)
+		}
+		return s
+	}
+	nb := (n + bs - 1) / bs
+	if n%nb == 0 {
+		return fmt.Sprintf("%d batches of %d", nb, n/nb)
+	}
+	return fmt.Sprintf("%d batches of %d–%d", nb, n/nb, n/nb+1)
 }
