@@ -1,0 +1,282 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/tensor"
+)
+
+// Plan is a graph lowered onto the kernels for a batch of N images (plan
+// once, run many): every convolution's weights are packed once
+// (kernel.ConvOp: packed GEMM for dense and 1×1 layers, direct kernels for
+// depthwise ones), ReLU is fused into the convolutions' stores, and every
+// value gets a buffer from a pool sized once by liveness (a buffer is
+// reused as soon as the last reader of its value has run). Run allocates
+// nothing for the operators that have a planned implementation; Unplanned
+// lists those that fall back to the reference code (correct, slow,
+// allocating).
+//
+// The layout is NCHW per image; images run one after another and each
+// operator spreads its work over kernel.Threads() threads.
+type Plan struct {
+	g     *Graph
+	N     int
+	steps []func()
+	bufOf []int       // buffer index by value
+	bufs  [][]float32 // the pool
+	x     []float32   // current image's input
+	out   []float32   // (N, output...)
+	// Unplanned names the nodes that run on reference code.
+	Unplanned []string
+}
+
+// NewPlan lowers g (finalised, weights loaded) for n images.
+func NewPlan(g *Graph, n int) (*Plan, error) {
+	if !g.final {
+		if err := g.Finalize(); err != nil {
+			return nil, err
+		}
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("plan: batch %d", n)
+	}
+	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape()))}
+	p.assignBuffers()
+	for _, nd := range g.Nodes[1:] {
+		p.steps = append(p.steps, p.lower(nd))
+	}
+	return p, nil
+}
+
+// assignBuffers gives every value a buffer of the pool: a buffer whose
+// value has had its last reader is free for the next value that fits
+// (or grows to fit).
+func (p *Plan) assignBuffers() {
+	g := p.g
+	last := make([]int, len(g.Shapes)) // index of the last node reading each value
+	for i, nd := range g.Nodes {
+		for _, v := range nd.In {
+			last[v] = i
+		}
+	}
+	last[g.Output] = len(g.Nodes)
+	for _, v := range g.Outs {
+		last[v] = len(g.Nodes)
+	}
+	p.bufOf = make([]int, len(g.Shapes))
+	var size []int
+	var free []int
+	busyUntil := map[int]int{} // buffer -> node index after which it is free
+	for i, nd := range g.Nodes {
+		// free the buffers whose values were last read before this node
+		for b, until := range busyUntil {
+			if until < i {
+				free = append(free, b)
+				delete(busyUntil, b)
+			}
+		}
+		if i == 0 {
+			p.bufOf[nd.Out] = -1 // the input is read in place
+			continue
+		}
+		need := tensor.NumelOf(g.Shapes[nd.Out])
+		best := -1
+		for k, b := range free {
+			if best < 0 || (size[b] >= need) && (size[free[best]] < need || size[b] < size[free[best]]) {
+				best = k
+			}
+		}
+		var b int
+		if best >= 0 {
+			b = free[best]
+			free = append(free[:best], free[best+1:]...)
+			size[b] = max(size[b], need)
+		} else {
+			b = len(size)
+			size = append(size, need)
+		}
+		p.bufOf[nd.Out] = b
+		busyUntil[b] = last[nd.Out]
+	}
+	p.bufs = make([][]float32, len(size))
+	for i, s := range size {
+		p.bufs[i] = make([]float32, s)
+	}
+}
+
+// buf returns the current storage of value v.
+func (p *Plan) buf(v Value) []float32 {
+	if p.bufOf[v] < 0 {
+		return p.x
+	}
+	return p.bufs[p.bufOf[v]][:tensor.NumelOf(p.g.Shapes[v])]
+}
+
+// Run computes the outputs of x: (N, C, H, W) flattened; the returned
+// slice (N, output...) belongs to the plan.
+func (p *Plan) Run(x []float32) ([]float32, error) {
+	per := tensor.NumelOf(p.g.InputShape())
+	if len(x) != p.N*per {
+		return nil, fmt.Errorf("plan: input has %d values, want %d", len(x), p.N*per)
+	}
+	outPer := len(p.out) / p.N
+	for i := 0; i < p.N; i++ {
+		p.x = x[i*per : (i+1)*per]
+		for _, s := range p.steps {
+			s()
+		}
+		copy(p.out[i*outPer:(i+1)*outPer], p.buf(p.g.Output))
+	}
+	p.x = nil
+	return p.out, nil
+}
+
+// lower returns the step that computes node nd.
+func (p *Plan) lower(nd *Node) func() {
+	g := p.g
+	in, out := nd.In, nd.Out
+	xs, ys := g.Shapes[in[0]], g.Shapes[out]
+	switch nd.Kind {
+	case Conv:
+		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
+			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
+			w, b := nd.ConvWeights()
+			op := kernel.NewConvOp(c, w, b, nd.Act == ReLU)
+			post := nd.Act
+			if post == ReLU {
+				post = None
+			}
+			return func() {
+				y := p.buf(out)
+				op.Run(p.buf(in[0]), y)
+				actF32(y, post)
+			}
+		}
+	case Linear:
+		d, o := xs[len(xs)-1], ys[len(ys)-1]
+		rows := tensor.NumelOf(xs) / d
+		w, b := nd.w, nd.b
+		return func() {
+			x, y := p.buf(in[0]), p.buf(out)
+			if rows == 1 {
+				kernel.Linear(d, o, x, w, b, y)
+			} else {
+				kernel.GemmNT(rows, o, d, x, w, y, false)
+				if b != nil {
+					for r := 0; r < rows; r++ {
+						kernel.Add(b, y[r*o:(r+1)*o])
+					}
+				}
+			}
+			actF32(y, nd.Act)
+		}
+	case Act:
+		return func() {
+			y := p.buf(out)
+			copy(y, p.buf(in[0]))
+			actF32(y, nd.Act)
+		}
+	case Add:
+		return func() {
+			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
+			for i := range y {
+				y[i] = x[i] + z[i]
+			}
+			actF32(y, nd.Act)
+		}
+	case Concat:
+		return func() {
+			y := p.buf(out)
+			at := 0
+			for _, v := range in {
+				at += copy(y[at:], p.buf(v))
+			}
+		}
+	case Shuffle:
+		c, hw := xs[0], xs[1]*xs[2]
+		per := c / nd.Groups
+		return func() {
+			x, y := p.buf(in[0]), p.buf(out)
+			for gi := 0; gi < nd.Groups; gi++ {
+				for j := 0; j < per; j++ {
+					copy(y[(j*nd.Groups+gi)*hw:(j*nd.Groups+gi+1)*hw], x[(gi*per+j)*hw:(gi*per+j+1)*hw])
+				}
+			}
+		}
+	case Split:
+		hw := tensor.NumelOf(xs[1:])
+		return func() { copy(p.buf(out), p.buf(in[0])[nd.From*hw:nd.To*hw]) }
+	case MaxPool, AvgPool:
+		return func() { refPool(nd, p.buf(in[0]), xs, p.buf(out), ys) }
+	case GlobalAvgPool:
+		return func() { kernel.GlobalAvgPool(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out)) }
+	case SE:
+		c, hw := xs[0], xs[1]*xs[2]
+		mean, hid, gate := make([]float32, c), make([]float32, nd.Hidden), make([]float32, c)
+		w1, b1, w2, b2 := nd.Tensors[0].Data, nd.Tensors[1].Data, nd.Tensors[2].Data, nd.Tensors[3].Data
+		return func() {
+			x, y := p.buf(in[0]), p.buf(out)
+			kernel.GlobalAvgPool(c, hw, x, mean)
+			kernel.Linear(c, nd.Hidden, mean, w1, b1, hid)
+			actF32(hid, nd.Act)
+			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
+			actF32(gate, nd.Gate)
+			for ch := 0; ch < c; ch++ {
+				gv := gate[ch]
+				xr, yr := x[ch*hw:(ch+1)*hw], y[ch*hw:(ch+1)*hw]
+				for i, v := range xr {
+					yr[i] = v * gv
+				}
+			}
+		}
+	}
+	// The reference implementation, through a value map of this plan's
+	// buffers: correct, not fast, allocating.
+	p.Unplanned = append(p.Unplanned, nd.Name+" ("+nd.Kind.String()+")")
+	return func() {
+		vals := make([][]float32, len(g.Shapes))
+		for _, v := range in {
+			vals[v] = p.buf(v)
+		}
+		copy(p.buf(out), g.refNode(nd, vals))
+	}
+}
+
+// actF32 applies a in place in float32 (the same functions as act64).
+func actF32(x []float32, a Activation) {
+	switch a {
+	case None:
+	case ReLU:
+		for i, v := range x {
+			if v < 0 {
+				x[i] = 0
+			}
+		}
+	case ReLU6:
+		for i, v := range x {
+			x[i] = min(max(v, 0), 6)
+		}
+	case HardSwish:
+		for i, v := range x {
+			x[i] = v * min(max(v+3, 0), 6) / 6
+		}
+	case HardSigmoid:
+		for i, v := range x {
+			x[i] = min(max(v+3, 0), 6) / 6
+		}
+	case SiLU:
+		for i, v := range x {
+			x[i] = v / (1 + float32(math.Exp(float64(-v))))
+		}
+	case Sigmoid:
+		for i, v := range x {
+			x[i] = 1 / (1 + float32(math.Exp(float64(-v))))
+		}
+	case GELU:
+		for i, v := range x {
+			x[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+		}
+	}
+}
