@@ -35,6 +35,9 @@ type Params struct {
 	// Gray produces one channel, PIL's convert('L') (luma 299/587/114 in
 	// 16-bit fixed point), instead of RGB.
 	Gray bool
+	// Bicubic resizes with PIL's BICUBIC filter instead of BILINEAR (the
+	// evaluation transform of some torchvision weights).
+	Bicubic bool `json:",omitempty"`
 }
 
 // ImageNet normalisation constants.
@@ -64,7 +67,7 @@ func Preprocess(img image.Image, p Params) *tensor.Tensor {
 	}
 	if p.ResizeShort > 0 {
 		w, h := ResizedShortSize(m.Width, m.Height, p.ResizeShort)
-		m = m.Resize(w, h)
+		m = m.ResizeFilter(w, h, p.Bicubic)
 	}
 	return CropNormalize(m, p)
 }

@@ -62,15 +62,25 @@ func ResizeShort(img image.Image, short int) *Image8 {
 // 8 bits with PIL's 22-bit fixed-point coefficients. An axis whose size does
 // not change is not resampled. The receiver is returned unchanged (not
 // copied) when the size is already w×h.
-func (m *Image8) Resize(w, h int) *Image8 {
+func (m *Image8) Resize(w, h int) *Image8 { return m.ResizeFilter(w, h, false) }
+
+// ResizeFilter is Resize with PIL's BICUBIC filter (Image.BICUBIC: the
+// cubic convolution kernel with a = −0.5, support 2, antialiased the same
+// way) when bicubic is set, as torchvision's Resize(..., BICUBIC) does on a
+// PIL image.
+func (m *Image8) ResizeFilter(w, h int, bicubic bool) *Image8 {
 	if w <= 0 || h <= 0 || m.Width <= 0 || m.Height <= 0 {
 		panic(fmt.Sprintf("imageproc: resize %dx%d to %dx%d", m.Width, m.Height, w, h))
 	}
 	if w == m.Width && h == m.Height {
 		return m
 	}
-	hc := newCoeffs(m.Width, w)
-	vc := newCoeffs(m.Height, h)
+	f := filterBilinear
+	if bicubic {
+		f = filterBicubic
+	}
+	hc := newCoeffs(m.Width, w, f)
+	vc := newCoeffs(m.Height, h, f)
 	cur := m
 	if w != m.Width {
 		// Only the source rows the vertical pass reads are needed.
@@ -103,6 +113,32 @@ type coeffs struct {
 	k      []int32
 }
 
+// A filter is a resampling kernel and its support.
+type filter struct {
+	fn      func(float64) float64
+	support float64
+}
+
+var (
+	filterBilinear = filter{bilinear, 1}
+	filterBicubic  = filter{bicubic, 2}
+)
+
+// bicubic is PIL's bicubic filter (a = −0.5), support 2.
+func bicubic(x float64) float64 {
+	const a = -0.5
+	if x < 0 {
+		x = -x
+	}
+	if x < 1 {
+		return ((a+2)*x-(a+3))*x*x + 1
+	}
+	if x < 2 {
+		return (((x-5)*x+8)*x - 4) * a
+	}
+	return 0
+}
+
 // bilinear is PIL's triangle filter, support 1.
 func bilinear(x float64) float64 {
 	if x < 0 {
@@ -119,8 +155,8 @@ func bilinear(x float64) float64 {
 // (0, inSize): the filter is widened by the scale when downsampling, each
 // window is normalised to sum 1 in float64 and then rounded to 22-bit fixed
 // point (round half away from zero).
-func newCoeffs(inSize, outSize int) *coeffs {
-	const support0 = 1.0 // bilinear
+func newCoeffs(inSize, outSize int, f filter) *coeffs {
+	support0 := f.support
 	scale := float64(float32(inSize)) / float64(outSize)
 	filterscale := scale
 	if filterscale < 1 {
@@ -145,7 +181,7 @@ func newCoeffs(inSize, outSize int) *coeffs {
 		xmax -= xmin
 		ww := 0.0
 		for x := 0; x < xmax; x++ {
-			v := bilinear((float64(x+xmin) - center + 0.5) * ss)
+			v := f.fn((float64(x+xmin) - center + 0.5) * ss)
 			w[x] = v
 			ww += v
 		}
