@@ -222,12 +222,24 @@ func (g *Graph) Params() int64 {
 func (g *Graph) MACs() int64 {
 	var total int64
 	for _, n := range g.Nodes {
-		total += g.nodeMACs(n)
+		total += g.NodeMACs(n)
 	}
 	return total
 }
 
-func (g *Graph) nodeMACs(n *Node) int64 {
+// NodeParams counts node n's parameters.
+func (n *Node) NodeParams() int64 {
+	var c int64
+	for _, t := range n.Tensors {
+		if t.Param {
+			c += int64(tensor.NumelOf(t.Shape))
+		}
+	}
+	return c
+}
+
+// NodeMACs counts node n's multiply-accumulates for one image.
+func (g *Graph) NodeMACs(n *Node) int64 {
 	switch n.Kind {
 	case Conv:
 		in, out := g.Shapes[n.In[0]], g.Shapes[n.Out]

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/tensor"
@@ -154,6 +153,13 @@ func (p *Plan) lower(nd *Node) func() {
 				actF32(y, post)
 			}
 		}
+		// Dilated or non-square: the reference loops (no kernel yet).
+		p.Unplanned = append(p.Unplanned, nd.Name+" (dilated or non-square Conv)")
+		return func() {
+			y := p.buf(out)
+			refConv(nd, p.buf(in[0]), xs, y, ys)
+			actF32(y, nd.Act)
+		}
 	case Linear:
 		d, o := xs[len(xs)-1], ys[len(ys)-1]
 		rows := tensor.NumelOf(xs) / d
@@ -209,7 +215,7 @@ func (p *Plan) lower(nd *Node) func() {
 		hw := tensor.NumelOf(xs[1:])
 		return func() { copy(p.buf(out), p.buf(in[0])[nd.From*hw:nd.To*hw]) }
 	case MaxPool, AvgPool:
-		return func() { refPool(nd, p.buf(in[0]), xs, p.buf(out), ys) }
+		return func() { pool32(nd, p.buf(in[0]), xs, p.buf(out), ys) }
 	case GlobalAvgPool:
 		return func() { kernel.GlobalAvgPool(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out)) }
 	case SE:
@@ -231,6 +237,20 @@ func (p *Plan) lower(nd *Node) func() {
 				}
 			}
 		}
+	case Upsample:
+		return func() { refUpsample(nd, p.buf(in[0]), xs, p.buf(out), ys) }
+	case LayerNorm:
+		return func() { layerNorm(nd, p.buf(in[0]), xs[len(xs)-1], p.buf(out)) }
+	case Attention:
+		att := make([]float64, xs[1])
+		return func() { refAttention(nd, p.buf(in[0]), xs, p.buf(out), att) }
+	case Unfold:
+		return func() { unfold(p.buf(in[0]), xs, p.buf(out), nd.Patch) }
+	case Fold:
+		return func() { fold(p.buf(in[0]), ys, p.buf(out), nd.Patch) }
+	case DyReLU, DyShiftMax:
+		sc := newDynScratch(nd, xs[0])
+		return func() { refDynamic(nd, p.buf(in[0]), xs, p.buf(out), sc) }
 	}
 	// The reference implementation, through a value map of this plan's
 	// buffers: correct, not fast, allocating.
@@ -268,15 +288,48 @@ func actF32(x []float32, a Activation) {
 		}
 	case SiLU:
 		for i, v := range x {
-			x[i] = v / (1 + float32(math.Exp(float64(-v))))
+			x[i] = v * sigmoidf(v)
 		}
 	case Sigmoid:
 		for i, v := range x {
-			x[i] = 1 / (1 + float32(math.Exp(float64(-v))))
+			x[i] = sigmoidf(v)
 		}
 	case GELU:
 		for i, v := range x {
-			x[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+			x[i] = geluf(v)
+		}
+	}
+}
+
+// pool32 is max or average pooling in float32 (average over K², padding
+// counted, as PyTorch's count_include_pad=True).
+func pool32(n *Node, x []float32, xs []int, out []float32, ys []int) {
+	h, w, oh, ow := xs[1], xs[2], ys[1], ys[2]
+	inv := 1 / float32(n.K*n.K)
+	for c := 0; c < xs[0]; c++ {
+		xc := x[c*h*w : (c+1)*h*w]
+		for oy := 0; oy < oh; oy++ {
+			y0, y1 := max(oy*n.Stride-n.Pad, 0), min(oy*n.Stride-n.Pad+n.K, h)
+			for ox := 0; ox < ow; ox++ {
+				x0, x1 := max(ox*n.Stride-n.Pad, 0), min(ox*n.Stride-n.Pad+n.K, w)
+				if n.Kind == MaxPool {
+					m := xc[y0*w+x0]
+					for iy := y0; iy < y1; iy++ {
+						for _, v := range xc[iy*w+x0 : iy*w+x1] {
+							m = max(m, v)
+						}
+					}
+					out[(c*oh+oy)*ow+ox] = m
+				} else {
+					var s float32
+					for iy := y0; iy < y1; iy++ {
+						for _, v := range xc[iy*w+x0 : iy*w+x1] {
+							s += v
+						}
+					}
+					out[(c*oh+oy)*ow+ox] = s * inv
+				}
+			}
 		}
 	}
 }

@@ -104,53 +104,15 @@ func (g *Graph) refNode(n *Node, vals [][]float32) []float32 {
 	case Upsample:
 		refUpsample(n, x, xs, out, ys)
 	case LayerNorm:
-		d := xs[len(xs)-1]
-		gamma, beta := n.Tensors[0].Data, n.Tensors[1].Data
-		for r := 0; r < len(x)/d; r++ {
-			row := x[r*d : (r+1)*d]
-			mean, sq := 0.0, 0.0
-			for _, v := range row {
-				mean += float64(v)
-			}
-			mean /= float64(d)
-			for _, v := range row {
-				sq += (float64(v) - mean) * (float64(v) - mean)
-			}
-			inv := 1 / math.Sqrt(sq/float64(d)+n.Eps)
-			for k, v := range row {
-				out[r*d+k] = float32((float64(v)-mean)*inv*float64(gamma[k]) + float64(beta[k]))
-			}
-		}
+		layerNorm(n, x, xs[len(xs)-1], out)
 	case Attention:
-		refAttention(n, x, xs, out)
+		refAttention(n, x, xs, out, make([]float64, xs[1]))
 	case Unfold:
-		// (C, H, W) → (P·P, N, C): patch pixel (py, px) of patch (i, j) is
-		// row py·P+px, column i·(W/P)+j.
-		c, h, w, p := xs[0], xs[1], xs[2], n.Patch
-		np := h * w / (p * p)
-		for ch := 0; ch < c; ch++ {
-			for y := 0; y < h; y++ {
-				for xx := 0; xx < w; xx++ {
-					pp := (y%p)*p + xx%p
-					q := (y/p)*(w/p) + xx/p
-					out[(pp*np+q)*c+ch] = x[(ch*h+y)*w+xx]
-				}
-			}
-		}
+		unfold(x, xs, out, n.Patch)
 	case Fold:
-		c, h, w, p := ys[0], ys[1], ys[2], n.Patch
-		np := h * w / (p * p)
-		for ch := 0; ch < c; ch++ {
-			for y := 0; y < h; y++ {
-				for xx := 0; xx < w; xx++ {
-					pp := (y%p)*p + xx%p
-					q := (y/p)*(w/p) + xx/p
-					out[(ch*h+y)*w+xx] = x[(pp*np+q)*c+ch]
-				}
-			}
-		}
+		fold(x, ys, out, n.Patch)
 	case DyReLU, DyShiftMax:
-		refDynamic(n, x, xs, out)
+		refDynamic(n, x, xs, out, newDynScratch(n, xs[0]))
 	default:
 		panic(fmt.Sprintf("graph: no reference for %s", n.Kind))
 	}
@@ -285,12 +247,12 @@ func refUpsample(n *Node, x []float32, xs []int, out []float32, ys []int) {
 	}
 }
 
-func refAttention(n *Node, x []float32, xs []int, out []float32) {
+// refAttention computes attention with att (T) as scratch.
+func refAttention(n *Node, x []float32, xs []int, out []float32, att []float64) {
 	g, t, d3 := xs[0], xs[1], xs[2]
 	d := d3 / 3
 	hd := d / n.Heads
 	scale := 1 / math.Sqrt(float64(hd))
-	att := make([]float64, t)
 	for gi := 0; gi < g; gi++ {
 		base := x[gi*t*d3 : (gi+1)*t*d3]
 		for h := 0; h < n.Heads; h++ {
@@ -326,17 +288,26 @@ func refAttention(n *Node, x []float32, xs []int, out []float32) {
 // refDynamic: DyReLU and DyShiftMax (see the builder for the coefficient
 // layout): θ = fc2(relu(fc1(pool(x)))), coefficients 2σ(θ)−1 scaled and
 // offset by the papers' constants.
-func refDynamic(n *Node, x []float32, xs []int, out []float32) {
+// dynScratch holds a dynamic activation's coefficient computation.
+type dynScratch struct{ mean, hid, theta []float64 }
+
+func newDynScratch(n *Node, c int) *dynScratch {
+	return &dynScratch{make([]float64, c), make([]float64, n.Hidden), make([]float64, n.Tensors[2].Shape[0])}
+}
+
+func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 	c, hw := xs[0], xs[1]*xs[2]
 	w1, b1, w2, b2 := n.Tensors[0].Data, n.Tensors[1].Data, n.Tensors[2].Data, n.Tensors[3].Data
-	mean := make([]float64, c)
+	mean, hid, theta := sc.mean, sc.hid, sc.theta
+	for ch := range mean {
+		mean[ch] = 0
+	}
 	for ch := 0; ch < c; ch++ {
 		for _, v := range x[ch*hw : (ch+1)*hw] {
 			mean[ch] += float64(v)
 		}
 		mean[ch] /= float64(hw)
 	}
-	hid := make([]float64, n.Hidden)
 	for j := range hid {
 		s := float64(b1[j])
 		for ch := 0; ch < c; ch++ {
@@ -344,8 +315,6 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32) {
 		}
 		hid[j] = math.Max(s, 0)
 	}
-	m := n.Tensors[2].Shape[0]
-	theta := make([]float64, m)
 	for k := range theta {
 		s := float64(b2[k])
 		for j, v := range hid {
@@ -424,5 +393,52 @@ func actInPlace(x []float32, a Activation) {
 	}
 	for i, v := range x {
 		x[i] = float32(act64(float64(v), a))
+	}
+}
+
+// layerNorm normalises each row of d values of x over the row.
+func layerNorm(n *Node, x []float32, d int, out []float32) {
+	gamma, beta := n.Tensors[0].Data, n.Tensors[1].Data
+	for r := 0; r < len(x)/d; r++ {
+		row := x[r*d : (r+1)*d]
+		mean, sq := 0.0, 0.0
+		for _, v := range row {
+			mean += float64(v)
+		}
+		mean /= float64(d)
+		for _, v := range row {
+			sq += (float64(v) - mean) * (float64(v) - mean)
+		}
+		inv := 1 / math.Sqrt(sq/float64(d)+n.Eps)
+		for k, v := range row {
+			out[r*d+k] = float32((float64(v)-mean)*inv*float64(gamma[k]) + float64(beta[k]))
+		}
+	}
+}
+
+// unfold: (C, H, W) → (P·P, N, C); patch pixel (py, px) of patch (i, j)
+// is row py·P+px, column i·(W/P)+j.
+func unfold(x []float32, xs []int, out []float32, p int) {
+	c, h, w := xs[0], xs[1], xs[2]
+	np := h * w / (p * p)
+	for ch := 0; ch < c; ch++ {
+		for y := 0; y < h; y++ {
+			for xx := 0; xx < w; xx++ {
+				out[(((y%p)*p+xx%p)*np+(y/p)*(w/p)+xx/p)*c+ch] = x[(ch*h+y)*w+xx]
+			}
+		}
+	}
+}
+
+// fold is unfold's inverse, to ys = (C, H, W).
+func fold(x []float32, ys []int, out []float32, p int) {
+	c, h, w := ys[0], ys[1], ys[2]
+	np := h * w / (p * p)
+	for ch := 0; ch < c; ch++ {
+		for y := 0; y < h; y++ {
+			for xx := 0; xx < w; xx++ {
+				out[(ch*h+y)*w+xx] = x[(((y%p)*p+xx%p)*np+(y/p)*(w/p)+xx/p)*c+ch]
+			}
+		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/mobileone-go/mobileone/model"
 )
 
-const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4 [--random-seed N]) [--threads N] [--batch B]
+const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4|MODEL [--random-seed N]) [--threads N] [--batch B]
                        [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--layout blocked|nchw]
                        [--json] [--profile]
 
@@ -32,7 +32,10 @@ runs and the trimmed mean, plus the kernels chosen and the CPU features seen.
 Without -w the weights are random (seeded). MOBILEONE_KERNELS=purego|avx2|avx512
 forces a kernel family. --layout picks the activation layout (default: the
 channel-blocked engine with SIMD kernels, NCHW with the pure-Go ones; the
-other one for comparison). --profile adds the time of every layer.`
+other one for comparison). --profile adds the time of every layer.
+
+-m MODEL times a model of the comparison zoo ("mobileone info --list") on the
+graph engine that runs them all (random weights, or -w with its state dict).`
 
 type benchResult struct {
 	Variant    string            `json:"variant"`
@@ -95,6 +98,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *trim < 0 || 2**trim >= *runs:
 		return fmt.Errorf("--trim %d must leave runs: need 2*trim < runs (%d)", *trim, *runs)
 	}
+	if zs, err := zooSpec(variant); err != nil {
+		return err
+	} else if zs != nil {
+		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, stdout)
+	}
 	var m *mobileone.Model
 	switch {
 	case weights != "":
@@ -135,19 +143,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		return time.Since(t0)
 	}
-	var all, kept []time.Duration
-	round := make([]time.Duration, *runs)
-	for i := 0; i < *rounds; i++ {
-		run() // warm-up
-		for j := range round {
-			round[j] = run()
-		}
-		slices.Sort(round)
-		all = append(all, round...)
-		kept = append(kept, round[*trim:*runs-*trim]...)
-	}
-	slices.Sort(all)
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	all, kept := modelBench(run, *rounds, *runs, *trim)
 	var sum time.Duration
 	for _, d := range kept {
 		sum += d
@@ -198,6 +194,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// modelBench times run with the authors' ModelBench method: per round, one
+// warm-up run, then runs timed runs, sorted, the trim fastest and slowest
+// dropped. It returns every timed run (sorted) and the kept ones.
+func modelBench(run func() time.Duration, rounds, runs, trim int) (all, kept []time.Duration) {
+	round := make([]time.Duration, runs)
+	for i := 0; i < rounds; i++ {
+		run() // warm-up
+		for j := range round {
+			round[j] = run()
+		}
+		slices.Sort(round)
+		all = append(all, round...)
+		kept = append(kept, round[trim:runs-trim]...)
+	}
+	slices.Sort(all)
+	return all, kept
 }
 
 // cpuName returns the processor's model name where the OS tells it.

@@ -21,7 +21,11 @@ opset 13) that ONNX Runtime runs: input "input" float32 (batch, C, H, W) with a
 dynamic batch, output "logits" (batch, classes). A train-time checkpoint is
 fused first. H and W are fixed (--size, default 224) unless --dynamic.
 Without -w the weights are random (seeded by --random-seed, as "mobileone bench"
-makes them); --weights-out also saves them as safetensors, for "mobileone predict".`
+makes them); --weights-out also saves them as safetensors, for "mobileone predict".
+
+-m MODEL exports a model of the comparison zoo ("mobileone info --list") from
+its graph (opset 17, input "input", output "output"), with -w its state dict or
+random weights (--random-seed), at the fixed --size.`
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", exportUsage, stderr)
@@ -60,6 +64,26 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--random-seed makes random weights: use it without -w")
 	}
 
+	if zs, err := zooSpec(variant); err != nil {
+		return err
+	} else if zs != nil {
+		if *dynamic || weightsOut != "" {
+			return fmt.Errorf("--dynamic and --weights-out are for MobileOne models; %s exports at a fixed --size", zs.Name)
+		}
+		if weights == "" && !seedSet {
+			return fmt.Errorf("-m %s without -w needs --random-seed N (random weights)", zs.Name)
+		}
+		g, err := zooGraph(zs, weights, h, w, *seed)
+		if err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(out, func(wr io.Writer) error { return onnx.ExportGraph(wr, g, version) }); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d parameters, wrote %s (ONNX IR %d, opset %d, input \"%s\" (batch, 3, %d, %d), output \"%s\")\n",
+			zs.Name, g.Params(), out, onnx.IRVersion, onnx.GraphOpset, onnx.GraphInput, h, w, onnx.GraphOutput)
+		return nil
+	}
 	var m *mobileone.Model
 	if weights != "" {
 		if err := ck.check(); err != nil {

@@ -14,6 +14,13 @@ import (
 )
 
 const infoUsage = `usage: mobileone info (-m s0..s4 | -w CKPT) [--size 224 | --size HxW] [--json]
+       mobileone info --list [--json]
+       mobileone info -m MODEL [--size 224] [--json]
+
+--list lists every model of the comparison zoo (MobileOne S0–S4 and the mobile
+CNNs it is compared with, named as torchvision names them) with its parameters
+and MACs at 224×224. -m MODEL describes one of them: parameters, MACs, its
+published preprocessing and a per-node table of its graph.
 
 Prints the parameter count (inference-time, fused, and train-time), the MACs
 (multiply-accumulates) of the fused and train-time networks at the given input
@@ -28,6 +35,7 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	ck.register(fs, false)
 	fs.StringVar(&size, "size", "224", "input size `H` or HxW")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	list := fs.Bool("list", false, "list the models of the comparison zoo")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -39,6 +47,17 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	h, w, err := parseSize(size)
 	if err != nil {
 		return err
+	}
+	if *list {
+		return zooList(stdout, *asJSON)
+	}
+	if zs, err := zooSpec(variant); err != nil {
+		return err
+	} else if zs != nil {
+		if weights != "" {
+			return fmt.Errorf("-m %s describes the architecture; -w is for MobileOne checkpoints", variant)
+		}
+		return zooInfo(zs, h, w, stdout, *asJSON)
 	}
 	var cfg model.Config
 	var fusedCkpt *bool

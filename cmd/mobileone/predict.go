@@ -30,7 +30,11 @@ only: for an ImageNet-shaped one (1000 classes, RGB) the authors' setting is
 assumed and said, any other is refused until --stem-stride and --preprocess
 give what it lacks. Without -w, the model built
 into the binary is used: a MobileOne trained on Fashion-MNIST by this project
-(10 clothing classes; "mobileone demo" shows it at work).`
+(10 clothing classes; "mobileone demo" shows it at work).
+
+-m MODEL with a model of the comparison zoo ("mobileone info --list") and -w its
+state dict (torchvision's key names: torch.save(model.state_dict(), f)) classifies
+with that model and the preprocessing of its published weights.`
 
 // addModelFlags registers -w/--weights and -m/--model.
 func addModelFlags(fsw, fsm *string, fs interface {
@@ -56,8 +60,16 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := ck.checkBuiltin(); err != nil {
+	zs, err := zooSpec(ck.variant)
+	if err != nil {
 		return err
+	}
+	if zs == nil {
+		if err := ck.checkBuiltin(); err != nil {
+			return err
+		}
+	} else if ck.stemStride != 0 || ck.preprocess != "" {
+		return fmt.Errorf("--stem-stride and --preprocess are for MobileOne checkpoints; %s has its own preprocessing", zs.Name)
 	}
 	if *top < 1 {
 		return fmt.Errorf("--top must be at least 1, got %d", *top)
@@ -76,6 +88,9 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no images given")
 	}
 
+	if zs != nil {
+		return zooPredict(zs, ck.weights, files, npyIn, npyOut, *top, int(*maxMP*1e6), *asJSON, stdout, stderr)
+	}
 	var m *mobileone.Model
 	if ck.weights == "" {
 		if m, err = zoo.Default(); err != nil {
