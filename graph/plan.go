@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/tensor"
@@ -29,6 +30,12 @@ type Plan struct {
 	out   []float32   // (N, output...)
 	// Unplanned names the nodes that run on reference code.
 	Unplanned []string
+
+	// Profile, when set, makes Run add each node's time to Times (by
+	// node, Nodes[1:] order); Runs counts the profiled runs.
+	Profile bool
+	Times   []time.Duration
+	Runs    int
 }
 
 // NewPlan lowers g (finalised, weights loaded) for n images.
@@ -123,12 +130,26 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 	outPer := len(p.out) / p.N
 	for i := 0; i < p.N; i++ {
 		p.x = x[i*per : (i+1)*per]
-		for _, s := range p.steps {
-			s()
+		if p.Profile {
+			if p.Times == nil {
+				p.Times = make([]time.Duration, len(p.steps))
+			}
+			for k, s := range p.steps {
+				t0 := time.Now()
+				s()
+				p.Times[k] += time.Since(t0)
+			}
+		} else {
+			for _, s := range p.steps {
+				s()
+			}
 		}
 		copy(p.out[i*outPer:(i+1)*outPer], p.buf(p.g.Output))
 	}
 	p.x = nil
+	if p.Profile {
+		p.Runs++
+	}
 	return p.out, nil
 }
 

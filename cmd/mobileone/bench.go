@@ -101,7 +101,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if zs, err := zooSpec(variant); err != nil {
 		return err
 	} else if zs != nil {
-		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, stdout)
+		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, *profile, stdout)
 	}
 	var m *mobileone.Model
 	switch {
@@ -177,23 +177,31 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		*rounds, *runs, *trim, res.MinMS, res.MedianMS, res.MeanMS, res.P90MS)
 	fmt.Fprintf(stdout, "%.1f images/s at the median, %.1f GFLOP/s at the minimum\n", res.ImagesPerS, res.GFLOPS)
 	if *profile {
-		var total time.Duration
-		for _, l := range res.Layers {
-			total += l.Time
-		}
-		fmt.Fprintln(stdout)
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "layer\tMMACs\tms\tGFLOP/s\tshare\t")
-		for _, l := range res.Layers {
-			gf := 0.0
-			if l.Time > 0 {
-				gf = 2 * float64(l.MACs) / float64(l.Time)
-			}
-			fmt.Fprintf(tw, "%s\t%.2f\t%.3f\t%.1f\t%.1f%%\t\n", l.Name, float64(l.MACs)/1e6, ms(l.Time), gf, 100*float64(l.Time)/float64(max(total, 1)))
-		}
-		tw.Flush()
+		printProfile(stdout, res.Layers)
 	}
 	return nil
+}
+
+// printProfile prints per-layer times (nothing for none).
+func printProfile(stdout io.Writer, layers []model.LayerTime) {
+	if len(layers) == 0 {
+		return
+	}
+	var total time.Duration
+	for _, l := range layers {
+		total += l.Time
+	}
+	fmt.Fprintln(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "layer\tMMACs\tms\tGFLOP/s\tshare\t")
+	for _, l := range layers {
+		gf := 0.0
+		if l.Time > 0 {
+			gf = 2 * float64(l.MACs) / float64(l.Time)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.3f\t%.1f\t%.1f%%\t\n", l.Name, float64(l.MACs)/1e6, ms(l.Time), gf, 100*float64(l.Time)/float64(max(total, 1)))
+	}
+	tw.Flush()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -288,7 +288,7 @@ func topK(logits []float32, names []string, k int) []prediction {
 }
 
 // zooBench times a zoo model on the graph engine (ModelBench method).
-func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, trim int, seed uint64, asJSON bool, stdout io.Writer) error {
+func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, trim int, seed uint64, asJSON, profile bool, stdout io.Writer) error {
 	g, err := zooGraph(s, weights, h, w, seed)
 	if err != nil {
 		return err
@@ -326,9 +326,21 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 	}
 	res.ImagesPerS = float64(batch) / (res.MedianMS / 1e3)
 	res.GFLOPS = 2 * float64(g.MACs()) * float64(batch) / (res.MinMS * 1e6)
+	var prof []model.LayerTime
+	if profile {
+		p.Profile = true
+		for i := 0; i < max(runs, 20); i++ {
+			run()
+		}
+		for k, n := range g.Nodes[1:] {
+			prof = append(prof, model.LayerTime{Name: n.Kind.String() + " " + n.Name, MACs: g.NodeMACs(n) * int64(batch), Time: p.Times[k] / time.Duration(p.Runs)})
+		}
+		res.Layers = prof
+	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
+	defer printProfile(stdout, prof)
 	fmt.Fprintf(stdout, "%s (graph engine), batch %d, %dx%d, %d threads\n", s.Name, batch, h, w, threads)
 	fmt.Fprintf(stdout, "kernels: %s; CPU: %s (%s)\n", res.Kernels, res.CPU, res.Features)
 	if len(p.Unplanned) > 0 {
