@@ -22,13 +22,15 @@ var StudyActivations = []string{"relu", "gelu", "se_relu", "hardswish", "dyshift
 // StudyBlocks are the variants of the paper's Table 3b.
 var StudyBlocks = []string{"plain", "skip", "se", "skip_se"}
 
-// StudyNet builds the study CNN for an h×w RGB input. act is one of
-// StudyActivations (every block the same); skip adds an identity shortcut
-// around each block whose input and output shapes match; se adds
-// squeeze-excitation (reduction 4, ReLU, sigmoid gate) after each block's
-// pointwise convolution (se_relu is relu with se). Key names: stem.conv,
-// stem.bn, blocks.I.{dw,pw}.{conv,bn}, blocks.I.{dw,pw}.act.fc1/fc2 (the
-// dynamic activations), blocks.I.se.fc1/fc2, fc.
+// StudyNet builds the study CNN for an h×w RGB input, as
+// tools/reference/study.py defines it (its key names too). act is one of
+// relu, gelu, hardswish, dyshiftmax, dyrelu_a, dyrelu_b (every activation,
+// the stem's included); se adds squeeze-excitation (reduction 4, ReLU,
+// sigmoid gate) after each block's pointwise BatchNorm; skip adds the input
+// of each block whose input and output shapes match. A block is dw conv,
+// BN, act; pw conv, BN, [SE], [+ input], act. Keys: stem.conv, stem.bn,
+// stem.act.fc1/fc2 (dynamic activations), blocks.I.{dw,pw}.{conv,bn,act},
+// blocks.I.se.reduce/expand, fc.
 func StudyNet(name, act string, skip, se bool, h, w int) (*graph.Graph, error) {
 	var fixed graph.Activation
 	dynamic := graph.Kind(-1)
@@ -40,8 +42,6 @@ func StudyNet(name, act string, skip, se bool, h, w int) (*graph.Graph, error) {
 		fixed = graph.GELU
 	case "hardswish":
 		fixed = graph.HardSwish
-	case "se_relu":
-		fixed, se = graph.ReLU, true
 	case "dyrelu_a":
 		dynamic = graph.DyReLU
 	case "dyrelu_b":
@@ -52,28 +52,42 @@ func StudyNet(name, act string, skip, se bool, h, w int) (*graph.Graph, error) {
 		return nil, fmt.Errorf("unknown study activation %q", act)
 	}
 	b := graph.NewBuilder(name, 3, h, w)
-	convAct := func(x graph.Value, p string, s graph.ConvSpec) graph.Value {
-		s.Pad, s.BN, s.BNName = -1, true, p+".bn"
+	activate := func(x graph.Value, p string) graph.Value {
 		if dynamic < 0 {
+			return b.Act(x, p+".act", fixed)
+		}
+		return b.Dynamic(x, p+".act", dynamic, b.Shape(x)[0]/4, perChannel, 2)
+	}
+	// convBN is conv + BN, with a fixed activation fused when nothing comes
+	// between them.
+	convBN := func(x graph.Value, p string, s graph.ConvSpec, fuse bool) graph.Value {
+		s.Pad, s.BN, s.BNName = -1, true, p+".bn"
+		if fuse && dynamic < 0 {
 			s.Act = fixed
 			return b.Conv(x, p+".conv", s)
 		}
-		x = b.Conv(x, p+".conv", s)
-		c := b.Shape(x)[0]
-		return b.Dynamic(x, p+".act", dynamic, max(c/4, 4), perChannel, 2)
+		y := b.Conv(x, p+".conv", s)
+		if fuse {
+			y = activate(y, p)
+		}
+		return y
 	}
-	x := convAct(b.Input(), "stem", graph.ConvSpec{Out: 32, K: 3, Stride: 2})
+	x := convBN(b.Input(), "stem", graph.ConvSpec{Out: 32, K: 3, Stride: 2}, true)
 	in := 32
 	for i, blk := range studyBlocks {
 		p := fmt.Sprintf("blocks.%d", i)
-		y := convAct(x, p+".dw", graph.ConvSpec{Out: in, K: 3, Stride: blk.stride, Groups: in})
-		y = convAct(y, p+".pw", graph.ConvSpec{Out: blk.out, K: 1})
+		y := convBN(x, p+".dw", graph.ConvSpec{Out: in, K: 3, Stride: blk.stride, Groups: in}, true)
+		res := skip && blk.stride == 1 && in == blk.out
+		y = convBN(y, p+".pw", graph.ConvSpec{Out: blk.out, K: 1}, !se && !res)
 		if se {
 			y = b.SE(y, p+".se", graph.SESpec{Hidden: blk.out / 4, Act: graph.ReLU, Gate: graph.Sigmoid,
-				Reduce: p + ".se.fc1", Expand: p + ".se.fc2", ConvWeights: true})
+				Reduce: p + ".se.reduce", Expand: p + ".se.expand", ConvWeights: true})
 		}
-		if skip && blk.stride == 1 && in == blk.out {
+		if res {
 			y = b.Add(y, x, p+".add", graph.None)
+		}
+		if se || res {
+			y = activate(y, p+".pw")
 		}
 		x, in = y, blk.out
 	}
@@ -82,8 +96,12 @@ func StudyNet(name, act string, skip, se bool, h, w int) (*graph.Graph, error) {
 	return b.Graph(x)
 }
 
-// StudyActivationNet is the Table 2 network with activation act.
+// StudyActivationNet is the Table 2 network with activation act (se_relu:
+// ReLU with squeeze-excitation).
 func StudyActivationNet(act string, h, w int) (*graph.Graph, error) {
+	if act == "se_relu" {
+		return StudyNet("study_se_relu", "relu", false, true, h, w)
+	}
 	return StudyNet("study_"+act, act, false, false, h, w)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/format/pth"
+	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -125,6 +126,21 @@ func runZoo(t *testing.T, name string, sd map[string]*tensor.Tensor, x, want *te
 	t.Logf("%s at %d×%d: max relative error %.3g", name, x.Shape[2], x.Shape[3], e)
 	if e > zooTol {
 		t.Errorf("%s at %d×%d: logits differ from PyTorch's by %.3g (relative to the largest), more than %g", name, x.Shape[2], x.Shape[3], e, zooTol)
+	}
+	// The planned engine (packed kernels, float32 activations) too.
+	p, err := graph.NewPlan(g, x.Shape[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := p.Run(x.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := zooRelErr(y, want.Data); e > zooTol {
+		t.Errorf("%s at %d×%d: the plan's logits differ from PyTorch's by %.3g, more than %g", name, x.Shape[2], x.Shape[3], e, zooTol)
+	}
+	if len(p.Unplanned) > 0 {
+		t.Errorf("%s: nodes on reference code: %v", name, p.Unplanned)
 	}
 }
 

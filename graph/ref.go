@@ -320,7 +320,11 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 		for j, v := range hid {
 			s += float64(w2[k*n.Hidden+j]) * v
 		}
-		theta[k] = 2/(1+math.Exp(-s)) - 1
+		if n.Kind == DyShiftMax {
+			theta[k] = 2*math.Min(math.Max(s/6+0.5, 0), 1) - 1 // 2·hardsigmoid − 1
+		} else {
+			theta[k] = 2/(1+math.Exp(-s)) - 1 // 2σ − 1
+		}
 	}
 	coef := func(ch, k int) (a, b float64) { // piece k of channel ch
 		// residual form: a_k = α_k + λ_a·θ, b_k = β_k + λ_b·θ with
@@ -345,8 +349,9 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 		}
 		return
 	}
-	// DyShiftMax, J groups, K = 2: y_c = max_k Σ_j a_{c,k,j}·x_{shift_j(c)},
-	// shift_j(c) = (c + j·C/J) mod C.
+	// DyShiftMax (MicroNet), G = Groups, J = K = 2: y_c = max_k Σ_j
+	// a_{k,j,c}·x_{(c + j·C/G) mod C}, a_{k,j,c} = θ[(k·J + j)·C + c] plus
+	// 1 for k = j = 0 (so that a zero θ gives ReLU).
 	step := c / n.Groups
 	for ch := 0; ch < c; ch++ {
 		for i := 0; i < hw; i++ {
@@ -354,7 +359,7 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 			for k := 0; k < 2; k++ {
 				s := 0.0
 				for j := 0; j < 2; j++ {
-					a := theta[ch*4+k*2+j]
+					a := theta[(k*2+j)*c+ch]
 					if j == 0 && k == 0 {
 						a += 1
 					}

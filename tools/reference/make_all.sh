@@ -23,3 +23,5 @@ for c in s0 s1 s2 s3 s4; do                               # large, git-ignored (
     "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/full/$c" --seed 0 --threads "${THREADS:-1}"
 done
 du -sh --apparent-size "$ROOT/testdata/full"/*
+
+sh "$ROOT/tools/reference/make_zoo.sh"                    # comparison zoo, study networks, operator cases
