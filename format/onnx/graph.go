@@ -277,6 +277,8 @@ func (e *gexp) node(n *gr.Node) error {
 		r := e.node1("Reshape", n.Name+"/split", []string{x, e.i64(e.tmp(n, "shape"), 0, p, p, h/p, w/p, c)}, e.tmp(n, "r"))
 		t := e.node1("Transpose", n.Name+"/perm", []string{r}, e.tmp(n, "t"), intsAttr("perm", 0, 5, 3, 1, 4, 2))
 		y = e.node1("Reshape", n.Name, []string{t, e.i64(e.tmp(n, "shape"), 0, c, h, w)}, out)
+	case gr.DyReLU, gr.DyShiftMax:
+		y = e.dynamic(n, x, xs, out)
 	default:
 		return fmt.Errorf("onnx: %s (%s) has no ONNX form yet", n.Name, n.Kind)
 	}
@@ -286,4 +288,72 @@ func (e *gexp) node(n *gr.Node) error {
 
 func strAttr(name, v string) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte(v)}
+}
+
+// dynamic writes DyReLU or DyShiftMax (see graph's reference for the
+// coefficient layout): θ from GlobalAveragePool → Gemm → Relu → Gemm, then
+// 2σ(θ)−1 (2·hardsigmoid(θ)−1 for shift-max), sliced into per-channel (or
+// shared) coefficients of shape (N, C, 1, 1) or (N, 1, 1, 1).
+func (e *gexp) dynamic(n *gr.Node, x string, xs []int, out string) string {
+	c := int64(xs[0])
+	t := func(i int) string { return e.f32(n.Tensors[i].Key, n.Tensors[i].Shape, n.Tensors[i].Data) }
+	p := e.node1("GlobalAveragePool", n.Name+"/pool", []string{x}, e.tmp(n, "pool"))
+	p = e.node1("Flatten", n.Name+"/flatten", []string{p}, e.tmp(n, "flat"), intAttr("axis", 1))
+	h := e.node1("Gemm", n.Name+"/fc1", []string{p, t(0), t(1)}, e.tmp(n, "fc1"), intAttr("transB", 1))
+	h = e.node1("Relu", n.Name+"/relu", []string{h}, e.tmp(n, "hid"))
+	th := e.node1("Gemm", n.Name+"/fc2", []string{h, t(2), t(3)}, e.tmp(n, "fc2"), intAttr("transB", 1))
+	if n.Kind == gr.DyShiftMax {
+		th = e.node1("HardSigmoid", n.Name+"/gate", []string{th}, e.tmp(n, "gate"), floatAttr("alpha", 1.0/6), floatAttr("beta", 0.5))
+	} else {
+		th = e.node1("Sigmoid", n.Name+"/gate", []string{th}, e.tmp(n, "gate"))
+	}
+	th = e.node1("Mul", n.Name+"/x2", []string{th, e.scalar(e.tmp(n, "two"), 2)}, e.tmp(n, "x2"))
+	th = e.node1("Sub", n.Name+"/minus1", []string{th, e.scalar(e.tmp(n, "one"), 1)}, e.tmp(n, "theta"))
+	// coef returns θ[:, lo:hi]·scale + offset reshaped to shape.
+	coef := func(src string, axis, lo, hi int64, scale, offset float32, shape ...int64) string {
+		v := e.node1("Slice", e.tmp(n, "slice"), []string{src, e.i64(e.tmp(n, "s"), lo), e.i64(e.tmp(n, "e"), hi), e.i64(e.tmp(n, "a"), axis)}, e.tmp(n, "sl"))
+		if scale != 1 {
+			v = e.node1("Mul", e.tmp(n, "scale"), []string{v, e.scalar(e.tmp(n, "k"), scale)}, e.tmp(n, "scaled"))
+		}
+		if offset != 0 {
+			v = e.node1("Add", e.tmp(n, "offset"), []string{v, e.scalar(e.tmp(n, "o"), offset)}, e.tmp(n, "offs"))
+		}
+		return e.node1("Reshape", e.tmp(n, "reshape"), []string{v, e.i64(e.tmp(n, "shape"), shape...)}, e.tmp(n, "coef"))
+	}
+	affine := func(in, a, b string) string {
+		v := e.node1("Mul", e.tmp(n, "ax"), []string{in, a}, e.tmp(n, "ax"))
+		if b == "" {
+			return v
+		}
+		return e.node1("Add", e.tmp(n, "axb"), []string{v, b}, e.tmp(n, "axb"))
+	}
+	if n.Kind == gr.DyReLU {
+		var a0, a1, b0, b1 string
+		if n.PerChannel { // θ (N, C, 4): a0 a1 b0 b1 per channel
+			tc := e.node1("Reshape", n.Name+"/perchannel", []string{th, e.i64(e.tmp(n, "shape"), 0, c, 4)}, e.tmp(n, "tc"))
+			a0, a1 = coef(tc, 2, 0, 1, 1, 1, -1, c, 1, 1), coef(tc, 2, 1, 2, 1, 0, -1, c, 1, 1)
+			b0, b1 = coef(tc, 2, 2, 3, 0.5, 0, -1, c, 1, 1), coef(tc, 2, 3, 4, 0.5, 0, -1, c, 1, 1)
+		} else {
+			a0, a1 = coef(th, 1, 0, 1, 1, 1, -1, 1, 1, 1), coef(th, 1, 1, 2, 1, 0, -1, 1, 1, 1)
+			b0, b1 = coef(th, 1, 2, 3, 0.5, 0, -1, 1, 1, 1), coef(th, 1, 3, 4, 0.5, 0, -1, 1, 1, 1)
+		}
+		return e.node1("Max", n.Name, []string{affine(x, a0, b0), affine(x, a1, b1)}, out)
+	}
+	// DyShiftMax: x rolled by C/G channels, a_{k,j} = θ[:, (2k+j)·C : (2k+j+1)·C].
+	step := c / int64(n.Groups)
+	xr := e.node1("Concat", n.Name+"/roll", []string{
+		e.node1("Slice", n.Name+"/tail", []string{x, e.i64(e.tmp(n, "s"), step), e.i64(e.tmp(n, "e"), c), e.i64(e.tmp(n, "a"), 1)}, e.tmp(n, "tail")),
+		e.node1("Slice", n.Name+"/head", []string{x, e.i64(e.tmp(n, "s"), 0), e.i64(e.tmp(n, "e"), step), e.i64(e.tmp(n, "a"), 1)}, e.tmp(n, "head")),
+	}, e.tmp(n, "rolled"), intAttr("axis", 1))
+	var sums [2]string
+	for k := int64(0); k < 2; k++ {
+		var off float32
+		if k == 0 {
+			off = 1
+		}
+		a0 := coef(th, 1, (2*k)*c, (2*k+1)*c, 1, off, -1, c, 1, 1)
+		a1 := coef(th, 1, (2*k+1)*c, (2*k+2)*c, 1, 0, -1, c, 1, 1)
+		sums[k] = e.node1("Add", e.tmp(n, "sum"), []string{affine(x, a0, ""), affine(xr, a1, "")}, e.tmp(n, "sum"))
+	}
+	return e.node1("Max", n.Name, sums[:], out)
 }
