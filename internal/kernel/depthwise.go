@@ -174,10 +174,91 @@ func dwChannels(c Conv, x, w, bias, out []float32, relu bool, c0, c1 int) {
 		xc := x[ci*plane : ci*plane+plane]
 		oc := out[ci*oplane : ci*oplane+oplane]
 		wc := w[ci*kk : ci*kk+kk]
-		if c.K == 3 && c.Pad <= 1 {
+		switch {
+		case c.K == 3 && c.Pad <= 1:
 			dw3x3(c, xc, wc, bv, oc, relu)
-		} else {
+		case c.Stride == 1 && c.Pad < c.K:
+			dwRowsS1(c, xc, wc, bv, oc, relu)
+		case c.Pad < c.K:
+			dwRowsStrided(c, xc, wc, bv, oc, relu)
+		default:
 			dwGeneric(c, xc, wc, bv, oc, relu, 0, oh, 0, ow)
+		}
+	}
+}
+
+// dwRowsS1 computes one channel of a stride-1 depthwise convolution of any
+// kernel size (5×5, 7×7 …; pad < K) tap by tap: for each tap, every output
+// row gains w·(the input row shifted by the tap) over the columns where the
+// tap is inside the image, one vector Axpy per row and tap, so no pixel
+// tests bounds. It equals dwGeneric up to the order of the additions.
+func dwRowsS1(c Conv, xc, wc []float32, bv float32, oc []float32, relu bool) {
+	oh, ow := c.OutH(), c.OutW()
+	for i := range oc[:oh*ow] {
+		oc[i] = bv
+	}
+	for ky := 0; ky < c.K; ky++ {
+		for oy := 0; oy < oh; oy++ {
+			iy := oy - c.Pad + ky
+			if uint(iy) >= uint(c.InH) {
+				continue
+			}
+			xr := xc[iy*c.InW : (iy+1)*c.InW]
+			or := oc[oy*ow : (oy+1)*ow]
+			for kx := 0; kx < c.K; kx++ {
+				// output column ox reads input column ox − Pad + kx
+				lo, hi := max(0, c.Pad-kx), min(ow, c.InW+c.Pad-kx)
+				if lo >= hi {
+					continue
+				}
+				Axpy(wc[ky*c.K+kx], xr[lo-c.Pad+kx:hi-c.Pad+kx], or[lo:hi])
+			}
+		}
+	}
+	if relu {
+		for i, v := range oc[:oh*ow] {
+			oc[i] = max(v, 0)
+		}
+	}
+}
+
+// dwRowsStrided is dwRowsS1 for any stride: each tap adds w·x over the run
+// of output columns where it is inside the image, reading every Stride-th
+// input column (a scalar loop without bounds tests per pixel).
+func dwRowsStrided(c Conv, xc, wc []float32, bv float32, oc []float32, relu bool) {
+	oh, ow := c.OutH(), c.OutW()
+	s := c.Stride
+	for i := range oc[:oh*ow] {
+		oc[i] = bv
+	}
+	for ky := 0; ky < c.K; ky++ {
+		for oy := 0; oy < oh; oy++ {
+			iy := oy*s - c.Pad + ky
+			if uint(iy) >= uint(c.InH) {
+				continue
+			}
+			xr := xc[iy*c.InW : (iy+1)*c.InW]
+			or := oc[oy*ow : (oy+1)*ow]
+			for kx := 0; kx < c.K; kx++ {
+				// output column ox reads input column ox·s − Pad + kx
+				lo := max(0, (c.Pad-kx+s-1)/s)
+				hi := min(ow, (c.InW+c.Pad-kx+s-1)/s)
+				if lo >= hi {
+					continue
+				}
+				w := wc[ky*c.K+kx]
+				off := lo*s - c.Pad + kx
+				xs := xr[off : off+(hi-lo-1)*s+1]
+				ys := or[lo:hi]
+				for j := range ys {
+					ys[j] += w * xs[j*s]
+				}
+			}
+		}
+	}
+	if relu {
+		for i, v := range oc[:oh*ow] {
+			oc[i] = max(v, 0)
 		}
 	}
 }

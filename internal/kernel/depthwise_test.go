@@ -72,15 +72,15 @@ func runDWCase(t *testing.T, c Conv, bias, relu bool, seed int64, configs []thre
 	t.Helper()
 	r := rand.New(rand.NewSource(seed))
 	x := guardedRand(r, c.InC*c.InH*c.InW)
-	w := guardedRand(r, c.InC*9)
+	w := guardedRand(r, c.InC*c.K*c.K)
 	var b []float32
 	if bias {
 		b = guardedRand(r, c.InC)
 	}
 	n := c.OutC * c.OutH() * c.OutW()
 	want, mag := make([]float32, n), make([]float32, n)
-	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, x, w, b, want, relu)
-	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
+	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, c.K, c.Stride, c.Pad, c.Groups, x, w, b, want, relu)
+	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, c.K, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
 	for _, l := range dwKernels.levels() {
 		for _, tc := range configs {
 			buf, got := guarded(n)
@@ -134,6 +134,30 @@ func TestDepthwiseSizes(t *testing.T) {
 					runDWCase(t, c, bias, relu, int64(i), dwConfigs)
 				})
 				i++
+			}
+		}
+	}
+}
+
+// TestDepthwiseKernelSizes covers kernels other than 3×3 (the tap-by-tap
+// row paths): 5×5 and 7×7, strides 1, 2 and 3, paddings from 0 to K/2,
+// odd and tiny maps.
+func TestDepthwiseKernelSizes(t *testing.T) {
+	i := 0
+	for _, k := range []int{5, 7, 1} {
+		for _, s := range []int{1, 2, 3} {
+			for _, pad := range []int{0, k / 2} {
+				for _, hw := range [][2]int{{1, 1}, {2, 9}, {7, 7}, {13, 12}, {28, 31}} {
+					if hw[0]+2*pad < k || hw[1]+2*pad < k {
+						continue
+					}
+					c := Conv{5, hw[0], hw[1], 5, k, s, pad, 5}
+					bias, relu := i%2 == 0, i%3 != 1
+					t.Run(fmt.Sprintf("k%d_s%d_p%d_%dx%d", k, s, pad, hw[0], hw[1]), func(t *testing.T) {
+						runDWCase(t, c, bias, relu, int64(i), dwConfigs)
+					})
+					i++
+				}
 			}
 		}
 	}
