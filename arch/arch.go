@@ -22,6 +22,8 @@ type Preprocess struct {
 	Interpolation string     `json:"interpolation"` // bilinear or bicubic
 	Mean          [3]float32 `json:"mean"`
 	Std           [3]float32 `json:"std"`
+	// Note says what the transform cannot express (printed by predict).
+	Note string `json:"note,omitempty"`
 }
 
 var imagenetMean, imagenetStd = [3]float32{0.485, 0.456, 0.406}, [3]float32{0.229, 0.224, 0.225}

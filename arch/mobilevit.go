@@ -11,8 +11,9 @@ func init() {
 		Source: "tools/reference/zoo_ref.py MobileViT (Mehta & Rastegari 2022, arXiv 2110.02178, Table 4 / ml-cvnets x_small; timm mobilevit_xs key names)",
 		// ml-cvnets' evaluation: short side 288, centre crop 256, [0, 1] pixels, not normalised
 		// (the original weights take BGR channel order, which Preprocess does not express).
-		Preprocess: Preprocess{Resize: 288, Crop: 256, Interpolation: "bilinear", Std: [3]float32{1, 1, 1}},
-		Build:      func(h, w int) (*graph.Graph, error) { return mobileViT("mobilevit_xs", h, w, mobileViTXS) }})
+		Preprocess: Preprocess{Resize: 288, Crop: 256, Interpolation: "bilinear", Std: [3]float32{1, 1, 1},
+			Note: "RGB input is fed; Apple's ml-cvnets weights were trained on BGR, timm's ports of them take RGB"},
+		Build: func(h, w int) (*graph.Graph, error) { return mobileViT("mobilevit_xs", h, w, mobileViTXS) }})
 }
 
 // mobileViTLayer is an MV2 block (kind "mv2": a = output channels, c =

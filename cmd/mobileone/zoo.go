@@ -102,7 +102,11 @@ func zooInfo(s *arch.Spec, h, w int, stdout io.Writer, asJSON bool) error {
 	fmt.Fprintf(stdout, "parameters:  %s\n", commas(g.Params()))
 	fmt.Fprintf(stdout, "MACs at %dx%d: %.1f M\n", h, w, float64(g.MACs())/1e6)
 	p := s.Preprocess
-	fmt.Fprintf(stdout, "preprocessing: resize %d (%s), centre crop %d, mean %v, std %v\n\n", p.Resize, p.Interpolation, p.Crop, p.Mean, p.Std)
+	fmt.Fprintf(stdout, "preprocessing: resize %d (%s), centre crop %d, mean %v, std %v\n", p.Resize, p.Interpolation, p.Crop, p.Mean, p.Std)
+	if p.Note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", p.Note)
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "node\tname\toutput\tparams\tMACs\t")
 	for _, n := range nodes {
@@ -207,6 +211,9 @@ func zooPredict(s *arch.Spec, weights string, files []string, npyIn, npyOut stri
 		return npy.WriteFile(npyOut, out)
 	}
 	prep := zooPreprocess(s)
+	if s.Preprocess.Note != "" {
+		fmt.Fprintf(stderr, "note: %s: %s\n", s.Name, s.Preprocess.Note)
+	}
 	g, err := zooGraph(s, weights, prep.Crop, prep.Crop, 0)
 	if err != nil {
 		return err
