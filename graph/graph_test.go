@@ -3,6 +3,7 @@ package graph
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 
@@ -86,6 +87,15 @@ func maxRelErr(a, b []float32) float64 {
 }
 
 func TestPlanMatchesRef(t *testing.T) {
+	for _, layout := range []string{"blocked", "nchw"} {
+		t.Run(layout, func(t *testing.T) {
+			t.Setenv("MOBILEONE_LAYOUT", layout)
+			planMatchesRef(t)
+		})
+	}
+}
+
+func planMatchesRef(t *testing.T) {
 	for _, sz := range [][2]int{{16, 16}, {24, 16}} {
 		g := mixed(t, sz[0], sz[1])
 		g.InitRandom(7)
@@ -98,6 +108,9 @@ func TestPlanMatchesRef(t *testing.T) {
 		p, err := NewPlan(g, 3)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p.Blocked != (os.Getenv("MOBILEONE_LAYOUT") == "blocked") {
+			t.Errorf("plan blocked = %v under MOBILEONE_LAYOUT=%s", p.Blocked, os.Getenv("MOBILEONE_LAYOUT"))
 		}
 		got, err := p.Run(x.Data)
 		if err != nil {
@@ -114,6 +127,15 @@ func TestPlanMatchesRef(t *testing.T) {
 
 // TestPlanAllocs: the planned operators allocate nothing per run.
 func TestPlanAllocs(t *testing.T) {
+	for _, layout := range []string{"blocked", "nchw"} {
+		t.Run(layout, func(t *testing.T) {
+			t.Setenv("MOBILEONE_LAYOUT", layout)
+			planAllocs(t)
+		})
+	}
+}
+
+func planAllocs(t *testing.T) {
 	b := NewBuilder("planned", 3, 16, 16)
 	x := b.Conv(b.Input(), "c1", ConvSpec{Out: 16, K: 3, Stride: 2, Pad: 1, BN: true, BNName: "bn1", Act: ReLU})
 	y := b.Conv(x, "dw", ConvSpec{Out: 16, K: 3, Pad: 1, Groups: 16, Bias: true, Act: HardSwish})

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
@@ -21,13 +22,21 @@ import (
 // The layout is NCHW per image; images run one after another and each
 // operator spreads its work over kernel.Threads() threads.
 type Plan struct {
-	g     *Graph
-	N     int
-	steps []func()
-	bufOf []int       // buffer index by value
-	bufs  [][]float32 // the pool
-	x     []float32   // current image's input
-	out   []float32   // (N, output...)
+	g *Graph
+	N int
+	// Blocked says the plan keeps some values in the channel-blocked
+	// layout (NCHW16c, see kernel.BlockedLen): the outputs of 1×1 and 3×3
+	// depthwise convolutions and the activations, sums and SE that follow
+	// them, on kernel.PointwiseOp and kernel.DepthwiseOp; every other
+	// operator reads NCHW, converted where a value crosses over.
+	Blocked bool
+	blk     []bool      // by value: stored blocked
+	alt     [][]float32 // by value: a copy in the other layout (nil: none)
+	steps   []func()
+	bufOf   []int       // buffer index by value
+	bufs    [][]float32 // the pool
+	x       []float32   // current image's input
+	out     []float32   // (N, output...)
 	// Unplanned names the nodes that run on reference code.
 	Unplanned []string
 
@@ -49,11 +58,129 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 		return nil, fmt.Errorf("plan: batch %d", n)
 	}
 	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape()))}
+	p.Blocked = plannedLayout() == "blocked"
+	p.chooseLayouts()
 	p.assignBuffers()
+	if in := g.Nodes[0].Out; p.alt[in] != nil {
+		p.steps = append(p.steps, p.convert(in))
+	}
 	for _, nd := range g.Nodes[1:] {
 		p.steps = append(p.steps, p.lower(nd))
+		// A value some reader needs in the other layout is converted once,
+		// right after it is made.
+		if a := p.alt[nd.Out]; a != nil {
+			p.steps = append(p.steps, p.convert(nd.Out))
+		}
 	}
 	return p, nil
+}
+
+// plannedLayout is "blocked" with SIMD kernels (where the blocked kernels
+// are the fast ones) and "nchw" with the pure-Go ones;
+// MOBILEONE_LAYOUT=blocked|nchw overrides it, as for MobileOne's engine.
+func plannedLayout() string {
+	switch os.Getenv("MOBILEONE_LAYOUT") {
+	case "nchw":
+		return "nchw"
+	case "blocked":
+		return "blocked"
+	}
+	if kernel.Vectorized() {
+		return "blocked"
+	}
+	return "nchw"
+}
+
+// blockedConv reports whether conv node n has a blocked kernel.
+func (p *Plan) blockedConv(n *Node) (pw, dw bool) {
+	if n.Kind != Conv || n.Dilation != 1 || n.K != n.KW || n.Pad != n.PadW {
+		return false, false
+	}
+	xs := p.g.Shapes[n.In[0]]
+	c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: p.g.Shapes[n.Out][0], K: n.K, Stride: n.Stride, Pad: n.Pad, Groups: n.Groups}
+	return c.K == 1 && c.Stride == 1 && c.Pad == 0 && c.Groups == 1, kernel.DepthwiseBlockedOK(c)
+}
+
+// zeroAtZero: activations with f(0) = 0 keep the blocked layout's padding
+// channels zero.
+func zeroAtZero(a Activation) bool {
+	switch a {
+	case None, ReLU, ReLU6, HardSwish, SiLU, GELU:
+		return true
+	}
+	return false
+}
+
+// chooseLayouts decides which values are stored blocked, and which need a
+// copy in the other layout for some reader.
+func (p *Plan) chooseLayouts() {
+	g := p.g
+	p.blk = make([]bool, len(g.Shapes))
+	p.alt = make([][]float32, len(g.Shapes))
+	if !p.Blocked {
+		return
+	}
+	for _, n := range g.Nodes[1:] {
+		pw, dw := p.blockedConv(n)
+		switch {
+		case pw || dw:
+			p.blk[n.Out] = zeroAtZero(n.Act)
+		case n.Kind == Act || n.Kind == Add || n.Kind == SE:
+			all := zeroAtZero(n.Act)
+			for _, v := range n.In {
+				all = all && p.blk[v]
+			}
+			p.blk[n.Out] = all
+		}
+	}
+	// Readers that need the other layout.
+	need := func(v Value, blocked bool) {
+		if p.blk[v] != blocked && p.alt[v] == nil {
+			s := g.Shapes[v]
+			if blocked {
+				p.alt[v] = make([]float32, kernel.BlockedLen(s[0], s[1]*s[2]))
+			} else {
+				p.alt[v] = make([]float32, tensor.NumelOf(s))
+			}
+		}
+	}
+	for _, n := range g.Nodes[1:] {
+		pw, dw := p.blockedConv(n)
+		for _, v := range n.In {
+			switch {
+			case (pw || dw) && zeroAtZero(n.Act):
+				need(v, true)
+			case n.Kind == GlobalAvgPool:
+				// reads either layout
+			case p.blk[n.Out] && (n.Kind == Act || n.Kind == Add || n.Kind == SE):
+				// inputs blocked by construction
+			default:
+				need(v, false)
+			}
+		}
+	}
+	need(g.Output, false)
+	for _, v := range g.Outs {
+		need(v, false)
+	}
+}
+
+// convert returns the step that copies value v into its other layout.
+func (p *Plan) convert(v Value) func() {
+	s := p.g.Shapes[v]
+	c, hw := s[0], s[1]*s[2]
+	if p.blk[v] {
+		return func() { kernel.FromBlocked(c, hw, p.buf(v), p.alt[v]) }
+	}
+	return func() { kernel.ToBlocked(c, hw, p.buf(v), p.alt[v]) }
+}
+
+// in returns value v in the layout a reader wants.
+func (p *Plan) in(v Value, blocked bool) []float32 {
+	if p.blk[v] == blocked {
+		return p.buf(v)
+	}
+	return p.alt[v]
 }
 
 // assignBuffers gives every value a buffer of the pool: a buffer whose
@@ -88,6 +215,10 @@ func (p *Plan) assignBuffers() {
 			continue
 		}
 		need := tensor.NumelOf(g.Shapes[nd.Out])
+		if p.blk[nd.Out] {
+			s := g.Shapes[nd.Out]
+			need = kernel.BlockedLen(s[0], s[1]*s[2])
+		}
 		best := -1
 		for k, b := range free {
 			if best < 0 || (size[b] >= need) && (size[free[best]] < need || size[b] < size[free[best]]) {
@@ -117,7 +248,11 @@ func (p *Plan) buf(v Value) []float32 {
 	if p.bufOf[v] < 0 {
 		return p.x
 	}
-	return p.bufs[p.bufOf[v]][:tensor.NumelOf(p.g.Shapes[v])]
+	s := p.g.Shapes[v]
+	if p.blk[v] {
+		return p.bufs[p.bufOf[v]][:kernel.BlockedLen(s[0], s[1]*s[2])]
+	}
+	return p.bufs[p.bufOf[v]][:tensor.NumelOf(s)]
 }
 
 // Run computes the outputs of x: (N, C, H, W) flattened; the returned
@@ -144,7 +279,7 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 				s()
 			}
 		}
-		copy(p.out[i*outPer:(i+1)*outPer], p.buf(p.g.Output))
+		copy(p.out[i*outPer:(i+1)*outPer], p.in(p.g.Output, false))
 	}
 	p.x = nil
 	if p.Profile {
@@ -158,6 +293,9 @@ func (p *Plan) lower(nd *Node) func() {
 	g := p.g
 	in, out := nd.In, nd.Out
 	xs, ys := g.Shapes[in[0]], g.Shapes[out]
+	if bs := p.lowerBlocked(nd); bs != nil {
+		return bs
+	}
 	switch nd.Kind {
 	case Conv:
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
@@ -170,7 +308,7 @@ func (p *Plan) lower(nd *Node) func() {
 			}
 			return func() {
 				y := p.buf(out)
-				op.Run(p.buf(in[0]), y)
+				op.Run(p.in(in[0], false), y)
 				actF32(y, post)
 			}
 		}
@@ -178,7 +316,7 @@ func (p *Plan) lower(nd *Node) func() {
 		p.Unplanned = append(p.Unplanned, nd.Name+" (dilated or non-square Conv)")
 		return func() {
 			y := p.buf(out)
-			refConv(nd, p.buf(in[0]), xs, y, ys)
+			refConv(nd, p.in(in[0], false), xs, y, ys)
 			actF32(y, nd.Act)
 		}
 	case Linear:
@@ -186,7 +324,7 @@ func (p *Plan) lower(nd *Node) func() {
 		rows := tensor.NumelOf(xs) / d
 		w, b := nd.w, nd.b
 		return func() {
-			x, y := p.buf(in[0]), p.buf(out)
+			x, y := p.in(in[0], false), p.buf(out)
 			if rows == 1 {
 				kernel.Linear(d, o, x, w, b, y)
 			} else {
@@ -202,12 +340,12 @@ func (p *Plan) lower(nd *Node) func() {
 	case Act:
 		return func() {
 			y := p.buf(out)
-			copy(y, p.buf(in[0]))
+			copy(y, p.in(in[0], false))
 			actF32(y, nd.Act)
 		}
 	case Add:
 		return func() {
-			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
+			x, z, y := p.in(in[0], false), p.in(in[1], false), p.buf(out)
 			for i := range y {
 				y[i] = x[i] + z[i]
 			}
@@ -218,14 +356,14 @@ func (p *Plan) lower(nd *Node) func() {
 			y := p.buf(out)
 			at := 0
 			for _, v := range in {
-				at += copy(y[at:], p.buf(v))
+				at += copy(y[at:], p.in(v, false))
 			}
 		}
 	case Shuffle:
 		c, hw := xs[0], xs[1]*xs[2]
 		per := c / nd.Groups
 		return func() {
-			x, y := p.buf(in[0]), p.buf(out)
+			x, y := p.in(in[0], false), p.buf(out)
 			for gi := 0; gi < nd.Groups; gi++ {
 				for j := 0; j < per; j++ {
 					copy(y[(j*nd.Groups+gi)*hw:(j*nd.Groups+gi+1)*hw], x[(gi*per+j)*hw:(gi*per+j+1)*hw])
@@ -234,17 +372,17 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Split:
 		hw := tensor.NumelOf(xs[1:])
-		return func() { copy(p.buf(out), p.buf(in[0])[nd.From*hw:nd.To*hw]) }
+		return func() { copy(p.buf(out), p.in(in[0], false)[nd.From*hw:nd.To*hw]) }
 	case MaxPool, AvgPool:
-		return func() { pool32(nd, p.buf(in[0]), xs, p.buf(out), ys) }
+		return func() { pool32(nd, p.in(in[0], false), xs, p.buf(out), ys) }
 	case GlobalAvgPool:
-		return func() { kernel.GlobalAvgPool(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out)) }
+		return func() { kernel.GlobalAvgPool(xs[0], xs[1]*xs[2], p.in(in[0], false), p.buf(out)) }
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
 		mean, hid, gate := make([]float32, c), make([]float32, nd.Hidden), make([]float32, c)
 		w1, b1, w2, b2 := nd.Tensors[0].Data, nd.Tensors[1].Data, nd.Tensors[2].Data, nd.Tensors[3].Data
 		return func() {
-			x, y := p.buf(in[0]), p.buf(out)
+			x, y := p.in(in[0], false), p.buf(out)
 			kernel.GlobalAvgPool(c, hw, x, mean)
 			kernel.Linear(c, nd.Hidden, mean, w1, b1, hid)
 			actF32(hid, nd.Act)
@@ -259,19 +397,19 @@ func (p *Plan) lower(nd *Node) func() {
 			}
 		}
 	case Upsample:
-		return func() { refUpsample(nd, p.buf(in[0]), xs, p.buf(out), ys) }
+		return func() { refUpsample(nd, p.in(in[0], false), xs, p.buf(out), ys) }
 	case LayerNorm:
-		return func() { layerNorm(nd, p.buf(in[0]), xs[len(xs)-1], p.buf(out)) }
+		return func() { layerNorm(nd, p.in(in[0], false), xs[len(xs)-1], p.buf(out)) }
 	case Attention:
 		att := make([]float64, xs[1])
-		return func() { refAttention(nd, p.buf(in[0]), xs, p.buf(out), att) }
+		return func() { refAttention(nd, p.in(in[0], false), xs, p.buf(out), att) }
 	case Unfold:
-		return func() { unfold(p.buf(in[0]), xs, p.buf(out), nd.Patch) }
+		return func() { unfold(p.in(in[0], false), xs, p.buf(out), nd.Patch) }
 	case Fold:
-		return func() { fold(p.buf(in[0]), ys, p.buf(out), nd.Patch) }
+		return func() { fold(p.in(in[0], false), ys, p.buf(out), nd.Patch) }
 	case DyReLU, DyShiftMax:
 		sc := newDynScratch(nd, xs[0])
-		return func() { refDynamic(nd, p.buf(in[0]), xs, p.buf(out), sc) }
+		return func() { refDynamic(nd, p.in(in[0], false), xs, p.buf(out), sc) }
 	}
 	// The reference implementation, through a value map of this plan's
 	// buffers: correct, not fast, allocating.
@@ -279,10 +417,92 @@ func (p *Plan) lower(nd *Node) func() {
 	return func() {
 		vals := make([][]float32, len(g.Shapes))
 		for _, v := range in {
-			vals[v] = p.buf(v)
+			vals[v] = p.in(v, false)
 		}
 		copy(p.buf(out), g.refNode(nd, vals))
 	}
+}
+
+// lowerBlocked returns the step of a node that works on blocked values, or
+// nil.
+func (p *Plan) lowerBlocked(nd *Node) func() {
+	g := p.g
+	in, out := nd.In, nd.Out
+	xs, ys := g.Shapes[in[0]], g.Shapes[out]
+	if nd.Kind == GlobalAvgPool && p.blk[in[0]] {
+		return func() { kernel.BlockedAvgPool(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out)) }
+	}
+	if !p.blk[out] {
+		return nil
+	}
+	post := nd.Act
+	switch nd.Kind {
+	case Conv:
+		pw, _ := p.blockedConv(nd)
+		w, b := nd.ConvWeights()
+		relu := nd.Act == ReLU
+		if relu {
+			post = None
+		}
+		if pw {
+			op := kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu)
+			hw := xs[1] * xs[2]
+			return func() {
+				y := p.buf(out)
+				op.Run(p.in(in[0], true), hw, y)
+				actF32(y, post)
+			}
+		}
+		c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
+		op := kernel.NewDepthwiseOp(c, w, b, relu)
+		return func() {
+			y := p.buf(out)
+			op.Run(p.in(in[0], true), y)
+			actF32(y, post)
+		}
+	case Act:
+		return func() {
+			y := p.buf(out)
+			copy(y, p.buf(in[0]))
+			actF32(y, post)
+		}
+	case Add:
+		return func() {
+			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
+			for i := range y {
+				y[i] = x[i] + z[i]
+			}
+			actF32(y, post)
+		}
+	case SE:
+		c, hw := xs[0], xs[1]*xs[2]
+		mean, hid, gate := make([]float32, c), make([]float32, nd.Hidden), make([]float32, c)
+		w1, b1, w2, b2 := nd.Tensors[0].Data, nd.Tensors[1].Data, nd.Tensors[2].Data, nd.Tensors[3].Data
+		return func() {
+			x, y := p.buf(in[0]), p.buf(out)
+			kernel.BlockedAvgPool(c, hw, x, mean)
+			kernel.Linear(c, nd.Hidden, mean, w1, b1, hid)
+			actF32(hid, nd.Act)
+			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
+			actF32(gate, nd.Gate)
+			// y = x · gate per channel; the padding channels stay zero.
+			for cb := 0; cb < kernel.Blocks(c); cb++ {
+				n := min(kernel.BlockC, c-cb*kernel.BlockC)
+				gv := gate[cb*kernel.BlockC : cb*kernel.BlockC+n]
+				blk := cb * hw * kernel.BlockC
+				for px := 0; px < hw; px++ {
+					xo, yo := x[blk+px*kernel.BlockC:], y[blk+px*kernel.BlockC:blk+(px+1)*kernel.BlockC]
+					for j, gj := range gv {
+						yo[j] = xo[j] * gj
+					}
+					for j := n; j < kernel.BlockC; j++ {
+						yo[j] = 0
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // actF32 applies a in place in float32 (the same functions as act64).
