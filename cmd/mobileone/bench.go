@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/study"
 )
 
 const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4|MODEL [--random-seed N]) [--threads N] [--batch B]
@@ -143,7 +140,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		return time.Since(t0)
 	}
-	all, kept := modelBench(run, *rounds, *runs, *trim)
+	all, kept := study.ModelBench(run, study.Method{Rounds: *rounds, Runs: *runs, Trim: *trim})
 	var sum time.Duration
 	for _, d := range kept {
 		sum += d
@@ -156,7 +153,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		Variant: name, Checkpoint: weights, Batch: *batch, Height: h, Width: w, Threads: *threads,
 		Rounds: *rounds, Runs: *runs, Trim: *trim,
 		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
-		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: plan.Layout, CPU: cpuName(),
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: plan.Layout, CPU: study.ThisMachine().CPU,
 		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
 	}
 	res.ImagesPerS = float64(*batch) / (res.MedianMS / 1e3)
@@ -205,37 +202,3 @@ func printProfile(stdout io.Writer, layers []model.LayerTime) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-// modelBench times run with the authors' ModelBench method: per round, one
-// warm-up run, then runs timed runs, sorted, the trim fastest and slowest
-// dropped. It returns every timed run (sorted) and the kept ones.
-func modelBench(run func() time.Duration, rounds, runs, trim int) (all, kept []time.Duration) {
-	round := make([]time.Duration, runs)
-	for i := 0; i < rounds; i++ {
-		run() // warm-up
-		for j := range round {
-			round[j] = run()
-		}
-		slices.Sort(round)
-		all = append(all, round...)
-		kept = append(kept, round[trim:runs-trim]...)
-	}
-	slices.Sort(all)
-	return all, kept
-}
-
-// cpuName returns the processor's model name where the OS tells it.
-func cpuName() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
-}

@@ -22,8 +22,16 @@ import (
 	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/study"
 	"github.com/mobileone-go/mobileone/tensor"
 )
+
+func layoutName(blocked bool) string {
+	if blocked {
+		return "graph, blocked where a kernel has it"
+	}
+	return "graph, nchw"
+}
 
 // zooSpec returns the comparison-zoo architecture -m names, or nil for the
 // MobileOne variants s0..s4 (and the empty name), which keep their own
@@ -319,7 +327,7 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 		}
 		return time.Since(t0)
 	}
-	all, kept := modelBench(run, rounds, runs, trim)
+	all, kept := study.ModelBench(run, study.Method{Rounds: rounds, Runs: runs, Trim: trim})
 	var sum time.Duration
 	for _, d := range kept {
 		sum += d
@@ -328,7 +336,7 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 		Variant: s.Name, Checkpoint: weights, Batch: batch, Height: h, Width: w, Threads: threads,
 		Rounds: rounds, Runs: runs, Trim: trim,
 		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
-		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: "graph-nchw", CPU: cpuName(),
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: layoutName(p.Blocked), CPU: study.ThisMachine().CPU,
 		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
 	}
 	res.ImagesPerS = float64(batch) / (res.MedianMS / 1e3)
