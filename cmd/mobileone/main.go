@@ -25,11 +25,13 @@ Commands:
   demo      write ten Fashion-MNIST test images and classify them with the built-in model
   predict   classify images (top-K classes), or run a raw .npy tensor
   fuse      re-parameterise a train-time checkpoint into a fused safetensors file
-  info      parameter count, MACs and a per-layer table of a variant or checkpoint
+  info      parameter count, MACs and a per-layer table of a variant, checkpoint or zoo model (--list)
   bench     latency of the fused network (the paper's ModelBench method)
   export    write the fused network as ONNX
   train     train or fine-tune (the paper's recipe), resumable
   eval      top-1/top-5 and a confusion matrix on a labelled data set
+  study     the paper's latency studies on this machine: correlation, activations, blocks
+  serve     an HTTP inference server: micro-batching, limits, metrics, graceful drain
   version   print the version
 
 Run "mobileone <command> -h" for a command's flags.
@@ -68,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdEval(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
+	case "study":
+		err = cmdStudy(args[1:], stdout, stderr)
+	case "serve":
+		err = cmdServe(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mobileone", version)
 	case "help", "-h", "--help", "-help":

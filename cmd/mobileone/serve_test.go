@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mobileone-go/mobileone/internal/zoo"
+)
+
+func TestServeFlags(t *testing.T) {
+	code, _, errs := cli("serve", "-h")
+	if code != 0 || !strings.Contains(errs, "usage: mobileone serve") {
+		t.Fatalf("serve -h: exit %d, %q", code, errs)
+	}
+	for _, f := range []string{"-w", "-m", "-random-seed", "-addr", "-threads", "-max-batch", "-max-wait", "-queue",
+		"-max-inflight", "-max-images", "-max-body-mb", "-max-megapixels", "-decoders", "-timeout", "-read-timeout",
+		"-write-timeout", "-idle-timeout", "-drain-delay", "-drain-timeout", "-cors-origin", "-log-format", "-log-level"} {
+		if !strings.Contains(errs, "\n  "+f+" ") && !strings.Contains(errs, "\n  "+f+"\n") {
+			t.Errorf("serve -h does not explain %s", f)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--bogus"}, 2, "bogus"},
+		{[]string{"extra.png"}, 1, `unexpected argument "extra.png"`},
+		{[]string{"--threads", "0"}, 1, "--threads must be 1..1024"},
+		{[]string{"--max-batch", "0"}, 1, "--max-batch must be 1..256"},
+		{[]string{"--max-wait", "-1ms"}, 1, "--max-wait must not be negative"},
+		{[]string{"--queue", "8", "--max-images", "9"}, 1, "--max-images must be 1..--queue (8)"},
+		{[]string{"--max-body-mb", "0"}, 1, "--max-body-mb"},
+		{[]string{"--max-megapixels", "0"}, 1, "--max-megapixels"},
+		{[]string{"--timeout", "65s"}, 1, "--write-timeout (1m5s) must be more than --timeout (1m5s)"},
+		{[]string{"--drain-delay", "-1s"}, 1, "--drain-delay must not be negative"},
+		{[]string{"--log-format", "xml"}, 1, `--log-format "xml"`},
+		{[]string{"--log-level", "loud"}, 1, `--log-level "loud"`},
+		{[]string{"-m", "s9"}, 1, "s9"},
+		{[]string{"-w", "missing.safetensors"}, 1, "missing.safetensors"},
+		{[]string{"-w", golden + "/fused.pth.tar", "-m", "s1"}, 1, "s1"},
+		{[]string{"-w", "a=" + golden + "/fused.pth.tar", "-w", "a=" + golden + "/unfused.pth.tar"}, 1, `two models named "a"`},
+		{[]string{"--addr", "127.0.0.1:99999"}, 1, "invalid port"},
+	} {
+		// Loopback only, whatever happens: each case fails before or
+		// while loading.
+		code, _, errs := cli(append([]string{"serve", "--log-level", "error", "--addr", "127.0.0.1:0"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("serve %v: exit %d, %q; want %d and %q", tc.args, code, errs, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestModelName(t *testing.T) {
+	for path, want := range map[string]string{
+		"dir/mobileone_s1.pth.tar":     "mobileone_s1",
+		"s0.safetensors":               "s0",
+		"/x/my model (v2).safetensors": "my-model-v2",
+		"...":                          "model",
+	} {
+		if got := modelName(path); got != want {
+			t.Errorf("modelName(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// slowRequest sends a classify request's headers and the first half of
+// its body on its own connection and returns a function that sends the
+// rest and reads the answer: a request in flight for as long as the test
+// likes.
+func slowRequest(t *testing.T, addr, model string, body []byte) func() (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/models/%s/classify?top=1 HTTP/1.1\r\nHost: %s\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n",
+		model, addr, len(body))
+	half := len(body) / 2
+	if _, err := conn.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	return func() (int, string) {
+		defer conn.Close()
+		if _, err := conn.Write(body[half:]); err != nil {
+			return 0, err.Error()
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// The serve loop in-process with two checkpoints, one named by -w NAME=,
+// one after its file; a signal drains it and it returns without error.
+func TestServeInProcess(t *testing.T) {
+	var logs syncBuffer
+	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--drain-delay", "100ms",
+		"-w", "tiny=" + golden + "/fused.pth.tar", "-w", golden + "/unfused.pth.tar", "--log-format", "json"}, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServer(c, log, sigs, func(a net.Addr) { addrc <- a }) }()
+	base := "http://" + (<-addrc).String()
+	waitReady(t, base)
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Models []struct{ Name, Weights string }
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Models) != 2 || list.Models[0].Name != "tiny" || list.Models[0].Weights != "fused.pth.tar" ||
+		list.Models[1].Name != "unfused" || list.Models[1].Weights != "unfused.pth.tar" {
+		t.Errorf("models %+v", list.Models)
+	}
+	sigs <- syscall.SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"drained: every request in flight was answered; exiting"`) {
+		t.Errorf("log: %s", logs.String())
+	}
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not become ready")
+		}
+	}
+}
+
+// TestServeHelperProcess is the server of TestServeSIGTERM when run with
+// MOBILEONE_SERVE_ARGS set (its arguments, separated by newlines); in a
+// normal test run it does nothing.
+func TestServeHelperProcess(t *testing.T) {
+	args := os.Getenv("MOBILEONE_SERVE_ARGS")
+	if args == "" {
+		return
+	}
+	os.Exit(run(append([]string{"serve"}, strings.Split(args, "\n")...), os.Stdout, os.Stderr))
+}
+
+// The real command in a subprocess gets SIGTERM while clients are sending
+// requests and one request is half-sent: /readyz turns 503 at once, the
+// clients (like a load balancer) stop sending new requests, every request
+// in flight is answered 200, and the process exits 0.
+func TestServeSIGTERM(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM on Windows")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelperProcess$")
+	cmd.Env = append(os.Environ(), "MOBILEONE_SERVE_ARGS="+strings.Join([]string{
+		"--addr", "127.0.0.1:0", "--threads", "2", "--drain-delay", "500ms", "--log-format", "json", "--log-level", "debug"}, "\n"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var logs syncBuffer
+	addrc := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" {
+				addrc <- l.Addr
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no listening address in the log:\n%s", logs.String())
+	}
+	base := "http://" + addr
+	waitReady(t, base)
+
+	samples := zoo.Samples()
+	// Clients send requests until they see /readyz answer 503.
+	var draining atomic.Bool
+	var wg sync.WaitGroup
+	var answered atomic.Int64
+	errs := make(chan string, 1000)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{}
+			for i := 0; !draining.Load(); i++ {
+				s := samples[(g+i)%len(samples)]
+				resp, err := client.Post(base+"/v1/models/fashion-mnist/classify", "image/png", bytes.NewReader(s.PNG))
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+				}
+				answered.Add(1)
+			}
+		}()
+	}
+	boot := samples[9].PNG
+	finish := slowRequest(t, addr, "fashion-mnist", boot)
+	time.Sleep(100 * time.Millisecond) // the clients are busy
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); getStatus(t, base+"/readyz") != 503; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn 503 after SIGTERM")
+		}
+	}
+	draining.Store(true)
+	wg.Wait()
+	// After the drain delay the listener closes, and the half-sent request
+	// is still in flight; send the rest.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err != nil {
+			break
+		} else {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the listener is still open 5 s after SIGTERM")
+		}
+	}
+	code, body := finish()
+	if code != 200 || !strings.Contains(body, `"label":"Ankle boot"`) {
+		t.Errorf("request in flight at SIGTERM: %d %s", code, body)
+	}
+	<-scanned // all of stderr, before Wait closes the pipe
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, logs.String())
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("client: %s", e)
+	}
+	t.Logf("%d requests answered while the clients ran", answered.Load())
+	if answered.Load() == 0 {
+		t.Error("no requests were answered")
+	}
+	for _, want := range []string{`"msg":"draining: /readyz now answers 503"`, `"signal":"terminated"`,
+		`"msg":"drained: every request in flight was answered; exiting"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
