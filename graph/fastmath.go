@@ -22,7 +22,15 @@ func expf(x float32) float32 {
 		ln2hi = 0.693145751953125
 		ln2lo = 1.42860682030941723212e-6
 	)
-	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	// round to nearest: x·log2e lies in (−126, 128), so the truncation of
+	// t + 0.5 (or t − 0.5 below zero) is the nearest integer
+	t := x * log2e
+	var n float32
+	if t >= 0 {
+		n = float32(int32(t + 0.5))
+	} else {
+		n = float32(int32(t - 0.5))
+	}
 	r := x - n*ln2hi - n*ln2lo
 	// e^r ≈ 1 + r + r²/2 + … + r⁶/720 (Horner)
 	p := float32(1.0 / 720)
@@ -39,10 +47,8 @@ func expf(x float32) float32 {
 // fractional error below 1.2e-7).
 func erfcPos(z float32) float32 {
 	t := 1 / (1 + 0.5*z)
-	p := float32(0.17087277)
-	for _, c := range [...]float32{-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223} {
-		p = p*t + c
-	}
+	p := ((((((((0.17087277*t-0.82215223)*t+1.48851587)*t-1.13520398)*t+0.27886807)*t-0.18628806)*t+
+		0.09678418)*t+0.37409196)*t+1.00002368)*t - 1.26551223
 	return t * expf(-z*z+p)
 }
 

@@ -409,7 +409,7 @@ func (p *Plan) lower(nd *Node) func() {
 		return func() { fold(p.in(in[0], false), ys, p.buf(out), nd.Patch) }
 	case DyReLU, DyShiftMax:
 		sc := newDynScratch(nd, xs[0])
-		return func() { refDynamic(nd, p.in(in[0], false), xs, p.buf(out), sc) }
+		return func() { dynamic32(nd, p.in(in[0], false), xs, p.buf(out), sc) }
 	}
 	// The reference implementation, through a value map of this plan's
 	// buffers: correct, not fast, allocating.
@@ -571,6 +571,39 @@ func pool32(n *Node, x []float32, xs []int, out []float32, ys []int) {
 					out[(c*oh+oy)*ow+ox] = s * inv
 				}
 			}
+		}
+	}
+}
+
+// dynamic32 is DyReLU or DyShiftMax with the coefficients computed as the
+// reference does (dynTheta) and applied in float32, channel by channel.
+func dynamic32(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
+	c, hw := xs[0], xs[1]*xs[2]
+	dynTheta(n, x, c, hw, sc)
+	th := sc.theta
+	if n.Kind == DyReLU {
+		for ch := 0; ch < c; ch++ {
+			t := th[:4]
+			if n.PerChannel {
+				t = th[ch*4 : ch*4+4]
+			}
+			a0, a1, b0, b1 := float32(1+t[0]), float32(t[1]), float32(0.5*t[2]), float32(0.5*t[3])
+			xr, yr := x[ch*hw:(ch+1)*hw], out[ch*hw:(ch+1)*hw]
+			for i, v := range xr {
+				yr[i] = max(a0*v+b0, a1*v+b1)
+			}
+		}
+		return
+	}
+	step := c / n.Groups
+	for ch := 0; ch < c; ch++ {
+		a00, a01 := float32(1+th[ch]), float32(th[c+ch])
+		a10, a11 := float32(th[2*c+ch]), float32(th[3*c+ch])
+		xr, sr := x[ch*hw:(ch+1)*hw], x[((ch+step)%c)*hw:((ch+step)%c+1)*hw]
+		yr := out[ch*hw : (ch+1)*hw]
+		for i, v := range xr {
+			w := sr[i]
+			yr[i] = max(a00*v+a01*w, a10*v+a11*w)
 		}
 	}
 }

@@ -295,8 +295,9 @@ func newDynScratch(n *Node, c int) *dynScratch {
 	return &dynScratch{make([]float64, c), make([]float64, n.Hidden), make([]float64, n.Tensors[2].Shape[0])}
 }
 
-func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
-	c, hw := xs[0], xs[1]*xs[2]
+// dynTheta computes a dynamic activation's coefficients θ into sc.theta:
+// fc2(relu(fc1(mean over the pixels of x))), squashed to (−1, 1).
+func dynTheta(n *Node, x []float32, c, hw int, sc *dynScratch) {
 	w1, b1, w2, b2 := n.Tensors[0].Data, n.Tensors[1].Data, n.Tensors[2].Data, n.Tensors[3].Data
 	mean, hid, theta := sc.mean, sc.hid, sc.theta
 	for ch := range mean {
@@ -326,6 +327,12 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 			theta[k] = 2/(1+math.Exp(-s)) - 1 // 2σ − 1
 		}
 	}
+}
+
+func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
+	c, hw := xs[0], xs[1]*xs[2]
+	dynTheta(n, x, c, hw, sc)
+	theta := sc.theta
 	coef := func(ch, k int) (a, b float64) { // piece k of channel ch
 		// residual form: a_k = α_k + λ_a·θ, b_k = β_k + λ_b·θ with
 		// α = (1, 0), β = (0, 0), λ_a = 1, λ_b = 0.5.

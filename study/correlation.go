@@ -141,11 +141,15 @@ func Correlation(opts Options) (*CorrelationReport, error) {
 // ONNX Runtime with opts.Peer.
 func measure(opts Options, names []string, nets map[string]func() (*graph.Graph, error)) ([]Row, error) {
 	var rows []Row
-	onnxDir := filepath.Join(opts.Out, "onnx")
+	var onnxDir string
 	if opts.Peer != nil {
-		if err := os.MkdirAll(onnxDir, 0o755); err != nil {
+		// The exported graphs are large (the zoo's take half a gigabyte)
+		// and are made again from the architectures: a temporary folder.
+		var err error
+		if onnxDir, err = os.MkdirTemp("", "mobileone-study-onnx-"); err != nil {
 			return nil, err
 		}
+		defer os.RemoveAll(onnxDir)
 	}
 	for i, name := range names {
 		g, err := nets[name]()
@@ -181,6 +185,9 @@ func measure(opts Options, names []string, nets map[string]func() (*graph.Graph,
 			if opts.Log != nil {
 				fmt.Fprintln(opts.Log, line+" (median)")
 			}
+		}
+		if model != "" {
+			os.Remove(model)
 		}
 		rows = append(rows, row)
 	}
