@@ -45,7 +45,7 @@ func zooSpec(name string) (*arch.Spec, error) {
 	}
 	s, err := arch.Get(name)
 	if err != nil {
-		return nil, fmt.Errorf("%v; or a MobileOne variant s0..s4", err)
+		return nil, fmt.Errorf("unknown variant or model %q: a MobileOne variant s0..s4, or a model of the comparison zoo (%s)", name, strings.Join(arch.Names(), ", "))
 	}
 	return s, nil
 }
