@@ -16,6 +16,9 @@ import (
 // gives its logits (testdata/study, written by tools/reference/study.py
 // through make_zoo.sh; generated in CI).
 func TestStudyNets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the reference executor on every network takes a minute (the full run and CI's zoo step run it)")
+	}
 	variants := append(append([]string{}, StudyActivations...), "plain", "skip", "se", "skip_se")
 	for _, v := range variants {
 		t.Run(v, func(t *testing.T) {

@@ -168,6 +168,9 @@ func readPth(t *testing.T, dir, file string) map[string]*tensor.Tensor {
 // RepVGGDeploy, whose result must equal the reference's own fold
 // (state_dict_fused.pth) to float32 rounding.
 func TestZooLogits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the reference executor on every network takes a minute (the full run and CI's zoo step run it)")
+	}
 	for _, name := range Names() {
 		dir := filepath.Join(zooDir, name)
 		t.Run(name, func(t *testing.T) {
