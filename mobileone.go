@@ -176,8 +176,11 @@ func (m *Model) Classify(img image.Image, k int) ([]Prediction, error) {
 }
 
 // TopK turns one image's logits into the k most probable classes.
-func (m *Model) TopK(logits []float32, k int) []Prediction {
-	names := m.ClassNames()
+func (m *Model) TopK(logits []float32, k int) []Prediction { return TopK(logits, m.ClassNames(), k) }
+
+// TopK turns one image's logits into the k most probable classes, labelled
+// from names ("class N" past their end); ties keep the lower index first.
+func TopK(logits []float32, names []string, k int) []Prediction {
 	maxv := math.Inf(-1)
 	for _, v := range logits {
 		maxv = math.Max(maxv, float64(v))

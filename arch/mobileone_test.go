@@ -9,7 +9,6 @@ import (
 
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/format/pth"
-	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/model"
 )
 
@@ -53,30 +52,7 @@ func TestMobileOneGraphGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := g.Load(sd); err != nil {
-				t.Fatal(err)
-			}
-			got, _, err := g.Ref(x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(got.Data, want.Data); e > 1e-5 {
-				t.Errorf("reference executor: logits differ from PyTorch by %.3g", e)
-			}
-			p, err := graph.NewPlan(g, x.Shape[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			y, err := p.Run(x.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(y, want.Data); e > 1e-4 {
-				t.Errorf("plan: logits differ from PyTorch by %.3g", e)
-			}
-			if len(p.Unplanned) > 0 {
-				t.Errorf("unplanned nodes: %v", p.Unplanned)
-			}
+			checkLogits(t, g, sd, x, want, 1e-5, 1e-4)
 			if g.Params() != int64(cfg.Params()) || g.MACs() != cfg.MACs(x.Shape[2], x.Shape[3]) {
 				t.Errorf("params %d MACs %d, the model's table says %d and %d", g.Params(), g.MACs(), cfg.Params(), cfg.MACs(x.Shape[2], x.Shape[3]))
 			}

@@ -91,7 +91,7 @@ func TestRepVGGDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := zooRelErr(got.Data, want.Data); e > 1e-6 {
+	if e := relErr(got.Data, want.Data); e > 1e-6 {
 		t.Errorf("deploy block differs from the train-time branches by %.3g", e)
 	}
 

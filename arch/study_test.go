@@ -63,27 +63,7 @@ func TestStudyNets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := g.Load(sd); err != nil {
-				t.Fatal(err)
-			}
-			got, _, err := g.Ref(x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(got.Data, want.Data); e > 1e-4 {
-				t.Errorf("logits differ from PyTorch's by %.3g (relative)", e)
-			}
-			p, err := graph.NewPlan(g, x.Shape[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			y, err := p.Run(x.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(y, want.Data); e > 1e-4 || len(p.Unplanned) > 0 {
-				t.Errorf("plan: logits differ from PyTorch's by %.3g; on reference code: %v", e, p.Unplanned)
-			}
+			checkLogits(t, g, sd, x, want, 1e-4, 1e-4)
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,18 +89,7 @@ func TestZooCounts(t *testing.T) {
 	}
 }
 
-// zooRelErr is max|got − want| / max|want|.
-func zooRelErr(got, want []float32) float64 {
-	var d, m float64
-	for i := range want {
-		d = math.Max(d, math.Abs(float64(got[i])-float64(want[i])))
-		m = math.Max(m, math.Abs(float64(want[i])))
-	}
-	return d / m
-}
-
-// runZoo builds name's graph for x, loads sd and compares Ref's output with
-// the golden logits.
+// runZoo builds name's graph for x and checks it on the golden logits.
 func runZoo(t *testing.T, name string, sd map[string]*tensor.Tensor, x, want *tensor.Tensor) {
 	t.Helper()
 	spec, err := Get(name)
@@ -112,6 +100,14 @@ func runZoo(t *testing.T, name string, sd map[string]*tensor.Tensor, x, want *te
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLogits(t, g, sd, x, want, zooTol, zooTol)
+}
+
+// checkLogits loads sd into g and compares the outputs of the reference
+// executor (within refTol of want, relative to its largest value) and of
+// the planned engine (within planTol, every node planned) on x.
+func checkLogits(t *testing.T, g *graph.Graph, sd map[string]*tensor.Tensor, x, want *tensor.Tensor, refTol, planTol float64) {
+	t.Helper()
 	if err := g.Load(sd); err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +118,10 @@ func runZoo(t *testing.T, name string, sd map[string]*tensor.Tensor, x, want *te
 	if !tensor.SameShape(got.Shape, want.Shape) {
 		t.Fatalf("logits %s, golden %s", tensor.ShapeString(got.Shape), tensor.ShapeString(want.Shape))
 	}
-	e := zooRelErr(got.Data, want.Data)
-	t.Logf("%s at %d×%d: max relative error %.3g", name, x.Shape[2], x.Shape[3], e)
-	if e > zooTol {
-		t.Errorf("%s at %d×%d: logits differ from PyTorch's by %.3g (relative to the largest), more than %g", name, x.Shape[2], x.Shape[3], e, zooTol)
+	e := relErr(got.Data, want.Data)
+	t.Logf("%s at %d×%d: max relative error %.3g", g.Name, x.Shape[2], x.Shape[3], e)
+	if e > refTol {
+		t.Errorf("%s at %d×%d: logits differ from PyTorch's by %.3g (relative to the largest), more than %g", g.Name, x.Shape[2], x.Shape[3], e, refTol)
 	}
 	// The planned engine (packed kernels, float32 activations) too.
 	p, err := graph.NewPlan(g, x.Shape[0])
@@ -136,11 +132,11 @@ func runZoo(t *testing.T, name string, sd map[string]*tensor.Tensor, x, want *te
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := zooRelErr(y, want.Data); e > zooTol {
-		t.Errorf("%s at %d×%d: the plan's logits differ from PyTorch's by %.3g, more than %g", name, x.Shape[2], x.Shape[3], e, zooTol)
+	if e := relErr(y, want.Data); e > planTol {
+		t.Errorf("%s at %d×%d: the plan's logits differ from PyTorch's by %.3g, more than %g", g.Name, x.Shape[2], x.Shape[3], e, planTol)
 	}
 	if len(p.Unplanned) > 0 {
-		t.Errorf("%s: nodes on reference code: %v", name, p.Unplanned)
+		t.Errorf("%s: nodes on reference code: %v", g.Name, p.Unplanned)
 	}
 }
 
@@ -196,7 +192,7 @@ func TestZooLogits(t *testing.T) {
 						t.Errorf("deploy state dict lacks %s", k)
 						continue
 					}
-					if e := zooRelErr(c.Data, f.Data); e > 1e-6 {
+					if e := relErr(c.Data, f.Data); e > 1e-6 {
 						t.Errorf("%s differs from the reference's fold by %.3g", k, e)
 					}
 				}

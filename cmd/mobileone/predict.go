@@ -114,19 +114,8 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 			failed++
 			continue
 		}
-		if *asJSON {
-			if err := enc.Encode(struct {
-				File  string                 `json:"file"`
-				Model string                 `json:"model"`
-				Top   []mobileone.Prediction `json:"top"`
-			}{f, m.Config.Name, preds}); err != nil {
-				return err
-			}
-			continue
-		}
-		fmt.Fprintf(stdout, "%s\n", f)
-		for i, p := range preds {
-			fmt.Fprintf(stdout, "  %d. %6.2f%%  %4d  %s\n", i+1, 100*p.Prob, p.Index, p.Label)
+		if err := printPredictions(stdout, enc, *asJSON, f, m.Config.Name, preds); err != nil {
+			return err
 		}
 	}
 	if failed > 0 {
@@ -156,4 +145,21 @@ func predictNpy(m *mobileone.Model, in, out string) error {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	return npy.WriteFile(out, logits)
+}
+
+// printPredictions prints one image's top classes: a JSON object (file,
+// model, top) with asJSON, else the file name and one line per class.
+func printPredictions(stdout io.Writer, enc *json.Encoder, asJSON bool, file, model string, preds []mobileone.Prediction) error {
+	if asJSON {
+		return enc.Encode(struct {
+			File  string                 `json:"file"`
+			Model string                 `json:"model"`
+			Top   []mobileone.Prediction `json:"top"`
+		}{file, model, preds})
+	}
+	fmt.Fprintf(stdout, "%s\n", file)
+	for i, p := range preds {
+		fmt.Fprintf(stdout, "  %d. %6.2f%%  %4d  %s\n", i+1, 100*p.Prob, p.Index, p.Label)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/format/pth"
@@ -245,61 +245,14 @@ func zooPredict(s *arch.Spec, weights string, files []string, npyIn, npyOut stri
 		if err != nil {
 			return err
 		}
-		preds := topK(logits, names, top)
-		if asJSON {
-			if err := enc.Encode(struct {
-				File  string       `json:"file"`
-				Model string       `json:"model"`
-				Top   []prediction `json:"top"`
-			}{f, s.Name, preds}); err != nil {
-				return err
-			}
-			continue
-		}
-		fmt.Fprintf(stdout, "%s\n", f)
-		for i, pr := range preds {
-			fmt.Fprintf(stdout, "  %d. %6.2f%%  %4d  %s\n", i+1, 100*pr.Prob, pr.Index, pr.Label)
+		if err := printPredictions(stdout, enc, asJSON, f, s.Name, mobileone.TopK(logits, names, top)); err != nil {
+			return err
 		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d images failed", failed, len(files))
 	}
 	return nil
-}
-
-type prediction struct {
-	Index int     `json:"index"`
-	Label string  `json:"label"`
-	Prob  float64 `json:"prob"`
-	Logit float32 `json:"logit"`
-}
-
-func topK(logits []float32, names []string, k int) []prediction {
-	m := logits[0]
-	for _, v := range logits {
-		m = max(m, v)
-	}
-	var sum float64
-	for _, v := range logits {
-		sum += expf(v - m)
-	}
-	var out []prediction
-	used := make([]bool, len(logits))
-	for len(out) < min(k, len(logits)) {
-		best := -1
-		for i, v := range logits {
-			if !used[i] && (best < 0 || v > logits[best]) {
-				best = i
-			}
-		}
-		used[best] = true
-		label := fmt.Sprintf("class %d", best)
-		if best < len(names) {
-			label = names[best]
-		}
-		out = append(out, prediction{best, label, expf(logits[best]-m) / sum, logits[best]})
-	}
-	return out
 }
 
 // zooBench times a zoo model on the graph engine (ModelBench method).
@@ -366,5 +319,3 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 	fmt.Fprintf(stdout, "%.1f images/s at the median, %.1f GFLOP/s at the minimum\n", res.ImagesPerS, res.GFLOPS)
 	return nil
 }
-
-func expf(v float32) float64 { return math.Exp(float64(v)) }

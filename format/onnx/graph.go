@@ -31,12 +31,7 @@ func ExportGraph(w io.Writer, g *gr.Graph, producerVersion string) error {
 	if err != nil {
 		return err
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(mp)
-	if err != nil {
-		return fmt.Errorf("onnx: %w", err)
-	}
-	_, err = w.Write(b)
-	return err
+	return write(w, mp)
 }
 
 // Names of ExportGraph's input and output.

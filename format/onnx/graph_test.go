@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/format/onnx"
 	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/tensor"
@@ -71,19 +70,7 @@ func TestGraphORTParity(t *testing.T) {
 	for i := range x.Data {
 		x.Data[i] = float32(r.NormFloat64())
 	}
-	in, out := filepath.Join(dir, "in.npy"), filepath.Join(dir, "out.npy")
-	if err := npy.WriteFile(in, x); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(node, script, "--model", mp, "--npy", in, "--out", out, "--threads", "1")
-	cmd.Env = env
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("onnxruntime: %v\n%s", err, b)
-	}
-	ort, err := npy.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ort := runORT(t, node, script, env, mp, x)
 	want, _, err := g.Ref(x)
 	if err != nil {
 		t.Fatal(err)

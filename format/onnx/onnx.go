@@ -67,6 +67,11 @@ func Export(w io.Writer, m *model.Model, opts Options) error {
 	if err != nil {
 		return err
 	}
+	return write(w, mp)
+}
+
+// write marshals mp deterministically to w.
+func write(w io.Writer, mp *onnxpb.ModelProto) error {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(mp)
 	if err != nil {
 		return fmt.Errorf("onnx: %w", err)

@@ -312,6 +312,25 @@ func ortScript(t *testing.T) (node, script string, env []string) {
 	return node, script, append(os.Environ(), "NODE_PATH="+modules)
 }
 
+// runORT runs model on x in ONNX Runtime (one thread) and returns its output.
+func runORT(t *testing.T, node, script string, env []string, model string, x *tensor.Tensor) *tensor.Tensor {
+	t.Helper()
+	in, out := model+".in.npy", model+".ort.npy"
+	if err := npy.WriteFile(in, x); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, script, "--model", model, "--npy", in, "--out", out, "--threads", "1")
+	cmd.Env = env
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("onnxruntime: %v\n%s", err, b)
+	}
+	y, err := npy.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
 // maxRel returns max |a-b| / max |b|.
 func maxRel(t *testing.T, got, want *tensor.Tensor) float64 {
 	t.Helper()
@@ -370,19 +389,7 @@ func TestORTParity(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			mp := filepath.Join(dir, c.name+".onnx")
 			writeExport(t, mp, c.m, c.opts)
-			in, out := filepath.Join(dir, c.name+".in.npy"), filepath.Join(dir, c.name+".ort.npy")
-			if err := npy.WriteFile(in, c.x); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(node, script, "--model", mp, "--npy", in, "--out", out, "--threads", "1")
-			cmd.Env = env
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("onnxruntime: %v\n%s", err, b)
-			}
-			ort, err := npy.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ort := runORT(t, node, script, env, mp, c.x)
 			ours, err := c.m.Forward(c.x)
 			if err != nil {
 				t.Fatal(err)
