@@ -269,11 +269,8 @@ func (b *batcher) run() {
 	for i, j := range b.batch {
 		copy(x[i*b.per:(i+1)*b.per], j.x)
 	}
-	b.compute.Lock()
-	t0 := time.Now()
-	y, err := b.plans[n-1].Run(x)
+	t0, y, err := b.infer(x, n)
 	d := time.Since(t0)
-	b.compute.Unlock()
 	b.batchSize.Observe(float64(n))
 	b.batchTime.Observe(d.Seconds())
 	for i, j := range b.batch {
@@ -284,6 +281,16 @@ func (b *batcher) run() {
 		b.queueWait.Observe(t0.Sub(j.queued).Seconds())
 		j.req.finish(err)
 	}
+}
+
+// infer runs the plan for n images while holding the engine; the engine
+// is released even if the plan panics (run recovers).
+func (b *batcher) infer(x []float32, n int) (t0 time.Time, y []float32, err error) {
+	b.compute.Lock()
+	defer b.compute.Unlock()
+	t0 = time.Now()
+	y, err = b.plans[n-1].Run(x)
+	return t0, y, err
 }
 
 func (b *batcher) failQueued() {

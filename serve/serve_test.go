@@ -569,12 +569,32 @@ func checkError(t *testing.T, w *httptest.ResponseRecorder, status int, msg stri
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	if !poll(cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// poll reports whether cond became true within 60 s (CI machines under
+// the race detector and other packages' tests can be slow).
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(60 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
+}
+
+// hold makes the engine busy until the returned release is called, or
+// until the test ends, whichever is first: a test that fails while it
+// holds the engine fails instead of hanging the server's Close.
+func hold(t *testing.T, s *Server) (release func()) {
+	s.compute.Lock()
+	var once sync.Once
+	release = func() { once.Do(s.compute.Unlock) }
+	t.Cleanup(release) // runs before the server's Close (cleanups are LIFO)
+	return release
 }
 
 type answer struct {
@@ -600,7 +620,7 @@ func TestOverload(t *testing.T) {
 	t.Run("queue full", func(t *testing.T) {
 		s, _, _ := newTestServer(t, Options{QueueSize: 2, MaxImages: 1})
 		b := s.models["fashion-mnist"].b
-		s.compute.Lock() // the engine is busy
+		release := hold(t, s) // the engine is busy
 		first := goDo(s, path, png)
 		waitFor(t, "the first request to be in its batch", func() bool {
 			return s.inFlight.Load() == 1 && b.queued.Load() == 0 && b.preparing.Load() == 0
@@ -612,7 +632,7 @@ func TestOverload(t *testing.T) {
 		if w.Header().Get("Retry-After") != "1" {
 			t.Errorf("Retry-After %q", w.Header().Get("Retry-After"))
 		}
-		s.compute.Unlock()
+		release()
 		for _, ch := range append(queued, first) {
 			if a := <-ch; a.code != 200 {
 				t.Errorf("accepted request: %d %s", a.code, a.body)
@@ -621,25 +641,25 @@ func TestOverload(t *testing.T) {
 	})
 	t.Run("in flight", func(t *testing.T) {
 		s, _, _ := newTestServer(t, Options{MaxInFlight: 1})
-		s.compute.Lock()
+		release := hold(t, s)
 		first := goDo(s, path, png)
 		waitFor(t, "a request in flight", func() bool { return s.inFlight.Load() == 1 })
 		checkError(t, do(s, "POST", path, "", png), 503, "1 requests in flight, the limit: retry later")
-		s.compute.Unlock()
+		release()
 		if a := <-first; a.code != 200 {
 			t.Errorf("first request: %d %s", a.code, a.body)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
 		s, _, _ := newTestServer(t, Options{Timeout: 50 * time.Millisecond})
-		s.compute.Lock()
+		release := hold(t, s)
 		t0 := time.Now()
 		w := do(s, "POST", path, "", png)
 		checkError(t, w, 503, "no answer within the 50ms timeout (server overloaded)")
 		if d := time.Since(t0); d > 2*time.Second {
 			t.Errorf("timed out after %v", d)
 		}
-		s.compute.Unlock()
+		release()
 		if w := do(s, "POST", path, "", png); w.Code != 200 {
 			t.Errorf("after the timeout: %d %s", w.Code, w.Body)
 		}
@@ -647,7 +667,7 @@ func TestOverload(t *testing.T) {
 	t.Run("closed", func(t *testing.T) {
 		s, _, _ := newTestServer(t, Options{})
 		b := s.models["fashion-mnist"].b
-		s.compute.Lock()
+		release := hold(t, s)
 		first := goDo(s, path, png)
 		waitFor(t, "the first request to be in its batch", func() bool {
 			return s.inFlight.Load() == 1 && b.queued.Load() == 0 && b.preparing.Load() == 0
@@ -657,7 +677,7 @@ func TestOverload(t *testing.T) {
 		closed := make(chan struct{})
 		go func() { s.Close(); close(closed) }()
 		waitFor(t, "the server to stop taking jobs", func() bool { b.mu.RLock(); defer b.mu.RUnlock(); return b.stopped })
-		s.compute.Unlock()
+		release()
 		<-closed
 		if a := <-first; a.code != 200 {
 			t.Errorf("request in its batch at close: %d %s", a.code, a.body)
@@ -802,10 +822,12 @@ func TestConcurrentLoopback(t *testing.T) {
 
 	// Hold the engine so that the first requests pile up into full
 	// batches, then let it go while the rest keep coming.
-	s.compute.Lock()
+	release := hold(t, s)
 	go func() {
-		waitFor(t, "queued images", func() bool { return s.models["tiny"].b.queued.Load() >= 8 })
-		s.compute.Unlock()
+		defer release()
+		if !poll(func() bool { return s.models["tiny"].b.queued.Load() >= 8 }) {
+			t.Error("timed out waiting for 8 queued images")
+		}
 	}()
 	const workers, rounds = 32, 6
 	var wg sync.WaitGroup
