@@ -30,7 +30,8 @@ type Plan struct {
 	// them, on kernel.PointwiseOp and kernel.DepthwiseOp; every other
 	// operator reads NCHW, converted where a value crosses over.
 	Blocked bool
-	blk     []bool      // by value: stored blocked
+	blk     []bool // by value: stored blocked
+	fuse    fusions
 	alt     [][]float32 // by value: a copy in the other layout (nil: none)
 	steps   []func()
 	bufOf   []int       // buffer index by value
@@ -60,6 +61,7 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape()))}
 	p.Blocked = plannedLayout() == "blocked"
 	p.chooseLayouts()
+	p.planFusions()
 	p.assignBuffers()
 	if in := g.Nodes[0].Out; p.alt[in] != nil {
 		p.steps = append(p.steps, p.convert(in))
@@ -91,16 +93,6 @@ func plannedLayout() string {
 	return "nchw"
 }
 
-// blockedConv reports whether conv node n has a blocked kernel.
-func (p *Plan) blockedConv(n *Node) (pw, dw bool) {
-	if n.Kind != Conv || n.Dilation != 1 || n.K != n.KW || n.Pad != n.PadW {
-		return false, false
-	}
-	xs := p.g.Shapes[n.In[0]]
-	c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: p.g.Shapes[n.Out][0], K: n.K, Stride: n.Stride, Pad: n.Pad, Groups: n.Groups}
-	return c.K == 1 && c.Stride == 1 && c.Pad == 0 && c.Groups == 1, kernel.DepthwiseBlockedOK(c)
-}
-
 // zeroAtZero: activations with f(0) = 0 keep the blocked layout's padding
 // channels zero.
 func zeroAtZero(a Activation) bool {
@@ -121,9 +113,8 @@ func (p *Plan) chooseLayouts() {
 		return
 	}
 	for _, n := range g.Nodes[1:] {
-		pw, dw := p.blockedConv(n)
 		switch {
-		case pw || dw:
+		case p.convKindOf(n) != convNCHW:
 			p.blk[n.Out] = zeroAtZero(n.Act)
 		case n.Kind == Act || n.Kind == Add || n.Kind == SE:
 			all := zeroAtZero(n.Act)
@@ -145,10 +136,10 @@ func (p *Plan) chooseLayouts() {
 		}
 	}
 	for _, n := range g.Nodes[1:] {
-		pw, dw := p.blockedConv(n)
+		k := p.convKindOf(n)
 		for _, v := range n.In {
 			switch {
-			case (pw || dw) && zeroAtZero(n.Act):
+			case (k == convPW || k == convDW) && zeroAtZero(n.Act):
 				need(v, true)
 			case n.Kind == GlobalAvgPool:
 				// reads either layout
@@ -212,6 +203,12 @@ func (p *Plan) assignBuffers() {
 		}
 		if i == 0 {
 			p.bufOf[nd.Out] = -1 // the input is read in place
+			continue
+		}
+		if p.fuse.inPlace[nd] {
+			b := p.bufOf[nd.In[0]]
+			p.bufOf[nd.Out] = b
+			busyUntil[b] = last[nd.Out]
 			continue
 		}
 		need := tensor.NumelOf(g.Shapes[nd.Out])
@@ -293,6 +290,9 @@ func (p *Plan) lower(nd *Node) func() {
 	g := p.g
 	in, out := nd.In, nd.Out
 	xs, ys := g.Shapes[in[0]], g.Shapes[out]
+	if p.fuse.done[nd] {
+		return func() {} // computed by the node before
+	}
 	if bs := p.lowerBlocked(nd); bs != nil {
 		return bs
 	}
@@ -339,8 +339,10 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Act:
 		return func() {
-			y := p.buf(out)
-			copy(y, p.in(in[0], false))
+			y, x := p.buf(out), p.in(in[0], false)
+			if &y[0] != &x[0] {
+				copy(y, x)
+			}
 			actF32(y, nd.Act)
 		}
 	case Add:
@@ -380,7 +382,7 @@ func (p *Plan) lower(nd *Node) func() {
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
 		mean, hid, gate := make([]float32, c), make([]float32, nd.Hidden), make([]float32, c)
-		w1, b1, w2, b2 := nd.Tensors[0].Data, nd.Tensors[1].Data, nd.Tensors[2].Data, nd.Tensors[3].Data
+		w1, b1, w2, b2 := p.seWeights(nd)
 		return func() {
 			x, y := p.in(in[0], false), p.buf(out)
 			kernel.GlobalAvgPool(c, hw, x, mean)
@@ -438,14 +440,29 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	post := nd.Act
 	switch nd.Kind {
 	case Conv:
-		pw, _ := p.blockedConv(nd)
+		kind := p.convKindOf(nd)
 		w, b := nd.ConvWeights()
 		relu := nd.Act == ReLU
 		if relu {
 			post = None
 		}
-		if pw {
+		c := p.kernelConv(nd)
+		if d := p.fuse.stemDW[nd]; d != nil {
+			dw, db := d.ConvWeights()
+			op := kernel.NewStemDWOp(c, w, b, relu, p.kernelConv(d), dw, db, d.Act == ReLU)
+			return func() { op.Run(p.in(in[0], false), p.buf(d.Out)) }
+		}
+		if kind == convStem {
+			op := kernel.NewStemOp(c, w, b, relu)
+			return func() {
+				y := p.buf(out)
+				op.Run(p.in(in[0], false), y)
+				actF32(y, post)
+			}
+		}
+		if kind == convPW {
 			op := kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu)
+			op.After = p.fuse.seAfter[nd]
 			hw := xs[1] * xs[2]
 			return func() {
 				y := p.buf(out)
@@ -453,7 +470,6 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 				actF32(y, post)
 			}
 		}
-		c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 		op := kernel.NewDepthwiseOp(c, w, b, relu)
 		return func() {
 			y := p.buf(out)
@@ -462,8 +478,10 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 		}
 	case Act:
 		return func() {
-			y := p.buf(out)
-			copy(y, p.buf(in[0]))
+			y, x := p.buf(out), p.buf(in[0])
+			if &y[0] != &x[0] {
+				copy(y, x)
+			}
 			actF32(y, post)
 		}
 	case Add:
@@ -477,7 +495,8 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
 		mean, hid, gate := make([]float32, c), make([]float32, nd.Hidden), make([]float32, c)
-		w1, b1, w2, b2 := nd.Tensors[0].Data, nd.Tensors[1].Data, nd.Tensors[2].Data, nd.Tensors[3].Data
+		w1, b1, w2, b2 := p.seWeights(nd)
+		fusedReLU := p.fuse.seReLU[nd]
 		return func() {
 			x, y := p.buf(in[0]), p.buf(out)
 			kernel.BlockedAvgPool(c, hw, x, mean)
@@ -485,6 +504,10 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			actF32(hid, nd.Act)
 			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
 			actF32(gate, nd.Gate)
+			if fusedReLU {
+				kernel.BlockedScaleReLU(c, hw, y, gate) // in place: y is x
+				return
+			}
 			// y = x · gate per channel; the padding channels stay zero.
 			for cb := 0; cb < kernel.Blocks(c); cb++ {
 				n := min(kernel.BlockC, c-cb*kernel.BlockC)

@@ -1,0 +1,119 @@
+package graph
+
+import (
+	"math"
+	"testing"
+)
+
+// repNet is MobileOne's fused shape in small: a 3×3 stride-2 stem, a 3×3
+// stride-2 depthwise layer, 1×1 layers, SE between a convolution and its
+// ReLU, and a skip-free chain, so that every fusion of fuse.go applies.
+func repNet(t testing.TB, h, w int, stemAct Activation) *Graph {
+	b := NewBuilder("rep", 3, h, w)
+	x := b.Conv(b.Input(), "stem", ConvSpec{Out: 24, K: 3, Stride: 2, Pad: 1, Bias: true, Act: stemAct})
+	x = b.Conv(x, "dw0", ConvSpec{Out: 24, K: 3, Stride: 2, Pad: 1, Groups: 24, Bias: true, Act: ReLU})
+	x = b.Conv(x, "pw0", ConvSpec{Out: 40, K: 1, Bias: true, Act: None})
+	x = b.SE(x, "se0", SESpec{Hidden: 8, Act: ReLU, Gate: Sigmoid, Reduce: "se0.reduce", Expand: "se0.expand", ConvWeights: true})
+	x = b.Act(x, "relu0", ReLU)
+	x = b.Conv(x, "dw1", ConvSpec{Out: 40, K: 3, Stride: 1, Pad: 1, Groups: 40, Bias: true, Act: None})
+	x = b.SE(x, "se1", SESpec{Hidden: 8, Act: ReLU, Gate: Sigmoid, Reduce: "se1.reduce", Expand: "se1.expand", ConvWeights: true})
+	x = b.Act(x, "relu1", ReLU)
+	x = b.Conv(x, "pw1", ConvSpec{Out: 20, K: 1, Bias: true, Act: ReLU})
+	x = b.GlobalAvgPool(x, "gap")
+	x = b.Linear(x, "fc", 5, true, None)
+	g, err := b.Graph(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(3)
+	return g
+}
+
+func TestFusions(t *testing.T) {
+	t.Setenv("MOBILEONE_LAYOUT", "blocked")
+	for _, tc := range []struct {
+		name    string
+		h, w    int
+		stemAct Activation
+		stemDW  bool
+	}{
+		{"fused", 32, 32, ReLU, true},
+		{"odd size", 29, 19, ReLU, true},
+		{"stem without ReLU", 16, 16, None, true},
+		{"stem with HardSwish", 16, 16, HardSwish, false}, // StemDWOp fuses ReLU only
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := repNet(t, tc.h, tc.w, tc.stemAct)
+			x := randomInput(2, 3, tc.h, tc.w, 5)
+			want, _, err := g.Ref(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewPlan(g, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]*Node{}
+			for _, n := range g.Nodes {
+				byName[n.Name] = n
+			}
+			if got := p.fuse.stemDW[byName["stem"]] == byName["dw0"]; got != tc.stemDW {
+				t.Errorf("stem+dw fused: %v, want %v", got, tc.stemDW)
+			}
+			for _, se := range []string{"se0", "se1"} {
+				if !p.fuse.seReLU[byName[se]] || !p.fuse.inPlace[byName[se]] {
+					t.Errorf("%s: not fused with its ReLU in place", se)
+				}
+				if _, ok := p.fuse.seWeight[byName[se]]; !ok {
+					t.Errorf("%s: weights not packed for prefetch", se)
+				}
+			}
+			if n := len(p.fuse.seAfter[byName["pw0"]]); n != 2*(40*8+8+8*40+40) {
+				t.Errorf("pw0 prefetches %d floats, want both SEs' weights", n)
+			}
+			if len(p.Unplanned) > 0 {
+				t.Errorf("unplanned: %v", p.Unplanned)
+			}
+			for range 2 { // twice: buffers reused in place must not leak state
+				got, err := p.Run(x.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := maxRelErr(got, want.Data); e > 1e-5 || math.IsNaN(e) {
+					t.Errorf("plan differs from the reference by %.3g (relative)", e)
+				}
+			}
+			if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+				t.Errorf("%.0f allocations per run", a)
+			}
+		})
+	}
+}
+
+// The fusions can be turned off, and the result does not change.
+func TestFusionsOff(t *testing.T) {
+	t.Setenv("MOBILEONE_LAYOUT", "blocked")
+	g := repNet(t, 32, 32, ReLU)
+	x := randomInput(1, 3, 32, 32, 9)
+	p, err := NewPlan(g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, _ := p.Run(x.Data)
+	on = append([]float32(nil), on...)
+	defer func(a, b bool) { stemDWFusion, sePrefetch = a, b }(stemDWFusion, sePrefetch)
+	stemDWFusion, sePrefetch = false, false
+	q, err := NewPlan(g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.fuse.stemDW) != 0 || len(q.fuse.seAfter) != 0 {
+		t.Fatal("fusions not turned off")
+	}
+	off, _ := q.Run(x.Data)
+	for i := range on {
+		if on[i] != off[i] {
+			t.Fatalf("logit %d: %v with fusions, %v without", i, on[i], off[i])
+		}
+	}
+}
