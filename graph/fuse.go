@@ -41,6 +41,9 @@ type fusions struct {
 var (
 	stemDWFusion = os.Getenv("MOBILEONE_STEMDW") != "0"
 	sePrefetch   = os.Getenv("MOBILEONE_SEPREFETCH") != "0"
+	// MOBILEONE_DENSE=0 runs dense convolutions on NCHW GEMMs, for
+	// comparisons.
+	denseConv = os.Getenv("MOBILEONE_DENSE") != "0"
 )
 
 // maxStemInC bounds the input channels of a convolution run as a stem:
@@ -52,10 +55,11 @@ const maxStemInC = 4
 type convKind int
 
 const (
-	convNCHW convKind = iota // no blocked kernel: NCHW ConvOp or the reference
-	convPW                   // 1×1, stride 1: kernel.PointwiseOp
-	convDW                   // depthwise: kernel.DepthwiseOp
-	convStem                 // dense 3×3 on few channels: kernel.StemOp
+	convNCHW  convKind = iota // no blocked kernel: NCHW ConvOp or the reference
+	convPW                    // 1×1, stride 1: kernel.PointwiseOp
+	convDW                    // depthwise: kernel.DepthwiseOp
+	convStem                  // dense 3×3 on few channels: kernel.StemOp
+	convDense                 // other dense convolutions: kernel.DenseOp
 )
 
 // kernelConv is node n's convolution in the kernels' terms.
@@ -66,10 +70,16 @@ func (p *Plan) kernelConv(n *Node) kernel.Conv {
 
 // convKindOf reports which blocked kernel runs conv node n.
 func (p *Plan) convKindOf(n *Node) convKind {
-	if n.Kind != Conv || n.Dilation != 1 || n.K != n.KW || n.Pad != n.PadW {
+	if n.Kind != Conv || n.K != n.KW || n.Pad != n.PadW {
 		return convNCHW
 	}
 	c := p.kernelConv(n)
+	if n.Dilation != 1 {
+		if denseConv && c.InC > maxStemInC && kernel.DenseBlockedOK(c, n.Dilation) {
+			return convDense
+		}
+		return convNCHW
+	}
 	switch {
 	case c.K == 1 && c.Stride == 1 && c.Pad == 0 && c.Groups == 1:
 		return convPW
@@ -77,6 +87,10 @@ func (p *Plan) convKindOf(n *Node) convKind {
 		return convDW
 	case c.InC <= maxStemInC && kernel.StemBlockedOK(c):
 		return convStem
+	case denseConv && c.InC > maxStemInC && kernel.DenseBlockedOK(c, 1):
+		// (few-channel layers other than 3×3 stems, ResNet's 7×7 one,
+		// would waste most of a 16-channel block: NCHW GEMM)
+		return convDense
 	}
 	return convNCHW
 }

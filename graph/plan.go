@@ -139,7 +139,7 @@ func (p *Plan) chooseLayouts() {
 		k := p.convKindOf(n)
 		for _, v := range n.In {
 			switch {
-			case (k == convPW || k == convDW) && zeroAtZero(n.Act):
+			case (k == convPW || k == convDW || k == convDense) && zeroAtZero(n.Act):
 				need(v, true)
 			case n.Kind == GlobalAvgPool:
 				// reads either layout
@@ -457,6 +457,14 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			return func() {
 				y := p.buf(out)
 				op.Run(p.in(in[0], false), y)
+				actF32(y, post)
+			}
+		}
+		if kind == convDense {
+			op := kernel.NewDenseOp(c, nd.Dilation, w, b, relu)
+			return func() {
+				y := p.buf(out)
+				op.Run(p.in(in[0], true), y)
 				actF32(y, post)
 			}
 		}

@@ -1,0 +1,260 @@
+package kernel
+
+import (
+	"os"
+	"strconv"
+	"sync"
+)
+
+// Dense K×K convolutions (groups 1, any stride, padding and dilation) on
+// blocked activations (NCHW16c), on the pointwise micro-kernels.
+//
+// A K×K convolution is a sum of K² pointwise ones over shifted inputs:
+// out(p) = Σ_taps W_tap · x(p·s + tap·d − pad). Run first copies the input
+// into a zero-padded buffer split into s² phase planes (pixel (y, x) of the
+// padded input goes to plane (y mod s, x mod s) at (y/s, x/s)), so that the
+// pixels one tap reads for a run of output pixels of one row are
+// consecutive in one plane, at a stride of one pixel: exactly what a
+// pointwise kernel reads. Each tile of output pixels × output blocks then
+// accumulates over taps and chunks of input blocks in registers and in L1
+// (pwAcc), the bias and ReLU applied by the last call. The weights are
+// packed per group of output blocks as [tap][input channel][nb·16].
+
+// DenseBlockedOK reports whether NewDenseOp supports c with dilation dil:
+// groups 1, K ≥ 1, stride ≥ 1, pad ≥ 0, dilation ≥ 1 and a non-empty
+// output.
+func DenseBlockedOK(c Conv, dil int) bool {
+	return max(c.Groups, 1) == 1 && c.K >= 1 && c.Stride >= 1 && c.Pad >= 0 && dil >= 1 &&
+		c.InC >= 1 && c.OutC >= 1 && denseOut(c.InH, c, dil) >= 1 && denseOut(c.InW, c, dil) >= 1
+}
+
+func denseOut(n int, c Conv, dil int) int {
+	return (n+2*c.Pad-dil*(c.K-1)-1)/c.Stride + 1
+}
+
+// DenseOp is a dense convolution on blocked activations with bias and
+// optional ReLU fused. Create it with NewDenseOp; Run allocates nothing in
+// steady state and may be called concurrently.
+type DenseOp struct {
+	// Workers, if > 0, caps the goroutines Run uses (never more than
+	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
+	Workers int
+
+	c              Conv
+	dil            int
+	oh, ow         int
+	hq, wq         int // phase plane size
+	cib, cob, taps int
+	kcb            int // input blocks per call
+	relu           bool
+	im             *pwImpl
+	w              []float32 // per output group: [taps][cib*16][nb*16]
+	bias           []float32
+	planes         sync.Pool // *[]float32: the padded phase planes
+	runs           sync.Pool // *denseRun
+}
+
+type denseRun struct {
+	op        *DenseOp
+	xp, out   []float32
+	rowsPer   int // output rows per task
+	nRT, nGT  int // row tasks, group tasks
+	gPer      int // groups per task
+	fn        func(s *scratch, t int)
+	nGroupAll int
+}
+
+// denseChunkWeights bounds the weights of one chunk of input blocks (all
+// taps), which the tiles of a band of rows go through before the next
+// chunk: 4 input blocks with AVX-512's 4-block tiles at 3×3 (measured on
+// ResNet-18's layers, one thread, noisy machine: 1 and 16 blocks were up to
+// 2× and 1.2× slower on some layers, never faster on all).
+const denseChunkWeights = 160 << 10
+
+// denseKCB, if set (MOBILEONE_DENSEKCB=blocks), replaces the chunk size
+// (for tuning on other machines).
+var denseKCB, _ = strconv.Atoi(os.Getenv("MOBILEONE_DENSEKCB"))
+
+// NewDenseOp packs the weights w (OutC, InC, K, K) and bias (OutC) or nil
+// of convolution c with dilation dil, fusing ReLU if relu. w and bias are
+// not retained. It panics if !DenseBlockedOK(c, dil).
+func NewDenseOp(c Conv, dil int, w, bias []float32, relu bool) *DenseOp {
+	if !DenseBlockedOK(c, dil) {
+		panic("kernel: NewDenseOp: unsupported convolution")
+	}
+	c.Groups = 1
+	im := pwKernels.active
+	s := c.Stride
+	op := &DenseOp{c: c, dil: dil, relu: relu, im: im,
+		oh: denseOut(c.InH, c, dil), ow: denseOut(c.InW, c, dil),
+		cib: Blocks(c.InC), cob: Blocks(c.OutC), taps: c.K * c.K}
+	op.hq = ceilDiv(c.InH+2*c.Pad, s)
+	op.wq = ceilDiv(c.InW+2*c.Pad, s)
+	op.kcb = max(1, min(op.cib, denseChunkWeights/(4*op.taps*BlockC*im.nb*BlockC)))
+	if denseKCB > 0 {
+		op.kcb = min(op.cib, denseKCB)
+	}
+	kdim := op.cib * BlockC
+	per := op.taps * kdim // rows of a group's panel
+	op.w = pwAligned(op.cob * BlockC * per)
+	kk := c.K * c.K
+	for ob0 := 0; ob0 < op.cob; ob0 += im.nb {
+		nb := min(im.nb, op.cob-ob0)
+		panel := op.w[ob0*BlockC*per : (ob0+nb)*BlockC*per]
+		for o := ob0 * BlockC; o < min(c.OutC, (ob0+nb)*BlockC); o++ {
+			col := o - ob0*BlockC
+			for i := 0; i < c.InC; i++ {
+				for t := 0; t < kk; t++ {
+					panel[(t*kdim+i)*nb*BlockC+col] = w[(o*c.InC+i)*kk+t]
+				}
+			}
+		}
+	}
+	if bias != nil {
+		op.bias = pwAligned(op.cob * BlockC)
+		copy(op.bias, bias[:c.OutC])
+	}
+	n := op.cib * s * s * op.hq * op.wq * BlockC
+	op.planes.New = func() any { b := make([]float32, n); return &b }
+	op.runs.New = func() any {
+		r := new(denseRun)
+		r.fn = func(_ *scratch, t int) { r.task(t) }
+		return r
+	}
+	return op
+}
+
+// OutShape is the output's channels, height and width.
+func (op *DenseOp) OutShape() (c, h, w int) { return op.c.OutC, op.oh, op.ow }
+
+// Run computes out = conv(x) + bias (then ReLU if the op fuses it).
+//
+//	x:   BlockedLen(InC, InH·InW) floats
+//	out: BlockedLen(OutC, OutH·OutW) floats; padding channels are written as 0.
+func (op *DenseOp) Run(x, out []float32) {
+	c := op.c
+	x = x[:BlockedLen(c.InC, c.InH*c.InW)]
+	out = out[:BlockedLen(c.OutC, op.oh*op.ow)]
+	pp := op.planes.Get().(*[]float32)
+	xp := *pp
+	op.pad(x, xp)
+	nGroups := ceilDiv(op.cob, op.im.nb)
+	work := op.oh * op.ow * op.taps * op.cib * op.cob * BlockC * BlockC
+	workers := workersForLimit(op.oh*nGroups, work, op.Workers)
+	r := op.runs.Get().(*denseRun)
+	r.op, r.xp, r.out, r.nGroupAll = op, xp, out, nGroups
+	// Tasks: bands of output rows × chunks of output groups, about four
+	// per worker; a single worker takes everything in one task.
+	r.rowsPer, r.gPer = op.oh, nGroups
+	if workers > 1 {
+		target := 4 * workers
+		r.rowsPer = max(1, ceilDiv(op.oh, target))
+		if nRT := ceilDiv(op.oh, r.rowsPer); nRT < target {
+			r.gPer = max(1, ceilDiv(nGroups, ceilDiv(target, nRT)))
+		}
+	}
+	r.nRT, r.nGT = ceilDiv(op.oh, r.rowsPer), ceilDiv(nGroups, r.gPer)
+	nTasks := r.nRT * r.nGT
+	if workers <= 1 {
+		for t := 0; t < nTasks; t++ {
+			r.task(t)
+		}
+	} else {
+		parallelFor(nTasks, min(workers, nTasks), r.fn)
+	}
+	*r = denseRun{fn: r.fn}
+	op.runs.Put(r)
+	op.planes.Put(pp)
+}
+
+// pad writes x into the zero-padded phase planes xp.
+func (op *DenseOp) pad(x, xp []float32) {
+	c, s := op.c, op.c.Stride
+	hw := c.InH * c.InW
+	plane := op.hq * op.wq * BlockC
+	blk := s * s * plane
+	clear(xp)
+	for cb := 0; cb < op.cib; cb++ {
+		src := x[cb*hw*BlockC : (cb+1)*hw*BlockC]
+		dst := xp[cb*blk : (cb+1)*blk]
+		for iy := 0; iy < c.InH; iy++ {
+			y := iy + c.Pad
+			row := src[iy*c.InW*BlockC : (iy+1)*c.InW*BlockC]
+			if s == 1 {
+				copy(dst[(y*op.wq+c.Pad)*BlockC:], row)
+				continue
+			}
+			for ix := 0; ix < c.InW; ix++ {
+				xx := ix + c.Pad
+				ph := (y%s)*s + xx%s
+				o := ph*plane + ((y/s)*op.wq+xx/s)*BlockC
+				copy(dst[o:o+BlockC], row[ix*BlockC:(ix+1)*BlockC])
+			}
+		}
+	}
+}
+
+// task computes output rows band t/nGT × groups chunk t%nGT.
+func (r *denseRun) task(t int) {
+	op := r.op
+	rt, gt := t/r.nGT, t%r.nGT
+	y0, y1 := rt*r.rowsPer, min(op.oh, (rt+1)*r.rowsPer)
+	g0, g1 := gt*r.gPer, min(r.nGroupAll, (gt+1)*r.gPer)
+	op.rows(r.xp, r.out, y0, y1, g0, g1)
+}
+
+// rows computes output rows [y0, y1) of output groups [g0, g1).
+func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
+	c, im := op.c, op.im
+	s, d, K := c.Stride, op.dil, c.K
+	plane := op.hq * op.wq * BlockC
+	xstride := s * s * plane
+	ostride := op.oh * op.ow * BlockC
+	kdim := op.cib * BlockC
+	per := op.taps * kdim
+	var last uint
+	if op.bias != nil {
+		last |= pwBias
+	}
+	if op.relu {
+		last |= pwReLU
+	}
+	for g := g0; g < g1; g++ {
+		ob0 := g * im.nb
+		nb := min(im.nb, op.cob-ob0)
+		panel := op.w[ob0*BlockC*per : (ob0+nb)*BlockC*per]
+		var bias []float32
+		if op.bias != nil {
+			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
+		}
+		ob := out[ob0*ostride : (ob0+nb-1)*ostride+op.oh*op.ow*BlockC]
+		for k0 := 0; k0 < op.cib; k0 += op.kcb {
+			kb := min(op.kcb, op.cib-k0)
+			for oy := y0; oy < y1; oy++ {
+				for ox := 0; ox < op.ow; ox += im.r {
+					rows := min(im.r, op.ow-ox)
+					p := oy*op.ow + ox
+					ot := ob[p*BlockC : (nb-1)*ostride+(p+rows)*BlockC]
+					for ky := 0; ky < K; ky++ {
+						y := oy*s + ky*d
+						for kx := 0; kx < K; kx++ {
+							tap := ky*K + kx
+							xx := ox*s + kx*d
+							o := k0*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
+							xt := xp[o : o+(kb-1)*xstride+rows*BlockC]
+							wt := panel[(tap*kdim+k0*BlockC)*nb*BlockC : (tap*kdim+(k0+kb)*BlockC)*nb*BlockC]
+							var flags uint
+							if k0 > 0 || tap > 0 {
+								flags = pwAcc
+							}
+							if k0+kb == op.cib && tap == op.taps-1 {
+								flags |= last
+							}
+							im.kern[rows][nb](xt, wt, ot, bias, kb, xstride, ostride, flags)
+						}
+					}
+				}
+			}
+		}
+	}
+}
