@@ -21,10 +21,13 @@ import (
 // packed per group of output blocks as [tap][input channel][nb·16].
 
 // DenseBlockedOK reports whether NewDenseOp supports c with dilation dil:
-// groups 1, K ≥ 1, stride ≥ 1, pad ≥ 0, dilation ≥ 1 and a non-empty
-// output.
+// K ≥ 1, stride ≥ 1, pad ≥ 0, dilation ≥ 1, a non-empty output, and
+// groups 1 or groups whose input and output channels are whole 16-channel
+// blocks (RegNet's grouped layers).
 func DenseBlockedOK(c Conv, dil int) bool {
-	return max(c.Groups, 1) == 1 && c.K >= 1 && c.Stride >= 1 && c.Pad >= 0 && dil >= 1 &&
+	g := max(c.Groups, 1)
+	grouped := g == 1 || (c.InC%g == 0 && c.OutC%g == 0 && (c.InC/g)%BlockC == 0 && (c.OutC/g)%BlockC == 0)
+	return grouped && c.K >= 1 && c.Stride >= 1 && c.Pad >= 0 && dil >= 1 &&
 		c.InC >= 1 && c.OutC >= 1 && denseOut(c.InH, c, dil) >= 1 && denseOut(c.InW, c, dil) >= 1
 }
 
@@ -45,6 +48,9 @@ type DenseOp struct {
 	oh, ow         int
 	hq, wq         int // phase plane size
 	cib, cob, taps int
+	gib, gob       int // input and output blocks per group (cib, cob without groups)
+	nb             int // output blocks per tile (a group's at most)
+	tl             []denseTile
 	kcb            int // input blocks per call
 	relu           bool
 	im             *pwImpl
@@ -75,37 +81,45 @@ const denseChunkWeights = 160 << 10
 // (for tuning on other machines).
 var denseKCB, _ = strconv.Atoi(os.Getenv("MOBILEONE_DENSEKCB"))
 
-// NewDenseOp packs the weights w (OutC, InC, K, K) and bias (OutC) or nil
+// NewDenseOp packs the weights w (OutC, InC/Groups, K, K) and bias (OutC) or nil
 // of convolution c with dilation dil, fusing ReLU if relu. w and bias are
 // not retained. It panics if !DenseBlockedOK(c, dil).
 func NewDenseOp(c Conv, dil int, w, bias []float32, relu bool) *DenseOp {
 	if !DenseBlockedOK(c, dil) {
 		panic("kernel: NewDenseOp: unsupported convolution")
 	}
-	c.Groups = 1
+	c.Groups = max(c.Groups, 1)
 	im := pwKernels.active
 	s := c.Stride
 	op := &DenseOp{c: c, dil: dil, relu: relu, im: im,
 		oh: denseOut(c.InH, c, dil), ow: denseOut(c.InW, c, dil),
 		cib: Blocks(c.InC), cob: Blocks(c.OutC), taps: c.K * c.K}
+	op.gib, op.gob = op.cib, op.cob
+	if c.Groups > 1 {
+		op.gib, op.gob = c.InC/c.Groups/BlockC, c.OutC/c.Groups/BlockC
+	}
+	op.nb = min(im.nb, op.gob)
 	op.hq = ceilDiv(c.InH+2*c.Pad, s)
 	op.wq = ceilDiv(c.InW+2*c.Pad, s)
-	op.kcb = max(1, min(op.cib, denseChunkWeights/(4*op.taps*BlockC*im.nb*BlockC)))
+	op.kcb = max(1, min(op.gib, denseChunkWeights/(4*op.taps*BlockC*op.nb*BlockC)))
 	if denseKCB > 0 {
-		op.kcb = min(op.cib, denseKCB)
+		op.kcb = min(op.gib, denseKCB)
 	}
-	kdim := op.cib * BlockC
-	per := op.taps * kdim // rows of a group's panel
+	// Tiles of output blocks [ob0, ob0+nb) never straddle two groups;
+	// their panel is [taps][the group's input channels][nb·16].
+	kdim := op.gib * BlockC
+	per := op.taps * kdim // rows of a tile group's panel
 	op.w = pwAligned(op.cob * BlockC * per)
 	kk := c.K * c.K
-	for ob0 := 0; ob0 < op.cob; ob0 += im.nb {
-		nb := min(im.nb, op.cob-ob0)
-		panel := op.w[ob0*BlockC*per : (ob0+nb)*BlockC*per]
-		for o := ob0 * BlockC; o < min(c.OutC, (ob0+nb)*BlockC); o++ {
-			col := o - ob0*BlockC
-			for i := 0; i < c.InC; i++ {
-				for t := 0; t < kk; t++ {
-					panel[(t*kdim+i)*nb*BlockC+col] = w[(o*c.InC+i)*kk+t]
+	cinG := c.InC / c.Groups
+	op.tl = op.tiles()
+	for _, t := range op.tl {
+		panel := op.w[t.ob0*BlockC*per : (t.ob0+t.nb)*BlockC*per]
+		for o := t.ob0 * BlockC; o < min(c.OutC, (t.ob0+t.nb)*BlockC); o++ {
+			col := o - t.ob0*BlockC
+			for i := 0; i < cinG; i++ {
+				for tap := 0; tap < kk; tap++ {
+					panel[(tap*kdim+i)*t.nb*BlockC+col] = w[(o*cinG+i)*kk+tap]
 				}
 			}
 		}
@@ -124,6 +138,22 @@ func NewDenseOp(c Conv, dil int, w, bias []float32, relu bool) *DenseOp {
 	return op
 }
 
+// denseTile is a group of output blocks [ob0, ob0+nb) computed together
+// from input blocks [ib0, ib0+gib).
+type denseTile struct{ ob0, nb, ib0 int }
+
+// tiles lists the output block groups in order.
+func (op *DenseOp) tiles() []denseTile {
+	var ts []denseTile
+	for g0 := 0; g0 < op.cob; g0 += op.gob {
+		ib0 := g0 / op.gob * op.gib
+		for ob0 := g0; ob0 < g0+op.gob; ob0 += op.nb {
+			ts = append(ts, denseTile{ob0, min(op.nb, g0+op.gob-ob0), ib0})
+		}
+	}
+	return ts
+}
+
 // OutShape is the output's channels, height and width.
 func (op *DenseOp) OutShape() (c, h, w int) { return op.c.OutC, op.oh, op.ow }
 
@@ -138,8 +168,8 @@ func (op *DenseOp) Run(x, out []float32) {
 	pp := op.planes.Get().(*[]float32)
 	xp := *pp
 	op.pad(x, xp)
-	nGroups := ceilDiv(op.cob, op.im.nb)
-	work := op.oh * op.ow * op.taps * op.cib * op.cob * BlockC * BlockC
+	nGroups := len(op.tl)
+	work := op.oh * op.ow * op.taps * op.gib * op.cob * BlockC * BlockC
 	workers := workersForLimit(op.oh*nGroups, work, op.Workers)
 	r := op.runs.Get().(*denseRun)
 	r.op, r.xp, r.out, r.nGroupAll = op, xp, out, nGroups
@@ -210,7 +240,7 @@ func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
 	plane := op.hq * op.wq * BlockC
 	xstride := s * s * plane
 	ostride := op.oh * op.ow * BlockC
-	kdim := op.cib * BlockC
+	kdim := op.gib * BlockC
 	per := op.taps * kdim
 	var last uint
 	if op.bias != nil {
@@ -219,17 +249,16 @@ func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
 	if op.relu {
 		last |= pwReLU
 	}
-	for g := g0; g < g1; g++ {
-		ob0 := g * im.nb
-		nb := min(im.nb, op.cob-ob0)
+	for _, tl := range op.tl[g0:g1] {
+		ob0, nb := tl.ob0, tl.nb
 		panel := op.w[ob0*BlockC*per : (ob0+nb)*BlockC*per]
 		var bias []float32
 		if op.bias != nil {
 			bias = op.bias[ob0*BlockC : (ob0+nb)*BlockC]
 		}
 		ob := out[ob0*ostride : (ob0+nb-1)*ostride+op.oh*op.ow*BlockC]
-		for k0 := 0; k0 < op.cib; k0 += op.kcb {
-			kb := min(op.kcb, op.cib-k0)
+		for k0 := 0; k0 < op.gib; k0 += op.kcb {
+			kb := min(op.kcb, op.gib-k0)
 			for oy := y0; oy < y1; oy++ {
 				for ox := 0; ox < op.ow; ox += im.r {
 					rows := min(im.r, op.ow-ox)
@@ -240,14 +269,14 @@ func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
 						for kx := 0; kx < K; kx++ {
 							tap := ky*K + kx
 							xx := ox*s + kx*d
-							o := k0*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
+							o := (tl.ib0+k0)*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
 							xt := xp[o : o+(kb-1)*xstride+rows*BlockC]
 							wt := panel[(tap*kdim+k0*BlockC)*nb*BlockC : (tap*kdim+(k0+kb)*BlockC)*nb*BlockC]
 							var flags uint
 							if k0 > 0 || tap > 0 {
 								flags = pwAcc
 							}
-							if k0+kb == op.cib && tap == op.taps-1 {
+							if k0+kb == op.gib && tap == op.taps-1 {
 								flags |= last
 							}
 							im.kern[rows][nb](xt, wt, ot, bias, kb, xstride, ostride, flags)

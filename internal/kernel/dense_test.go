@@ -18,7 +18,10 @@ func denseRef(c Conv, dil int, x, w, b []float32, relu bool) (out, mag []float32
 				if b != nil {
 					s, m = float64(b[o]), abs64(float64(b[o]))
 				}
-				for i := 0; i < c.InC; i++ {
+				g := max(c.Groups, 1)
+				cinG := c.InC / g
+				i0 := o / (c.OutC / g) * cinG
+				for i := i0; i < i0+cinG; i++ {
 					for ky := 0; ky < c.K; ky++ {
 						iy := oy*c.Stride - c.Pad + ky*dil
 						for kx := 0; kx < c.K; kx++ {
@@ -26,7 +29,7 @@ func denseRef(c Conv, dil int, x, w, b []float32, relu bool) (out, mag []float32
 							if iy < 0 || iy >= c.InH || ix < 0 || ix >= c.InW {
 								continue
 							}
-							v := float64(x[(i*c.InH+iy)*c.InW+ix]) * float64(w[((o*c.InC+i)*c.K+ky)*c.K+kx])
+							v := float64(x[(i*c.InH+iy)*c.InW+ix]) * float64(w[((o*cinG+i-i0)*c.K+ky)*c.K+kx])
 							s += v
 							m += abs64(v)
 						}
@@ -46,28 +49,32 @@ func abs64(v float64) float64 { return max(v, -v) }
 
 func TestDenseOp(t *testing.T) {
 	type tc struct {
-		cin, cout, h, w, k, s, pad, dil int
+		cin, cout, h, w, k, s, pad, dil, groups int
 	}
 	cases := []tc{
-		{3, 16, 9, 9, 3, 2, 1, 1},    // a stem
-		{16, 16, 8, 8, 3, 1, 1, 1},   // one block in, one out
-		{20, 40, 7, 11, 3, 1, 1, 1},  // padding channels both sides
-		{64, 64, 14, 14, 3, 1, 1, 1}, // a ResNet layer
-		{32, 70, 15, 13, 3, 2, 1, 1}, // stride 2, odd sizes
-		{3, 24, 17, 17, 7, 2, 3, 1},  // ResNet's stem
-		{24, 24, 12, 12, 5, 1, 2, 1},
-		{16, 32, 13, 13, 3, 1, 2, 2}, // dilated (ASPP)
-		{16, 16, 20, 20, 3, 1, 6, 6},
-		{16, 16, 9, 9, 3, 2, 2, 2},  // dilated and strided
-		{48, 16, 5, 5, 1, 1, 0, 1},  // 1×1
-		{16, 16, 6, 6, 1, 2, 0, 1},  // 1×1 stride 2 (ResNet's down-sampling)
-		{8, 8, 1, 1, 3, 1, 1, 1},    // a 1×1 map
-		{8, 8, 2, 3, 3, 1, 0, 1},    // no padding, output 0×1? (skipped if empty)
-		{600, 40, 4, 4, 3, 1, 1, 1}, // several input-block chunks
+		{3, 16, 9, 9, 3, 2, 1, 1, 1},    // a stem
+		{16, 16, 8, 8, 3, 1, 1, 1, 1},   // one block in, one out
+		{20, 40, 7, 11, 3, 1, 1, 1, 1},  // padding channels both sides
+		{64, 64, 14, 14, 3, 1, 1, 1, 1}, // a ResNet layer
+		{32, 70, 15, 13, 3, 2, 1, 1, 1}, // stride 2, odd sizes
+		{3, 24, 17, 17, 7, 2, 3, 1, 1},  // ResNet's stem
+		{24, 24, 12, 12, 5, 1, 2, 1, 1},
+		{16, 32, 13, 13, 3, 1, 2, 2, 1}, // dilated (ASPP)
+		{16, 16, 20, 20, 3, 1, 6, 6, 1},
+		{16, 16, 9, 9, 3, 2, 2, 2, 1},   // dilated and strided
+		{48, 16, 5, 5, 1, 1, 0, 1, 1},   // 1×1
+		{16, 16, 6, 6, 1, 2, 0, 1, 1},   // 1×1 stride 2 (ResNet's down-sampling)
+		{8, 8, 1, 1, 3, 1, 1, 1, 1},     // a 1×1 map
+		{8, 8, 2, 3, 3, 1, 0, 1, 1},     // no padding, output 0×1? (skipped if empty)
+		{600, 40, 4, 4, 3, 1, 1, 1, 1},  // several input-block chunks
+		{32, 32, 9, 9, 3, 1, 1, 1, 2},   // RegNet's grouped layers: 16 channels a group
+		{64, 64, 10, 10, 3, 2, 1, 1, 4}, // strided
+		{128, 256, 6, 6, 3, 1, 1, 1, 2}, // groups of 4 and 8 blocks
+		{96, 96, 7, 7, 3, 1, 1, 1, 6},
 	}
 	r := rand.New(rand.NewSource(1))
 	for _, cs := range cases {
-		c := Conv{InC: cs.cin, InH: cs.h, InW: cs.w, OutC: cs.cout, K: cs.k, Stride: cs.s, Pad: cs.pad, Groups: 1}
+		c := Conv{InC: cs.cin, InH: cs.h, InW: cs.w, OutC: cs.cout, K: cs.k, Stride: cs.s, Pad: cs.pad, Groups: max(cs.groups, 1)}
 		if !DenseBlockedOK(c, cs.dil) {
 			if denseOut(cs.h, c, cs.dil) >= 1 && denseOut(cs.w, c, cs.dil) >= 1 {
 				t.Errorf("%+v dil %d: not supported", c, cs.dil)
@@ -75,7 +82,7 @@ func TestDenseOp(t *testing.T) {
 			continue
 		}
 		x := randSlice(r, cs.cin*cs.h*cs.w)
-		w := randSlice(r, cs.cout*cs.cin*cs.k*cs.k)
+		w := randSlice(r, cs.cout*cs.cin/c.Groups*cs.k*cs.k)
 		for _, bias := range []bool{false, true} {
 			for _, relu := range []bool{false, true} {
 				var b []float32
@@ -89,8 +96,8 @@ func TestDenseOp(t *testing.T) {
 					var op *DenseOp
 					withPWLevel(l, func() { op = NewDenseOp(c, cs.dil, w, b, relu) })
 					for _, th := range pwConfigs {
-						name := fmt.Sprintf("%dx%d %d→%d k%d s%d p%d d%d bias=%v relu=%v %v t%d",
-							cs.h, cs.w, cs.cin, cs.cout, cs.k, cs.s, cs.pad, cs.dil, bias, relu, l, th.threads)
+						name := fmt.Sprintf("%dx%d %d→%d k%d s%d p%d d%d g%d bias=%v relu=%v %v t%d",
+							cs.h, cs.w, cs.cin, cs.cout, cs.k, cs.s, cs.pad, cs.dil, c.Groups, bias, relu, l, th.threads)
 						n := BlockedLen(cs.cout, oh*ow)
 						buf, out := guarded(n)
 						withThreads(t, th, func() { op.Run(xb, out) })
