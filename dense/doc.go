@@ -1,0 +1,27 @@
+// Package dense holds the data side of dense prediction (semantic
+// segmentation, and the instance masks detection reuses): per-pixel class
+// maps, the Pascal VOC colour palette, readers of segmentation datasets,
+// augmentations applied to an image and its mask together, PNG output of
+// class maps and overlays, and the segmentation metrics.
+//
+// A class map (Mask) holds one uint8 class index per pixel, row-major
+// (H×W); Ignore (255) marks pixels that count for neither the loss nor
+// the metrics, as in Pascal VOC.
+//
+//	ds, _ := dense.Open("canvases", "train", dense.Options{})    // VOC layout or images/ + masks/
+//	img, m, _ := ds.Get(0)                                      // *imageproc.Image8, *dense.Mask
+//	aug := dense.Augment{ScaleMin: 0.5, ScaleMax: 2, Crop: 256, Flip: 0.5}
+//	img, m = aug.Apply(img, m, data.NewRNG(seed, uint64(i)))     // image and mask together
+//	x := dense.CHW(img, mean, std)                               // float32 (C, H, W)
+//
+//	var cm dense.Confusion = dense.NewConfusion(len(ds.Classes()))
+//	cm.Add(pred, m.Pix)                                          // Ignore pixels skipped
+//	cm.MeanIoU()
+//
+//	dense.WriteMaskPNG(w, m)                                     // indexed colour, VOC palette
+//	dense.Overlay(img, m, ds.Classes(), 0.5)                     // image + colours + legend
+//
+// Mask files are read from palette PNGs (the palette index is the class,
+// whatever the palette's colours), 8-bit grey PNGs (the grey value is the
+// class) or RGB PNGs whose colours are all VOC palette colours.
+package dense
