@@ -11,15 +11,19 @@
 //	ds, _ := dense.Open("canvases", "train", dense.Options{})    // VOC layout or images/ + masks/
 //	img, m, _ := ds.Get(0)                                      // *imageproc.Image8, *dense.Mask
 //	aug := dense.Augment{ScaleMin: 0.5, ScaleMax: 2, Crop: 256, Flip: 0.5}
-//	img, m = aug.Apply(img, m, data.NewRNG(seed, uint64(i)))     // image and mask together
-//	x := dense.CHW(img, mean, std)                               // float32 (C, H, W)
+//	img, m = aug.Apply(img, m, data.NewRNG(data.SampleSeed(seed, epoch, i)))  // image and mask together
+//	x := dense.CHW(img, mean, std)                               // float32 (C, H, W); m.Pix: (H, W)
 //
-//	var cm dense.Confusion = dense.NewConfusion(len(ds.Classes()))
-//	cm.Add(pred, m.Pix)                                          // Ignore pixels skipped
-//	cm.MeanIoU()
+//	cm := dense.NewConfusion(len(ds.Classes()))
+//	cm.Add(pred, m.Pix)                                          // pred: []uint8 (H×W); Ignore pixels skipped
+//	cm.MeanIoU()                                                 // over classes in targets or predictions
 //
 //	dense.WriteMaskPNG(w, m)                                     // indexed colour, VOC palette
 //	dense.Overlay(img, m, ds.Classes(), 0.5)                     // image + colours + legend
+//	dense.Shares(m, ds.Classes())                                // per-class pixel shares
+//
+// The canvases data set (a real one that needs no download) is made by the
+// sub-package canvas; Open reads it like any VOC-layout folder.
 //
 // Mask files are read from palette PNGs (the palette index is the class,
 // whatever the palette's colours), 8-bit grey PNGs (the grey value is the
