@@ -56,7 +56,7 @@ Written in Pascal VOC layout, with COCO detection JSON for the same images:
   DIR/annotations/instances_{train,val}.json   COCO: categories 1..10, bbox [x,y,w,h] and area of
                                            the visible part, iscrowd 0, uncompressed RLE masks
   DIR/labels.txt                           the 11 class names, index order
-The defaults (2000 + 500 canvases of 256x256) take about a minute on 2 cores and
+The defaults (2000 + 500 canvases of 256x256) take 1-2 minutes on 2 cores and
 about 0.35 GB as PNG (0.1 GB with --format jpg). Nothing is written to DIR until the set
 is complete; DIR must not exist or be empty.`
 

@@ -39,7 +39,7 @@ func TestDataCanvases(t *testing.T) {
 		code int
 		err  string
 	}{
-		{"existing folder", []string{"-o", a, "--train", "1", "--val", "0"}, 1, "not empty"},
+		{"existing folder", []string{"-o", a, "--train", "1", "--val", "0"}, 1, "mobileone data canvases: " + a + " exists and is not empty"},
 		{"no -o", []string{"--train", "1"}, 2, "-o DIR is required"},
 		{"missing Fashion-MNIST", []string{"-o", filepath.Join(root, "c"), "--train", "1", "--fashion-mnist-dir", root}, 1, "train-images-idx3-ubyte"},
 		{"bad items", []string{"-o", filepath.Join(root, "d"), "--min-items", "4", "--max-items", "2"}, 1, "items per canvas"},
@@ -57,5 +57,11 @@ func TestDataCanvases(t *testing.T) {
 	}
 	if code, _, _ := cli("data", "nonsense"); code != 2 {
 		t.Errorf("unknown data command: exit %d", code)
+	}
+	if code, _, _ := cli("data"); code != 2 {
+		t.Errorf("data without a command: exit %d", code)
+	}
+	if code, _, errs := cli("data", "canvases", "-h"); code != 0 || !strings.Contains(errs, "SegmentationClass") {
+		t.Errorf("data canvases -h: exit %d, %q", code, errs)
 	}
 }

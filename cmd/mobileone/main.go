@@ -93,7 +93,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	default:
-		fmt.Fprintf(stderr, "mobileone %s: %s\n", args[0], oneLine(err.Error()))
+		name := args[0]
+		if name == "data" && len(args) > 1 { // a command group: name the sub-command
+			name += " " + args[1]
+		}
+		fmt.Fprintf(stderr, "mobileone %s: %s\n", name, oneLine(err.Error()))
 		return 1
 	}
 }
