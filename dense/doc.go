@@ -13,6 +13,8 @@
 //	aug := dense.Augment{ScaleMin: 0.5, ScaleMax: 2, Crop: 256, Flip: 0.5}
 //	img, m = aug.Apply(img, m, data.NewRNG(data.SampleSeed(seed, epoch, i)))  // image and mask together
 //	x := dense.CHW(img, mean, std)                               // float32 (C, H, W); m.Pix: (H, W)
+//	x, y, c, h, w, _ := dense.Batch(ds, idx, dense.BatchOptions{Augment: aug, Mean: mean, Std: std, Seed: seed, Epoch: e})
+//	                                                             // x: (N, C, H, W), y: (N, H, W), in parallel
 //
 //	cm := dense.NewConfusion(len(ds.Classes()))
 //	cm.Add(pred, m.Pix)                                          // pred: []uint8 (H×W); Ignore pixels skipped

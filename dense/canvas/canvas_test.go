@@ -257,6 +257,19 @@ func TestCanvasBuild(t *testing.T) {
 			}
 		}
 	}
+	// The segmentation reader takes the folder as it is.
+	ds, err := dense.Open(dir, "val", dense.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Len() != 3 || !slices.Equal(ds.Classes(), Classes()) || ds.Name(2) != "val_000002" {
+		t.Fatalf("read back %d samples, classes %v", ds.Len(), ds.Classes())
+	}
+	for i := range ds.Len() {
+		if img, m, err := ds.Get(i); err != nil || img.Width != 48 || m.Height != 48 {
+			t.Fatalf("sample %d: %v", i, err)
+		}
+	}
 	// Same config, other folder and one worker: byte-identical files.
 	dir2 := filepath.Join(root, "again")
 	cfg.Workers = 1
