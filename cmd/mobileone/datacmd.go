@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -127,7 +130,12 @@ func cmdCanvases(args []string, stdout, stderr io.Writer) error {
 	if val != nil {
 		valDS = val
 	}
-	if err := canvas.Build(*out, trainDS, valDS, cfg, progress); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := canvas.Build(ctx, *out, trainDS, valDS, cfg, progress); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: nothing written to %s", *out)
+		}
 		return err
 	}
 	if bar != nil {

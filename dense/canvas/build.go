@@ -2,6 +2,7 @@ package canvas
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,9 +46,10 @@ type Config struct {
 // There is no ignore (255) border: the masks are exact. Items are never
 // fully hidden (see Options.MinVisible), and one that would be is left out
 // of every annotation. Everything is written to a temporary folder next to
-// dir, renamed to dir at the end; dir must not exist or be empty. progress,
-// if not nil, is called after each canvas (from one goroutine at a time).
-func Build(dir string, train, val data.Dataset, cfg Config, progress func(done, total int)) (err error) {
+// dir, renamed to dir at the end; dir must not exist or be empty. On an
+// error, or when ctx is cancelled, the temporary folder is removed and dir
+// left as it was. progress, if not nil, is called after each canvas (from one goroutine at a time).
+func Build(ctx context.Context, dir string, train, val data.Dataset, cfg Config, progress func(done, total int)) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func Build(dir string, train, val data.Dataset, cfg Config, progress func(done, 
 		if sp.src == nil {
 			return fmt.Errorf("canvases: no %s source", sp.name)
 		}
-		coco, names, err := buildSplit(tmp, sp.name, uint64(s), sp.src, cfg, tick)
+		coco, names, err := buildSplit(ctx, tmp, sp.name, uint64(s), sp.src, cfg, tick)
 		if err != nil {
 			return err
 		}
@@ -238,7 +240,7 @@ func EncodeRLE(m *dense.Mask, v uint8) RLE {
 	return RLE{Counts: counts, Size: [2]int{h, w}}
 }
 
-func buildSplit(dir, split string, splitID uint64, src data.Dataset, cfg Config, tick func()) (*COCO, []string, error) {
+func buildSplit(ctx context.Context, dir, split string, splitID uint64, src data.Dataset, cfg Config, tick func()) (*COCO, []string, error) {
 	n := cfg.Train
 	if split == "val" {
 		n = cfg.Val
@@ -271,6 +273,9 @@ func buildSplit(dir, split string, splitID uint64, src data.Dataset, cfg Config,
 			defer wg.Done()
 			for i := range next {
 				if err := func() error {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
 					name := fmt.Sprintf("%s_%06d", split, i)
 					names[i] = name
 					c, err := Generate(src, cfg.Options, data.NewRNG(data.SampleSeed(cfg.Seed, int(splitID), i)))

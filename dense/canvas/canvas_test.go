@@ -2,6 +2,7 @@ package canvas
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"image"
@@ -165,7 +166,7 @@ func TestCanvasBuild(t *testing.T) {
 	dir := filepath.Join(root, "set")
 	cfg := Config{Options: Options{Size: 48, MaxItems: 3, MinItems: 1, MinScale: 0.8, MaxScale: 1.6}, Train: 5, Val: 3, Seed: 9}
 	calls := 0
-	if err := Build(dir, train, val, cfg, func(done, total int) {
+	if err := Build(context.Background(), dir, train, val, cfg, func(done, total int) {
 		calls++
 		if done != calls || total != 8 {
 			t.Errorf("progress(%d, %d) at call %d", done, total, calls)
@@ -273,7 +274,7 @@ func TestCanvasBuild(t *testing.T) {
 	// Same config, other folder and one worker: byte-identical files.
 	dir2 := filepath.Join(root, "again")
 	cfg.Workers = 1
-	if err := Build(dir2, train, val, cfg, nil); err != nil {
+	if err := Build(context.Background(), dir2, train, val, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -301,16 +302,24 @@ func TestCanvasBuildRefused(t *testing.T) {
 		train, val  data.Dataset
 		cfg         Config
 		errContains string
+		cancel      bool
 	}{
-		{"non-empty folder", full, train, train, ok, "not empty"},
-		{"failing source", filepath.Join(root, "a"), train, failing{train}, ok, "item.png"},
-		{"no canvases", filepath.Join(root, "b"), train, train, Config{}, "at least one"},
-		{"bad format", filepath.Join(root, "c"), train, train, Config{Train: 1, Format: "gif"}, "gif"},
-		{"bad options", filepath.Join(root, "d"), train, train, Config{Train: 1, Options: Options{Size: 3}}, "size"},
-		{"missing source", filepath.Join(root, "e"), train, nil, ok, "no val source"},
+		{"non-empty folder", full, train, train, ok, "not empty", false},
+		{"failing source", filepath.Join(root, "a"), train, failing{train}, ok, "item.png", false},
+		{"no canvases", filepath.Join(root, "b"), train, train, Config{}, "at least one", false},
+		{"bad format", filepath.Join(root, "c"), train, train, Config{Train: 1, Format: "gif"}, "gif", false},
+		{"bad options", filepath.Join(root, "d"), train, train, Config{Train: 1, Options: Options{Size: 3}}, "size", false},
+		{"missing source", filepath.Join(root, "e"), train, nil, ok, "no val source", false},
+		{"cancelled", filepath.Join(root, "f"), train, train, ok, "context canceled", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Build(tc.dir, tc.train, tc.val, tc.cfg, nil)
+			ctx := context.Background()
+			if tc.cancel {
+				c, cancel := context.WithCancel(ctx)
+				cancel()
+				ctx = c
+			}
+			err := Build(ctx, tc.dir, tc.train, tc.val, tc.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.errContains) {
 				t.Fatalf("error %v, want one containing %q", err, tc.errContains)
 			}
