@@ -71,7 +71,7 @@ func (f *Files) Get(i int) (*imageproc.Image8, *Mask, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := ReadMaskFile(f.Masks[i])
+	m, err := readMask(f.Masks[i], f.maxPixels)
 	if err != nil {
 		return nil, nil, err
 	}

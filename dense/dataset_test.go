@@ -296,3 +296,17 @@ func openAll(dir, split string) error {
 	}
 	return nil
 }
+
+func TestDataOpenMaxPixels(t *testing.T) {
+	ds, err := Open(folderSet(t), "", Options{MaxPixels: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ds.Get(0); err != nil { // a: 2x1
+		t.Fatal(err)
+	}
+	_, _, err = ds.Get(1) // b: 3x2 = 6 pixels
+	if !errors.Is(err, imageproc.ErrTooLarge) || !strings.Contains(err.Error(), "b.jpg") {
+		t.Errorf("error %v, want ErrTooLarge naming b.jpg", err)
+	}
+}

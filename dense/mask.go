@@ -114,8 +114,12 @@ func MaskFromImage(img image.Image) (*Mask, error) {
 
 // ReadMaskFile decodes a mask file (see MaskFromImage); errors name the
 // file.
-func ReadMaskFile(path string) (*Mask, error) {
-	img, err := imageproc.DecodeFile(path, 0)
+func ReadMaskFile(path string) (*Mask, error) { return readMask(path, 0) }
+
+// readMask is ReadMaskFile with a decoding limit (imageproc.Decode's
+// maxPixels).
+func readMask(path string, maxPixels int) (*Mask, error) {
+	img, err := imageproc.DecodeFile(path, maxPixels)
 	if err != nil {
 		return nil, err
 	}
