@@ -32,6 +32,7 @@ Commands:
   eval      top-1/top-5 and a confusion matrix on a labelled data set
   study     the paper's latency studies on this machine: correlation, activations, blocks
   serve     an HTTP inference server: micro-batching, limits, metrics, graceful drain
+  data      make data sets: "data canvases" composes a segmentation/detection set
   version   print the version
 
 Run "mobileone <command> -h" for a command's flags.
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStudy(args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(args[1:], stdout, stderr)
+	case "data":
+		err = cmdData(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mobileone", version)
 	case "help", "-h", "--help", "-help":
@@ -90,7 +93,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	default:
-		fmt.Fprintf(stderr, "mobileone %s: %s\n", args[0], oneLine(err.Error()))
+		name := args[0]
+		if name == "data" && len(args) > 1 { // a command group: name the sub-command
+			name += " " + args[1]
+		}
+		fmt.Fprintf(stderr, "mobileone %s: %s\n", name, oneLine(err.Error()))
 		return 1
 	}
 }
