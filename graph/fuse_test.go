@@ -117,3 +117,83 @@ func TestFusionsOff(t *testing.T) {
 		}
 	}
 }
+
+// Pooling, concat (aligned and not), split and shuffle keep the blocked
+// layout: no conversion in a ShuffleNet/GhostNet-like chain, and the
+// result equals the reference.
+func TestBlockedLayoutOps(t *testing.T) {
+	t.Setenv("MOBILEONE_LAYOUT", "blocked")
+	for _, c := range []int{24, 32, 20} {
+		b := NewBuilder("shuffle", 3, 19, 17)
+		x := b.Conv(b.Input(), "stem", ConvSpec{Out: c, K: 3, Stride: 2, Pad: 1, Bias: true, Act: ReLU})
+		x = b.Pool(x, "maxpool", MaxPool, 3, 2, 1)
+		l, r := b.Split(x, "left", 0, c/2), b.Split(x, "right", c/2, c)
+		r = b.Conv(r, "right.pw", ConvSpec{Out: c / 2, K: 1, Bias: true, Act: ReLU})
+		r = b.Conv(r, "right.dw", ConvSpec{Out: c / 2, K: 3, Pad: 1, Groups: c / 2, Bias: true})
+		x = b.Shuffle(b.Concat("cat", l, r), "shuffle", 2)
+		y := b.Conv(x, "ghost.primary", ConvSpec{Out: 7, K: 1, Bias: true, Act: ReLU})
+		z := b.Conv(y, "ghost.cheap", ConvSpec{Out: 7, K: 3, Pad: 1, Groups: 7, Bias: true, Act: ReLU})
+		x = b.Concat("ghost.cat", y, z, x)
+		x = b.Pool(x, "avgpool", AvgPool, 3, 1, 1)
+		x = b.Conv(x, "pw", ConvSpec{Out: 16, K: 1, Bias: true, Act: ReLU})
+		x = b.GlobalAvgPool(x, "gap")
+		g, err := b.Graph(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.InitRandom(4)
+		in := randomInput(2, 3, 19, 17, 6)
+		want, _, err := g.Ref(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPlan(g, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range g.Nodes[1:] {
+			if n.Kind != GlobalAvgPool && (!p.blk[n.Out] || p.alt[n.Out] != nil) {
+				t.Errorf("c=%d: %s (%v) blocked %v, converted %v", c, n.Name, n.Kind, p.blk[n.Out], p.alt[n.Out] != nil)
+			}
+		}
+		for range 2 {
+			got, _ := p.Run(in.Data)
+			if e := maxRelErr(got, want.Data); e > 1e-5 || math.IsNaN(e) {
+				t.Errorf("c=%d: plan differs from the reference by %.3g", c, e)
+			}
+		}
+	}
+}
+
+// ResNet's stem: an NCHW 7×7 convolution, max pooling written straight
+// into blocks for the blocked convolutions and the residual add after it.
+func TestPoolToBlocked(t *testing.T) {
+	t.Setenv("MOBILEONE_LAYOUT", "blocked")
+	b := NewBuilder("resnet-stem", 3, 30, 26)
+	x := b.Conv(b.Input(), "conv1", ConvSpec{Out: 20, K: 7, Stride: 2, Pad: 3, Bias: true, Act: ReLU})
+	x = b.Pool(x, "maxpool", MaxPool, 3, 2, 1)
+	y := b.Conv(x, "layer1.conv1", ConvSpec{Out: 20, K: 3, Pad: 1, Bias: true, Act: ReLU})
+	y = b.Conv(y, "layer1.conv2", ConvSpec{Out: 20, K: 3, Pad: 1, Bias: true})
+	x = b.Add(x, y, "layer1.add", ReLU)
+	x = b.GlobalAvgPool(x, "gap")
+	g, err := b.Graph(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(8)
+	in := randomInput(1, 3, 30, 26, 2)
+	want, _, _ := g.Ref(in)
+	p, err := NewPlan(g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.Nodes[2:] {
+		if n.Kind != GlobalAvgPool && (!p.blk[n.Out] || p.alt[n.Out] != nil) {
+			t.Errorf("%s blocked %v, converted %v", n.Name, p.blk[n.Out], p.alt[n.Out] != nil)
+		}
+	}
+	got, _ := p.Run(in.Data)
+	if e := maxRelErr(got, want.Data); e > 1e-5 || math.IsNaN(e) {
+		t.Errorf("plan differs from the reference by %.3g", e)
+	}
+}

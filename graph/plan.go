@@ -112,11 +112,24 @@ func (p *Plan) chooseLayouts() {
 	if !p.Blocked {
 		return
 	}
+	readers := make([][]*Node, len(g.Shapes))
+	for _, n := range g.Nodes[1:] {
+		for _, v := range n.In {
+			readers[v] = append(readers[v], n)
+		}
+	}
 	for _, n := range g.Nodes[1:] {
 		switch {
 		case p.convKindOf(n) != convNCHW:
 			p.blk[n.Out] = zeroAtZero(n.Act)
-		case n.Kind == Act || n.Kind == Add || n.Kind == SE:
+		case (n.Kind == MaxPool || n.Kind == AvgPool) && !p.blk[n.In[0]]:
+			// Pooling an NCHW map for a blocked convolution writes blocks.
+			for _, r := range readers[n.Out] {
+				if k := p.convKindOf(r); k == convPW || k == convDW || k == convDense {
+					p.blk[n.Out] = true
+				}
+			}
+		case n.Kind == Act || n.Kind == Add || n.Kind == SE || blockedLayoutOp(n.Kind):
 			all := zeroAtZero(n.Act)
 			for _, v := range n.In {
 				all = all && p.blk[v]
@@ -143,7 +156,9 @@ func (p *Plan) chooseLayouts() {
 				need(v, true)
 			case n.Kind == GlobalAvgPool:
 				// reads either layout
-			case p.blk[n.Out] && (n.Kind == Act || n.Kind == Add || n.Kind == SE):
+			case p.blk[n.Out] && (n.Kind == MaxPool || n.Kind == AvgPool):
+				// reads either layout
+			case p.blk[n.Out] && (n.Kind == Act || n.Kind == Add || n.Kind == SE || blockedLayoutOp(n.Kind)):
 				// inputs blocked by construction
 			default:
 				need(v, false)
@@ -436,6 +451,9 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	}
 	if !p.blk[out] {
 		return nil
+	}
+	if blockedLayoutOp(nd.Kind) {
+		return p.lowerBlockedLayout(nd)
 	}
 	post := nd.Act
 	switch nd.Kind {
