@@ -3,6 +3,8 @@ package graph
 import (
 	"math"
 	"testing"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
 // repNet is MobileOne's fused shape in small: a 3×3 stride-2 stem, a 3×3
@@ -195,5 +197,44 @@ func TestPoolToBlocked(t *testing.T) {
 	got, _ := p.Run(in.Data)
 	if e := maxRelErr(got, want.Data); e > 1e-5 || math.IsNaN(e) {
 		t.Errorf("plan differs from the reference by %.3g", e)
+	}
+}
+
+// A batch runs in lanes, one per thread, over the same packed ops: every
+// image's output is bit-identical to the same image run alone, and a
+// lane-parallel run allocates nothing.
+func TestLanes(t *testing.T) {
+	t.Setenv("MOBILEONE_LAYOUT", "blocked")
+	kernel.SetThreads(2)
+	defer kernel.SetThreads(0)
+	g := repNet(t, 32, 32, ReLU)
+	const n = 5
+	x := randomInput(n, 3, 32, 32, 11)
+	p, err := NewPlan(g, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := NewPlan(g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.Run(x.Data)
+	if len(p.lanes) != 2 {
+		t.Fatalf("%d lanes, want 2", len(p.lanes))
+	}
+	if len(p.sh.ops) == 0 || p.lanes[1].sh != p.sh {
+		t.Fatal("lanes do not share the packed ops")
+	}
+	per, outPer := 3*32*32, len(got)/n
+	for i := 0; i < n; i++ {
+		want, _ := one.Run(x.Data[i*per : (i+1)*per])
+		for j := range want {
+			if got[i*outPer+j] != want[j] {
+				t.Fatalf("image %d logit %d: %v in the batch, %v alone", i, j, got[i*outPer+j], want[j])
+			}
+		}
+	}
+	if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+		t.Errorf("%.0f allocations per run", a)
 	}
 }

@@ -19,8 +19,9 @@ import (
 // lists those that fall back to the reference code (correct, slow,
 // allocating).
 //
-// The layout is NCHW per image; images run one after another and each
-// operator spreads its work over kernel.Threads() threads.
+// One image runs with each operator spreading its work over
+// kernel.Threads() threads; a batch in the blocked layout runs its images
+// in parallel lanes, one per thread (lanes.go).
 type Plan struct {
 	g *Graph
 	N int
@@ -32,6 +33,11 @@ type Plan struct {
 	Blocked bool
 	blk     []bool // by value: stored blocked
 	fuse    fusions
+	sh      *shared // the packed ops, shared with the lanes
+	lanes   []*Plan // lanes[0] is the plan itself
+	laneFn  func(lane int)
+	runX    []float32   // the batch of a lane-parallel Run
+	active  int         // lanes of that Run
 	alt     [][]float32 // by value: a copy in the other layout (nil: none)
 	steps   []func()
 	bufOf   []int       // buffer index by value
@@ -58,11 +64,19 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("plan: batch %d", n)
 	}
-	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape()))}
+	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape())), sh: &shared{ops: map[*Node]any{}}}
 	p.Blocked = plannedLayout() == "blocked"
 	p.chooseLayouts()
 	p.planFusions()
 	p.assignBuffers()
+	p.lowerSteps()
+	p.laneFn = p.runLane
+	return p, nil
+}
+
+// lowerSteps makes the plan's steps, in node order.
+func (p *Plan) lowerSteps() {
+	g := p.g
 	if in := g.Nodes[0].Out; p.alt[in] != nil {
 		p.steps = append(p.steps, p.convert(in))
 	}
@@ -74,7 +88,6 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 			p.steps = append(p.steps, p.convert(nd.Out))
 		}
 	}
-	return p, nil
 }
 
 // plannedLayout is "blocked" with SIMD kernels (where the blocked kernels
@@ -274,30 +287,50 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 	if len(x) != p.N*per {
 		return nil, fmt.Errorf("plan: input has %d values, want %d", len(x), p.N*per)
 	}
-	outPer := len(p.out) / p.N
+	lanes := 1
+	if p.Blocked && !p.Profile && p.N > 1 {
+		lanes = min(p.N, kernel.Threads())
+	}
+	if lanes > 1 {
+		p.ensureLanes(lanes)
+		p.runX, p.active = x, lanes
+		p.sh.setWorkers(1)
+		kernel.Parallel(lanes, lanes, p.laneFn)
+		p.sh.setWorkers(0)
+		p.runX = nil
+		return p.out, nil
+	}
 	for i := 0; i < p.N; i++ {
-		p.x = x[i*per : (i+1)*per]
-		if p.Profile {
-			if p.Times == nil {
-				p.Times = make([]time.Duration, len(p.steps))
-			}
-			for k, s := range p.steps {
-				t0 := time.Now()
-				s()
-				p.Times[k] += time.Since(t0)
-			}
-		} else {
-			for _, s := range p.steps {
-				s()
-			}
-		}
-		copy(p.out[i*outPer:(i+1)*outPer], p.in(p.g.Output, false))
+		p.runImage(x, i, p.out)
 	}
 	p.x = nil
 	if p.Profile {
 		p.Runs++
 	}
 	return p.out, nil
+}
+
+// runImage runs image i of x through the steps and copies its output to
+// out.
+func (p *Plan) runImage(x []float32, i int, out []float32) {
+	per := tensor.NumelOf(p.g.InputShape())
+	outPer := len(out) / p.N
+	p.x = x[i*per : (i+1)*per]
+	if p.Profile {
+		if p.Times == nil {
+			p.Times = make([]time.Duration, len(p.steps))
+		}
+		for k, s := range p.steps {
+			t0 := time.Now()
+			s()
+			p.Times[k] += time.Since(t0)
+		}
+	} else {
+		for _, s := range p.steps {
+			s()
+		}
+	}
+	copy(out[i*outPer:(i+1)*outPer], p.in(p.g.Output, false))
 }
 
 // lower returns the step that computes node nd.
@@ -316,7 +349,7 @@ func (p *Plan) lower(nd *Node) func() {
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
 			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 			w, b := nd.ConvWeights()
-			op := kernel.NewConvOp(c, w, b, nd.Act == ReLU)
+			op := shareOp(p, nd, func() *kernel.ConvOp { return kernel.NewConvOp(c, w, b, nd.Act == ReLU) })
 			post := nd.Act
 			if post == ReLU {
 				post = None
@@ -467,11 +500,13 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 		c := p.kernelConv(nd)
 		if d := p.fuse.stemDW[nd]; d != nil {
 			dw, db := d.ConvWeights()
-			op := kernel.NewStemDWOp(c, w, b, relu, p.kernelConv(d), dw, db, d.Act == ReLU)
+			op := shareOp(p, nd, func() *kernel.StemDWOp {
+				return kernel.NewStemDWOp(c, w, b, relu, p.kernelConv(d), dw, db, d.Act == ReLU)
+			})
 			return func() { op.Run(p.in(in[0], false), p.buf(d.Out)) }
 		}
 		if kind == convStem {
-			op := kernel.NewStemOp(c, w, b, relu)
+			op := shareOp(p, nd, func() *kernel.StemOp { return kernel.NewStemOp(c, w, b, relu) })
 			return func() {
 				y := p.buf(out)
 				op.Run(p.in(in[0], false), y)
@@ -479,7 +514,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			}
 		}
 		if kind == convDense {
-			op := kernel.NewDenseOp(c, nd.Dilation, w, b, relu)
+			op := shareOp(p, nd, func() *kernel.DenseOp { return kernel.NewDenseOp(c, nd.Dilation, w, b, relu) })
 			return func() {
 				y := p.buf(out)
 				op.Run(p.in(in[0], true), y)
@@ -487,7 +522,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			}
 		}
 		if kind == convPW {
-			op := kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu)
+			op := shareOp(p, nd, func() *kernel.PointwiseOp { return kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu) })
 			op.After = p.fuse.seAfter[nd]
 			hw := xs[1] * xs[2]
 			return func() {
@@ -496,7 +531,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 				actF32(y, post)
 			}
 		}
-		op := kernel.NewDepthwiseOp(c, w, b, relu)
+		op := shareOp(p, nd, func() *kernel.DepthwiseOp { return kernel.NewDepthwiseOp(c, w, b, relu) })
 		return func() {
 			y := p.buf(out)
 			op.Run(p.in(in[0], true), y)
