@@ -222,6 +222,9 @@ func TestLanes(t *testing.T) {
 	if len(p.lanes) != 2 {
 		t.Fatalf("%d lanes, want 2", len(p.lanes))
 	}
+	if p.head == nil || p.head.Name != "fc" {
+		t.Error("the classifier is not run once per batch")
+	}
 	if len(p.sh.ops) == 0 || p.lanes[1].sh != p.sh {
 		t.Fatal("lanes do not share the packed ops")
 	}

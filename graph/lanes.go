@@ -59,7 +59,8 @@ func (p *Plan) ensureLanes(n int) {
 		p.lanes = []*Plan{p}
 	}
 	for len(p.lanes) < n {
-		l := &Plan{g: p.g, N: p.N, Blocked: p.Blocked, blk: p.blk, fuse: p.fuse, sh: p.sh, bufOf: p.bufOf}
+		l := &Plan{g: p.g, N: p.N, Blocked: p.Blocked, blk: p.blk, fuse: p.fuse, sh: p.sh, bufOf: p.bufOf,
+			head: p.head, pooled: p.pooled} // each image writes its own row of pooled
 		l.alt = make([][]float32, len(p.alt))
 		for v, a := range p.alt {
 			if a != nil {

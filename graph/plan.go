@@ -33,13 +33,16 @@ type Plan struct {
 	Blocked bool
 	blk     []bool // by value: stored blocked
 	fuse    fusions
-	sh      *shared // the packed ops, shared with the lanes
-	lanes   []*Plan // lanes[0] is the plan itself
+	sh      *shared   // the packed ops, shared with the lanes
+	head    *Node     // the classifier run once per batch (head.go), or nil
+	pooled  []float32 // (N, its input): the head's inputs
+	lanes   []*Plan   // lanes[0] is the plan itself
 	laneFn  func(lane int)
 	runX    []float32   // the batch of a lane-parallel Run
 	active  int         // lanes of that Run
 	alt     [][]float32 // by value: a copy in the other layout (nil: none)
 	steps   []func()
+	stepOf  []int       // by step: the index in Nodes[1:] whose time it counts to
 	bufOf   []int       // buffer index by value
 	bufs    [][]float32 // the pool
 	x       []float32   // current image's input
@@ -48,14 +51,37 @@ type Plan struct {
 	Unplanned []string
 
 	// Profile, when set, makes Run add each node's time to Times (by
-	// node, Nodes[1:] order); Runs counts the profiled runs.
+	// node, Nodes[1:] order; a layout conversion counts to the node that
+	// made the value, the input's to the first node); Runs counts the
+	// profiled runs.
 	Profile bool
 	Times   []time.Duration
 	Runs    int
 }
 
-// NewPlan lowers g (finalised, weights loaded) for n images.
-func NewPlan(g *Graph, n int) (*Plan, error) {
+// NewPlan lowers g (finalised, weights loaded) for n images in the layout
+// DefaultLayout chooses.
+func NewPlan(g *Graph, n int) (*Plan, error) { return NewPlanLayout(g, n, "") }
+
+// Layouts of a plan's values.
+const (
+	// LayoutBlocked keeps the values of the operators that have blocked
+	// kernels in 16-channel blocks (see Plan.Blocked).
+	LayoutBlocked = "blocked"
+	// LayoutNCHW keeps every value in NCHW planes.
+	LayoutNCHW = "nchw"
+)
+
+// NewPlanLayout is NewPlan in layout LayoutBlocked or LayoutNCHW ("": the
+// default).
+func NewPlanLayout(g *Graph, n int, layout string) (*Plan, error) {
+	switch layout {
+	case "":
+		layout = DefaultLayout()
+	case LayoutBlocked, LayoutNCHW:
+	default:
+		return nil, fmt.Errorf("plan: unknown layout %q (want %s or %s)", layout, LayoutBlocked, LayoutNCHW)
+	}
 	if !g.final {
 		if err := g.Finalize(); err != nil {
 			return nil, err
@@ -65,10 +91,11 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 		return nil, fmt.Errorf("plan: batch %d", n)
 	}
 	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape())), sh: &shared{ops: map[*Node]any{}}}
-	p.Blocked = plannedLayout() == "blocked"
+	p.Blocked = layout == LayoutBlocked
 	p.chooseLayouts()
 	p.planFusions()
 	p.assignBuffers()
+	p.findHead()
 	p.lowerSteps()
 	p.laneFn = p.runLane
 	return p, nil
@@ -79,31 +106,38 @@ func (p *Plan) lowerSteps() {
 	g := p.g
 	if in := g.Nodes[0].Out; p.alt[in] != nil {
 		p.steps = append(p.steps, p.convert(in))
+		p.stepOf = append(p.stepOf, 0)
 	}
-	for _, nd := range g.Nodes[1:] {
+	for i, nd := range g.Nodes[1:] {
+		if nd == p.head {
+			continue // once per batch, after the images (head.go)
+		}
 		p.steps = append(p.steps, p.lower(nd))
+		p.stepOf = append(p.stepOf, i)
 		// A value some reader needs in the other layout is converted once,
-		// right after it is made.
+		// right after it is made (its time counts to the node).
 		if a := p.alt[nd.Out]; a != nil {
 			p.steps = append(p.steps, p.convert(nd.Out))
+			p.stepOf = append(p.stepOf, i)
 		}
 	}
 }
 
-// plannedLayout is "blocked" with SIMD kernels (where the blocked kernels
-// are the fast ones) and "nchw" with the pure-Go ones;
-// MOBILEONE_LAYOUT=blocked|nchw overrides it, as for MobileOne's engine.
-func plannedLayout() string {
+// DefaultLayout is LayoutBlocked with SIMD kernels (where the blocked
+// kernels are the fast ones) and LayoutNCHW with the pure-Go ones (S0: 64
+// against 53 ms on one thread of the reference machine);
+// MOBILEONE_LAYOUT=blocked|nchw overrides it.
+func DefaultLayout() string {
 	switch os.Getenv("MOBILEONE_LAYOUT") {
-	case "nchw":
-		return "nchw"
-	case "blocked":
-		return "blocked"
+	case LayoutNCHW:
+		return LayoutNCHW
+	case LayoutBlocked:
+		return LayoutBlocked
 	}
 	if kernel.Vectorized() {
-		return "blocked"
+		return LayoutBlocked
 	}
-	return "nchw"
+	return LayoutNCHW
 }
 
 // zeroAtZero: activations with f(0) = 0 keep the blocked layout's padding
@@ -298,12 +332,14 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 		kernel.Parallel(lanes, lanes, p.laneFn)
 		p.sh.setWorkers(0)
 		p.runX = nil
+		p.runHead()
 		return p.out, nil
 	}
 	for i := 0; i < p.N; i++ {
 		p.runImage(x, i, p.out)
 	}
 	p.x = nil
+	p.runHead()
 	if p.Profile {
 		p.Runs++
 	}
@@ -318,17 +354,22 @@ func (p *Plan) runImage(x []float32, i int, out []float32) {
 	p.x = x[i*per : (i+1)*per]
 	if p.Profile {
 		if p.Times == nil {
-			p.Times = make([]time.Duration, len(p.steps))
+			p.Times = make([]time.Duration, len(p.g.Nodes)-1)
 		}
 		for k, s := range p.steps {
 			t0 := time.Now()
 			s()
-			p.Times[k] += time.Since(t0)
+			p.Times[p.stepOf[k]] += time.Since(t0)
 		}
 	} else {
 		for _, s := range p.steps {
 			s()
 		}
+	}
+	if p.head != nil {
+		d := len(p.pooled) / p.N
+		copy(p.pooled[i*d:(i+1)*d], p.in(p.head.In[0], false))
+		return
 	}
 	copy(out[i*outPer:(i+1)*outPer], p.in(p.g.Output, false))
 }
