@@ -212,3 +212,23 @@ func (p *Plan) seWeights(n *Node) (w1, b1, w2, b2 []float32) {
 	}
 	return n.Tensors[0].Data, n.Tensors[1].Data, n.Tensors[2].Data, n.Tensors[3].Data
 }
+
+// ComputedBy returns the node whose step computes n's output: n itself, or
+// the node before it that a fusion made do both (a stem for the depthwise
+// layer after it, an SE for its ReLU).
+func (p *Plan) ComputedBy(n *Node) *Node {
+	if !p.fuse.done[n] {
+		return n
+	}
+	for stem, dw := range p.fuse.stemDW {
+		if dw == n {
+			return stem
+		}
+	}
+	for i, m := range p.g.Nodes {
+		if m == n && i > 0 {
+			return p.g.Nodes[i-1] // SE + ReLU: the SE just before
+		}
+	}
+	return n
+}

@@ -1,9 +1,11 @@
 package model
 
 import (
-	"github.com/mobileone-go/mobileone/internal/kernel"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/mobileone-go/mobileone/internal/kernel"
 )
 
 // The planned engine computes what the layer-by-layer model computes, for
@@ -79,7 +81,7 @@ func TestPlanMatchesForward(t *testing.T) {
 				if strings.Join(names, ",") != strings.Join(blocks, ",") || prof[len(prof)-1].Name != "head" {
 					t.Errorf("profile names %v, want the blocks %v then head", names, blocks)
 				}
-				if layout == LayoutBlocked && stemDWFusion && strings.HasPrefix(tc.cfg.Name, "s") && prof[0].Name != "stage0+stage1.0" {
+				if layout == LayoutBlocked && os.Getenv("MOBILEONE_STEMDW") != "0" && strings.HasPrefix(tc.cfg.Name, "s") && prof[0].Name != "stage0+stage1.0" {
 					t.Errorf("S0–S4 blocked: first profile entry %q, want the fused stage0+stage1.0", prof[0].Name)
 				}
 			})
@@ -87,10 +89,9 @@ func TestPlanMatchesForward(t *testing.T) {
 	}
 }
 
-// A batch of more images than threads runs on one, two and three threads,
-// and every image gets its own logits, run after run; the last layer runs
-// for all of a lane's images at once, bit-identical to running it image by
-// image.
+// A batch of more images than threads runs on one, two and three threads
+// (images in parallel lanes), and every image gets its own logits, run
+// after run, bit-identical to the same image run alone.
 func TestPlanBatchThreads(t *testing.T) {
 	cfg := Config{Name: "small", Channels: [5]int{16, 16, 32, 32, 48}, Blocks: [4]int{1, 1, 2, 1}, K: 2,
 		SEPairs: [4]int{0, 0, 1, 1}, NumClasses: 7, InChannels: 3, StemStride: 2}
@@ -105,62 +106,34 @@ func TestPlanBatchThreads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer kernel.SetThreads(0)
 	for _, threads := range []int{1, 2, 3} {
 		kernel.SetThreads(threads)
 		p, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
 		if err != nil {
 			t.Fatal(err)
 		}
-		batchFrom = "off"
-		single, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
-		batchFrom = ""
+		one, err := NewPlanLayout(m, 1, 30, 34, LayoutBlocked)
 		if err != nil {
 			t.Fatal(err)
 		}
-		batchFrom = "stage3.0"
-		early, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
-		batchFrom = ""
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The same in segments of 2 and 3 images (the sizes L2 gives
-		// the real models' layers).
-		batchFrom = "stage3.0"
-		chunked, err := NewPlanLayout(m, n, 30, 34, LayoutBlocked)
-		batchFrom = ""
-		if err != nil {
-			t.Fatal(err)
-		}
-		mid := (chunked.tail + len(chunked.layers)) / 2
-		chunked.segs = []planSeg{{chunked.tail, mid, 2}, {mid, len(chunked.layers), 3}}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.tail < 0 || single.tail != -1 || early.tail < 0 || p.layers[early.tail].name != "stage3.0" {
-			t.Fatalf("group run from layer %d (%d off, %d from stage3.0), want one (-1, stage3.0)", p.tail, single.tail, early.tail)
-		}
-		ref, err := single.Run(x.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for run := 0; run < 6; run++ {
-			q := []*Plan{p, early, chunked}[run/2]
-			got, err := q.Run(x.Data)
+		per, out := 3*30*34, p.Outputs()
+		for run := 0; run < 3; run++ {
+			got, err := p.Run(x.Data)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if q.lanes[0].grpA == nil {
-				t.Errorf("threads %d: the lanes have no group buffers", threads)
 			}
 			if d := maxRelDiff(got, want.Data); d > 1e-5 {
 				t.Errorf("threads %d run %d: max rel diff %.3g", threads, run, d)
 			}
-			for j := range got {
-				if got[j] != ref[j] {
-					t.Fatalf("threads %d run %d: logit %d is %v with the group run, %v without", threads, run, j, got[j], ref[j])
+			for i := 0; i < n; i++ {
+				alone, _ := one.Run(x.Data[i*per : (i+1)*per])
+				for j := range alone {
+					if got[i*out+j] != alone[j] {
+						t.Fatalf("threads %d run %d image %d: logit %d is %v in the batch, %v alone", threads, run, i, j, got[i*out+j], alone[j])
+					}
 				}
 			}
 		}
 	}
-	kernel.SetThreads(0)
 }
