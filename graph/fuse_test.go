@@ -200,44 +200,56 @@ func TestPoolToBlocked(t *testing.T) {
 	}
 }
 
-// A batch runs in lanes, one per thread, over the same packed ops: every
-// image's output is bit-identical to the same image run alone, and a
-// lane-parallel run allocates nothing.
+// A batch runs in lanes, one per thread, over the same packed ops, and a
+// lane with several images runs them together from the tail on (the 1×1
+// convolutions for all of them at once): every image's output is
+// bit-identical to the same image run alone, on one to three threads, and
+// a run allocates nothing.
 func TestLanes(t *testing.T) {
 	t.Setenv("MOBILEONE_LAYOUT", "blocked")
-	kernel.SetThreads(2)
 	defer kernel.SetThreads(0)
-	g := repNet(t, 32, 32, ReLU)
-	const n = 5
-	x := randomInput(n, 3, 32, 32, 11)
-	p, err := NewPlan(g, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	one, err := NewPlan(g, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := p.Run(x.Data)
-	if len(p.lanes) != 2 {
-		t.Fatalf("%d lanes, want 2", len(p.lanes))
-	}
-	if p.head == nil || p.head.Name != "fc" {
-		t.Error("the classifier is not run once per batch")
-	}
-	if len(p.sh.ops) == 0 || p.lanes[1].sh != p.sh {
-		t.Fatal("lanes do not share the packed ops")
-	}
-	per, outPer := 3*32*32, len(got)/n
-	for i := 0; i < n; i++ {
-		want, _ := one.Run(x.Data[i*per : (i+1)*per])
-		for j := range want {
-			if got[i*outPer+j] != want[j] {
-				t.Fatalf("image %d logit %d: %v in the batch, %v alone", i, j, got[i*outPer+j], want[j])
+	for _, tc := range []struct {
+		size  int
+		group bool // the map is small enough for a group run from pw0
+	}{{32, false}, {8, true}} {
+		for _, threads := range []int{1, 2, 3} {
+			kernel.SetThreads(threads)
+			g := repNet(t, tc.size, tc.size, ReLU)
+			const n = 5
+			x := randomInput(n, 3, tc.size, tc.size, 11)
+			p, err := NewPlan(g, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			one, err := NewPlan(g, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := p.Run(x.Data)
+			if (p.tailStep() >= 0) != tc.group {
+				t.Fatalf("size %d: group run from step %d", tc.size, p.tailStep())
+			}
+			if lanes := min(threads, n); len(p.lanes) != lanes && !(threads == 1 && !tc.group) {
+				t.Fatalf("%d lanes, want %d", len(p.lanes), lanes)
+			}
+			if tc.group && len(p.lanes[0].images) != ceilDiv(n, min(threads, n)) {
+				t.Errorf("threads %d: lane 0 has %d image plans", threads, len(p.lanes[0].images))
+			}
+			if p.head == nil || p.head.Name != "fc" {
+				t.Error("the classifier is not run once per batch")
+			}
+			per, outPer := 3*tc.size*tc.size, len(got)/n
+			for i := 0; i < n; i++ {
+				want, _ := one.Run(x.Data[i*per : (i+1)*per])
+				for j := range want {
+					if got[i*outPer+j] != want[j] {
+						t.Fatalf("size %d threads %d image %d logit %d: %v in the batch, %v alone", tc.size, threads, i, j, got[i*outPer+j], want[j])
+					}
+				}
+			}
+			if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+				t.Errorf("%.0f allocations per run", a)
 			}
 		}
-	}
-	if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
-		t.Errorf("%.0f allocations per run", a)
 	}
 }

@@ -42,7 +42,13 @@ type Plan struct {
 	active  int         // lanes of that Run
 	alt     [][]float32 // by value: a copy in the other layout (nil: none)
 	steps   []func()
-	stepOf  []int       // by step: the index in Nodes[1:] whose time it counts to
+	stepOf  []int  // by step: the index in Nodes[1:] whose time it counts to
+	stepCvt []bool // by step: a layout conversion (not the node's own step)
+	// A lane's group run (lanes.go): the plans of its images, the steps
+	// from the tail on, and how many images the current run has.
+	images  []*Plan
+	group   []func()
+	inGroup int
 	bufOf   []int       // buffer index by value
 	bufs    [][]float32 // the pool
 	x       []float32   // current image's input
@@ -90,7 +96,7 @@ func NewPlanLayout(g *Graph, n int, layout string) (*Plan, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("plan: batch %d", n)
 	}
-	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape())), sh: &shared{ops: map[*Node]any{}}}
+	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape())), sh: &shared{ops: map[*Node]any{}, tail: -2}}
 	p.Blocked = layout == LayoutBlocked
 	p.chooseLayouts()
 	p.planFusions()
@@ -107,6 +113,7 @@ func (p *Plan) lowerSteps() {
 	if in := g.Nodes[0].Out; p.alt[in] != nil {
 		p.steps = append(p.steps, p.convert(in))
 		p.stepOf = append(p.stepOf, 0)
+		p.stepCvt = append(p.stepCvt, true)
 	}
 	for i, nd := range g.Nodes[1:] {
 		if nd == p.head {
@@ -114,11 +121,13 @@ func (p *Plan) lowerSteps() {
 		}
 		p.steps = append(p.steps, p.lower(nd))
 		p.stepOf = append(p.stepOf, i)
+		p.stepCvt = append(p.stepCvt, false)
 		// A value some reader needs in the other layout is converted once,
 		// right after it is made (its time counts to the node).
 		if a := p.alt[nd.Out]; a != nil {
 			p.steps = append(p.steps, p.convert(nd.Out))
 			p.stepOf = append(p.stepOf, i)
+			p.stepCvt = append(p.stepCvt, true)
 		}
 	}
 }
@@ -325,7 +334,8 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 	if p.Blocked && !p.Profile && p.N > 1 {
 		lanes = min(p.N, kernel.Threads())
 	}
-	if lanes > 1 {
+	// Lanes, or on one thread one lane with a group run.
+	if lanes > 1 || (p.N > 1 && p.Blocked && !p.Profile && p.tailStep() >= 0) {
 		p.ensureLanes(lanes)
 		p.runX, p.active = x, lanes
 		p.sh.setWorkers(1)
@@ -349,8 +359,7 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 // runImage runs image i of x through the steps and copies its output to
 // out.
 func (p *Plan) runImage(x []float32, i int, out []float32) {
-	per := tensor.NumelOf(p.g.InputShape())
-	outPer := len(out) / p.N
+	per := p.perIn()
 	p.x = x[i*per : (i+1)*per]
 	if p.Profile {
 		if p.Times == nil {
@@ -366,11 +375,21 @@ func (p *Plan) runImage(x []float32, i int, out []float32) {
 			s()
 		}
 	}
+	p.finishImage(i, out)
+}
+
+// perIn is the number of input values per image.
+func (p *Plan) perIn() int { return tensor.NumelOf(p.g.InputShape()) }
+
+// finishImage copies image i's output (or the head's input) out of the
+// plan's buffers.
+func (p *Plan) finishImage(i int, out []float32) {
 	if p.head != nil {
 		d := len(p.pooled) / p.N
 		copy(p.pooled[i*d:(i+1)*d], p.in(p.head.In[0], false))
 		return
 	}
+	outPer := len(out) / p.N
 	copy(out[i*outPer:(i+1)*outPer], p.in(p.g.Output, false))
 }
 
