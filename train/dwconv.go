@@ -125,8 +125,9 @@ func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 	oh, ow := c.outSize(h, w)
 	kk := c.K * c.K
 	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0]}
+	d := c.dil()
 	for t := 0; t < kk; t++ {
-		ky, kx := t/c.K, t%c.K
+		ky, kx := t/c.K*d, t%c.K*d // the tap's offsets in input pixels
 		st.start[t] = len(st.spans)
 		oy0, oy1 := tapRange(ky, c.S, c.P, h, oh)
 		ox0, ox1 := tapRange(kx, c.S, c.P, w, ow)
@@ -253,10 +254,10 @@ func (c convOp) dwChannelForward(x *act, xp, w, z []float32, ci int, own bool, s
 	}
 }
 
-// rows3 reports whether c is a 3×3, stride-1, pad-1 convolution, which
+// rows3 reports whether c is a 3×3, stride-1, pad-1, undilated convolution, which
 // the depthwise passes run with all nine taps of a vector in one pass
 // (kernel.Conv3Plane, kernel.Corr3Plane) instead of tap by tap.
-func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
+func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 && c.dil() == 1 }
 
 // dwForwardRows is dwForward of a rows3 convolution: one Conv3Plane per
 // branch and channel; a centre-only branch (the 1×1 scale branch) is a

@@ -110,8 +110,13 @@ func transpose(src []float32, rows, cols int, dst []float32) {
 // one GEMM.
 //
 //	w: dense (Cout, Cin, K, K); depthwise (Cout, 1, K, K)
+//
+// D is the dilation (0 or 1: none): tap (ky, kx) of output pixel (oy, ox)
+// reads input pixel (oy·S − P + ky·D, ox·S − P + kx·D), as PyTorch's
+// Conv2d(dilation=D) does.
 type convOp struct {
 	Cin, Cout, K, S, P int
+	D                  int
 	DW                 bool
 	CenterOnly         []bool // per branch of a depthwise stack: a zero-padded 1×1 kernel
 	// BF16: a dense conv's matrix multiplies round their operands to
@@ -121,8 +126,12 @@ type convOp struct {
 }
 
 func (c convOp) outSize(h, w int) (int, int) {
-	return (h+2*c.P-c.K)/c.S + 1, (w+2*c.P-c.K)/c.S + 1
+	ek := c.dil()*(c.K-1) + 1 // the dilated kernel's extent
+	return (h+2*c.P-ek)/c.S + 1, (w+2*c.P-ek)/c.S + 1
 }
+
+// dil is the dilation, at least 1.
+func (c convOp) dil() int { return max(1, c.D) }
 
 // pointwise reports whether the dense conv is a plain GEMM on the input.
 func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P == 0 }

@@ -111,7 +111,7 @@ func naiveConvForward(c convOp, x *act, w []float32) []float64 {
 						}
 						for ky := 0; ky < c.K; ky++ {
 							for kx := 0; kx < c.K; kx++ {
-								iy, ix := oy*c.S-c.P+ky, ox*c.S-c.P+kx
+								iy, ix := oy*c.S-c.P+ky*c.dil(), ox*c.S-c.P+kx*c.dil()
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
@@ -148,7 +148,7 @@ func naiveConvBackward(c convOp, x *act, w, dz []float32) (dw, dx []float64) {
 						}
 						for ky := 0; ky < c.K; ky++ {
 							for kx := 0; kx < c.K; kx++ {
-								iy, ix := oy*c.S-c.P+ky, ox*c.S-c.P+kx
+								iy, ix := oy*c.S-c.P+ky*c.dil(), ox*c.S-c.P+kx*c.dil()
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
@@ -223,6 +223,16 @@ func TestConvBackward(t *testing.T) {
 		// planes of ≥ 32 KB: the row-ordered passes
 		{"depthwise_rows_s1", convOp{Cin: 2, Cout: 6, K: 3, S: 1, P: 1, DW: true}, 64, 12, []bool{false, true, false}},
 		{"depthwise_rows_s2", convOp{Cin: 2, Cout: 4, K: 3, S: 2, P: 1, DW: true}, 64, 24, []bool{false, true}},
+		// dilation (DeepLabV3's atrous convolutions and dilated backbone stages)
+		{"dense3x3_d2", convOp{Cin: 3, Cout: 5, K: 3, S: 1, P: 2, D: 2}, 2, 7, nil},
+		{"dense3x3_d3_p1", convOp{Cin: 4, Cout: 3, K: 3, S: 1, P: 1, D: 3}, 2, 8, nil},
+		{"dense3x3_d6_beyond", convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 6, D: 6}, 2, 4, nil}, // every tap but the centre in the padding
+		{"dense3x3_s2_d2", convOp{Cin: 3, Cout: 4, K: 3, S: 2, P: 2, D: 2}, 2, 9, nil},
+		{"dense5x5_d2_p3", convOp{Cin: 2, Cout: 3, K: 5, S: 1, P: 3, D: 2}, 1, 9, nil},
+		{"depthwise_d2", convOp{Cin: 4, Cout: 4, K: 3, S: 1, P: 2, D: 2, DW: true}, 2, 6, nil},
+		{"depthwise_d4_branches_centre", convOp{Cin: 3, Cout: 9, K: 3, S: 1, P: 4, D: 4, DW: true}, 2, 7, []bool{false, false, true}},
+		{"depthwise_s2_d2", convOp{Cin: 3, Cout: 6, K: 3, S: 2, P: 2, D: 2, DW: true}, 2, 9, []bool{false, true}},
+		{"depthwise_rows_d2", convOp{Cin: 2, Cout: 6, K: 3, S: 1, P: 2, D: 2, DW: true}, 64, 12, []bool{false, true, false}},
 	}
 	for ci, cc := range cases {
 		t.Run(cc.name, func(t *testing.T) {
@@ -248,6 +258,11 @@ func TestConvBackward(t *testing.T) {
 				}
 			}
 			oh, ow := op.outSize(x.H, x.W)
+			// PyTorch's Conv2d output size: ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1.
+			d := max(1, op.D)
+			if wh, ww := (x.H+2*op.P-d*(op.K-1)-1)/op.S+1, (x.W+2*op.P-d*(op.K-1)-1)/op.S+1; oh != wh || ow != ww {
+				t.Fatalf("output %dx%d, PyTorch's formula gives %dx%d", oh, ow, wh, ww)
+			}
 			zn := op.Cout * cc.n * oh * ow
 			rz := randVec(r, zn, 1)
 			var ws convWork
