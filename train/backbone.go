@@ -40,7 +40,7 @@ import (
 // BlockGeometry is the stride, dilation and padding of one block's
 // convolutions (every branch of the block).
 type BlockGeometry struct {
-	Name                   string // authors' block name: stage0, stage1.0, …
+	Name                  string // authors' block name: stage0, stage1.0, …
 	Stride, Dilation, Pad int
 }
 
