@@ -378,9 +378,6 @@ func (s *SegNet) LoadStateDict(sd map[string]*tensor.Tensor) error {
 		return fmt.Errorf("train: segmentation state dict has unexpected key %q%s", unexpected[0], more(len(unexpected)-1))
 	}
 	for _, k := range keys {
-		if strings.HasPrefix(k, "backbone.") {
-			continue
-		}
 		t, ok := sd[k]
 		if !ok {
 			if strings.HasSuffix(k, ".num_batches_tracked") {
@@ -393,7 +390,7 @@ func (s *SegNet) LoadStateDict(sd map[string]*tensor.Tensor) error {
 		}
 	}
 	if err := s.Backbone.Model().LoadStateDict(bsd); err != nil {
-		return fmt.Errorf("train: backbone: %w", err)
+		return fmt.Errorf("train: backbone (keys under backbone.): %w", err)
 	}
 	for _, k := range keys {
 		t, ok := sd[k]
