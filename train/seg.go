@@ -11,6 +11,14 @@ import (
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
+// DefaultSegRates are torchvision's DeepLabHead atrous rates (the
+// DeepLabV3 paper's for output stride 8); PaperSegRates the paper's for
+// output stride 16.
+var (
+	DefaultSegRates = []int{12, 24, 36}
+	PaperSegRates   = []int{6, 12, 18}
+)
+
 // SegOptions configures a DeepLabV3 segmentation net on a MobileOne
 // backbone (NewSegNet).
 type SegOptions struct {
@@ -18,9 +26,13 @@ type SegOptions struct {
 	// OutputStride is the backbone's feature stride: 16 (0 means 16), 8
 	// or 32 (DenseGeometry says which blocks are dilated).
 	OutputStride int
-	// Rates are ASPP's three atrous rates. nil: the DeepLabV3 paper's
-	// (6, 12, 18) at output stride 16, doubled at 8 ((12, 24, 36),
-	// torchvision's DeepLabHead), halved at 32 ((3, 6, 9)).
+	// Rates are ASPP's three atrous rates. nil means DefaultSegRates,
+	// torchvision's DeepLabHead's (12, 24, 36) at every output stride, the
+	// inference graph's default (arch.DeepLabRates) too: rates are not
+	// stored in a state_dict, so training and inference must agree. The
+	// DeepLabV3 paper uses (6, 12, 18) at output stride 16 (PaperSegRates)
+	// and (12, 24, 36) at 8; on small feature maps the large rates reach
+	// mostly padding (a 512×512 input at stride 16 gives 32×32).
 	Rates []int
 	// Channels is ASPP's and the head's width (0 means torchvision's 256).
 	Channels int
@@ -41,9 +53,7 @@ func (o SegOptions) withDefaults() (SegOptions, error) {
 		return o, fmt.Errorf("train: output stride %d: want 8, 16 or 32", o.OutputStride)
 	}
 	if o.Rates == nil {
-		for _, r := range []int{6, 12, 18} {
-			o.Rates = append(o.Rates, r*16/o.OutputStride)
-		}
+		o.Rates = append([]int(nil), DefaultSegRates...)
 	}
 	if len(o.Rates) != 3 {
 		return o, fmt.Errorf("train: ASPP needs 3 atrous rates, got %v", o.Rates)

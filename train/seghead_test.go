@@ -390,12 +390,14 @@ func sdValue(t *testing.T, s *SegNet, k string) float32 {
 
 func TestSegOptions(t *testing.T) {
 	o, err := SegOptions{NumClasses: 2}.withDefaults()
+	// torchvision's DeepLabHead: rates 12, 24, 36, 256 channels, dropout 0.5
 	if err != nil || o.OutputStride != 16 || o.Channels != 256 || o.Dropout != 0.5 || len(o.Rates) != 3 ||
-		o.Rates[0] != 6 || o.Rates[1] != 12 || o.Rates[2] != 18 {
+		o.Rates[0] != 12 || o.Rates[1] != 24 || o.Rates[2] != 36 {
 		t.Errorf("defaults: %+v, %v", o, err)
 	}
-	if o, _ := (SegOptions{NumClasses: 2, OutputStride: 8}).withDefaults(); o.Rates[0] != 12 || o.Rates[2] != 36 {
-		t.Errorf("output stride 8 rates %v, want torchvision's 12, 24, 36", o.Rates)
+	o.Rates[0] = 1
+	if DefaultSegRates[0] != 12 {
+		t.Error("the options share DefaultSegRates' storage")
 	}
 	for _, bad := range []SegOptions{{NumClasses: 0}, {NumClasses: 2, OutputStride: 4}, {NumClasses: 2, Rates: []int{1, 2}},
 		{NumClasses: 2, Rates: []int{0, 1, 2}}, {NumClasses: 2, Dropout: 1}} {

@@ -1,5 +1,5 @@
 """Write golden data for the Go DeepLabV3 training code (train.SegNet): a tiny train-time MobileOne backbone,
-dilated for the output stride (mobileone_ref.dilate_for_dense: torchvision's replace_stride_with_dilation),
+dilated for the output stride (dilate_for_dense below: torchvision's replace_stride_with_dilation),
 under torchvision 0.14's DeepLabHead structure (its ASPP class, with a small width and chosen atrous rates),
 bilinear upsampling to the input size (align_corners=False), per-pixel cross-entropy with ignore_index 255;
 one forward/backward in TRAIN mode, then SGD steps.
@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mobileone_ref as mo  # noqa: E402
 
 BACKBONE = dict(channels=[8, 8, 12, 16, 24], blocks=[1, 1, 2, 2], k=2, se_pairs=[0, 0, 0, 1],
-                num_classes=0, in_channels=3, stem_stride=2)
+                in_channels=3, stem_stride=2)
 CASES = {
     # feature map 3x3 (48x40 input): rate 6 puts every tap but the centre in the padding
     "os16": dict(output_stride=16, rates=[2, 3, 6], input_shape=[2, 3, 48, 40]),
@@ -57,6 +57,51 @@ HEAD_CHANNELS, NUM_CLASSES = 8, 4
 LR, MOMENTUM, WD, NESTEROV = 0.1, 0.9, 1e-4, False
 STEPS = 3
 IGNORE = 255
+
+
+def dense_geometry(model, output_stride):
+    """The stride and dilation of every block of a dense-prediction backbone, as torchvision's ResNet
+    `replace_stride_with_dilation` sets them (_make_layer(dilate=True)): output stride 32 changes nothing, 16
+    dilates stage4, 8 stages 3 and 4. In a dilated stage the first block (the stride-2 3x3 depthwise one) gets
+    stride 1 and the dilation the network had before the stage ("previous_dilation"); the dilation then doubles
+    and every later 3x3 block of the stage (and of later stages) uses it; 1x1 blocks are unchanged.
+    Returns [(name, stride, dilation)] in block order."""
+    n_dilated = {32: 0, 16: 1, 8: 2}[output_stride]
+    out = [("stage0", model.stage0.stride, 1)]
+    dilation = 1
+    for s in range(1, 5):
+        dilate = s > 4 - n_dilated
+        previous = dilation
+        if dilate:
+            dilation *= 2
+        for j, blk in enumerate(getattr(model, "stage%d" % s)):
+            if not dilate or blk.kernel == 1:
+                out.append(("stage%d.%d" % (s, j), blk.stride, 1))
+            elif j == 0:
+                out.append(("stage%d.%d" % (s, j), 1, previous))
+            else:
+                out.append(("stage%d.%d" % (s, j), 1, dilation))
+    return out
+
+
+def dilate_for_dense(model, output_stride):
+    """Apply dense_geometry to a train-time mobileone_ref.MobileOne in place and return it. Every branch's
+    convolution of a block gets the block's stride, dilation and padding (K//2) * dilation (the 1x1 scale
+    branch only the stride). The blocks keep their structure and key names: the first block of a dilated stage
+    keeps no rbr_skip (it was built with stride 2, and the authors' unfused checkpoints have none there), so
+    ImageNet weights load unchanged."""
+    geo = dense_geometry(model, output_stride)
+    blocks = dict([("stage0", model.stage0)] + [("stage%d.%d" % (s, j), b) for s in range(1, 5)
+                                                for j, b in enumerate(getattr(model, "stage%d" % s))])
+    for name, stride, dilation in geo:
+        blk = blocks[name]
+        pad = blk.kernel // 2 * dilation
+        blk.stride, blk.padding = stride, pad
+        for br in blk.rbr_conv:
+            br.conv.stride, br.conv.dilation, br.conv.padding = (stride, stride), (dilation, dilation), (pad, pad)
+        if blk.rbr_scale is not None:
+            blk.rbr_scale.conv.stride = (stride, stride)
+    return geo
 
 
 class DeepLabV3(tnn.Module):
@@ -115,8 +160,9 @@ def main():
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(args.seed)
 
-    backbone = mo.MobileOne(**BACKBONE)
-    geometry = mo.dilate_for_dense(backbone, case["output_stride"])
+    backbone = mo.MobileOne(**dict(BACKBONE, num_classes=1))
+    del backbone.linear  # a backbone: no linear.* keys
+    geometry = dilate_for_dense(backbone, case["output_stride"])
     head = deeplab_head(BACKBONE["channels"][4], NUM_CLASSES, case["rates"], HEAD_CHANNELS)
     head[0].project[3].p = 0.0  # dropout off (see the module docstring)
     model = DeepLabV3(backbone, head)

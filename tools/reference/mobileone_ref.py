@@ -51,7 +51,6 @@ class MobileOneBlock(nn.Module):
         super().__init__()
         self.in_ch, self.out_ch = in_ch, out_ch
         self.kernel, self.stride, self.padding, self.groups = kernel, stride, kernel // 2, groups
-        self.dilation = 1  # set_geometry changes it (dense-prediction backbones)
         self.k = k
         # registration order follows the authors' release (se, rbr_skip, rbr_conv, rbr_scale)
         self.se = SEBlock(out_ch) if use_se else nn.Identity()
@@ -61,16 +60,6 @@ class MobileOneBlock(nn.Module):
         self.rbr_conv = nn.ModuleList(
             [conv_bn(in_ch, out_ch, kernel, stride, self.padding, groups) for _ in range(k)])
         self.rbr_scale = conv_bn(in_ch, out_ch, 1, stride, 0, groups) if kernel > 1 else None
-
-    def set_geometry(self, stride, dilation):
-        """Give every branch's convolution this stride and dilation, padding (K//2) * dilation; the block's
-        structure (which branches exist) and key names stay as built."""
-        self.stride, self.dilation, self.padding = stride, dilation, self.kernel // 2 * dilation
-        for br in self.rbr_conv:
-            br.conv.stride, br.conv.dilation, br.conv.padding = (stride, stride), (dilation, dilation), \
-                (self.padding, self.padding)
-        if self.rbr_scale is not None:  # 1x1: only the stride matters
-            self.rbr_scale.conv.stride = (stride, stride)
 
     def branch_sum(self, x):
         """Sum of all train-time branches (pre-SE, pre-ReLU)."""
@@ -122,7 +111,7 @@ class MobileOneBlock(nn.Module):
             return
         W, b = self.fused_kernel_bias()
         conv = nn.Conv2d(self.in_ch, self.out_ch, self.kernel, self.stride, self.padding,
-                         dilation=self.dilation, groups=self.groups, bias=True).to(W.dtype)
+                         groups=self.groups, bias=True).to(W.dtype)
         conv.weight.copy_(W)
         conv.bias.copy_(b)
         del self.rbr_conv, self.rbr_scale, self.rbr_skip
@@ -153,8 +142,7 @@ class MobileOne(nn.Module):
                 c_in = c_out
             setattr(self, "stage%d" % (s + 1), nn.Sequential(*mods))
         self.gap = nn.AdaptiveAvgPool2d(1)
-        if num_classes > 0:  # 0: a backbone without classifier (no linear.* keys)
-            self.linear = nn.Linear(c_in, num_classes)
+        self.linear = nn.Linear(c_in, num_classes)
 
     def all_blocks(self):
         yield self.stage0
@@ -175,41 +163,6 @@ class MobileOne(nn.Module):
         x = self.forward_features(x)[-1]
         x = self.gap(x).flatten(1)
         return self.linear(x)
-
-
-def dense_geometry(model, output_stride):
-    """The stride and dilation of every block of a dense-prediction backbone, as torchvision's ResNet
-    `replace_stride_with_dilation` builds them (_make_layer(dilate=True)): output stride 32 changes nothing,
-    16 dilates stage4, 8 stages 3 and 4. In a dilated stage the first block (the stride-2 3x3 depthwise one)
-    gets stride 1 and the dilation the network had before the stage ("previous_dilation"); the dilation then
-    doubles and every later 3x3 block of the stage (and of later stages) uses it; 1x1 blocks are unchanged.
-    Returns [(name, stride, dilation)] in block order."""
-    n_dilated = {32: 0, 16: 1, 8: 2}[output_stride]
-    out = [("stage0", model.stage0.stride, 1)]
-    dilation = 1
-    for s in range(1, 5):
-        dilate = s > 4 - n_dilated
-        previous = dilation
-        if dilate:
-            dilation *= 2
-        for j, blk in enumerate(getattr(model, "stage%d" % s)):
-            if not dilate or blk.kernel == 1:
-                out.append(("stage%d.%d" % (s, j), blk.stride, 1))
-            elif j == 0:
-                out.append(("stage%d.%d" % (s, j), 1, previous))
-            else:
-                out.append(("stage%d.%d" % (s, j), 1, dilation))
-    return out
-
-
-def dilate_for_dense(model, output_stride):
-    """Apply dense_geometry in place (see MobileOneBlock.set_geometry) and return it."""
-    geo = dense_geometry(model, output_stride)
-    blocks = dict([("stage0", model.stage0)] + [("stage%d.%d" % (s, j), b) for s in range(1, 5)
-                                                for j, b in enumerate(getattr(model, "stage%d" % s))])
-    for name, stride, dilation in geo:
-        blocks[name].set_geometry(stride, dilation)
-    return geo
 
 
 def reparameterize_model(model):
