@@ -426,3 +426,30 @@ func more(n int) string {
 	}
 	return fmt.Sprintf(" (and %d more)", n)
 }
+
+// FusedStateDict returns the net's inference weights under the keys of
+// the inference graph (arch.DeepLabV3MobileOne): backbone.<the authors'
+// fused keys> (stage0.reparam_conv.{weight,bias}, stageN.j.reparam_conv.*,
+// stageN.j.se.*), every block re-parameterised with its BatchNorm running
+// statistics as for classification (the geometry does not enter the
+// weights: a dilated block fuses as an undilated one, its 1×1 and identity
+// branches at the centre tap), and classifier.* as StateDict has them
+// (torchvision's DeepLabHead keys, conv weights and BatchNorm tensors: the
+// graph folds each conv-BN pair when it loads them, as for any
+// torchvision model). The tensors are copies.
+func (s *SegNet) FusedStateDict() (keys []string, sd map[string]*tensor.Tensor) {
+	sd = map[string]*tensor.Tensor{}
+	fk, fsd := s.Backbone.Model().Fuse().StateDict()
+	for _, k := range fk {
+		keys = append(keys, "backbone."+k)
+		sd["backbone."+k] = fsd[k]
+	}
+	hk, hsd := s.StateDict()
+	for _, k := range hk {
+		if strings.HasPrefix(k, "classifier.") {
+			keys = append(keys, k)
+			sd[k] = hsd[k].Clone()
+		}
+	}
+	return keys, sd
+}

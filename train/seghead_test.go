@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -408,5 +409,67 @@ func TestSegOptions(t *testing.T) {
 	m, _ := model.New(tinyConfig, false) // has a classifier
 	if _, err := NewSegNet(m, SegOptions{NumClasses: 2}); err == nil || !strings.Contains(err.Error(), "classifier") {
 		t.Errorf("backbone with a classifier: %v", err)
+	}
+}
+
+// TestFusedStateDict checks that the fused backbone weights, run with the
+// dense geometry (strides, dilations, paddings), give the unfused
+// backbone's evaluation-mode features, and that the head's keys are
+// StateDict's.
+func TestFusedStateDict(t *testing.T) {
+	for _, os := range []int{16, 8} {
+		s := tinySegNet(t, SegOptions{NumClasses: 3, OutputStride: os, Rates: []int{1, 2, 3}, Channels: 4}, 11)
+		x := randInput(9, 2, 3, 40, 32)
+		s.Forward(x, randMask(3, 2*40*32, 3), true) // move the running statistics off their initial values
+		want := s.Backbone.ForwardFeatures(x, false)
+		keys, sd := s.FusedStateDict()
+		cfg := s.Backbone.Model().Config
+		names, specs := cfg.Specs()
+		geo, _ := DenseGeometry(cfg, os)
+		a := toCNHW(x)
+		for i, sp := range specs {
+			p := "backbone." + names[i]
+			w, ok := sd[p+".reparam_conv.weight"]
+			if !ok {
+				t.Fatalf("no key %s.reparam_conv.weight in %v", p, keys)
+			}
+			bias := sd[p+".reparam_conv.bias"]
+			op := convOp{Cin: sp.InC, Cout: sp.OutC, K: sp.K, S: geo[i].Stride, P: geo[i].Pad, D: geo[i].Dilation, DW: sp.Groups > 1}
+			oh, ow := op.outSize(a.H, a.W)
+			out := &act{C: sp.OutC, N: a.N, H: oh, W: ow, Data: make([]float32, sp.OutC*a.N*oh*ow)}
+			var ws convWork
+			op.forward(a, w.Data, out.Data, &ws)
+			m := out.M()
+			for c := 0; c < sp.OutC; c++ {
+				for j := c * m; j < (c+1)*m; j++ {
+					out.Data[j] += bias.Data[c]
+				}
+			}
+			if sp.SE {
+				se := &seParams{c: sp.OutC, hid: sd[p+".se.reduce.bias"].Numel(), wr: sd[p+".se.reduce.weight"].Data,
+					br: sd[p+".se.reduce.bias"].Data, we: sd[p+".se.expand.weight"].Data, be: sd[p+".se.expand.bias"].Data}
+				g := make([]float32, len(out.Data))
+				se.forward(out.Data, a.N, oh*ow, g)
+				out.Data = g
+			}
+			reluInPlace(out.Data)
+			a = out
+		}
+		if e := relErr(fromCNHW(a).Data, want.Data, 0); e > 1e-5 {
+			t.Errorf("output stride %d: fused features differ from the unfused: %.2g", os, e)
+		}
+		hk, hsd := s.StateDict()
+		n := 0
+		for _, k := range hk {
+			if strings.HasPrefix(k, "classifier.") {
+				n++
+				if !slices.Equal(sd[k].Data, hsd[k].Data) || &sd[k].Data[0] == &hsd[k].Data[0] {
+					t.Errorf("%s: not a copy of the net's tensor", k)
+				}
+			}
+		}
+		if len(keys) != len(sd) || n == 0 {
+			t.Errorf("%d keys, %d tensors, %d head keys", len(keys), len(sd), n)
+		}
 	}
 }
