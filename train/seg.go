@@ -217,7 +217,9 @@ func (s *SegNet) ZeroGrad() {
 // there is no dropout. Logits gives the output. Forward panics on an input
 // of the wrong shape, a label ≥ NumClasses other than 255, and in training
 // mode on a batch of one image (the image-pooling branch's BatchNorm would
-// see a single value per channel, as in PyTorch).
+// see a single value per channel, as in PyTorch). With two images that
+// BatchNorm maps its two values to ±1 whatever they are: the branch
+// trains, but passes no gradient back (PyTorch's as well).
 func (s *SegNet) Forward(x *tensor.Tensor, mask []uint8, training bool) float64 {
 	s.Backbone.checkInput(x)
 	n, h, w := x.Shape[0], x.Shape[2], x.Shape[3]

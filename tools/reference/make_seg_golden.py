@@ -47,13 +47,15 @@ import mobileone_ref as mo  # noqa: E402
 
 BACKBONE = dict(channels=[8, 8, 12, 16, 24], blocks=[1, 1, 2, 2], k=2, se_pairs=[0, 0, 0, 1],
                 in_channels=3, stem_stride=2)
+# Batches of at least 3 images: with 2, the image-pooling branch's BatchNorm normalises two values to +-1, so its
+# input gradient is exactly 0 in float64 but float32 rounding times a large 1/std in Go (ill-conditioned steps).
 CASES = {
     # feature map 3x3 (48x40 input): rate 6 puts every tap but the centre in the padding
-    "os16": dict(output_stride=16, rates=[2, 3, 6], input_shape=[2, 3, 48, 40]),
+    "os16": dict(output_stride=16, rates=[2, 3, 6], input_shape=[4, 3, 48, 40]),
     # feature map 5x6 (40x48 input): dilated stages 3 and 4 (dilations 2 and 4)
-    "os8": dict(output_stride=8, rates=[1, 2, 4], input_shape=[2, 3, 40, 48]),
+    "os8": dict(output_stride=8, rates=[1, 2, 4], input_shape=[3, 3, 40, 48]),
 }
-HEAD_CHANNELS, NUM_CLASSES = 8, 4
+HEAD_CHANNELS, NUM_CLASSES = 8, 3
 LR, MOMENTUM, WD, NESTEROV = 0.1, 0.9, 1e-4, False
 STEPS = 3
 IGNORE = 255
