@@ -5,6 +5,11 @@
 //
 // A Net is a view of a *model.Model: its parameters are the model's own
 // weight tensors, so after training m.Fuse() and m.StateDict() just work.
+//
+// SegNet (seg.go) trains DeepLabV3 for semantic segmentation on a Net
+// used as a dense-prediction backbone (backbone.go: stages dilated
+// instead of strided for output stride 16 or 8) under torchvision's
+// DeepLabHead, with torchvision's DeepLabV3 state_dict keys.
 package train
 
 import (
