@@ -33,6 +33,10 @@ type spanTable struct {
 	// a row, centre tap first: working through a large plane row by row
 	// keeps the rows a tap reads and writes in L1 for all the taps.
 	byRow []tapSpan
+	// active lists the taps with at least one run, in order: a tap whose
+	// every read falls in the padding (a dilated kernel larger than the
+	// map: ASPP's large rates) contributes nothing.
+	active []int
 }
 
 // tapSpan is a span of tap t.
@@ -124,7 +128,8 @@ func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 	}
 	oh, ow := c.outSize(h, w)
 	kk := c.K * c.K
-	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0]}
+	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0],
+		active: st.active}
 	d := c.dil()
 	for t := 0; t < kk; t++ {
 		ky, kx := t/c.K*d, t%c.K*d // the tap's offsets in input pixels
@@ -166,6 +171,12 @@ func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 		st.full[t] = total == oh*ow*n
 	}
 	st.start[kk] = len(st.spans)
+	st.active = st.active[:0]
+	for t := 0; t < kk; t++ {
+		if st.start[t+1] > st.start[t] {
+			st.active = append(st.active, t)
+		}
+	}
 	ctr := (c.K/2)*c.K + c.K/2
 	rowLen := ow * n
 	slices.SortStableFunc(st.byRow, func(a, b tapSpan) int {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -493,6 +494,30 @@ func TestTranspose(t *testing.T) {
 					t.Fatalf("%v: (%d,%d) wrong", sz, i, j)
 				}
 			}
+		}
+	}
+}
+
+// TestConvActiveTaps checks which taps a dense convolution keeps: those
+// that read at least one input pixel (the rest read only padding and are
+// left out of the im2col matrix; TestConvBackward's dilated cases check
+// the results against the naive loops).
+func TestConvActiveTaps(t *testing.T) {
+	for _, c := range []struct {
+		op   convOp
+		h, w int
+		want []int
+	}{
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 1}, 4, 5, []int{0, 1, 2, 3, 4, 5, 6, 7, 8}},
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 6, D: 6}, 4, 5, []int{4}},                             // ASPP rate 6 on a 4×5 map
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 4, D: 4}, 3, 6, []int{3, 4, 5}},                       // rows out, columns in
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 24, D: 24}, 32, 20, []int{1, 4, 7}},                   // columns out
+		{convOp{Cin: 1, Cout: 1, K: 3, S: 1, P: 36, D: 36}, 40, 40, []int{0, 1, 2, 3, 4, 5, 6, 7, 8}}, // corners reach
+	} {
+		var ws convWork
+		st := c.op.spanTable(&ws, c.h, c.w, 2)
+		if !slices.Equal(st.active, c.want) {
+			t.Errorf("%+v on %dx%d: active taps %v, want %v", c.op, c.h, c.w, st.active, c.want)
 		}
 	}
 }
