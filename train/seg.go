@@ -455,3 +455,41 @@ func (s *SegNet) FusedStateDict() (keys []string, sd map[string]*tensor.Tensor) 
 	}
 	return keys, sd
 }
+
+// SetBF16 makes the dense convolutions' matrix multiplies of the backbone
+// (Net.SetBF16) and of the head (ASPP's branches, the projection, the 3×3
+// layer and the classifier) run in bfloat16 with float32 sums where they
+// have enough columns (bf16MinCols); it fails where the CPU has no
+// bfloat16 unit.
+func (s *SegNet) SetBF16(on bool) error {
+	if err := s.Backbone.SetBF16(on); err != nil {
+		return err
+	}
+	s.setHeadBF16(on)
+	return nil
+}
+
+func (s *SegNet) setHeadBF16(on bool) {
+	for _, u := range s.units() {
+		u.op.BF16 = on
+	}
+	s.clsOp.BF16 = on
+}
+
+// LoadBackbone copies a classification checkpoint's backbone weights
+// (train-time, the authors' unfused keys or another naming model.CanonicalKeys
+// knows, optionally with a module. prefix) into the backbone, leaving
+// out its classifier (linear.*): the ImageNet initialisation of
+// DeepLabV3. Other missing or unexpected keys are errors naming the key.
+func (s *SegNet) LoadBackbone(sd map[string]*tensor.Tensor) error {
+	c, _, err := model.CanonicalKeys(sd)
+	if err != nil {
+		return fmt.Errorf("train: backbone checkpoint: %w", err)
+	}
+	delete(c, "linear.weight")
+	delete(c, "linear.bias")
+	if err := s.Backbone.Model().LoadStateDict(c); err != nil {
+		return fmt.Errorf("train: backbone checkpoint: %w", err)
+	}
+	return nil
+}

@@ -473,3 +473,49 @@ func TestFusedStateDict(t *testing.T) {
 		}
 	}
 }
+
+// TestSegLoadBackbone loads a classification model's train-time weights
+// (with its linear.* keys) into a SegNet's backbone.
+func TestSegLoadBackbone(t *testing.T) {
+	cls := segBackbone
+	cls.NumClasses = 10
+	m, err := model.New(cls, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.InitRandom(21)
+	_, sd := m.StateDict()
+	s := tinySegNet(t, SegOptions{NumClasses: 3, Channels: 4}, 1)
+	if err := s.LoadBackbone(sd); err != nil {
+		t.Fatal(err)
+	}
+	_, got := s.StateDict()
+	for _, k := range []string{"stage0.rbr_conv.0.conv.weight", "stage4.3.se.expand.bias", "stage3.2.rbr_conv.1.bn.running_var"} {
+		if !slices.Equal(got["backbone."+k].Data, sd[k].Data) {
+			t.Errorf("%s not loaded", k)
+		}
+	}
+	delete(sd, "stage2.0.rbr_scale.conv.weight")
+	if err := s.LoadBackbone(sd); err == nil || !strings.Contains(err.Error(), "stage2.0.rbr_scale.conv.weight") {
+		t.Errorf("missing key: %v", err)
+	}
+}
+
+// TestSegBF16Step runs a SegNet step with the bfloat16 products (their Go
+// twin where the CPU has no bfloat16 unit): the loss agrees with float32 to
+// bfloat16 precision, and differs (the bfloat16 path ran).
+func TestSegBF16Step(t *testing.T) {
+	opt := SegOptions{NumClasses: 3, Rates: []int{1, 2, 3}, Channels: 16, Dropout: -1}
+	s32 := tinySegNet(t, opt, 4)
+	s16 := tinySegNet(t, opt, 4)
+	s16.Backbone.setBF16(true)
+	s16.setHeadBF16(true)
+	x := randInput(2, 8, 3, 128, 128) // bf16MinCols columns in the head (8·8·8)
+	mask := randMask(5, 8*128*128, 3)
+	l32 := s32.Forward(x, mask, true)
+	l16 := s16.Forward(x, mask, true)
+	s16.Backward()
+	if math.Abs(l32-l16) > 1e-2*l32 || l32 == l16 {
+		t.Errorf("loss %v with bfloat16, %v in float32: want within 1 %%, not equal", l16, l32)
+	}
+}
