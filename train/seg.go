@@ -113,6 +113,7 @@ type SegNet struct {
 
 	// state of the last forward pass
 	trained    bool
+	hasLoss    bool // the last forward had a mask: dup holds the loss's gradient
 	dropped    bool
 	feat       *act
 	h, w       int // input size
@@ -223,7 +224,7 @@ func (s *SegNet) ZeroGrad() {
 func (s *SegNet) Forward(x *tensor.Tensor, mask []uint8, training bool) float64 {
 	s.Backbone.checkInput(x)
 	n, h, w := x.Shape[0], x.Shape[2], x.Shape[3]
-	s.trained, s.h, s.w, s.loss, s.pixels = training, h, w, 0, 0
+	s.trained, s.h, s.w, s.loss, s.pixels, s.hasLoss = training, h, w, 0, 0, mask != nil
 	f := s.Backbone.features(x, training)
 	s.feat = f
 	c, m := s.opt.Channels, f.M()
@@ -307,7 +308,7 @@ func (s *SegNet) Predict(x *tensor.Tensor) []uint8 {
 // Backward accumulates the gradients of every parameter of the loss of the
 // last Forward, which must have been in training mode with a mask.
 func (s *SegNet) Backward() {
-	if !s.trained || s.dup == nil || s.feat == nil {
+	if !s.trained || !s.hasLoss || s.feat == nil {
 		panic("train: SegNet.Backward needs a preceding training-mode Forward with a mask")
 	}
 	f, c, k := s.feat, s.opt.Channels, s.opt.NumClasses

@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -387,6 +388,29 @@ func sdValue(t *testing.T, s *SegNet, k string) float32 {
 		t.Fatalf("no key %s", k)
 	}
 	return v.Data[0]
+}
+
+func TestSegBadUse(t *testing.T) {
+	s := tinySegNet(t, SegOptions{NumClasses: 3, Rates: []int{1, 2, 3}, Channels: 4}, 1)
+	x := randInput(1, 2, 3, 32, 32)
+	mustPanic := func(what, want string, f func()) {
+		t.Helper()
+		defer func() {
+			e := recover()
+			if e == nil || !strings.Contains(fmt.Sprint(e), want) {
+				t.Errorf("%s: panic %v, want one mentioning %q", what, e, want)
+			}
+		}()
+		f()
+	}
+	s.Forward(x, randMask(1, 2*32*32, 3), true)
+	s.Forward(x, nil, true)
+	mustPanic("Backward without a loss", "with a mask", s.Backward)
+	s.Forward(x, randMask(1, 2*32*32, 3), false)
+	mustPanic("Backward after evaluation", "training-mode", s.Backward)
+	mustPanic("one image", "classifier.0.convs.4.2", func() { s.Forward(randInput(1, 1, 3, 32, 32), randMask(1, 32*32, 3), true) })
+	mustPanic("mask size", "mask values", func() { s.Forward(x, make([]uint8, 10), true) })
+	mustPanic("channels", "input must be", func() { s.Forward(randInput(1, 2, 1, 32, 32), nil, false) })
 }
 
 func TestSegOptions(t *testing.T) {
