@@ -33,6 +33,10 @@ type spanTable struct {
 	// a row, centre tap first: working through a large plane row by row
 	// keeps the rows a tap reads and writes in L1 for all the taps.
 	byRow []tapSpan
+	// active lists the taps with at least one run, in order: a tap whose
+	// every read falls in the padding (a dilated kernel larger than the
+	// map: ASPP's large rates) contributes nothing.
+	active []int
 }
 
 // tapSpan is a span of tap t.
@@ -124,9 +128,11 @@ func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 	}
 	oh, ow := c.outSize(h, w)
 	kk := c.K * c.K
-	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0]}
+	*st = spanTable{h: h, w: w, n: n, spans: st.spans[:0], start: make([]int, kk+1), full: make([]bool, kk), byRow: st.byRow[:0],
+		active: st.active}
+	d := c.dil()
 	for t := 0; t < kk; t++ {
-		ky, kx := t/c.K, t%c.K
+		ky, kx := t/c.K*d, t%c.K*d // the tap's offsets in input pixels
 		st.start[t] = len(st.spans)
 		oy0, oy1 := tapRange(ky, c.S, c.P, h, oh)
 		ox0, ox1 := tapRange(kx, c.S, c.P, w, ow)
@@ -165,6 +171,12 @@ func (c convOp) buildSpans(st *spanTable, h, w, n int, phased bool) *spanTable {
 		st.full[t] = total == oh*ow*n
 	}
 	st.start[kk] = len(st.spans)
+	st.active = st.active[:0]
+	for t := 0; t < kk; t++ {
+		if st.start[t+1] > st.start[t] {
+			st.active = append(st.active, t)
+		}
+	}
 	ctr := (c.K/2)*c.K + c.K/2
 	rowLen := ow * n
 	slices.SortStableFunc(st.byRow, func(a, b tapSpan) int {
@@ -253,10 +265,10 @@ func (c convOp) dwChannelForward(x *act, xp, w, z []float32, ci int, own bool, s
 	}
 }
 
-// rows3 reports whether c is a 3×3, stride-1, pad-1 convolution, which
+// rows3 reports whether c is a 3×3, stride-1, pad-1, undilated convolution, which
 // the depthwise passes run with all nine taps of a vector in one pass
 // (kernel.Conv3Plane, kernel.Corr3Plane) instead of tap by tap.
-func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 }
+func (c convOp) rows3() bool { return c.K == 3 && c.S == 1 && c.P == 1 && c.dil() == 1 }
 
 // dwForwardRows is dwForward of a rows3 convolution: one Conv3Plane per
 // branch and channel; a centre-only branch (the 1×1 scale branch) is a

@@ -110,8 +110,13 @@ func transpose(src []float32, rows, cols int, dst []float32) {
 // one GEMM.
 //
 //	w: dense (Cout, Cin, K, K); depthwise (Cout, 1, K, K)
+//
+// D is the dilation (0 or 1: none): tap (ky, kx) of output pixel (oy, ox)
+// reads input pixel (oy·S − P + ky·D, ox·S − P + kx·D), as PyTorch's
+// Conv2d(dilation=D) does.
 type convOp struct {
 	Cin, Cout, K, S, P int
+	D                  int
 	DW                 bool
 	CenterOnly         []bool // per branch of a depthwise stack: a zero-padded 1×1 kernel
 	// BF16: a dense conv's matrix multiplies round their operands to
@@ -121,8 +126,12 @@ type convOp struct {
 }
 
 func (c convOp) outSize(h, w int) (int, int) {
-	return (h+2*c.P-c.K)/c.S + 1, (w+2*c.P-c.K)/c.S + 1
+	ek := c.dil()*(c.K-1) + 1 // the dilated kernel's extent
+	return (h+2*c.P-ek)/c.S + 1, (w+2*c.P-ek)/c.S + 1
 }
+
+// dil is the dilation, at least 1.
+func (c convOp) dil() int { return max(1, c.D) }
 
 // pointwise reports whether the dense conv is a plain GEMM on the input.
 func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P == 0 }
@@ -130,21 +139,29 @@ func (c convOp) pointwise() bool { return !c.DW && c.K == 1 && c.S == 1 && c.P =
 // convWork holds reusable scratch buffers of a convOp.
 type convWork struct {
 	col, dcol []float32
+	wc, dwc   []float32 // the weights and their gradient at the active taps (activeWeights)
 	spans     spanTable
 	phases    spanTable // the runs in phase order (strided depthwise; phaseTable)
 	phase     []float32 // per worker: an input plane and a gradient plane in phase order
 }
 
-// im2col writes col (Cin·K·K, OH·OW·N): row (ci·K+ky)·K+kx, column
-// (oy·OW+ox)·N+n, zero outside the image.
-func (c convOp) im2col(x *act, oh, ow int, col []float32, ws *convWork) {
-	kk := c.K * c.K
+// Dense convolutions leave out the taps that read only padding
+// (spanTable.active): the im2col matrix has a row per input channel and
+// active tap, the weights are gathered to match (convWork.wc), and the
+// weight gradient of an inactive tap is 0. For a dilated 3×3 kernel wider
+// than the map (ASPP's rates 24 and 36 on a 16×16 map) that is one row in
+// nine.
+
+// im2col writes col (Cin·A, OH·OW·N), A the active taps of st: row ci·A+j
+// is tap st.active[j] of input channel ci, column (oy·OW+ox)·N+n, zero
+// outside the image.
+func (c convOp) im2col(x *act, oh, ow int, col []float32, st *spanTable) {
+	na := len(st.active)
 	mo := x.N * oh * ow
 	pin := x.H * x.W * x.N
-	st := c.spanTable(ws, x.H, x.W, x.N)
-	parFor(c.Cin*kk, c.Cin*kk*mo, func(lo, hi int) {
+	parFor(c.Cin*na, c.Cin*na*mo, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			ci, t := p/kk, p%kk
+			ci, t := p/na, st.active[p%na]
 			dst := col[p*mo : (p+1)*mo]
 			xp := x.Data[ci*pin : (ci+1)*pin]
 			if !st.full[t] {
@@ -157,23 +174,39 @@ func (c convOp) im2col(x *act, oh, ow int, col []float32, ws *convWork) {
 	})
 }
 
-// col2im adds the columns of dcol back into dx (the adjoint of im2col).
-func (c convOp) col2im(dcol []float32, x *act, oh, ow int, dx []float32, ws *convWork) {
-	kk := c.K * c.K
+// col2im adds the rows of dcol (laid out as im2col's) back into dx (the
+// adjoint of im2col).
+func (c convOp) col2im(dcol []float32, x *act, oh, ow int, dx []float32, st *spanTable) {
+	na := len(st.active)
 	mo := x.N * oh * ow
 	pin := x.H * x.W * x.N
-	st := c.spanTable(ws, x.H, x.W, x.N)
-	parFor(c.Cin, c.Cin*kk*mo, func(lo, hi int) {
+	parFor(c.Cin, c.Cin*na*mo, func(lo, hi int) {
 		for ci := lo; ci < hi; ci++ {
 			dxp := dx[ci*pin : (ci+1)*pin]
-			for t := 0; t < kk; t++ {
-				src := dcol[(ci*kk+t)*mo:][:mo]
+			for j, t := range st.active {
+				src := dcol[(ci*na+j)*mo:][:mo]
 				for _, s := range st.spans[st.start[t]:st.start[t+1]] {
 					kernel.Add(src[s.z:s.z+s.n], dxp[s.x:s.x+s.n])
 				}
 			}
 		}
 	})
+}
+
+// activeWeights returns w (Cout, Cin·K·K) restricted to the active taps
+// of st, (Cout, Cin·A) (w itself when every tap is active).
+func (c convOp) activeWeights(w []float32, st *spanTable, ws *convWork) []float32 {
+	kk, na := c.K*c.K, len(st.active)
+	if na == kk {
+		return w
+	}
+	ws.wc = grow(ws.wc, c.Cout*c.Cin*na)
+	for r := 0; r < c.Cout*c.Cin; r++ {
+		for j, t := range st.active {
+			ws.wc[r*na+j] = w[r*kk+t]
+		}
+	}
+	return ws.wc
 }
 
 // forward computes z (Cout, OH, OW, N) = conv(x, w).
@@ -184,14 +217,19 @@ func (c convOp) forward(x *act, w []float32, z []float32, ws *convWork) {
 	}
 	oh, ow := c.outSize(x.H, x.W)
 	mo := x.N * oh * ow
-	kd := c.Cin * c.K * c.K
-	col := x.Data
-	if !c.pointwise() {
-		ws.col = grow(ws.col, kd*mo)
-		c.im2col(x, oh, ow, ws.col, ws)
-		col = ws.col
+	if c.pointwise() {
+		c.gemms(mo).nn(c.Cout, mo, c.Cin, w, x.Data, z, false)
+		return
 	}
-	c.gemms(mo).nn(c.Cout, mo, kd, w, col, z, false)
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	kd := c.Cin * len(st.active)
+	if kd == 0 {
+		clear(z[:c.Cout*mo])
+		return
+	}
+	ws.col = grow(ws.col, kd*mo)
+	c.im2col(x, oh, ow, ws.col, st)
+	c.gemms(mo).nn(c.Cout, mo, kd, c.activeWeights(w, st, ws), ws.col, z, false)
 }
 
 // bf16MinCols is the fewest columns (batch × output pixels) for which a
@@ -242,25 +280,45 @@ func (c convOp) backwardTo(x *act, w, dz, dw, dx []float32, ws *convWork, overwr
 	}
 	oh, ow := c.outSize(x.H, x.W)
 	mo := x.N * oh * ow
-	kd := c.Cin * c.K * c.K
-	col := x.Data
-	if !c.pointwise() {
-		col = ws.col[:kd*mo]
-	}
 	gm := c.gemms(mo)
-	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ
-	gm.nt(c.Cout, kd, mo, dz, col, dw, false)
+	if c.pointwise() {
+		// dW (Cout, Cin) = dZ (Cout, mo) · Xᵀ; dX = Wᵀ · dZ
+		gm.nt(c.Cout, c.Cin, mo, dz, x.Data, dw, false)
+		if dx != nil {
+			gm.tn(c.Cin, mo, c.Cout, w, dz, dx, !overwrite)
+		}
+		return
+	}
+	st := c.spanTable(ws, x.H, x.W, x.N)
+	kk, na := c.K*c.K, len(st.active)
+	kd := c.Cin * na
+	if kd == 0 {
+		clear(dw[:c.Cout*c.Cin*kk])
+		return
+	}
+	col := ws.col[:kd*mo]
+	// dW (Cout, kd) = dZ (Cout, mo) · colᵀ, scattered to the active taps
+	dwa := dw
+	if na < kk {
+		ws.dwc = grow(ws.dwc, c.Cout*kd)
+		dwa = ws.dwc
+	}
+	gm.nt(c.Cout, kd, mo, dz, col, dwa, false)
+	if na < kk {
+		clear(dw[:c.Cout*c.Cin*kk])
+		for r := 0; r < c.Cout*c.Cin; r++ {
+			for j, t := range st.active {
+				dw[r*kk+t] = dwa[r*na+j]
+			}
+		}
+	}
 	if dx == nil {
 		return
 	}
 	// dcol (kd, mo) = Wᵀ (kd, Cout) · dZ (Cout, mo)
-	if c.pointwise() {
-		gm.tn(kd, mo, c.Cout, w, dz, dx, !overwrite)
-		return
-	}
 	ws.dcol = grow(ws.dcol, kd*mo)
-	gm.tn(kd, mo, c.Cout, w, dz, ws.dcol, false)
-	c.col2im(ws.dcol, x, oh, ow, dx, ws)
+	gm.tn(kd, mo, c.Cout, c.activeWeights(w, st, ws), dz, ws.dcol, false)
+	c.col2im(ws.dcol, x, oh, ow, dx, st)
 }
 
 // ---------------------------------------------------------------------------

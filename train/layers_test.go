@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -111,7 +112,7 @@ func naiveConvForward(c convOp, x *act, w []float32) []float64 {
 						}
 						for ky := 0; ky < c.K; ky++ {
 							for kx := 0; kx < c.K; kx++ {
-								iy, ix := oy*c.S-c.P+ky, ox*c.S-c.P+kx
+								iy, ix := oy*c.S-c.P+ky*c.dil(), ox*c.S-c.P+kx*c.dil()
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
@@ -148,7 +149,7 @@ func naiveConvBackward(c convOp, x *act, w, dz []float32) (dw, dx []float64) {
 						}
 						for ky := 0; ky < c.K; ky++ {
 							for kx := 0; kx < c.K; kx++ {
-								iy, ix := oy*c.S-c.P+ky, ox*c.S-c.P+kx
+								iy, ix := oy*c.S-c.P+ky*c.dil(), ox*c.S-c.P+kx*c.dil()
 								if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
 									continue
 								}
@@ -223,6 +224,16 @@ func TestConvBackward(t *testing.T) {
 		// planes of ≥ 32 KB: the row-ordered passes
 		{"depthwise_rows_s1", convOp{Cin: 2, Cout: 6, K: 3, S: 1, P: 1, DW: true}, 64, 12, []bool{false, true, false}},
 		{"depthwise_rows_s2", convOp{Cin: 2, Cout: 4, K: 3, S: 2, P: 1, DW: true}, 64, 24, []bool{false, true}},
+		// dilation (DeepLabV3's atrous convolutions and dilated backbone stages)
+		{"dense3x3_d2", convOp{Cin: 3, Cout: 5, K: 3, S: 1, P: 2, D: 2}, 2, 7, nil},
+		{"dense3x3_d3_p1", convOp{Cin: 4, Cout: 3, K: 3, S: 1, P: 1, D: 3}, 2, 8, nil},
+		{"dense3x3_d6_beyond", convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 6, D: 6}, 2, 4, nil}, // every tap but the centre in the padding
+		{"dense3x3_s2_d2", convOp{Cin: 3, Cout: 4, K: 3, S: 2, P: 2, D: 2}, 2, 9, nil},
+		{"dense5x5_d2_p3", convOp{Cin: 2, Cout: 3, K: 5, S: 1, P: 3, D: 2}, 1, 9, nil},
+		{"depthwise_d2", convOp{Cin: 4, Cout: 4, K: 3, S: 1, P: 2, D: 2, DW: true}, 2, 6, nil},
+		{"depthwise_d4_branches_centre", convOp{Cin: 3, Cout: 9, K: 3, S: 1, P: 4, D: 4, DW: true}, 2, 7, []bool{false, false, true}},
+		{"depthwise_s2_d2", convOp{Cin: 3, Cout: 6, K: 3, S: 2, P: 2, D: 2, DW: true}, 2, 9, []bool{false, true}},
+		{"depthwise_rows_d2", convOp{Cin: 2, Cout: 6, K: 3, S: 1, P: 2, D: 2, DW: true}, 64, 12, []bool{false, true, false}},
 	}
 	for ci, cc := range cases {
 		t.Run(cc.name, func(t *testing.T) {
@@ -248,6 +259,11 @@ func TestConvBackward(t *testing.T) {
 				}
 			}
 			oh, ow := op.outSize(x.H, x.W)
+			// PyTorch's Conv2d output size: ⌊(H + 2P − D·(K−1) − 1)/S⌋ + 1.
+			d := max(1, op.D)
+			if wh, ww := (x.H+2*op.P-d*(op.K-1)-1)/op.S+1, (x.W+2*op.P-d*(op.K-1)-1)/op.S+1; oh != wh || ow != ww {
+				t.Fatalf("output %dx%d, PyTorch's formula gives %dx%d", oh, ow, wh, ww)
+			}
 			zn := op.Cout * cc.n * oh * ow
 			rz := randVec(r, zn, 1)
 			var ws convWork
@@ -478,6 +494,30 @@ func TestTranspose(t *testing.T) {
 					t.Fatalf("%v: (%d,%d) wrong", sz, i, j)
 				}
 			}
+		}
+	}
+}
+
+// TestConvActiveTaps checks which taps a dense convolution keeps: those
+// that read at least one input pixel (the rest read only padding and are
+// left out of the im2col matrix; TestConvBackward's dilated cases check
+// the results against the naive loops).
+func TestConvActiveTaps(t *testing.T) {
+	for _, c := range []struct {
+		op   convOp
+		h, w int
+		want []int
+	}{
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 1}, 4, 5, []int{0, 1, 2, 3, 4, 5, 6, 7, 8}},
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 6, D: 6}, 4, 5, []int{4}},                             // ASPP rate 6 on a 4×5 map
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 4, D: 4}, 3, 6, []int{3, 4, 5}},                       // rows out, columns in
+		{convOp{Cin: 2, Cout: 3, K: 3, S: 1, P: 24, D: 24}, 32, 20, []int{1, 4, 7}},                   // columns out
+		{convOp{Cin: 1, Cout: 1, K: 3, S: 1, P: 36, D: 36}, 40, 40, []int{0, 1, 2, 3, 4, 5, 6, 7, 8}}, // corners reach
+	} {
+		var ws convWork
+		st := c.op.spanTable(&ws, c.h, c.w, 2)
+		if !slices.Equal(st.active, c.want) {
+			t.Errorf("%+v on %dx%d: active taps %v, want %v", c.op, c.h, c.w, st.active, c.want)
 		}
 	}
 }

@@ -5,6 +5,11 @@
 //
 // A Net is a view of a *model.Model: its parameters are the model's own
 // weight tensors, so after training m.Fuse() and m.StateDict() just work.
+//
+// SegNet (seg.go) trains DeepLabV3 for semantic segmentation on a Net
+// used as a dense-prediction backbone (backbone.go: stages dilated
+// instead of strided for output stride 16 or 8) under torchvision's
+// DeepLabHead, with torchvision's DeepLabV3 state_dict keys.
 package train
 
 import (
@@ -42,8 +47,9 @@ type Net struct {
 	dlt, wT     []float32
 	dpool       []float32
 	dfeat       []float32
-	chained     bool      // the first two blocks ran as a chain (chain.go)
-	chainBuf    []float32 // the chain's per-worker planes
+	chained     bool            // the first two blocks ran as a chain (chain.go)
+	geometry    []BlockGeometry // set by SetOutputStride
+	chainBuf    []float32       // the chain's per-worker planes
 }
 
 // bnT is a BatchNorm with its gradients and the mean and 1/std of the last
@@ -227,18 +233,17 @@ func (n *Net) ZeroGrad() {
 	}
 }
 
-// Forward maps images x (N, C, H, W) to logits (N, classes) (pooled
-// features (N, C) for a model without classifier). In training mode the
-// BatchNorms use batch statistics and update their running statistics
-// (momentum 0.1, unbiased variance, num_batches_tracked + 1) as PyTorch
-// does, and the activations are kept for Backward; otherwise they use the
-// running statistics. Forward panics on an input of the wrong shape, and
-// in training mode on a batch with a single value per BatchNorm channel.
-func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
+// checkInput panics unless x is (N, InChannels, H, W) with N·H·W > 0.
+func (n *Net) checkInput(x *tensor.Tensor) {
 	cfg := n.m.Config
 	if x == nil || len(x.Shape) != 4 || x.Shape[1] != cfg.InChannels || x.Numel() != len(x.Data) || x.Numel() == 0 {
 		panic(fmt.Sprintf("train: input must be (N, %d, H, W), got %v", cfg.InChannels, x))
 	}
+}
+
+// features runs the blocks on x (checked by the caller) and returns the
+// last block's output, owned by it (valid until the next forward).
+func (n *Net) features(x *tensor.Tensor, training bool) *act {
 	nb, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	n.trained, n.n = training, nb
 	n.xin = act{C: c, N: nb, H: h, W: w, Data: grow(n.xin.Data, x.Numel())}
@@ -254,6 +259,32 @@ func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
 		a = blk.forward(a, training)
 	}
 	n.feat = a
+	return a
+}
+
+// backwardFeatures runs the blocks' backward passes given d, the gradient
+// of the last block's output (overwritten).
+func (n *Net) backwardFeatures(d []float32) {
+	for i := len(n.blocks) - 1; i >= 0; i-- {
+		if n.chained && i == 1 {
+			n.chainBackward(d)
+			break
+		}
+		d = n.blocks[i].backward(d)
+	}
+}
+
+// Forward maps images x (N, C, H, W) to logits (N, classes) (pooled
+// features (N, C) for a model without classifier). In training mode the
+// BatchNorms use batch statistics and update their running statistics
+// (momentum 0.1, unbiased variance, num_batches_tracked + 1) as PyTorch
+// does, and the activations are kept for Backward; otherwise they use the
+// running statistics. Forward panics on an input of the wrong shape, and
+// in training mode on a batch with a single value per BatchNorm channel.
+func (n *Net) Forward(x *tensor.Tensor, training bool) *tensor.Tensor {
+	n.checkInput(x)
+	a := n.features(x, training)
+	nb := a.N
 	fhw := a.H * a.W
 	n.pooled = grow(n.pooled, a.C*nb)
 	inv := 1 / float32(fhw)
@@ -330,14 +361,7 @@ func (n *Net) Backward(dlogits *tensor.Tensor) {
 			copy(plane[i*nb:(i+1)*nb], plane[:nb])
 		}
 	}
-	d := n.dfeat
-	for i := len(n.blocks) - 1; i >= 0; i-- {
-		if n.chained && i == 1 {
-			n.chainBackward(d)
-			break
-		}
-		d = n.blocks[i].backward(d)
-	}
+	n.backwardFeatures(n.dfeat)
 }
 
 // forward runs the block on x; the returned activation is owned by the

@@ -14,6 +14,10 @@ if [ "${1:-}" != "--full-only" ]; then
         "$PY" "$GEN" --config "$c" --out "$ROOT/testdata/golden/$c" --seed 0
     done
     du -sh --apparent-size "$ROOT/testdata/golden"
+    for c in os16 os8; do                                 # DeepLabV3 training (package train), committed
+        rm -rf "$ROOT/train/testdata/seg/$c"
+        "$PY" "$ROOT/tools/reference/make_seg_golden.py" --case "$c" --out "$ROOT/train/testdata/seg/$c"
+    done
 fi
 
 [ "${1:-}" = "--tiny-only" ] && exit 0
