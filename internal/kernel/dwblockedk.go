@@ -45,41 +45,47 @@ func dwbkChunk(k, s, pw int) int {
 }
 
 // runK computes output rows [oy0, oy1) of channel blocks [b0, b1) with the
-// window kernel op.kk; s.b holds the window.
+// window kernel op.kk; s.b holds the window. The rows are taken in chunks
+// (see dwbkChunk); the window's padding is cleared once per chunk, then
+// every block copies in its input rows and runs the kernel.
 func (op *DepthwiseOp) runK(s *scratch, x, out []float32, b0, b1, oy0, oy1 int) {
 	c := op.c
 	k, st, p := c.K, c.Stride, c.Pad
 	h, wd, ow := c.InH, c.InW, op.ow
 	pw := wd + 2*p
-	rowF := pw * BlockC
+	rowF, inRow := pw*BlockC, wd*BlockC
 	ib, ob, ws := h*wd*BlockC, op.oh*ow*BlockC, (k*k+1)*BlockC
 	chunk := dwbkChunk(k, st, pw)
-	for b := b0; b < b1; b++ {
-		xb, wb, outb := x[b*ib:(b+1)*ib], op.wb[b*ws:(b+1)*ws], out[b*ob:(b+1)*ob]
-		for r0 := oy0; r0 < oy1; r0 += chunk {
-			r1 := min(oy1, r0+chunk)
-			nrows := (r1-r0-1)*st + k
-			iy0 := r0*st - p
-			var win []float32
+	for r0 := oy0; r0 < oy1; r0 += chunk {
+		r1 := min(oy1, r0+chunk)
+		nrows := (r1-r0-1)*st + k
+		iy0 := r0*st - p
+		// Window rows [v0, v1) hold input rows iy0+v0 … iy0+v1-1.
+		v0, v1 := max(0, -iy0), min(nrows, h-iy0)
+		var win []float32
+		if p > 0 {
+			s.b = grow(s.b, nrows*rowF)
+			win = s.b
+			clear(win[:v0*rowF])
+			clear(win[v1*rowF:])
+			for i := v0; i < v1; i++ {
+				row := win[i*rowF : (i+1)*rowF]
+				clear(row[:p*BlockC])
+				clear(row[(p+wd)*BlockC:])
+			}
+		}
+		for b := b0; b < b1; b++ {
+			xb := x[b*ib : (b+1)*ib]
 			if p == 0 {
 				// No padding: the input rows are the window.
-				win = xb[iy0*rowF : (iy0+nrows)*rowF]
+				win = xb[iy0*inRow : (iy0+nrows)*inRow]
 			} else {
-				s.b = grow(s.b, nrows*rowF)
-				win = s.b
-				for i := range nrows {
-					row := win[i*rowF : (i+1)*rowF]
+				for i := v0; i < v1; i++ {
 					iy := iy0 + i
-					if iy < 0 || iy >= h {
-						clear(row)
-						continue
-					}
-					clear(row[:p*BlockC])
-					copy(row[p*BlockC:(p+wd)*BlockC], xb[iy*wd*BlockC:(iy+1)*wd*BlockC])
-					clear(row[(p+wd)*BlockC:])
+					copy(win[i*rowF+p*BlockC:i*rowF+(p+wd)*BlockC], xb[iy*inRow:(iy+1)*inRow])
 				}
 			}
-			op.kk(win, wb, outb[r0*ow*BlockC:r1*ow*BlockC], r1-r0, ow, pw, op.relu)
+			op.kk(win, op.wb[b*ws:(b+1)*ws], out[b*ob+r0*ow*BlockC:b*ob+r1*ow*BlockC], r1-r0, ow, pw, op.relu)
 		}
 	}
 }
