@@ -10,7 +10,9 @@ import (
 
 // 3×3 depthwise convolution (pad 1, stride 1 or 2) on blocked activations
 // (see blocked.go). One vector holds the 16 channels of one pixel, so the
-// kernels run at full vector width whatever the map size.
+// kernels run at full vector width whatever the map size. DepthwiseOp also
+// runs K×K (K 3, 5, 7, any pad <= K/2) on the window kernels of
+// dwblockedk.go.
 
 // dwbKernel computes output rows [oy0, oy1) of nb consecutive channel blocks
 // of a 3×3 pad-1 depthwise convolution with a fixed stride s:
