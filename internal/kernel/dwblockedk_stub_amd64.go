@@ -7,59 +7,59 @@ package kernel
 // dwbk3s1AVX512 is the AVX512 assembly version of dwbk3s1Go.
 //
 //go:noescape
-func dwbk3s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk3s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk3s1AVX2 is the AVX2 assembly version of dwbk3s1Go.
 //
 //go:noescape
-func dwbk3s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk3s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk3s2AVX512 is the AVX512 assembly version of dwbk3s2Go.
 //
 //go:noescape
-func dwbk3s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk3s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk3s2AVX2 is the AVX2 assembly version of dwbk3s2Go.
 //
 //go:noescape
-func dwbk3s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk3s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk5s1AVX512 is the AVX512 assembly version of dwbk5s1Go.
 //
 //go:noescape
-func dwbk5s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk5s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk5s1AVX2 is the AVX2 assembly version of dwbk5s1Go.
 //
 //go:noescape
-func dwbk5s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk5s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk5s2AVX512 is the AVX512 assembly version of dwbk5s2Go.
 //
 //go:noescape
-func dwbk5s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk5s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk5s2AVX2 is the AVX2 assembly version of dwbk5s2Go.
 //
 //go:noescape
-func dwbk5s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk5s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk7s1AVX512 is the AVX512 assembly version of dwbk7s1Go.
 //
 //go:noescape
-func dwbk7s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk7s1AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk7s1AVX2 is the AVX2 assembly version of dwbk7s1Go.
 //
 //go:noescape
-func dwbk7s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk7s1AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk7s2AVX512 is the AVX512 assembly version of dwbk7s2Go.
 //
 //go:noescape
-func dwbk7s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk7s2AVX512(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)
 
 // dwbk7s2AVX2 is the AVX2 assembly version of dwbk7s2Go.
 //
 //go:noescape
-func dwbk7s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, relu bool)
+func dwbk7s2AVX2(x []float32, w []float32, out []float32, oh int, ow int, pw int, ostr int, ky0 int, nky int, relu bool)

@@ -9,11 +9,27 @@ import (
 	"github.com/mobileone-go/mobileone/internal/cpu"
 )
 
-// TestDepthwiseBlockedK covers the window kernels against ref.Conv2D: K 3
-// (pad 0), 5 and 7 with every pad up to K/2, both strides, odd and small
-// maps, channel counts off the block size, bias × ReLU.
+// TestDepthwiseBlockedK covers the K×K path against ref.Conv2D: K 3 (pad
+// 0), 5 and 7 with every pad up to K/2, both strides, odd
+// and small maps, channel counts off the block size, bias × ReLU; once
+// through padded windows only, once through strips wherever a column reads
+// no padding.
 func TestDepthwiseBlockedK(t *testing.T) {
-	sizes := [][2]int{{1, 1}, {2, 2}, {3, 3}, {7, 7}, {14, 14}, {15, 17}, {1, 9}, {9, 1}}
+	for _, mode := range []struct {
+		name string
+		min  int
+	}{{"window", 1 << 30}, {"strips", 1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			old := dwbkStripMin
+			dwbkStripMin = mode.min
+			defer func() { dwbkStripMin = old }()
+			testDepthwiseBlockedK(t)
+		})
+	}
+}
+
+func testDepthwiseBlockedK(t *testing.T) {
+	sizes := [][2]int{{1, 1}, {2, 2}, {3, 3}, {7, 7}, {14, 14}, {15, 17}, {1, 9}, {9, 1}, {5, 30}}
 	i := 0
 	for _, k := range []int{3, 5, 7} {
 		for p := 0; p <= k/2; p++ {
@@ -85,10 +101,11 @@ var dwkShapes = []dwkShape{
 	dwk("k7_dw768_7", 768, 7, 7, 1),
 }
 
-// TestDepthwiseBlockedKKernels calls every window kernel directly in the
-// middle of NaN-guarded buffers, at every width up to past two groups:
-// nothing outside the output may be written, and the assembly must match
-// the pure-Go twin.
+// TestDepthwiseBlockedKKernels calls every border-free kernel directly in
+// the middle of NaN-guarded buffers, at every width up to past two groups,
+// on ranges of kernel rows and with output rows further apart than their
+// width: nothing outside the output pixels may be written, and the
+// assembly must match the pure-Go twin.
 func TestDepthwiseBlockedKKernels(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	for _, l := range dwbkKernels.levels() {
@@ -97,25 +114,36 @@ func TestDepthwiseBlockedKKernels(t *testing.T) {
 			for s := 1; s <= 2; s++ {
 				kern, twin := d.k[ki][s-1], dwbkPureGo.k[ki][s-1]
 				for _, oh := range []int{1, 3} {
-					for ow := 1; ow <= 35; ow++ {
-						pw := (ow-1)*s + k + ow%2 // sometimes a spare column
-						ih := (oh-1)*s + k
-						_, x := guarded(ih * pw * BlockC)
-						copy(x, randSlice(r, len(x)))
-						_, w := guarded((k*k + 1) * BlockC)
-						copy(w, randSlice(r, len(w)))
-						n := oh * ow * BlockC
-						for _, relu := range []bool{false, true} {
-							name := fmt.Sprintf("%v/k%d/s%d/%dx%d/r%v", l, k, s, oh, ow, relu)
-							want := make([]float32, n)
-							twin(x, w, want, oh, ow, pw, relu)
-							buf, got := guarded(n)
-							kern(x, w, got, oh, ow, pw, relu)
-							checkGuard(t, buf, n)
-							for i := range got {
-								g, w := float64(got[i]), float64(want[i])
-								if !(math.Abs(g-w) <= 1e-5*(1+math.Abs(w))) {
-									t.Fatalf("%s: element %d: asm %v, twin %v", name, i, g, w)
+					for ow := 1; ow <= 19; ow++ {
+						for _, kr := range [][2]int{{0, k}, {1, k - 1}, {k - 1, 1}, {0, 2}} {
+							ky0, nky := kr[0], kr[1]
+							pw := (ow-1)*s + k + ow%2 // sometimes a spare column
+							ostr := ow + ow%3
+							ih := (oh-1)*s + nky
+							_, x := guarded(ih * pw * BlockC)
+							copy(x, randSlice(r, len(x)))
+							_, w := guarded((k*k + 1) * BlockC)
+							copy(w, randSlice(r, len(w)))
+							n := ((oh-1)*ostr + ow) * BlockC
+							for _, relu := range []bool{false, true} {
+								name := fmt.Sprintf("%v/k%d/s%d/%dx%d/ky%d+%d/r%v", l, k, s, oh, ow, ky0, nky, relu)
+								want := make([]float32, n)
+								buf, got := guarded(n)
+								for i := range got {
+									want[i], got[i] = 7, 7
+								}
+								twin(x, w, want, oh, ow, pw, ostr, ky0, nky, relu)
+								kern(x, w, got, oh, ow, pw, ostr, ky0, nky, relu)
+								checkGuard(t, buf, n)
+								for i := range got {
+									inside := i/BlockC%ostr < ow
+									if !inside && (got[i] != 7 || want[i] != 7) {
+										t.Fatalf("%s: wrote between the output rows at %d", name, i)
+									}
+									g, w := float64(got[i]), float64(want[i])
+									if !(math.Abs(g-w) <= 1e-5*(1+math.Abs(w))) {
+										t.Fatalf("%s: element %d: asm %v, twin %v", name, i, g, w)
+									}
 								}
 							}
 						}

@@ -1,18 +1,19 @@
 // Command dwk generates the blocked-layout (NCHW16c) depthwise K×K kernels
-// (K = 3, 5, 7; stride 1 and 2) of package kernel that work on a padded
-// window: internal/kernel/dwblockedk_amd64.s and its Go stubs.
+// (K = 3, 5, 7; stride 1 and 2) of package kernel that read no padding:
+// internal/kernel/dwblockedk_amd64.s and its Go stubs.
 //
 //	cd internal/kernel/_gen && go run ./dwk -out ../dwblockedk_amd64.s -stubs ../dwblockedk_stub_amd64.go
 //
-// Every kernel computes every output row of one channel block from a window
-// that already holds the padding (see dwbkGo for the exact loop), so it
-// never tests a border. One vector holds the 16 channels of one pixel (a
-// ZMM; with AVX2 the kernel runs twice, once per 8-channel half, one YMM
-// per pixel).
+// Every kernel computes oh×ow output pixels of one channel block from input
+// rows that need no padding (a window that holds it, or the interior of
+// the input), on the kernel rows [ky0, ky0+nky), output rows ostr pixels
+// apart (see dwbkGo for the exact loop), so it never tests a border. One
+// vector holds the 16 channels of one pixel (a ZMM; with AVX2 the kernel
+// runs twice, once per 8-channel half, one YMM per pixel).
 //
 // An output row is cut into groups of n pixels (n accumulators) and one
 // remainder group (an exact-size variant for every remainder). A group runs
-// a loop over the K kernel rows: it loads the row's K weight vectors into
+// a loop over the nky kernel rows: it loads the row's K weight vectors into
 // registers, then streams the input pixels the group reads from that row,
 // each loaded once and multiplied into every accumulator that uses it (at
 // most K, or ⌈K/2⌉ with stride 2). The bias starts each accumulator, the
@@ -41,7 +42,8 @@ type gen struct {
 	n      int // pixels per group (accumulators)
 
 	floor VecVirtual
-	wp    GPVirtual // weights of the pass
+	wp    GPVirtual // weights of the pass (the bias at K·K·pix)
+	wky   GPVirtual // weights of kernel row ky0
 	rowB  GPVirtual // window row bytes
 
 	nlabels int
@@ -79,8 +81,8 @@ func (g *gen) group(m int, xrow, orow, co GPVirtual) {
 	}
 	rp, wq, ky := GP64(), GP64(), GP64()
 	LEAQ(Mem{Base: xrow, Index: co, Scale: uint8(s)}, rp)
-	MOVQ(g.wp, wq)
-	MOVQ(U32(k), ky)
+	MOVQ(g.wky, wq)
+	Load(Param("nky"), ky)
 	loop := g.label(fmt.Sprintf("ky%d_", m))
 	Label(loop)
 	wv := make([]VecVirtual, k)
@@ -115,30 +117,39 @@ func (g *gen) group(m int, xrow, orow, co GPVirtual) {
 // kernel emits one kernel.
 func (g *gen) kernel() {
 	name := g.fname()
-	TEXT(name, NOSPLIT, "func(x, w, out []float32, oh, ow, pw int, relu bool)")
+	TEXT(name, NOSPLIT, "func(x, w, out []float32, oh, ow, pw, ostr, ky0, nky int, relu bool)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s is the %s assembly version of dwbk%ds%dGo.", name, g.name, g.k, g.stride))
 	g.nlabels = 0
 
-	xp := GP64()
-	Load(Param("x").Base(), xp)
+	locals := AllocLocal(8 * 5)
+	inStep, orowB, halves := locals, locals.Offset(8), locals.Offset(16)
+	locX, locOut := locals.Offset(24), locals.Offset(32)
+
+	done := g.label("done")
+	{
+		oh, ow, nky := GP64(), GP64(), GP64()
+		Load(Param("oh"), oh)
+		Load(Param("ow"), ow)
+		Load(Param("nky"), nky)
+		TESTQ(oh, oh)
+		JLE(LabelRef(done))
+		TESTQ(ow, ow)
+		JLE(LabelRef(done))
+		TESTQ(nky, nky)
+		JLE(LabelRef(done))
+	}
+	{
+		xp, op := GP64(), GP64()
+		Load(Param("x").Base(), xp)
+		MOVQ(xp, locX)
+		Load(Param("out").Base(), op)
+		MOVQ(op, locOut)
+	}
 	g.wp = GP64()
 	Load(Param("w").Base(), g.wp)
-	op := GP64()
-	Load(Param("out").Base(), op)
-	oh := GP64()
-	Load(Param("oh"), oh)
-	ow := GP64()
-	Load(Param("ow"), ow)
-	pw := GP64()
-	Load(Param("pw"), pw)
 	relu := GP8()
 	Load(Param("relu"), relu)
-	done := g.label("done")
-	TESTQ(oh, oh)
-	JLE(LabelRef(done))
-	TESTQ(ow, ow)
-	JLE(LabelRef(done))
 
 	Comment("floor = 0 with ReLU, -Inf without.")
 	g.floor = g.vec()
@@ -149,10 +160,8 @@ func (g *gen) kernel() {
 	VBROADCASTSS(negInf, g.floor)
 	Label(reluOn)
 
-	locals := AllocLocal(8 * 3)
-	inStep, orowB, halves := locals, locals.Offset(8), locals.Offset(16)
 	g.rowB = GP64()
-	MOVQ(pw, g.rowB)
+	Load(Param("pw"), g.rowB)
 	SHLQ(Imm(6), g.rowB)
 	{
 		t := GP64()
@@ -162,9 +171,17 @@ func (g *gen) kernel() {
 		}
 		MOVQ(t, inStep)
 		u := GP64()
-		MOVQ(ow, u)
+		Load(Param("ostr"), u)
 		SHLQ(Imm(6), u)
 		MOVQ(u, orowB)
+	}
+	// wky = wp + ky0·K·pix
+	g.wky = GP64()
+	{
+		ky0 := GP64()
+		Load(Param("ky0"), ky0)
+		IMUL3Q(U32(g.k*pix), ky0, g.wky)
+		ADDQ(g.wp, g.wky)
 	}
 	if g.avx512 {
 		MOVQ(U32(1), halves)
@@ -174,8 +191,8 @@ func (g *gen) kernel() {
 	half := g.label("half")
 	Label(half)
 	xrow, orow, oy := GP64(), GP64(), GP64()
-	MOVQ(xp, xrow)
-	MOVQ(op, orow)
+	MOVQ(locX, xrow)
+	MOVQ(locOut, orow)
 	Load(Param("oh"), oy)
 
 	rowLoop := g.label("row")
@@ -214,7 +231,9 @@ func (g *gen) kernel() {
 	JNZ(LabelRef(rowLoop))
 
 	if !g.avx512 {
-		for _, r := range []GPVirtual{xp, op, g.wp} {
+		ADDQ(U32(pix/2), locX)
+		ADDQ(U32(pix/2), locOut)
+		for _, r := range []GPVirtual{g.wp, g.wky} {
 			ADDQ(U32(pix/2), r)
 		}
 	}
