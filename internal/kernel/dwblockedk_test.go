@@ -62,7 +62,7 @@ func testDepthwiseBlockedK(t *testing.T) {
 }
 
 // TestDepthwiseBlockedKShapes runs the 5×5 depthwise layers of the zoo
-// (EfficientNet-B0, MNASNet, MobileNetV3) and a few 7×7 ones.
+// and a few 7×7 ones (dwkShapes).
 func TestDepthwiseBlockedKShapes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real shapes are slow against the reference")
@@ -84,17 +84,25 @@ func dwk(name string, c, hw, k, s int) dwkShape {
 	return dwkShape{name, Conv{c, hw, hw, c, k, s, k / 2, c}}
 }
 
-// dwkShapes are the 5×5 depthwise layers of EfficientNet-B0 and MNASNet
-// 1.0 (MobileNetV3-Large's are among them: 72 channels 56×56 s2, 120 28×28,
-// 672 14×14 and 960 7×7), and 7×7 layers of the same sizes.
+// dwkShapes are the 5×5 depthwise layers of the zoo at 224×224 (every
+// shape of EfficientNet-B0, MNASNet 1.0, MobileNet-V3 Large and Small and
+// GhostNet, once), and 7×7 layers of the same sizes.
 var dwkShapes = []dwkShape{
-	dwk("k5_dw40_56", 40, 56, 5, 1),
-	dwk("k5_dw72_56_s2", 72, 56, 5, 2),
-	dwk("k5_dw144_56_s2", 144, 56, 5, 2),
-	dwk("k5_dw240_28", 240, 28, 5, 1),
-	dwk("k5_dw672_14", 672, 14, 5, 1),
-	dwk("k5_dw672_14_s2", 672, 14, 5, 2),
-	dwk("k5_dw1152_7", 1152, 7, 5, 1),
+	dwk("k5_dw72_56_s2", 72, 56, 5, 2),   // MNASNet, V3-L, GhostNet
+	dwk("k5_dw144_56_s2", 144, 56, 5, 2), // EfficientNet
+	dwk("k5_dw96_28_s2", 96, 28, 5, 2),   // V3-S
+	dwk("k5_dw240_28_s2", 240, 28, 5, 2), // MNASNet
+	dwk("k5_dw120_28", 120, 28, 5, 1),    // MNASNet ×2, V3-L ×2
+	dwk("k5_dw240_28", 240, 28, 5, 1),    // EfficientNet
+	dwk("k5_dw240_14", 240, 14, 5, 1),    // V3-S ×2
+	dwk("k5_dw480_14", 480, 14, 5, 1),    // EfficientNet, MNASNet ×2
+	dwk("k5_dw672_14", 672, 14, 5, 1),    // EfficientNet ×2
+	dwk("k5_dw288_14_s2", 288, 14, 5, 2), // V3-S
+	dwk("k5_dw576_14_s2", 576, 14, 5, 2), // MNASNet
+	dwk("k5_dw672_14_s2", 672, 14, 5, 2), // EfficientNet, V3-L, GhostNet
+	dwk("k5_dw576_7", 576, 7, 5, 1),      // V3-S ×2
+	dwk("k5_dw960_7", 960, 7, 5, 1),      // V3-L ×2
+	dwk("k5_dw1152_7", 1152, 7, 5, 1),    // EfficientNet ×3, MNASNet ×3
 	dwk("k7_dw96_56", 96, 56, 7, 1),
 	dwk("k7_dw192_28", 192, 28, 7, 1),
 	dwk("k7_dw384_14_s2", 384, 14, 7, 2),
