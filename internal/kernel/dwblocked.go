@@ -10,7 +10,9 @@ import (
 
 // 3×3 depthwise convolution (pad 1, stride 1 or 2) on blocked activations
 // (see blocked.go). One vector holds the 16 channels of one pixel, so the
-// kernels run at full vector width whatever the map size.
+// kernels run at full vector width whatever the map size. DepthwiseOp also
+// runs K×K (K 3, 5, 7, any pad <= K/2) on the window kernels of
+// dwblockedk.go.
 
 // dwbKernel computes output rows [oy0, oy1) of nb consecutive channel blocks
 // of a 3×3 pad-1 depthwise convolution with a fixed stride s:
@@ -34,14 +36,20 @@ var dwbPureGo = &dwbImpl{level: cpu.PureGo, s1: dwb3x3s1Go, s2: dwb3x3s2Go}
 var dwbKernels = newLevelSet(dwbPureGo, dwbAsm[:])
 
 // DepthwiseBlockedOK reports whether NewDepthwiseOp supports c: Groups ==
-// InC == OutC, K == 3, Pad == 1, Stride 1 or 2 (and InC, InH, InW > 0).
+// InC == OutC, K 3, 5 or 7, 0 <= Pad <= K/2, Stride 1 or 2, InC, InH,
+// InW > 0 and the padded input at least K×K.
 func DepthwiseBlockedOK(c Conv) bool {
 	return c.Groups == c.InC && c.InC == c.OutC && c.InC > 0 &&
-		c.K == 3 && c.Pad == 1 && (c.Stride == 1 || c.Stride == 2) &&
-		c.InH > 0 && c.InW > 0
+		(c.K == 3 || c.K == 5 || c.K == 7) && 0 <= c.Pad && c.Pad <= c.K/2 &&
+		(c.Stride == 1 || c.Stride == 2) &&
+		c.InH > 0 && c.InW > 0 && c.InH+2*c.Pad >= c.K && c.InW+2*c.Pad >= c.K
 }
 
-// DepthwiseOp is a 3×3 depthwise convolution on blocked activations with
+// dwb3x3 reports whether the 3×3 pad-1 kernels of this file run c; the
+// other shapes run the window kernels of dwblockedk.go.
+func dwb3x3(c Conv) bool { return c.K == 3 && c.Pad == 1 }
+
+// DepthwiseOp is a K×K depthwise convolution on blocked activations with
 // bias and optional ReLU fused. Create it with NewDepthwiseOp; Run allocates
 // nothing in steady state and may be called concurrently.
 type DepthwiseOp struct {
@@ -51,11 +59,13 @@ type DepthwiseOp struct {
 
 	c      Conv
 	relu   bool
-	k      dwbKernel
+	k      dwbKernel  // 3×3 pad 1, or nil
+	kk     dwbkKernel // the other shapes (see runK), or nil
 	level  cpu.Level
 	nb     int       // channel blocks
 	oh, ow int       // output size
-	wb     []float32 // (nb, 10, 16): 9 taps then the bias, zero padded
+	taps   int       // K·K
+	wb     []float32 // (nb, taps+1, 16): the taps then the bias, zero padded
 	scale  int       // divides the work before workersFor, see dwbWorkScale
 
 	runs sync.Pool // *dwbRun
@@ -72,44 +82,52 @@ type dwbRun struct {
 	fn     func(s *scratch, t int)
 }
 
-// NewDepthwiseOp packs the weights w (C, 1, 3, 3) and bias (C, or nil) of
+// NewDepthwiseOp packs the weights w (C, 1, K, K) and bias (C, or nil) of
 // the depthwise convolution c, fusing ReLU if relu. w and bias are not
 // retained. It panics if !DepthwiseBlockedOK(c).
 func NewDepthwiseOp(c Conv, w, bias []float32, relu bool) *DepthwiseOp {
 	if !DepthwiseBlockedOK(c) {
 		panic(fmt.Sprintf("kernel: NewDepthwiseOp: unsupported convolution %+v", c))
 	}
-	impl := dwbKernels.active
 	op := &DepthwiseOp{
-		c: c, relu: relu, level: impl.level,
-		nb: Blocks(c.InC), oh: c.OutH(), ow: c.OutW(),
+		c: c, relu: relu,
+		nb: Blocks(c.InC), oh: c.OutH(), ow: c.OutW(), taps: c.K * c.K,
 		scale: 1,
 	}
-	if impl.level != cpu.PureGo && c.Stride == 1 {
+	if dwb3x3(c) {
+		impl := dwbKernels.active
+		op.level = impl.level
+		op.k = impl.s1
+		if c.Stride == 2 {
+			op.k = impl.s2
+		}
+	} else {
+		impl := dwbkKernels.active
+		op.level = impl.level
+		op.kk = impl.k[c.K/2-1][c.Stride-1]
+	}
+	if op.level != cpu.PureGo && c.Stride == 1 {
 		op.scale = dwbWorkScale
 	}
-	op.k = impl.s1
-	if c.Stride == 2 {
-		op.k = impl.s2
-	}
-	w = w[:c.InC*9]
+	taps := op.taps
+	w = w[:c.InC*taps]
 	if bias != nil {
 		bias = bias[:c.InC]
 	}
-	op.wb = make([]float32, op.nb*10*BlockC)
+	op.wb = make([]float32, op.nb*(taps+1)*BlockC)
 	for ch := 0; ch < c.InC; ch++ {
 		cb, j := ch/BlockC, ch%BlockC
-		blk := op.wb[cb*10*BlockC : (cb+1)*10*BlockC]
-		for tap := 0; tap < 9; tap++ {
-			blk[tap*BlockC+j] = w[ch*9+tap]
+		blk := op.wb[cb*(taps+1)*BlockC : (cb+1)*(taps+1)*BlockC]
+		for tap := 0; tap < taps; tap++ {
+			blk[tap*BlockC+j] = w[ch*taps+tap]
 		}
 		if bias != nil {
-			blk[9*BlockC+j] = bias[ch]
+			blk[taps*BlockC+j] = bias[ch]
 		}
 	}
 	op.runs.New = func() any {
 		r := new(dwbRun)
-		r.fn = func(_ *scratch, t int) { r.task(t) }
+		r.fn = func(s *scratch, t int) { r.task(s, t) }
 		return r
 	}
 	return op
@@ -149,11 +167,11 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 	hw, ohw := c.InH*c.InW, op.oh*op.ow
 	x = x[:BlockedLen(c.InC, hw)]
 	out = out[:BlockedLen(c.InC, ohw)]
-	rowWork := op.ow * 9 * BlockC
+	rowWork := op.ow * op.taps * BlockC
 	work := op.nb * op.oh * rowWork
 	workers := workersForLimit(op.nb*op.oh, work/op.scale, op.Workers)
 	if workers <= 1 {
-		op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
+		op.serial(x, out)
 		return
 	}
 	nt := min(dwbTasksPerWorker*workers, max(1, work/dwbMinTaskWork))
@@ -183,7 +201,7 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 	}
 	nTasks := ceilDiv(op.nb, bpt) * nbands
 	if nTasks <= 1 {
-		op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
+		op.serial(x, out)
 		return
 	}
 	r := op.runs.Get().(*dwbRun)
@@ -202,15 +220,31 @@ func (op *DepthwiseOp) Run(x, out []float32) {
 // (MOBILEONE_DWCHSPLIT=0 turns it off, for comparisons).
 var dwChannelSplit = os.Getenv("MOBILEONE_DWCHSPLIT") != "0"
 
+// serial computes the whole output on the calling goroutine.
+func (op *DepthwiseOp) serial(x, out []float32) {
+	if op.kk != nil {
+		s := getScratch()
+		op.runK(s, x, out, 0, op.nb, 0, op.oh)
+		putScratch(s)
+		return
+	}
+	c := op.c
+	op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
+}
+
 // task runs task t: a group of bpt channel blocks × a band of rpt output
 // rows. The slicing bounds-checks the kernel's buffers.
-func (r *dwbRun) task(t int) {
+func (r *dwbRun) task(s *scratch, t int) {
 	op := r.op
 	c := op.c
 	hw, ohw := c.InH*c.InW, op.oh*op.ow
 	g, band := t/r.nbands, t%r.nbands
 	b0, b1 := g*r.bpt, min(op.nb, (g+1)*r.bpt)
 	oy0, oy1 := band*r.rpt, min(op.oh, (band+1)*r.rpt)
+	if op.kk != nil {
+		op.runK(s, r.x, r.out, b0, b1, oy0, oy1)
+		return
+	}
 	ib, ob := hw*BlockC, ohw*BlockC
 	op.k(r.x[b0*ib:b1*ib], op.wb[b0*10*BlockC:b1*10*BlockC], r.out[b0*ob:b1*ob],
 		b1-b0, c.InH, c.InW, oy0, oy1, op.relu)

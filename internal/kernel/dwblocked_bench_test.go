@@ -40,3 +40,45 @@ func BenchmarkDepthwiseBlocked(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDepthwiseBlockedK runs the K×K depthwise layers of dwkShapes on
+// blocked activations at every level, on one and two threads
+// (BenchmarkDepthwiseBlockedK/<level>/<shape>/t<threads>), and the NCHW
+// path they replaced (BenchmarkDepthwiseBlockedK/nchw/<shape>/t<threads>,
+// Conv2D at the active depthwise level). FLOPs: 2·K² per output.
+func BenchmarkDepthwiseBlockedK(b *testing.B) {
+	r := rand.New(rand.NewSource(1))
+	for _, s := range dwkShapes {
+		c := s.conv
+		hw, ohw := c.InH*c.InW, c.OutH()*c.OutW()
+		flops := 2 * float64(c.K*c.K) * float64(c.OutC*ohw)
+		buf := newConvBuf(r, c)
+		for _, th := range []int{1, 2} {
+			b.Run(fmt.Sprintf("nchw/%s/t%d", s.name, th), func(b *testing.B) {
+				withThreads(b, threadConfig{th, minParallelWork}, func() {
+					for b.Loop() {
+						Conv2D(c, buf.x, buf.w, buf.b, buf.out, true)
+					}
+				})
+				gflops(b, flops)
+			})
+		}
+		x := make([]float32, BlockedLen(c.InC, hw))
+		ToBlocked(c.InC, hw, buf.x, x)
+		out := make([]float32, BlockedLen(c.OutC, ohw))
+		for _, l := range dwbkKernels.levels() {
+			var op *DepthwiseOp
+			withDWBLevel(l, func() { op = NewDepthwiseOp(c, buf.w, buf.b, true) })
+			for _, th := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%v/%s/t%d", l, s.name, th), func(b *testing.B) {
+					withThreads(b, threadConfig{th, minParallelWork}, func() {
+						for b.Loop() {
+							op.Run(x, out)
+						}
+					})
+					gflops(b, flops)
+				})
+			}
+		}
+	}
+}

@@ -11,10 +11,13 @@ import (
 	"github.com/mobileone-go/mobileone/internal/kernel/ref"
 )
 
-// withDWBLevel runs fn with new DepthwiseOps using level l.
+// withDWBLevel runs fn with new DepthwiseOps using level l (both the 3×3
+// pad-1 kernels and the window kernels).
 func withDWBLevel(l cpu.Level, fn func()) {
 	restore := dwbKernels.set(l)
 	defer restore()
+	restoreK := dwbkKernels.set(l)
+	defer restoreK()
 	fn()
 }
 
@@ -58,6 +61,9 @@ func TestDWBLevels(t *testing.T) {
 	if got, want := dwbKernels.active.level, dwbKernels.best(cpu.Selected()).level; got != want {
 		t.Errorf("active level %v, want %v", got, want)
 	}
+	if got, want := dwbkKernels.levels(), ls; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dwbkKernels.levels() = %v, want %v (as the 3×3 kernels)", got, want)
+	}
 	t.Logf("levels %v, active %v, cpu %v", ls, dwbKernels.active.level, cpu.Detected)
 }
 
@@ -71,8 +77,21 @@ func TestDepthwiseBlockedOK(t *testing.T) {
 		{Conv{1, 1, 1, 1, 3, 1, 1, 1}, true},
 		{Conv{17, 5, 9, 17, 3, 2, 1, 17}, true},
 		{Conv{32, 14, 14, 32, 3, 3, 1, 32}, false},
-		{Conv{32, 14, 14, 32, 3, 1, 0, 32}, false},
-		{Conv{32, 14, 14, 32, 5, 1, 2, 32}, false},
+		{Conv{32, 14, 14, 32, 3, 1, 0, 32}, true},
+		{Conv{32, 14, 14, 32, 3, 1, 2, 32}, false},
+		{Conv{32, 14, 14, 32, 5, 1, 2, 32}, true},
+		{Conv{32, 14, 14, 32, 5, 2, 2, 32}, true},
+		{Conv{32, 14, 14, 32, 5, 2, 1, 32}, true},
+		{Conv{32, 14, 14, 32, 5, 1, 3, 32}, false},
+		{Conv{32, 14, 14, 32, 5, 3, 2, 32}, false},
+		{Conv{1, 1, 1, 1, 5, 1, 2, 1}, true},
+		{Conv{1, 1, 1, 1, 7, 2, 3, 1}, true},
+		{Conv{16, 4, 8, 16, 5, 2, 0, 16}, false}, // 4 rows < K
+		{Conv{16, 3, 8, 16, 5, 1, 1, 16}, true},
+		{Conv{16, 2, 8, 16, 5, 1, 1, 16}, false},
+		{Conv{32, 14, 14, 32, 7, 1, 3, 32}, true},
+		{Conv{32, 14, 14, 32, 4, 1, 2, 32}, false},
+		{Conv{32, 14, 14, 32, 9, 1, 4, 32}, false},
 		{Conv{32, 14, 14, 32, 3, 1, 1, 1}, false},
 		{Conv{32, 14, 14, 64, 3, 1, 1, 32}, false},
 		{Conv{32, 14, 14, 32, 3, 1, 1, 16}, false},
@@ -84,10 +103,10 @@ func TestDepthwiseBlockedOK(t *testing.T) {
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("NewDepthwiseOp accepted a 5×5 kernel")
+			t.Error("NewDepthwiseOp accepted a 9×9 kernel")
 		}
 	}()
-	NewDepthwiseOp(Conv{16, 8, 8, 16, 5, 1, 2, 16}, make([]float32, 16*25), nil, false)
+	NewDepthwiseOp(Conv{16, 8, 8, 16, 9, 1, 4, 16}, make([]float32, 16*81), nil, false)
 }
 
 // runDWBCase checks DepthwiseOp on one case at every level and thread
@@ -100,15 +119,15 @@ func runDWBCase(t *testing.T, c Conv, bias, relu bool, seed int64, configs []dwb
 	hw, oh, ow := c.InH*c.InW, c.OutH(), c.OutW()
 	x := guardedRand(r, c.InC*hw)
 	xb := guardedBlocked(c.InC, hw, x)
-	w := guardedRand(r, c.InC*9)
+	w := guardedRand(r, c.InC*c.K*c.K)
 	var b []float32
 	if bias {
 		b = guardedRand(r, c.InC)
 	}
 	n := c.OutC * oh * ow
 	want, mag := make([]float32, n), make([]float32, n)
-	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, x, w, b, want, relu)
-	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, 3, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
+	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, c.K, c.Stride, c.Pad, c.Groups, x, w, b, want, relu)
+	ref.Conv2D(c.InC, c.InH, c.InW, c.OutC, c.K, c.Stride, c.Pad, c.Groups, absSlice(x), absSlice(w), absSlice(b), mag, false)
 	nb := BlockedLen(c.OutC, oh*ow)
 	got := make([]float32, n)
 	for _, l := range dwbKernels.levels() {

@@ -28,10 +28,10 @@ const stemDWBandBytes = 256 << 10
 
 // StemDWOK reports whether NewStemDWOp supports the stem convolution stem
 // followed by the depthwise convolution dw: StemBlockedOK(stem),
-// DepthwiseBlockedOK(dw) with K 3, pad 1 and stride 2, and dw reads what
+// DepthwiseBlockedOK(dw) with K 3, Pad 1 and stride 2, and dw reads what
 // stem writes.
 func StemDWOK(stem, dw Conv) bool {
-	return StemBlockedOK(stem) && DepthwiseBlockedOK(dw) && dw.K == 3 && dw.Pad == 1 && dw.Stride == 2 &&
+	return StemBlockedOK(stem) && DepthwiseBlockedOK(dw) && dwb3x3(dw) && dw.Stride == 2 &&
 		dw.InC == stem.OutC && dw.InH == stem.OutH() && dw.InW == stem.OutW()
 }
 
