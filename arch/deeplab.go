@@ -3,6 +3,7 @@ package arch
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/model"
@@ -122,4 +123,41 @@ func deepLabHead(b *graph.Builder, x graph.Value, prefix string, classes int, ra
 	y = cna(b, y, prefix+".0.project", DeepLabChannels, 1, 1, 1, bnEps, graph.ReLU)
 	y = b.Conv(y, prefix+".1", graph.ConvSpec{Out: DeepLabChannels, K: 3, Pad: 1, BN: true, BNName: prefix + ".2", BNEps: bnEps, Act: graph.ReLU})
 	return b.Conv(y, prefix+".4", graph.ConvSpec{Out: classes, K: 1, Bias: true})
+}
+
+// segPrefix names the segmentation models: deeplabv3_mobileone_s0 … _s4.
+const segPrefix = "deeplabv3_mobileone_"
+
+// SegmentationNames lists the segmentation models SegmentationSpec builds.
+// They are not in the zoo's registry (Names, Get): the zoo's counts, lists
+// and latency studies are of classification networks.
+func SegmentationNames() []string {
+	var n []string
+	for _, c := range model.Zoo {
+		n = append(n, segPrefix+c.Name)
+	}
+	return n
+}
+
+// SegmentationSpec returns the spec of segmentation model name
+// (SegmentationNames) with classes classes (0: Pascal VOC's 21), output
+// stride and ASPP rates (0 and nil: DeepLabV3MobileOne's defaults); its
+// Build makes the graph at any size, the logits at that size.
+func SegmentationSpec(name string, classes, outputStride int, rates []int) (*Spec, error) {
+	v, ok := strings.CutPrefix(name, segPrefix)
+	cfg, err := model.Variant(v)
+	if !ok || err != nil {
+		return nil, fmt.Errorf("unknown segmentation model %q (known: %s)", name, strings.Join(SegmentationNames(), ", "))
+	}
+	if classes == 0 {
+		classes = 21
+	}
+	cfg.NumClasses = 0
+	return &Spec{Name: name, Source: "DeepLabV3 (Chen et al. 2017) on MobileOne: the fused backbone under backbone. (authors' keys), torchvision 0.14's DeepLabHead under classifier.",
+		Preprocess: Preprocess{Mean: imagenetMean, Std: imagenetStd, Interpolation: "bilinear",
+			Note: "mobileone segment letterboxes images to the network's size (see its -h)"},
+		Classes: classes,
+		Build: func(h, w int) (*graph.Graph, error) {
+			return DeepLabV3MobileOne(cfg, classes, outputStride, rates, h, w)
+		}}, nil
 }

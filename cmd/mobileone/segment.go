@@ -425,3 +425,31 @@ func uniqueStems(files []string) error {
 	}
 	return nil
 }
+
+// graphSpec is zooSpec that also knows the segmentation models
+// (deeplabv3_mobileone_s0..s4), for the commands that run any graph
+// (bench, export, info): their class count, output stride and rates come
+// from the checkpoint weights (if given) as for segment.
+func graphSpec(name, weights string) (*arch.Spec, error) {
+	if !strings.HasPrefix(name, "deeplabv3_") {
+		return zooSpec(name)
+	}
+	var classes, outputStride int
+	var rates []int
+	if weights != "" {
+		sd, meta, err := readStateDict(weights)
+		if err != nil {
+			return nil, err
+		}
+		if w, ok := sd["classifier.4.weight"]; ok && len(w.Shape) > 0 {
+			classes = w.Shape[0]
+		}
+		if v, ok := meta["output_stride"]; ok {
+			outputStride, _ = strconv.Atoi(v)
+		}
+		if v, ok := meta["rates"]; ok {
+			json.Unmarshal([]byte(v), &rates) // a bad value: the defaults, and Load or the rates' check says what is wrong
+		}
+	}
+	return arch.SegmentationSpec(name, classes, outputStride, rates)
+}
