@@ -176,3 +176,31 @@ func TestSegmentErrors(t *testing.T) {
 		t.Errorf("failed images left files: %v", ents)
 	}
 }
+
+// TestSegmentationModelCommands: info, export and bench take the
+// segmentation models by name (random weights, or a checkpoint's class
+// count), and info --list keeps to the classification zoo.
+func TestSegmentationModelCommands(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := cli("info", "-m", "deeplabv3_mobileone_s0", "--size", "64")
+	if code != 0 || !strings.Contains(stdout, "classifier.0.convs.4.1") {
+		t.Errorf("info: exit %d: %s", code, stderr)
+	}
+	onnxPath := filepath.Join(dir, "seg.onnx")
+	code, stdout, stderr = cli("export", "-m", "deeplabv3_mobileone_s1", "--random-seed", "1", "--size", "64x96", "-o", onnxPath)
+	if code != 0 || !strings.Contains(stdout, "(batch, 3, 64, 96)") {
+		t.Errorf("export: exit %d: %s %s", code, stdout, stderr)
+	}
+	code, stdout, stderr = cli("bench", "-m", "deeplabv3_mobileone_s0", "--size", "64", "--rounds", "1", "--runs", "2", "--trim", "0", "--threads", "1")
+	if code != 0 || !strings.Contains(stdout, "deeplabv3_mobileone_s0") || strings.Contains(stdout, "reference code") {
+		t.Errorf("bench: exit %d: %s %s", code, stdout, stderr)
+	}
+	code, stdout, _ = cli("info", "--list")
+	if code != 0 || strings.Contains(stdout, "deeplabv3") {
+		t.Errorf("info --list: exit %d, lists a segmentation model:\n%s", code, stdout)
+	}
+	code, _, stderr = cli("bench", "-m", "deeplabv3_mobileone_s9")
+	if code == 0 || !strings.Contains(stderr, "deeplabv3_mobileone_s0") {
+		t.Errorf("an unknown segmentation model: exit %d: %s", code, stderr)
+	}
+}
