@@ -54,6 +54,7 @@ type DenseOp struct {
 	dil            int
 	oh, ow         int
 	hq, wq         int // phase plane size
+	r0, c0         int // padded coordinates of a stride-1 plane's first stored row and column
 	cib, cob, taps int
 	gib, gob       int // input and output blocks per group (cib, cob without groups)
 	nb             int // output blocks per tile (a group's at most)
@@ -108,6 +109,15 @@ func NewDenseOp(c Conv, dil int, w, bias []float32, relu bool) *DenseOp {
 	op.nb = min(im.nb, op.gob)
 	op.hq = ceilDiv(c.InH+2*c.Pad, s)
 	op.wq = ceilDiv(c.InW+2*c.Pad, s)
+	if s == 1 {
+		// Rows of padding are never read (the taps reading them are
+		// skipped), columns at most a run of pixels (im.r) beyond the map:
+		// the plane holds the map's rows, cp columns of padding each side,
+		// and one zero row for the runs that read no input at all.
+		cp := min(c.Pad, im.r-1)
+		op.r0, op.c0 = c.Pad, c.Pad-cp
+		op.hq, op.wq = c.InH+1, c.InW+2*cp
+	}
 	op.kcb = max(1, min(op.gib, denseChunkWeights/(4*op.taps*BlockC*op.nb*BlockC)))
 	if denseKCB > 0 {
 		op.kcb = min(op.gib, denseKCB)
@@ -218,7 +228,7 @@ func (op *DenseOp) pad(x, xp []float32) {
 			y := iy + c.Pad
 			row := src[iy*c.InW*BlockC : (iy+1)*c.InW*BlockC]
 			if s == 1 {
-				copy(dst[(y*op.wq+c.Pad)*BlockC:], row)
+				copy(dst[((y-op.r0)*op.wq+c.Pad-op.c0)*BlockC:], row)
 				continue
 			}
 			for ix := 0; ix < c.InW; ix++ {
@@ -288,13 +298,17 @@ func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
 							}
 						}
 					}
-					if n == 0 { // all padding: one tap writes the bias
+					zero := n == 0
+					if zero { // all padding: one tap (on zeros) writes the bias
 						n = 1
 					}
 					for i, tap := range live[:n] {
 						ky, kx := tap/K, tap%K
-						y, xx := oy*s+ky*d, ox*s+kx*d
+						y, xx := oy*s+ky*d-op.r0, ox*s+kx*d-op.c0
 						o := (tl.ib0+k0)*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
+						if zero && s == 1 {
+							o = (tl.ib0+k0)*xstride + (op.hq-1)*op.wq*BlockC // the zero row
+						}
 						xt := xp[o : o+(kb-1)*xstride+rows*BlockC]
 						wt := panel[(tap*kdim+k0*BlockC)*nb*BlockC : (tap*kdim+(k0+kb)*BlockC)*nb*BlockC]
 						var flags uint
