@@ -41,6 +41,7 @@ func TestSegLogits(t *testing.T) {
 				OutputStride int          `json:"output_stride"`
 				Rates        []int        `json:"rates"`
 				Classes      int          `json:"classes"`
+				Params       int64        `json:"params"`
 			}
 			if err := json.Unmarshal(raw, &spec); err != nil {
 				t.Fatal(err)
@@ -49,6 +50,9 @@ func TestSegLogits(t *testing.T) {
 			g, err := DeepLabV3MobileOne(spec.Config, spec.Classes, spec.OutputStride, spec.Rates, x.Shape[2], x.Shape[3])
 			if err != nil {
 				t.Fatal(err)
+			}
+			if g.Params() != spec.Params {
+				t.Errorf("%d parameters, PyTorch's model has %d", g.Params(), spec.Params)
 			}
 			checkLogits(t, g, readPth(t, dir, "state_dict.pth"), x, want, zooTol, zooTol)
 		})
