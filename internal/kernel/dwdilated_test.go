@@ -29,6 +29,9 @@ func TestDepthwiseDilatedOp(t *testing.T) {
 				if relu {
 					b = nil
 				}
+				saved := minParallelWork
+				minParallelWork = 1 // split even tiny maps
+				defer func() { minParallelWork = saved }()
 				want, mag := denseRef(c, tc.dil, x, w, b, relu)
 				hw := tc.h * tc.w
 				xb := make([]float32, BlockedLen(tc.c, hw))
@@ -39,6 +42,7 @@ func TestDepthwiseDilatedOp(t *testing.T) {
 					ob[i] = 99 // padding channels must be cleared, the guard kept
 				}
 				op := NewDepthwiseDilatedOp(c, tc.dil, w, b, relu)
+				op.Workers = 1 + boolInt(relu) // one worker, and the split over tasks
 				op.Run(xb, ob[:BlockedLen(tc.c, hw)])
 				got := make([]float32, tc.c*hw)
 				FromBlocked(tc.c, hw, ob, got)
@@ -64,4 +68,22 @@ func TestDepthwiseDilatedOp(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestDepthwiseDilatedNoAllocs: Run allocates nothing in steady state.
+func TestDepthwiseDilatedNoAllocs(t *testing.T) {
+	c := Conv{InC: 64, InH: 20, InW: 20, OutC: 64, K: 3, Stride: 1, Pad: 2, Groups: 64}
+	op := NewDepthwiseDilatedOp(c, 2, make([]float32, 64*9), make([]float32, 64), true)
+	x, y := make([]float32, BlockedLen(64, 400)), make([]float32, BlockedLen(64, 400))
+	op.Run(x, y)
+	if a := testing.AllocsPerRun(10, func() { op.Run(x, y) }); a > 0 && !raceEnabled {
+		t.Errorf("%.0f allocations per run", a)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
