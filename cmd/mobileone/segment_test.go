@@ -11,6 +11,7 @@ import (
 
 	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/dense"
+	"github.com/mobileone-go/mobileone/format/pth"
 	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/model"
@@ -202,5 +203,40 @@ func TestSegmentationModelCommands(t *testing.T) {
 	code, _, stderr = cli("bench", "-m", "deeplabv3_mobileone_s9")
 	if code == 0 || !strings.Contains(stderr, "deeplabv3_mobileone_s0") {
 		t.Errorf("an unknown segmentation model: exit %d: %s", code, stderr)
+	}
+}
+
+// TestSegmentTorchSave: a torch.save checkpoint (here with the metadata
+// entry this project writes) works as a safetensors one; its labels and
+// output stride are used.
+func TestSegmentTorchSave(t *testing.T) {
+	dir := t.TempDir()
+	g, err := arch.DeepLabV3MobileOne(segTinyConfig, 2, 8, []int{1, 2, 3}, 64, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(4)
+	keys, sd := g.StateDict()
+	ck := filepath.Join(dir, "seg.pth")
+	f, err := os.Create(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pth.SaveWithMetadata(f, keys, sd, map[string]string{"labels": `["sky","ground"]`, "output_stride": "8", "rates": "[1,2,3]"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	img := filepath.Join(dir, "x.png")
+	writePNG(t, img, 50, 33)
+	code, stdout, stderr := cli("segment", "-w", ck, img, "-o", dir, "--size", "64")
+	if code != 0 || !(strings.Contains(stdout, "sky") || strings.Contains(stdout, "ground")) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	s, err := loadSegmenter(ck, segOptions{Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.OutputStride != 8 || len(s.Rates) != 3 || s.Classes != 2 || s.Config.Channels != segTinyConfig.Channels {
+		t.Errorf("read output stride %d, rates %v, %d classes, channels %v", s.OutputStride, s.Rates, s.Classes, s.Config.Channels)
 	}
 }
