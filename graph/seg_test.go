@@ -26,9 +26,10 @@ func asppLike(t testing.TB, h, w int) *Graph {
 	br = append(br, b.Upsample(p, "pool.up", s[1], s[2], false))
 	y := b.Concat("cat", br...)
 	y = b.Conv(y, "project", ConvSpec{Out: 12, K: 1, Bias: true, Act: ReLU})
+	y = b.Upsample(y, "bilinear.mid", s[1]+3, 2*s[2]-1, false) // blocked in and out
 	n := b.Upsample(y, "nearest", s[1]*2, s[2]*2-1, true)
 	n = b.Conv(n, "cls", ConvSpec{Out: 5, K: 1, Bias: true})
-	out := b.Upsample(n, "up", 3*h+1, 4*w, false)
+	out := b.Upsample(n, "up", 8*h+1, 40*w, false) // large enough to split over threads
 	g, err := b.Graph(out)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +75,13 @@ func TestPlanSegOps(t *testing.T) {
 					t.Error("no convolution cropped (rate 40 reads only padding off its centre)")
 				}
 				t.Logf("cropped %v", cropped)
+				if layout == "blocked" {
+					for _, nd := range g.Nodes {
+						if nd.Kind == Upsample && nd.Out != g.Output && !p.blk[nd.Out] {
+							t.Errorf("%s is not kept blocked", nd.Name)
+						}
+					}
+				}
 				if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
 					t.Errorf("%.0f allocations per run", a)
 				}
