@@ -246,6 +246,20 @@ func (b *Builder) GlobalAvgPool(x Value, name string) Value {
 	return b.add(&Node{Kind: GlobalAvgPool, Name: name, In: []Value{x}}, []int{b.g.Shapes[x][0]})
 }
 
+// GlobalAvgPoolMap adds (C, H, W) → (C, 1, 1), PyTorch's
+// AdaptiveAvgPool2d(1): a map that convolutions and Upsample can read
+// (DeepLabV3's image-pooling branch).
+func (b *Builder) GlobalAvgPoolMap(x Value, name string) Value {
+	if b.err != nil {
+		return x
+	}
+	if len(b.g.Shapes[x]) != 3 {
+		b.fail("%s: global pooling to a map needs a (C, H, W) input, got %s", name, tensor.ShapeString(b.g.Shapes[x]))
+		return x
+	}
+	return b.add(&Node{Kind: GlobalAvgPool, Name: name, In: []Value{x}}, []int{b.g.Shapes[x][0], 1, 1})
+}
+
 // SESpec describes a squeeze-and-excitation block.
 type SESpec struct {
 	Hidden         int
@@ -274,6 +288,10 @@ func (b *Builder) SE(x Value, name string, s SESpec) Value {
 // or nearest.
 func (b *Builder) Upsample(x Value, name string, h, w int, nearest bool) Value {
 	if b.err != nil {
+		return x
+	}
+	if s := b.g.Shapes[x]; len(s) != 3 || h < 1 || w < 1 {
+		b.fail("%s: upsampling %s to %d×%d", name, tensor.ShapeString(s), h, w)
 		return x
 	}
 	return b.add(&Node{Kind: Upsample, Name: name, In: []Value{x}, Nearest: nearest}, []int{b.g.Shapes[x][0], h, w})

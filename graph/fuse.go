@@ -60,16 +60,19 @@ const (
 	convDW                    // depthwise: kernel.DepthwiseOp
 	convStem                  // dense 3×3 on few channels: kernel.StemOp
 	convDense                 // other dense convolutions: kernel.DenseOp
+	convDWDil                 // dilated 3×3 depthwise, stride 1: kernel.DepthwiseDilatedOp
 )
 
 // kernelConv is node n's convolution in the kernels' terms.
 func (p *Plan) kernelConv(n *Node) kernel.Conv {
+	n = p.conv(n)
 	xs := p.g.Shapes[n.In[0]]
 	return kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: p.g.Shapes[n.Out][0], K: n.K, Stride: n.Stride, Pad: n.Pad, Groups: n.Groups}
 }
 
 // convKindOf reports which blocked kernel runs conv node n.
 func (p *Plan) convKindOf(n *Node) convKind {
+	n = p.conv(n)
 	if n.Kind != Conv || n.K != n.KW || n.Pad != n.PadW {
 		return convNCHW
 	}
@@ -77,6 +80,9 @@ func (p *Plan) convKindOf(n *Node) convKind {
 	if n.Dilation != 1 {
 		if denseConv && c.InC > maxStemInC && kernel.DenseBlockedOK(c, n.Dilation) {
 			return convDense
+		}
+		if kernel.DepthwiseDilatedOK(c, n.Dilation) {
+			return convDWDil
 		}
 		return convNCHW
 	}

@@ -53,7 +53,8 @@ const (
 	// zeros, PyTorch's count_include_pad=True).
 	MaxPool
 	AvgPool
-	// GlobalAvgPool: (C, H, W) → (C).
+	// GlobalAvgPool: (C, H, W) → (C), or (C, 1, 1) when built by
+	// GlobalAvgPoolMap.
 	GlobalAvgPool
 	// SE: squeeze-and-excitation on (C, H, W): pool, 1×1 conv C→Hidden with
 	// bias and Act, 1×1 conv Hidden→C with bias and Gate, scale x by it.

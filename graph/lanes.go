@@ -46,6 +46,8 @@ func shareOp[T any](p *Plan, nd *Node, mk func() T) T {
 		p.sh.workers = append(p.sh.workers, &v.Workers)
 	case *kernel.DenseOp:
 		p.sh.workers = append(p.sh.workers, &v.Workers)
+	case *kernel.DepthwiseDilatedOp:
+		p.sh.workers = append(p.sh.workers, &v.Workers)
 	}
 	return o
 }
@@ -95,7 +97,7 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // group run: it shares base's buffers that hold no value live from the
 // tail on (only the head part runs on them, one image at a time).
 func (p *Plan) copyForImage(base *Plan) *Plan {
-	l := &Plan{g: p.g, N: p.N, Blocked: p.Blocked, blk: p.blk, fuse: p.fuse, sh: p.sh, bufOf: p.bufOf,
+	l := &Plan{g: p.g, N: p.N, Blocked: p.Blocked, blk: p.blk, fuse: p.fuse, sh: p.sh, bufOf: p.bufOf, cropped: p.cropped,
 		head: p.head, pooled: p.pooled} // each image writes its own row of pooled
 	l.alt = make([][]float32, len(p.alt))
 	for v, a := range p.alt {

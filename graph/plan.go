@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
@@ -49,10 +50,11 @@ type Plan struct {
 	images  []*Plan
 	group   []func()
 	inGroup int
-	bufOf   []int       // buffer index by value
-	bufs    [][]float32 // the pool
-	x       []float32   // current image's input
-	out     []float32   // (N, output...)
+	bufOf   []int           // buffer index by value
+	bufs    [][]float32     // the pool
+	x       []float32       // current image's input
+	out     []float32       // (N, output...)
+	cropped map[*Node]*Node // Conv nodes run with a cropped kernel (trim.go)
 	// Unplanned names the nodes that run on reference code.
 	Unplanned []string
 
@@ -98,6 +100,7 @@ func NewPlanLayout(g *Graph, n int, layout string) (*Plan, error) {
 	}
 	p := &Plan{g: g, N: n, out: make([]float32, n*tensor.NumelOf(g.OutputShape())), sh: &shared{ops: map[*Node]any{}, tail: -2}}
 	p.Blocked = layout == LayoutBlocked
+	p.cropConvs()
 	p.chooseLayouts()
 	p.planFusions()
 	p.assignBuffers()
@@ -191,6 +194,10 @@ func (p *Plan) chooseLayouts() {
 				all = all && p.blk[v]
 			}
 			p.blk[n.Out] = all
+		case n.Kind == Upsample && len(g.Shapes[n.Out]) == 3:
+			// blocked in, blocked out, unless an output of the graph
+			// (it would need a conversion of the large map)
+			p.blk[n.Out] = p.blk[n.In[0]] && n.Out != g.Output && !slices.Contains(g.Outs, n.Out)
 		}
 	}
 	// Readers that need the other layout.
@@ -208,13 +215,13 @@ func (p *Plan) chooseLayouts() {
 		k := p.convKindOf(n)
 		for _, v := range n.In {
 			switch {
-			case (k == convPW || k == convDW || k == convDense) && zeroAtZero(n.Act):
+			case (k == convPW || k == convDW || k == convDense || k == convDWDil) && zeroAtZero(n.Act):
 				need(v, true)
 			case n.Kind == GlobalAvgPool:
 				// reads either layout
 			case p.blk[n.Out] && (n.Kind == MaxPool || n.Kind == AvgPool):
 				// reads either layout
-			case p.blk[n.Out] && (n.Kind == Act || n.Kind == Add || n.Kind == SE || blockedLayoutOp(n.Kind)):
+			case p.blk[n.Out] && (n.Kind == Act || n.Kind == Add || n.Kind == SE || n.Kind == Upsample || blockedLayoutOp(n.Kind)):
 				// inputs blocked by construction
 			default:
 				need(v, false)
@@ -406,6 +413,7 @@ func (p *Plan) lower(nd *Node) func() {
 	}
 	switch nd.Kind {
 	case Conv:
+		nd := p.conv(nd)
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
 			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 			w, b := nd.ConvWeights()
@@ -420,7 +428,14 @@ func (p *Plan) lower(nd *Node) func() {
 				actF32(y, post)
 			}
 		}
-		// Dilated or non-square: the reference loops (no kernel yet).
+		if run := p.dilatedNCHW(nd, xs, ys); run != nil {
+			return func() {
+				y := p.buf(out)
+				run(p.in(in[0], false), y)
+				actF32(y, nd.Act)
+			}
+		}
+		// Non-square: the reference loops (no kernel yet).
 		p.Unplanned = append(p.Unplanned, nd.Name+" (dilated or non-square Conv)")
 		return func() {
 			y := p.buf(out)
@@ -507,7 +522,8 @@ func (p *Plan) lower(nd *Node) func() {
 			}
 		}
 	case Upsample:
-		return func() { refUpsample(nd, p.in(in[0], false), xs, p.buf(out), ys) }
+		u := newUpsampler(nd, xs, ys, false)
+		return func() { u.run(p.in(in[0], false), p.buf(out)) }
 	case LayerNorm:
 		return func() { layerNorm(nd, p.in(in[0], false), xs[len(xs)-1], p.buf(out)) }
 	case Attention:
@@ -533,6 +549,34 @@ func (p *Plan) lower(nd *Node) func() {
 	}
 }
 
+// dilatedNCHW runs a dilated convolution of an NCHW plan (the pure-Go
+// kernels') on the blocked kernels that have one, converting its input and
+// output (the NCHW GEMMs have no dilation); nil if none has it. The
+// activation is left to the caller.
+func (p *Plan) dilatedNCHW(nd *Node, xs, ys []int) func(x, y []float32) {
+	if nd.Dilation == 1 || nd.K != nd.KW || nd.Pad != nd.PadW {
+		return nil
+	}
+	c := p.kernelConv(nd)
+	w, b := nd.ConvWeights()
+	var run func(x, y []float32)
+	switch {
+	case kernel.DepthwiseDilatedOK(c, nd.Dilation):
+		run = kernel.NewDepthwiseDilatedOp(c, nd.Dilation, w, b, false).Run
+	case kernel.DenseBlockedOK(c, nd.Dilation):
+		run = kernel.NewDenseOp(c, nd.Dilation, w, b, false).Run
+	default:
+		return nil
+	}
+	hw, ohw := xs[1]*xs[2], ys[1]*ys[2]
+	xb, yb := make([]float32, kernel.BlockedLen(xs[0], hw)), make([]float32, kernel.BlockedLen(ys[0], ohw))
+	return func(x, y []float32) {
+		kernel.ToBlocked(xs[0], hw, x, xb)
+		run(xb, yb)
+		kernel.FromBlocked(ys[0], ohw, yb, y)
+	}
+}
+
 // lowerBlocked returns the step of a node that works on blocked values, or
 // nil.
 func (p *Plan) lowerBlocked(nd *Node) func() {
@@ -552,13 +596,15 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	switch nd.Kind {
 	case Conv:
 		kind := p.convKindOf(nd)
+		orig := nd // the fusions are by the graph's node
+		nd := p.conv(nd)
 		w, b := nd.ConvWeights()
 		relu := nd.Act == ReLU
 		if relu {
 			post = None
 		}
 		c := p.kernelConv(nd)
-		if d := p.fuse.stemDW[nd]; d != nil {
+		if d := p.fuse.stemDW[orig]; d != nil {
 			dw, db := d.ConvWeights()
 			op := shareOp(p, nd, func() *kernel.StemDWOp {
 				return kernel.NewStemDWOp(c, w, b, relu, p.kernelConv(d), dw, db, d.Act == ReLU)
@@ -573,6 +619,14 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 				actF32(y, post)
 			}
 		}
+		if kind == convDWDil {
+			op := shareOp(p, nd, func() *kernel.DepthwiseDilatedOp { return kernel.NewDepthwiseDilatedOp(c, nd.Dilation, w, b, relu) })
+			return func() {
+				y := p.buf(out)
+				op.Run(p.in(in[0], true), y)
+				actF32(y, post)
+			}
+		}
 		if kind == convDense {
 			op := shareOp(p, nd, func() *kernel.DenseOp { return kernel.NewDenseOp(c, nd.Dilation, w, b, relu) })
 			return func() {
@@ -583,7 +637,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 		}
 		if kind == convPW {
 			op := shareOp(p, nd, func() *kernel.PointwiseOp { return kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu) })
-			op.After = p.fuse.seAfter[nd]
+			op.After = p.fuse.seAfter[orig]
 			hw := xs[1] * xs[2]
 			return func() {
 				y := p.buf(out)
@@ -605,6 +659,9 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			}
 			actF32(y, post)
 		}
+	case Upsample:
+		u := newUpsampler(nd, xs, ys, true)
+		return func() { u.run(p.buf(in[0]), p.buf(out)) }
 	case Add:
 		return func() {
 			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)

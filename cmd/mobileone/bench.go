@@ -95,7 +95,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *trim < 0 || 2**trim >= *runs:
 		return fmt.Errorf("--trim %d must leave runs: need 2*trim < runs (%d)", *trim, *runs)
 	}
-	if zs, err := zooSpec(variant); err != nil {
+	if zs, err := graphSpec(variant, weights); err != nil {
 		return err
 	} else if zs != nil {
 		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, *profile, stdout)

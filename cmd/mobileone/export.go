@@ -64,7 +64,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--random-seed makes random weights: use it without -w")
 	}
 
-	if zs, err := zooSpec(variant); err != nil {
+	if zs, err := graphSpec(variant, weights); err != nil {
 		return err
 	} else if zs != nil {
 		if *dynamic || weightsOut != "" {

@@ -51,7 +51,7 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	if *list {
 		return zooList(stdout, *asJSON)
 	}
-	if zs, err := zooSpec(variant); err != nil {
+	if zs, err := graphSpec(variant, ""); err != nil {
 		return err
 	} else if zs != nil {
 		if weights != "" {

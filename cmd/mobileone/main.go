@@ -24,6 +24,7 @@ Usage:
 Commands:
   demo      write ten Fashion-MNIST test images and classify them with the built-in model
   predict   classify images (top-K classes), or run a raw .npy tensor
+  segment   per-pixel classes of images (DeepLabV3-MobileOne): VOC-palette masks, overlays
   fuse      re-parameterise a train-time checkpoint into a fused safetensors file
   info      parameter count, MACs and a per-layer table of a variant, checkpoint or zoo model (--list)
   bench     latency of the fused network (the paper's ModelBench method)
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "predict":
 		err = cmdPredict(args[1:], stdout, stderr)
+	case "segment":
+		err = cmdSegment(args[1:], stdout, stderr)
 	case "fuse":
 		err = cmdFuse(args[1:], stdout, stderr)
 	case "info":

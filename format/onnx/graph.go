@@ -216,6 +216,10 @@ func (e *gexp) node(n *gr.Node) error {
 		}
 		y = e.node1(op, n.Name, []string{x}, out, attrs...)
 	case gr.GlobalAvgPool:
+		if len(ys) == 3 { // GlobalAvgPoolMap: ONNX's (N, C, 1, 1) as it is
+			y = e.node1("GlobalAveragePool", n.Name, []string{x}, out)
+			break
+		}
 		p := e.node1("GlobalAveragePool", n.Name, []string{x}, e.tmp(n, "pool"))
 		y = e.node1("Flatten", n.Name+"/flatten", []string{p}, out, intAttr("axis", 1))
 	case gr.SE:

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/format/onnx"
 	"github.com/mobileone-go/mobileone/graph"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -105,5 +107,44 @@ print([d.dim_param or d.dim_value for d in m.graph.output[0].type.tensor_type.sh
 `
 	if out, err := exec.Command(py, "-c", script, p).CombinedOutput(); err != nil {
 		t.Fatalf("onnx checker: %v\n%s", err, out)
+	}
+}
+
+// TestGraphORTParitySeg: DeepLabV3 on MobileOne (a small backbone at output
+// stride 8: dilated depthwise blocks; ASPP rates reaching outside the map;
+// image pooling broadcast back; logits upsampled to the input) exported
+// with ExportGraph runs in ONNX Runtime as in the reference executor.
+func TestGraphORTParitySeg(t *testing.T) {
+	node, script, env := ortScript(t)
+	cfg := model.Config{Name: "tiny", Channels: [5]int{16, 16, 32, 48, 64}, Blocks: [4]int{1, 2, 3, 2}, K: 1,
+		SEPairs: [4]int{0, 0, 1, 1}, InChannels: 3, StemStride: 2}
+	g, err := arch.DeepLabV3MobileOne(cfg, 5, 8, []int{2, 5, 13}, 72, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(9)
+	mp := filepath.Join(t.TempDir(), "seg.onnx")
+	f, err := os.Create(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := onnx.ExportGraph(f, g, "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	x := tensor.New(1, 3, 72, 96)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range x.Data {
+		x.Data[i] = float32(r.NormFloat64())
+	}
+	ort := runORT(t, node, script, env, mp, x)
+	want, _, err := g.Ref(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := maxRel(t, ort, want)
+	t.Logf("ORT vs reference executor: max relative error %.2g", rel)
+	if rel > 1e-4 {
+		t.Errorf("ORT differs from the reference executor by %.3g", rel)
 	}
 }

@@ -20,14 +20,21 @@ import (
 // (pwAcc), the bias and ReLU applied by the last call. The weights are
 // packed per group of output blocks as [tap][input channel][nb·16].
 
+// Taps that read only padding for a run of output pixels are skipped (a
+// dilated convolution on a map not much larger than its dilation, as
+// DeepLabV3's atrous pyramid, has many).
+
+// maxDenseTaps bounds K² (an array of live taps on the stack).
+const maxDenseTaps = 64
+
 // DenseBlockedOK reports whether NewDenseOp supports c with dilation dil:
-// K ≥ 1, stride ≥ 1, pad ≥ 0, dilation ≥ 1, a non-empty output, and
+// K ≥ 1 (at most 8), stride ≥ 1, pad ≥ 0, dilation ≥ 1, a non-empty output, and
 // groups 1 or groups whose input and output channels are whole 16-channel
 // blocks (RegNet's grouped layers).
 func DenseBlockedOK(c Conv, dil int) bool {
 	g := max(c.Groups, 1)
 	grouped := g == 1 || (c.InC%g == 0 && c.OutC%g == 0 && (c.InC/g)%BlockC == 0 && (c.OutC/g)%BlockC == 0)
-	return grouped && c.K >= 1 && c.Stride >= 1 && c.Pad >= 0 && dil >= 1 &&
+	return grouped && c.K >= 1 && c.K*c.K <= maxDenseTaps && c.Stride >= 1 && c.Pad >= 0 && dil >= 1 &&
 		c.InC >= 1 && c.OutC >= 1 && denseOut(c.InH, c, dil) >= 1 && denseOut(c.InW, c, dil) >= 1
 }
 
@@ -47,6 +54,7 @@ type DenseOp struct {
 	dil            int
 	oh, ow         int
 	hq, wq         int // phase plane size
+	r0, c0         int // padded coordinates of a stride-1 plane's first stored row and column
 	cib, cob, taps int
 	gib, gob       int // input and output blocks per group (cib, cob without groups)
 	nb             int // output blocks per tile (a group's at most)
@@ -101,6 +109,15 @@ func NewDenseOp(c Conv, dil int, w, bias []float32, relu bool) *DenseOp {
 	op.nb = min(im.nb, op.gob)
 	op.hq = ceilDiv(c.InH+2*c.Pad, s)
 	op.wq = ceilDiv(c.InW+2*c.Pad, s)
+	if s == 1 {
+		// Rows of padding are never read (the taps reading them are
+		// skipped), columns at most a run of pixels (im.r) beyond the map:
+		// the plane holds the map's rows, cp columns of padding each side,
+		// and one zero row for the runs that read no input at all.
+		cp := min(c.Pad, im.r-1)
+		op.r0, op.c0 = c.Pad, c.Pad-cp
+		op.hq, op.wq = c.InH+1, c.InW+2*cp
+	}
 	op.kcb = max(1, min(op.gib, denseChunkWeights/(4*op.taps*BlockC*op.nb*BlockC)))
 	if denseKCB > 0 {
 		op.kcb = min(op.gib, denseKCB)
@@ -211,7 +228,7 @@ func (op *DenseOp) pad(x, xp []float32) {
 			y := iy + c.Pad
 			row := src[iy*c.InW*BlockC : (iy+1)*c.InW*BlockC]
 			if s == 1 {
-				copy(dst[(y*op.wq+c.Pad)*BlockC:], row)
+				copy(dst[((y-op.r0)*op.wq+c.Pad-op.c0)*BlockC:], row)
 				continue
 			}
 			for ix := 0; ix < c.InW; ix++ {
@@ -264,23 +281,44 @@ func (op *DenseOp) rows(xp, out []float32, y0, y1, g0, g1 int) {
 					rows := min(im.r, op.ow-ox)
 					p := oy*op.ow + ox
 					ot := ob[p*BlockC : (nb-1)*ostride+(p+rows)*BlockC]
+					// The taps that read some input pixel for this run of
+					// output pixels (the others multiply padding: with a
+					// dilation near the map's size, most of them).
+					var live [maxDenseTaps]int
+					n := 0
 					for ky := 0; ky < K; ky++ {
 						y := oy*s + ky*d
-						for kx := 0; kx < K; kx++ {
-							tap := ky*K + kx
-							xx := ox*s + kx*d
-							o := (tl.ib0+k0)*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
-							xt := xp[o : o+(kb-1)*xstride+rows*BlockC]
-							wt := panel[(tap*kdim+k0*BlockC)*nb*BlockC : (tap*kdim+(k0+kb)*BlockC)*nb*BlockC]
-							var flags uint
-							if k0 > 0 || tap > 0 {
-								flags = pwAcc
-							}
-							if k0+kb == op.gib && tap == op.taps-1 {
-								flags |= last
-							}
-							im.kern[rows][nb](xt, wt, ot, bias, kb, xstride, ostride, flags)
+						if y < c.Pad || y >= c.Pad+c.InH {
+							continue
 						}
+						for kx := 0; kx < K; kx++ {
+							if xx := ox*s + kx*d; xx+(rows-1)*s >= c.Pad && xx < c.Pad+c.InW {
+								live[n] = ky*K + kx
+								n++
+							}
+						}
+					}
+					zero := n == 0
+					if zero { // all padding: one tap (on zeros) writes the bias
+						n = 1
+					}
+					for i, tap := range live[:n] {
+						ky, kx := tap/K, tap%K
+						y, xx := oy*s+ky*d-op.r0, ox*s+kx*d-op.c0
+						o := (tl.ib0+k0)*xstride + ((y%s)*s+xx%s)*plane + ((y/s)*op.wq+xx/s)*BlockC
+						if zero && s == 1 {
+							o = (tl.ib0+k0)*xstride + (op.hq-1)*op.wq*BlockC // the zero row
+						}
+						xt := xp[o : o+(kb-1)*xstride+rows*BlockC]
+						wt := panel[(tap*kdim+k0*BlockC)*nb*BlockC : (tap*kdim+(k0+kb)*BlockC)*nb*BlockC]
+						var flags uint
+						if k0 > 0 || i > 0 {
+							flags = pwAcc
+						}
+						if k0+kb == op.gib && i == n-1 {
+							flags |= last
+						}
+						im.kern[rows][nb](xt, wt, ot, bias, kb, xstride, ostride, flags)
 					}
 				}
 			}

@@ -71,6 +71,14 @@ func TestDenseOp(t *testing.T) {
 		{64, 64, 10, 10, 3, 2, 1, 1, 4}, // strided
 		{128, 256, 6, 6, 3, 1, 1, 1, 2}, // groups of 4 and 8 blocks
 		{96, 96, 7, 7, 3, 1, 1, 1, 6},
+		// dilations near or beyond the map (ASPP on small maps): taps that
+		// read only padding for some, or all, output pixels are skipped
+		{32, 16, 32, 32, 3, 1, 24, 24, 1},
+		{20, 16, 12, 40, 3, 1, 13, 13, 1},
+		{600, 20, 6, 8, 3, 1, 12, 12, 1},
+		{16, 16, 3, 3, 3, 1, 36, 36, 1},
+		{16, 16, 5, 7, 3, 2, 9, 5, 1}, // strided: some outputs read no input
+		{16, 16, 4, 4, 5, 1, 30, 10, 1},
 	}
 	r := rand.New(rand.NewSource(1))
 	for _, cs := range cases {

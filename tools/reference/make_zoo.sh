@@ -6,6 +6,7 @@
 #   testdata/zoo_counts.json    committed                       zoo.py --counts
 #   testdata/study/<variant>/   git-ignored (about 230 MB)      study.py --out
 #   testdata/ops/<case>/        committed (about 180 KB)        study.py --ops (then checked against numpy loops)
+#   testdata/seg/<case>/        git-ignored (about 45 MB)       seg_ref.py (DeepLabV3 on MobileOne)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PYTHON:-/usr/bin/python3}
@@ -23,4 +24,7 @@ rm -rf "$ROOT/testdata/zoo"
 rm -rf "$ROOT/testdata/study"
 "$PY" "$REF/study.py" --out "$ROOT/testdata/study" --threads "$T"
 
-du -sh --apparent-size "$ROOT/testdata/ops" "$ROOT/testdata/zoo" "$ROOT/testdata/study"
+rm -rf "$ROOT/testdata/seg"
+"$PY" "$REF/seg_ref.py" --out "$ROOT/testdata/seg" --threads "$T"
+
+du -sh --apparent-size "$ROOT/testdata/ops" "$ROOT/testdata/zoo" "$ROOT/testdata/study" "$ROOT/testdata/seg"

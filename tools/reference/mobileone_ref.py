@@ -36,29 +36,34 @@ class SEBlock(nn.Module):
         return x * s
 
 
-def conv_bn(in_ch, out_ch, kernel, stride, padding, groups):
+def conv_bn(in_ch, out_ch, kernel, stride, padding, groups, dilation=1):
     seq = nn.Sequential()
-    seq.add_module("conv", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False))
+    seq.add_module("conv", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, groups=groups,
+                                     bias=False))
     seq.add_module("bn", nn.BatchNorm2d(out_ch))
     return seq
 
 
 class MobileOneBlock(nn.Module):
     """Train-time block: k conv+BN branches, 1x1 scale branch (K>1), BN skip (Cin==Cout, s==1);
-    output = ReLU(SE(sum of branches))."""
+    output = ReLU(SE(sum of branches)). dilation (3x3 blocks of a dense-prediction backbone) dilates the KxK
+    convolutions with padding = dilation * (K // 2); the 1x1 and identity branches fold into the centre tap as
+    before. skip=False leaves out the BN skip branch even at stride 1 (a dilated stage's first block keeps the
+    structure of the stride-2 block it replaces, as the authors' checkpoints have it)."""
 
-    def __init__(self, in_ch, out_ch, kernel, stride=1, groups=1, use_se=False, k=1):
+    def __init__(self, in_ch, out_ch, kernel, stride=1, groups=1, use_se=False, k=1, dilation=1, skip=True):
         super().__init__()
         self.in_ch, self.out_ch = in_ch, out_ch
-        self.kernel, self.stride, self.padding, self.groups = kernel, stride, kernel // 2, groups
+        self.kernel, self.stride, self.padding, self.groups = kernel, stride, kernel // 2 * dilation, groups
+        self.dilation = dilation
         self.k = k
         # registration order follows the authors' release (se, rbr_skip, rbr_conv, rbr_scale)
         self.se = SEBlock(out_ch) if use_se else nn.Identity()
         self.activation = nn.ReLU()
         self.reparam_conv = None
-        self.rbr_skip = nn.BatchNorm2d(in_ch) if (in_ch == out_ch and stride == 1) else None
+        self.rbr_skip = nn.BatchNorm2d(in_ch) if (skip and in_ch == out_ch and stride == 1) else None
         self.rbr_conv = nn.ModuleList(
-            [conv_bn(in_ch, out_ch, kernel, stride, self.padding, groups) for _ in range(k)])
+            [conv_bn(in_ch, out_ch, kernel, stride, self.padding, groups, dilation) for _ in range(k)])
         self.rbr_scale = conv_bn(in_ch, out_ch, 1, stride, 0, groups) if kernel > 1 else None
 
     def branch_sum(self, x):
@@ -110,7 +115,7 @@ class MobileOneBlock(nn.Module):
         if self.reparam_conv is not None:
             return
         W, b = self.fused_kernel_bias()
-        conv = nn.Conv2d(self.in_ch, self.out_ch, self.kernel, self.stride, self.padding,
+        conv = nn.Conv2d(self.in_ch, self.out_ch, self.kernel, self.stride, self.padding, dilation=self.dilation,
                          groups=self.groups, bias=True).to(W.dtype)
         conv.weight.copy_(W)
         conv.bias.copy_(b)
@@ -121,8 +126,14 @@ class MobileOneBlock(nn.Module):
 
 class MobileOne(nn.Module):
     def __init__(self, channels=(48, 48, 128, 256, 1024), blocks=(2, 8, 10, 1), k=1,
-                 se_pairs=(0, 0, 0, 0), num_classes=1000, in_channels=3, stem_stride=2):
+                 se_pairs=(0, 0, 0, 0), num_classes=1000, in_channels=3, stem_stride=2, output_stride=32):
+        """output_stride 16 or 8 (dense prediction): the last stage's (8: also stage3's) stride-2 block runs at
+        stride 1 with the dilation in force before the stage (and without an rbr_skip, as at stride 2), the
+        dilation then doubles for the stage's later 3x3 blocks (torchvision ResNet's replace_stride_with_dilation
+        rule; the Go side's model.Config.DenseStrides). The state_dict keys are the classification model's."""
         super().__init__()
+        assert output_stride in (8, 16, 32)
+        dilated = {32: 0, 16: 1, 8: 2}[output_stride]
         assert len(channels) == 5 and len(blocks) == 4 and len(se_pairs) == 4
         self.channels, self.blocks, self.k = list(channels), list(blocks), k
         self.se_pairs, self.num_classes = list(se_pairs), num_classes
@@ -130,6 +141,7 @@ class MobileOne(nn.Module):
         # stem: dense 3x3, k=1 always, never SE
         self.stage0 = MobileOneBlock(in_channels, channels[0], 3, stem_stride, 1, False, k=1)
         c_in = channels[0]
+        dil = 1
         for s in range(4):
             c_out, n, n_se = channels[s + 1], blocks[s], se_pairs[s]
             assert 0 <= n_se <= n, "se pairs exceed pairs in stage %d" % (s + 1)
@@ -137,7 +149,10 @@ class MobileOne(nn.Module):
             for ix in range(n):
                 stride = 2 if ix == 0 else 1
                 use_se = ix >= n - n_se
-                mods.append(MobileOneBlock(c_in, c_in, 3, stride, c_in, use_se, k))   # depthwise
+                d, skip = dil, True
+                if stride == 2 and s >= 4 - dilated:
+                    stride, dil, skip = 1, dil * 2, False    # the stride-2 block's structure: no rbr_skip
+                mods.append(MobileOneBlock(c_in, c_in, 3, stride, c_in, use_se, k, dilation=d, skip=skip))  # depthwise
                 mods.append(MobileOneBlock(c_in, c_out, 1, 1, 1, use_se, k))           # pointwise
                 c_in = c_out
             setattr(self, "stage%d" % (s + 1), nn.Sequential(*mods))
