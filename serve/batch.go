@@ -88,6 +88,7 @@ type batcher struct {
 	queue     chan *job
 	queued    atomic.Int64 // images submitted and not yet taken
 	preparing atomic.Int64 // requests for this model being read and decoded
+	waiting   atomic.Int32 // batches waiting for the engine (tests wait on it)
 
 	mu      sync.RWMutex // held for writing to stop; submit holds it for reading
 	stopped bool
@@ -286,7 +287,9 @@ func (b *batcher) run() {
 // infer runs the plan for n images while holding the engine; the engine
 // is released even if the plan panics (run recovers).
 func (b *batcher) infer(x []float32, n int) (t0 time.Time, y []float32, err error) {
+	b.waiting.Add(1)
 	b.compute.Lock()
+	b.waiting.Add(-1)
 	defer b.compute.Unlock()
 	t0 = time.Now()
 	y, err = b.plans[n-1].Run(x)

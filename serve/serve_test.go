@@ -622,8 +622,8 @@ func TestOverload(t *testing.T) {
 		b := s.models["fashion-mnist"].b
 		release := hold(t, s) // the engine is busy
 		first := goDo(s, path, png)
-		waitFor(t, "the first request to be in its batch", func() bool {
-			return s.inFlight.Load() == 1 && b.queued.Load() == 0 && b.preparing.Load() == 0
+		waitFor(t, "the first request's batch to wait for the engine", func() bool {
+			return s.inFlight.Load() == 1 && b.waiting.Load() == 1
 		})
 		queued := []chan answer{goDo(s, path, png), goDo(s, path, png)}
 		waitFor(t, "two queued images", func() bool { return b.queued.Load() == 2 })
@@ -671,8 +671,8 @@ func TestOverload(t *testing.T) {
 		b := s.models["fashion-mnist"].b
 		release := hold(t, s)
 		first := goDo(s, path, png)
-		waitFor(t, "the first request to be in its batch", func() bool {
-			return s.inFlight.Load() == 1 && b.queued.Load() == 0 && b.preparing.Load() == 0
+		waitFor(t, "the first request's batch to wait for the engine", func() bool {
+			return s.inFlight.Load() == 1 && b.waiting.Load() == 1
 		})
 		second := goDo(s, path, png)
 		waitFor(t, "a queued image", func() bool { return b.queued.Load() == 1 })
