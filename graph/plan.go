@@ -327,20 +327,14 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Linear:
 		d, o := xs[len(xs)-1], ys[len(ys)-1]
-		rows := tensor.NumelOf(xs) / d
+		if tensor.NumelOf(xs) > d { // many rows: transformer32.go
+			op := newLinearOp(nd, xs, ys)
+			return func() { op.run(p.in(in[0], false), p.buf(out)) }
+		}
 		w, b := nd.w, nd.b
 		return func() {
-			x, y := p.in(in[0], false), p.buf(out)
-			if rows == 1 {
-				kernel.Linear(d, o, x, w, b, y)
-			} else {
-				kernel.GemmNT(rows, o, d, x, w, y, false)
-				if b != nil {
-					for r := 0; r < rows; r++ {
-						kernel.Add(b, y[r*o:(r+1)*o])
-					}
-				}
-			}
+			y := p.buf(out)
+			kernel.Linear(d, o, p.in(in[0], false), w, b, y)
 			actF32(y, nd.Act)
 		}
 	case Act:
@@ -404,15 +398,20 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Upsample:
 		return func() { refUpsample(nd, p.in(in[0], false), xs, p.buf(out), ys) }
-	case LayerNorm:
-		return func() { layerNorm(nd, p.in(in[0], false), xs[len(xs)-1], p.buf(out)) }
-	case Attention:
-		att := make([]float64, xs[1])
-		return func() { refAttention(nd, p.in(in[0], false), xs, p.buf(out), att) }
-	case Unfold:
-		return func() { unfold(p.in(in[0], false), xs, p.buf(out), nd.Patch) }
-	case Fold:
-		return func() { fold(p.in(in[0], false), ys, p.buf(out), nd.Patch) }
+	case LayerNorm, Attention, Unfold, Fold:
+		// float32 ops of transformer32.go
+		var op interface{ run(x, y []float32) }
+		switch nd.Kind {
+		case LayerNorm:
+			op = newLayerNormOp(nd, xs)
+		case Attention:
+			op = newAttnOp(nd, xs)
+		case Unfold:
+			op = newPatchOp(false, xs, nd.Patch)
+		default:
+			op = newPatchOp(true, ys, nd.Patch)
+		}
+		return func() { op.run(p.in(in[0], false), p.buf(out)) }
 	case DyReLU, DyShiftMax:
 		sc := newDynScratch(nd, xs[0])
 		return func() { dynamic32(nd, p.in(in[0], false), xs, p.buf(out), sc) }
