@@ -41,7 +41,7 @@ func planSlots(tasks int) int {
 // the qkv rows in place (no copies of q, k or v):
 //
 //	S = Q·Kᵀ              (T, T)   kernel.GemmStrided, Kᵀ read transposed
-//	P = softmax(S/√(D/H)) rows     max subtracted, the scale folded into exp
+//	P = softmax(S/√(D/H)) rows     kernel.Softmax: max subtracted, vector exp
 //	O = P·V               (T, D/H) written into the head's output columns
 //
 // The tasks are cut into one contiguous chunk per worker, each with its
@@ -93,61 +93,9 @@ func (op *attnOp) head(gi, h int, s []float32) {
 	q, k, v := base[h*hd:], base[d+h*hd:], base[2*d+h*hd:]
 	kernel.GemmStrided(t, t, hd, q, d3, k, d3, true, s, t, false, 1)
 	for i := 0; i < t; i++ {
-		softmaxRow(s[i*t:(i+1)*t], op.scale)
+		kernel.Softmax(s[i*t:(i+1)*t], op.scale)
 	}
 	kernel.GemmStrided(t, hd, t, s, t, v, d3, false, op.y[gi*t*d+h*hd:], d, false, 1)
-}
-
-// softmaxRow replaces s by softmax(scale·s) (scale > 0) in float32: the
-// maximum subtracted first, so every exponent is ≤ 0, and the scale and
-// log₂e folded into one multiplication; two sums in turn.
-func softmaxRow(s []float32, scale float32) {
-	m := s[0]
-	for _, v := range s[1:] {
-		if v > m { // not max(): its NaN and −0 handling is a chain of six instructions
-			m = v
-		}
-	}
-	c := scale * math.Log2E
-	var s0, s1 float32
-	i := 0
-	for ; i+1 < len(s); i += 2 {
-		e0, e1 := exp2Neg((s[i]-m)*c), exp2Neg((s[i+1]-m)*c)
-		s[i], s[i+1] = e0, e1
-		s0 += e0
-		s1 += e1
-	}
-	if i < len(s) {
-		e := exp2Neg((s[i] - m) * c)
-		s[i] = e
-		s0 += e
-	}
-	inv := 1 / (s0 + s1)
-	for i := range s {
-		s[i] *= inv
-	}
-}
-
-// exp2Neg returns 2^t for t ≤ 0 in float32 (relative error below 3e-7;
-// under 2^−126, the smallest normal number, it returns 2^−126): t = n + f
-// with n the nearest integer and |f| ≤ 1/2, 2^f = e^(f·ln2) by its Taylor
-// polynomial of degree 6, 2^n put into the exponent bits. It inlines.
-func exp2Neg(t float32) float32 {
-	const (
-		c1 = math.Ln2
-		c2 = c1 * math.Ln2 / 2
-		c3 = c2 * math.Ln2 / 3
-		c4 = c3 * math.Ln2 / 4
-		c5 = c4 * math.Ln2 / 5
-		c6 = c5 * math.Ln2 / 6
-	)
-	if t < -126 {
-		t = -126
-	}
-	n := int32(t - 0.5) // truncation of t − 1/2 ≤ 0 rounds t to nearest
-	f := t - float32(n)
-	p := ((((((c6*f+c5)*f+c4)*f+c3)*f+c2)*f+c1)*f + 1)
-	return p * math.Float32frombits(uint32(n+127)<<23)
 }
 
 // layerNormOp normalises the rows of D values of x (..., D) in float32:

@@ -66,49 +66,6 @@ func TestAttention32(t *testing.T) {
 	}
 }
 
-// TestSoftmaxRow: rows with a dominant entry, all equal, and a spread over
-// e^±80 against float64.
-func TestSoftmaxRow(t *testing.T) {
-	for _, row := range [][]float32{
-		{0}, {1, 1, 1}, {100, 0, -100}, {-3e4, -3e4 + 1}, {80, -80, 0, 3.5, 2.25, -1e-3, 7},
-	} {
-		for _, scale := range []float32{1, 0.2} {
-			got := append([]float32(nil), row...)
-			softmaxRow(got, scale)
-			m := math.Inf(-1)
-			for _, v := range row {
-				m = math.Max(m, float64(v)*float64(scale))
-			}
-			sum := 0.0
-			for _, v := range row {
-				sum += math.Exp(float64(v)*float64(scale) - m)
-			}
-			for i, v := range row {
-				x := float64(v)*float64(scale) - m
-				want := math.Exp(x) / sum
-				// The exponent is rounded to float32 (relative 1.2e-7,
-				// so 1.2e-7·|x| in e^x), the rest within 1e-6.
-				if e := math.Abs(float64(got[i]) - want); e > (1e-6+1.2e-7*math.Abs(x))*want && e > 1e-37 {
-					t.Errorf("%v scale %g: [%d] = %g, want %g", row, scale, i, got[i], want)
-				}
-			}
-		}
-	}
-}
-
-// TestExp2Neg: 2^t over [−130, 0] against float64.
-func TestExp2Neg(t *testing.T) {
-	worst := 0.0
-	for i := 0; i <= 1300000; i++ {
-		x := -float32(i) * 1e-4
-		want := math.Exp2(math.Max(float64(x), -126))
-		worst = math.Max(worst, math.Abs(float64(exp2Neg(x))-want)/want)
-	}
-	if t.Logf("worst relative error %.2g", worst); worst > 3e-7 {
-		t.Errorf("relative error %.3g over 3e-7", worst)
-	}
-}
-
 // TestLayerNorm32: layerNormOp against layerNorm (float64), including rows
 // far from zero with a small spread (a one-pass variance in float32 would
 // lose every digit) and constant rows (variance 0: eps alone).
@@ -212,14 +169,6 @@ func BenchmarkAttention32(b *testing.B) {
 			benchOp(b, op.run, c.g*c.t*3*c.d, c.g*c.t*c.d)
 			b.ReportMetric(float64(4*c.g*c.t*c.t*c.d)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
-	}
-}
-
-func BenchmarkSoftmaxRow(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 1))
-	s := randSlice(r, 196, 0, 1)
-	for range b.N {
-		softmaxRow(s, 0.2)
 	}
 }
 
