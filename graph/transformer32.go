@@ -22,10 +22,14 @@ import (
 var minParallel = 1 << 16
 
 // workers returns how many chunks to cut tasks into for work units of
-// work: 1 below minParallel, else up to kernel.Threads() and limit.
-func workers(tasks, work, limit int) int {
+// work: 1 below minParallel, else up to kernel.Threads(), limit (the
+// op's scratch slots) and wcap (the op's Workers field; 0: no cap).
+func workers(tasks, work, limit, wcap int) int {
 	if work < minParallel {
 		return 1
+	}
+	if wcap > 0 {
+		limit = min(limit, wcap)
 	}
 	return max(1, min(tasks, kernel.Threads(), limit))
 }
@@ -56,6 +60,9 @@ type attnOp struct {
 	x, y               []float32   // the current run's input and output
 	chunks             int         // of the current run
 	chunk              func(c int) // stored: Parallel allocates nothing
+	// Workers caps the goroutines of a run (0: kernel.Threads()), as
+	// the Workers field of the kernels' ops.
+	Workers int
 }
 
 func newAttnOp(n *Node, xs []int) *attnOp {
@@ -74,7 +81,7 @@ func newAttnOp(n *Node, xs []int) *attnOp {
 func (op *attnOp) run(x, y []float32) {
 	tasks := op.g * op.heads
 	op.x, op.y = x, y
-	op.chunks = workers(tasks, 2*tasks*op.t*op.t*op.hd, len(op.slots))
+	op.chunks = workers(tasks, 2*tasks*op.t*op.t*op.hd, len(op.slots), op.Workers)
 	kernel.Parallel(op.chunks, op.chunks, op.chunk)
 	op.x, op.y = nil, nil
 }
@@ -114,7 +121,10 @@ type layerNormOp struct {
 	x, y        []float32
 	chunks      int
 	chunk       func(c int)
-	maxChunks   int
+	// Workers caps the goroutines of a run (0: kernel.Threads()), as
+	// the Workers field of the kernels' ops.
+	Workers   int
+	maxChunks int
 }
 
 func newLayerNormOp(n *Node, xs []int) *layerNormOp {
@@ -127,7 +137,7 @@ func newLayerNormOp(n *Node, xs []int) *layerNormOp {
 
 func (op *layerNormOp) run(x, y []float32) {
 	op.x, op.y = x, y
-	op.chunks = workers(op.rows, 4*op.rows*op.d, op.maxChunks)
+	op.chunks = workers(op.rows, 4*op.rows*op.d, op.maxChunks, op.Workers)
 	kernel.Parallel(op.chunks, op.chunks, op.chunk)
 	op.x, op.y = nil, nil
 }
@@ -167,10 +177,13 @@ type patchOp struct {
 	c, h, w, p int
 	// tok[y·W + x] is the offset of pixel (y, x)'s token in the (P·P, N, C)
 	// layout, in units of C.
-	tok       []int32
-	x, y      []float32
-	chunks    int
-	chunk     func(c int)
+	tok    []int32
+	x, y   []float32
+	chunks int
+	chunk  func(c int)
+	// Workers caps the goroutines of a run (0: kernel.Threads()), as
+	// the Workers field of the kernels' ops.
+	Workers   int
 	maxChunks int
 }
 
@@ -197,7 +210,7 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 func (op *patchOp) run(x, y []float32) {
 	op.x, op.y = x, y
 	tiles := ceilDiv(op.c, patchTile)
-	op.chunks = workers(tiles, op.c*op.h*op.w, op.maxChunks)
+	op.chunks = workers(tiles, op.c*op.h*op.w, op.maxChunks, op.Workers)
 	kernel.Parallel(op.chunks, op.chunks, op.chunk)
 	op.x, op.y = nil, nil
 }
@@ -276,7 +289,10 @@ type linearOp struct {
 	x, y          []float32
 	chunks        int
 	chunk         func(c int)
-	maxChunks     int
+	// Workers caps the goroutines of a run (0: kernel.Threads()), as
+	// the Workers field of the kernels' ops.
+	Workers   int
+	maxChunks int
 }
 
 // linearBlock is the most rows of a block: the packed GEMM's own row
@@ -295,7 +311,7 @@ func newLinearOp(n *Node, xs, ys []int) *linearOp {
 
 func (op *linearOp) run(x, y []float32) {
 	op.x, op.y = x, y
-	op.chunks = workers(ceilDiv(op.rows, linearBlock), op.rows*op.in*op.out, op.maxChunks)
+	op.chunks = workers(ceilDiv(op.rows, linearBlock), op.rows*op.in*op.out, op.maxChunks, op.Workers)
 	kernel.Parallel(op.chunks, op.chunks, op.chunk)
 	op.x, op.y = nil, nil
 }

@@ -302,3 +302,48 @@ func TestPlanTransformerAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestOpsWorkers: an op's Workers field caps the chunks of its runs (a
+// plan running images in parallel lanes sets it to 1), and the result
+// does not depend on it.
+func TestOpsWorkers(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	ln := &Node{Kind: LayerNorm, Eps: 1e-5, Tensors: []Tensor{{Data: randSlice(r, 24, 1, 0.5)}, {Data: randSlice(r, 24, 0, 0.5)}}}
+	lin := &Node{Kind: Linear, Act: SiLU, w: randSlice(r, 24*24, 0, 0.2), b: randSlice(r, 24, 0, 1)}
+	type op interface{ run(x, y []float32) }
+	for _, c := range []struct {
+		name   string
+		mk     func() op
+		n      int
+		chunks func(op) (*int, *int) // Workers, chunks
+	}{
+		{"attention", func() op { return newAttnOp(&Node{Kind: Attention, Heads: 4}, []int{4, 16, 3 * 24}) }, 4 * 16 * 3 * 24,
+			func(o op) (*int, *int) { a := o.(*attnOp); return &a.Workers, &a.chunks }},
+		{"layernorm", func() op { return newLayerNormOp(ln, []int{4, 64, 24}) }, 4 * 64 * 24,
+			func(o op) (*int, *int) { a := o.(*layerNormOp); return &a.Workers, &a.chunks }},
+		{"unfold", func() op { return newPatchOp(false, []int{24, 16, 16}, 2) }, 24 * 16 * 16,
+			func(o op) (*int, *int) { a := o.(*patchOp); return &a.Workers, &a.chunks }},
+		{"linear", func() op { return newLinearOp(lin, []int{4 * 256, 24}, []int{4 * 256, 24}) }, 4 * 256 * 24,
+			func(o op) (*int, *int) { a := o.(*linearOp); return &a.Workers, &a.chunks }},
+	} {
+		withThreads(t, 3, 0, func() {
+			x := randSlice(r, c.n, 0, 1)
+			var first []float32
+			for _, w := range []int{0, 1, 2} {
+				o := c.mk()
+				wk, chunks := c.chunks(o)
+				*wk = w
+				y := make([]float32, c.n*2)
+				o.run(x, y)
+				if want := map[int]int{0: 3, 1: 1, 2: 2}[w]; *chunks != want {
+					t.Errorf("%s: Workers %d: %d chunks, want %d", c.name, w, *chunks, want)
+				}
+				if first == nil {
+					first = y
+				} else if e := maxRelErr(y, first); e > 0 {
+					t.Errorf("%s: Workers %d changes the result by %.3g", c.name, w, e)
+				}
+			}
+		})
+	}
+}
