@@ -33,7 +33,6 @@ type Plan struct {
 	blk     []bool      // by value: stored blocked
 	alt     [][]float32 // by value: a copy in the other layout (nil: none)
 	steps   []func()
-	stepOf  []int       // by step: the index in Nodes[1:] whose time it counts to
 	bufOf   []int       // buffer index by value
 	bufs    [][]float32 // the pool
 	x       []float32   // current image's input
@@ -42,9 +41,7 @@ type Plan struct {
 	Unplanned []string
 
 	// Profile, when set, makes Run add each node's time to Times (by
-	// node, Nodes[1:] order; a layout conversion counts to the node that
-	// made the value, the input's to the first node); Runs counts the
-	// profiled runs.
+	// node, Nodes[1:] order); Runs counts the profiled runs.
 	Profile bool
 	Times   []time.Duration
 	Runs    int
@@ -66,16 +63,13 @@ func NewPlan(g *Graph, n int) (*Plan, error) {
 	p.assignBuffers()
 	if in := g.Nodes[0].Out; p.alt[in] != nil {
 		p.steps = append(p.steps, p.convert(in))
-		p.stepOf = append(p.stepOf, 0)
 	}
-	for i, nd := range g.Nodes[1:] {
+	for _, nd := range g.Nodes[1:] {
 		p.steps = append(p.steps, p.lower(nd))
-		p.stepOf = append(p.stepOf, i)
 		// A value some reader needs in the other layout is converted once,
-		// right after it is made (its time counts to the node).
+		// right after it is made.
 		if a := p.alt[nd.Out]; a != nil {
 			p.steps = append(p.steps, p.convert(nd.Out))
-			p.stepOf = append(p.stepOf, i)
 		}
 	}
 	return p, nil
@@ -273,12 +267,12 @@ func (p *Plan) Run(x []float32) ([]float32, error) {
 		p.x = x[i*per : (i+1)*per]
 		if p.Profile {
 			if p.Times == nil {
-				p.Times = make([]time.Duration, len(p.g.Nodes)-1)
+				p.Times = make([]time.Duration, len(p.steps))
 			}
 			for k, s := range p.steps {
 				t0 := time.Now()
 				s()
-				p.Times[p.stepOf[k]] += time.Since(t0)
+				p.Times[k] += time.Since(t0)
 			}
 		} else {
 			for _, s := range p.steps {
