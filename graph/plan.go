@@ -321,9 +321,8 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Linear:
 		d, o := xs[len(xs)-1], ys[len(ys)-1]
-		if tensor.NumelOf(xs) > d { // many rows: transformer32.go
-			op := newLinearOp(nd, xs, ys)
-			return func() { op.run(p.in(in[0], false), p.buf(out)) }
+		if tensor.NumelOf(xs) > d { // many rows
+			return p.lowerTransformer(nd)
 		}
 		w, b := nd.w, nd.b
 		return func() {
@@ -393,19 +392,7 @@ func (p *Plan) lower(nd *Node) func() {
 	case Upsample:
 		return func() { refUpsample(nd, p.in(in[0], false), xs, p.buf(out), ys) }
 	case LayerNorm, Attention, Unfold, Fold:
-		// float32 ops of transformer32.go
-		var op interface{ run(x, y []float32) }
-		switch nd.Kind {
-		case LayerNorm:
-			op = newLayerNormOp(nd, xs)
-		case Attention:
-			op = newAttnOp(nd, xs)
-		case Unfold:
-			op = newPatchOp(false, xs, nd.Patch)
-		default:
-			op = newPatchOp(true, ys, nd.Patch)
-		}
-		return func() { op.run(p.in(in[0], false), p.buf(out)) }
+		return p.lowerTransformer(nd)
 	case DyReLU, DyShiftMax:
 		sc := newDynScratch(nd, xs[0])
 		return func() { dynamic32(nd, p.in(in[0], false), xs, p.buf(out), sc) }

@@ -16,6 +16,42 @@ import (
 // the op; the float64 loops of ref.go stay the oracle they are tested
 // against.
 
+// transformerOp is one of this file's ops.
+type transformerOp interface {
+	// run computes y from x (the node's input and output values).
+	run(x, y []float32)
+	// workersCap returns the address of the op's Workers field.
+	workersCap() *int
+}
+
+func (op *attnOp) workersCap() *int      { return &op.Workers }
+func (op *layerNormOp) workersCap() *int { return &op.Workers }
+func (op *patchOp) workersCap() *int     { return &op.Workers }
+func (op *linearOp) workersCap() *int    { return &op.Workers }
+
+// lowerTransformer returns the step of node nd: LayerNorm, Attention,
+// Unfold, Fold, or Linear over more than one row.
+func (p *Plan) lowerTransformer(nd *Node) func() {
+	xs, ys := p.g.Shapes[nd.In[0]], p.g.Shapes[nd.Out]
+	var op transformerOp
+	switch nd.Kind {
+	case LayerNorm:
+		op = newLayerNormOp(nd, xs)
+	case Attention:
+		op = newAttnOp(nd, xs)
+	case Unfold:
+		op = newPatchOp(false, xs, nd.Patch)
+	case Fold:
+		op = newPatchOp(true, ys, nd.Patch)
+	case Linear:
+		op = newLinearOp(nd, xs, ys)
+	default:
+		panic("graph: no float32 transformer op for " + nd.Kind.String())
+	}
+	in, out := nd.In[0], nd.Out
+	return func() { op.run(p.in(in, false), p.buf(out)) }
+}
+
 // minParallel is the number of multiply-adds (or elements moved) below
 // which an op runs on the calling goroutine only (as the kernels' own
 // threshold: a parallel pass costs a few microseconds).
