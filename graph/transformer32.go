@@ -9,8 +9,9 @@ import (
 )
 
 // The transformer operators of the planner in float32 (MobileViT's blocks):
-// Attention through the packed GEMM, LayerNorm with the vector sums of the
-// kernels, Unfold and Fold as tiled transposes. Each is an op made once at
+// Attention through the packed GEMM and kernel.Softmax, LayerNorm with the
+// vector sums of the kernels, Unfold and Fold as tiled transposes, Linear
+// over many rows in row blocks. Each is an op made once at
 // plan time with its scratch, whose run allocates nothing and spreads its
 // work over kernel.Threads() through kernel.Parallel with a func stored in
 // the op; the float64 loops of ref.go stay the oracle they are tested
