@@ -90,8 +90,6 @@ func (p *Plan) ensureLanes(n int) {
 	}
 }
 
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
-
 // copyForImage returns a copy of the plan with its own steps and buffers
 // over the shared ops. With base set, the copy is one more image of base's
 // group run: it shares base's buffers that hold no value live from the

@@ -444,20 +444,13 @@ func (p *Plan) lower(nd *Node) func() {
 		}
 	case Linear:
 		d, o := xs[len(xs)-1], ys[len(ys)-1]
-		rows := tensor.NumelOf(xs) / d
+		if tensor.NumelOf(xs) > d { // many rows
+			return p.lowerTransformer(nd)
+		}
 		w, b := nd.w, nd.b
 		return func() {
-			x, y := p.in(in[0], false), p.buf(out)
-			if rows == 1 {
-				kernel.Linear(d, o, x, w, b, y)
-			} else {
-				kernel.GemmNT(rows, o, d, x, w, y, false)
-				if b != nil {
-					for r := 0; r < rows; r++ {
-						kernel.Add(b, y[r*o:(r+1)*o])
-					}
-				}
-			}
+			y := p.buf(out)
+			kernel.Linear(d, o, p.in(in[0], false), w, b, y)
 			actF32(y, nd.Act)
 		}
 	case Act:
@@ -524,15 +517,8 @@ func (p *Plan) lower(nd *Node) func() {
 	case Upsample:
 		u := newUpsampler(nd, xs, ys, false)
 		return func() { u.run(p.in(in[0], false), p.buf(out)) }
-	case LayerNorm:
-		return func() { layerNorm(nd, p.in(in[0], false), xs[len(xs)-1], p.buf(out)) }
-	case Attention:
-		att := make([]float64, xs[1])
-		return func() { refAttention(nd, p.in(in[0], false), xs, p.buf(out), att) }
-	case Unfold:
-		return func() { unfold(p.in(in[0], false), xs, p.buf(out), nd.Patch) }
-	case Fold:
-		return func() { fold(p.in(in[0], false), ys, p.buf(out), nd.Patch) }
+	case LayerNorm, Attention, Unfold, Fold:
+		return p.lowerTransformer(nd)
 	case DyReLU, DyShiftMax:
 		sc := newDynScratch(nd, xs[0])
 		return func() { dynamic32(nd, p.in(in[0], false), xs, p.buf(out), sc) }

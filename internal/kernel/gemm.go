@@ -60,6 +60,7 @@ type gemmJob struct {
 	// (dense operands only; set by Gemm, GemmNT and GemmTN).
 	prepack bool
 	bpk     []float32 // B packed by prepackB, or nil
+	limit   int       // at most this many workers (0: Threads())
 
 	// Task grid, set by plan.
 	kc, mc, nc, tilesM, nTasks, workers int
@@ -89,7 +90,7 @@ func (g *gemmJob) plan() {
 		mc = roundUp(ceilDiv(m, tm), im.mr)
 	}
 	nc := roundUp(n, im.nr)
-	workers := workersFor(1<<30, m*n*k)
+	workers := workersForLimit(1<<30, m*n*k, g.limit)
 	if workers > 1 {
 		// Enough tasks for dynamic load balancing: split columns first
 		// (A is shared, so this costs nothing extra), then rows.

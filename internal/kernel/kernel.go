@@ -30,7 +30,8 @@
 // AVX-512 and a long k, GemmNT uses dot-product micro-kernels that read both
 // operands in place (gemmnt.go, _gen/ntdot). The vector kernels of vec.go
 // (Dot64, DotAxpy, SumSq, BNNorm, BNBackApply, ReLUMask, ..., _gen/vec) do
-// the trainer's row work. The plain Gemm entry points pack an operand once,
+// the trainer's row work; Softmax (softmax.go, _gen/softmax) the rows of
+// attention. The plain Gemm entry points pack an operand once,
 // in parallel, when several tiles would otherwise repack it.
 package kernel
 
