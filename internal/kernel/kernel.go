@@ -32,6 +32,11 @@
 // (Dot64, DotAxpy, SumSq, BNNorm, BNBackApply, ReLUMask, ..., _gen/vec) do
 // the trainer's row work. The plain Gemm entry points pack an operand once,
 // in parallel, when several tiles would otherwise repack it.
+//
+// The activations of the mobile CNN zoo (act.go: ReLU6, HardSwish,
+// HardSigmoid, Sigmoid, SiLU, GELU) have AVX-512 and AVX2 kernels too
+// (_gen/act), in place on a strided region, with the residual add and the
+// squeeze-excitation channel scaling beside them.
 package kernel
 
 import "github.com/mobileone-go/mobileone/internal/cpu"
