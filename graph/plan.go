@@ -348,10 +348,7 @@ func (p *Plan) lower(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.in(in[0], false), p.in(in[1], false), p.buf(out)
-			for i := range y {
-				y[i] = x[i] + z[i]
-			}
-			actF32(y, nd.Act)
+			kernel.AddAct(kernelAct[nd.Act], x, z, y)
 		}
 	case Concat:
 		return func() {
@@ -390,13 +387,7 @@ func (p *Plan) lower(nd *Node) func() {
 			actF32(hid, nd.Act)
 			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
 			actF32(gate, nd.Gate)
-			for ch := 0; ch < c; ch++ {
-				gv := gate[ch]
-				xr, yr := x[ch*hw:(ch+1)*hw], y[ch*hw:(ch+1)*hw]
-				for i, v := range xr {
-					yr[i] = v * gv
-				}
-			}
+			kernel.ScaleChannels(c, hw, x, gate, y)
 		}
 	case Upsample:
 		return func() { refUpsample(nd, p.in(in[0], false), xs, p.buf(out), ys) }
@@ -487,10 +478,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
-			for i := range y {
-				y[i] = x[i] + z[i]
-			}
-			actF32(y, post)
+			kernel.AddAct(kernelAct[post], x, z, y) // padding: act(0+0) = 0
 		}
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
@@ -509,60 +497,24 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 				return
 			}
 			// y = x · gate per channel; the padding channels stay zero.
-			for cb := 0; cb < kernel.Blocks(c); cb++ {
-				n := min(kernel.BlockC, c-cb*kernel.BlockC)
-				gv := gate[cb*kernel.BlockC : cb*kernel.BlockC+n]
-				blk := cb * hw * kernel.BlockC
-				for px := 0; px < hw; px++ {
-					xo, yo := x[blk+px*kernel.BlockC:], y[blk+px*kernel.BlockC:blk+(px+1)*kernel.BlockC]
-					for j, gj := range gv {
-						yo[j] = xo[j] * gj
-					}
-					for j := n; j < kernel.BlockC; j++ {
-						yo[j] = 0
-					}
-				}
-			}
+			kernel.BlockedScaleChannels(c, hw, x, gate, y)
 		}
 	}
 	return nil
 }
 
-// actF32 applies a in place in float32 (the same functions as act64).
+// kernelAct maps the graph's activations to the kernels'.
+var kernelAct = [...]kernel.Activation{
+	None: kernel.ActNone, ReLU: kernel.ActReLU, ReLU6: kernel.ActReLU6,
+	HardSwish: kernel.ActHardSwish, HardSigmoid: kernel.ActHardSigmoid,
+	SiLU: kernel.ActSiLU, GELU: kernel.ActGELU, Sigmoid: kernel.ActSigmoid,
+}
+
+// actF32 applies a in place in float32 with the kernels' vector
+// activations (the same functions as act64, within a few float32
+// roundings), split over kernel.Threads() for large maps.
 func actF32(x []float32, a Activation) {
-	switch a {
-	case None:
-	case ReLU:
-		for i, v := range x {
-			if v < 0 {
-				x[i] = 0
-			}
-		}
-	case ReLU6:
-		for i, v := range x {
-			x[i] = min(max(v, 0), 6)
-		}
-	case HardSwish:
-		for i, v := range x {
-			x[i] = v * min(max(v+3, 0), 6) / 6
-		}
-	case HardSigmoid:
-		for i, v := range x {
-			x[i] = min(max(v+3, 0), 6) / 6
-		}
-	case SiLU:
-		for i, v := range x {
-			x[i] = v * sigmoidf(v)
-		}
-	case Sigmoid:
-		for i, v := range x {
-			x[i] = sigmoidf(v)
-		}
-	case GELU:
-		for i, v := range x {
-			x[i] = geluf(v)
-		}
-	}
+	kernel.Activate(kernelAct[a], x)
 }
 
 // pool32 is max or average pooling in float32 (average over K², padding
