@@ -12,7 +12,8 @@ import (
 // Plan is a graph lowered onto the kernels for a batch of N images (plan
 // once, run many): every convolution's weights are packed once
 // (kernel.ConvOp: packed GEMM for dense and 1×1 layers, direct kernels for
-// depthwise ones), ReLU is fused into the convolutions' stores, and every
+// depthwise ones), activations are fused into the convolutions (ReLU into
+// their stores, the others applied to each tile just stored), and every
 // value gets a buffer from a pool sized once by liveness (a buffer is
 // reused as soon as the last reader of its value has run). Run allocates
 // nothing for the operators that have a planned implementation; Unplanned
@@ -301,16 +302,8 @@ func (p *Plan) lower(nd *Node) func() {
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
 			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 			w, b := nd.ConvWeights()
-			op := kernel.NewConvOp(c, w, b, nd.Act == ReLU)
-			post := nd.Act
-			if post == ReLU {
-				post = None
-			}
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], false), y)
-				actF32(y, post)
-			}
+			op := kernel.NewConvOpAct(c, w, b, kernelAct[nd.Act]) // activation fused
+			return func() { op.Run(p.in(in[0], false), p.buf(out)) }
 		}
 		// Dilated or non-square: the reference loops (no kernel yet).
 		p.Unplanned = append(p.Unplanned, nd.Name+" (dilated or non-square Conv)")
@@ -431,12 +424,12 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	post := nd.Act
 	switch nd.Kind {
 	case Conv:
+		// The ops fuse the activation: ReLU in their stores, the others
+		// applied to each tile right after it is stored.
 		kind := p.convKindOf(nd)
 		w, b := nd.ConvWeights()
 		relu := nd.Act == ReLU
-		if relu {
-			post = None
-		}
+		act := kernelAct[nd.Act]
 		c := p.kernelConv(nd)
 		if d := p.fuse.stemDW[nd]; d != nil {
 			dw, db := d.ConvWeights()
@@ -444,29 +437,17 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			return func() { op.Run(p.in(in[0], false), p.buf(d.Out)) }
 		}
 		if kind == convStem {
-			op := kernel.NewStemOp(c, w, b, relu)
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], false), y)
-				actF32(y, post)
-			}
+			op := kernel.NewStemOpAct(c, w, b, act)
+			return func() { op.Run(p.in(in[0], false), p.buf(out)) }
 		}
 		if kind == convPW {
-			op := kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu)
+			op := kernel.NewPointwiseOpAct(xs[0], ys[0], w, b, act)
 			op.After = p.fuse.seAfter[nd]
 			hw := xs[1] * xs[2]
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], true), hw, y)
-				actF32(y, post)
-			}
+			return func() { op.Run(p.in(in[0], true), hw, p.buf(out)) }
 		}
-		op := kernel.NewDepthwiseOp(c, w, b, relu)
-		return func() {
-			y := p.buf(out)
-			op.Run(p.in(in[0], true), y)
-			actF32(y, post)
-		}
+		op := kernel.NewDepthwiseOpAct(c, w, b, act)
+		return func() { op.Run(p.in(in[0], true), p.buf(out)) }
 	case Act:
 		return func() {
 			y, x := p.buf(out), p.buf(in[0])

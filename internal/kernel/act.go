@@ -439,3 +439,42 @@ func actMul16Go(gate, x, y []float32) {
 		}
 	}
 }
+
+// reluAct is the activation of the convolution constructors' relu flag.
+func reluAct(relu bool) Activation {
+	if relu {
+		return ActReLU
+	}
+	return ActNone
+}
+
+// splitAct splits the activation a convolution fuses into the ReLU its
+// kernels apply in their stores and the activation applied after them.
+func splitAct(a Activation) (relu bool, post Activation) {
+	if a == ActReLU {
+		return true, ActNone
+	}
+	return false, a
+}
+
+// actL1Values is about how many values a convolution stores before it
+// activates them: they are still in L1 (16 KiB), and the call overhead is
+// spread over enough of them.
+const actL1Values = 4096
+
+// actBlocked applies a to pixels [p0, p1) of channel blocks [b0, b1) of
+// the blocked map out (c channels of hw pixels, see BlockedLen) in one
+// call; where a(0) ≠ 0 it then sets the padding channels back to zero.
+func actBlocked(im *actImpl, a Activation, out []float32, c, hw, b0, b1, p0, p1 int) {
+	if a == ActNone || b0 >= b1 || p0 >= p1 {
+		return
+	}
+	ld := hw * BlockC
+	im.region(a, out[b0*ld+p0*BlockC:], b1-b0, (p1-p0)*BlockC, ld)
+	if r := c % BlockC; r != 0 && !a.ZeroAtZero() && b1 == Blocks(c) {
+		blk := out[(b1-1)*ld : b1*ld]
+		for p := p0; p < p1; p++ {
+			clear(blk[p*BlockC+r : (p+1)*BlockC])
+		}
+	}
+}

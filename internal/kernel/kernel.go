@@ -73,7 +73,7 @@ func Conv2D(c Conv, x, w, bias, out []float32, relu bool) {
 		return
 	}
 	if groups == c.InC && groups == c.OutC && groups > 1 {
-		depthwise(c, x, w, bias, out, relu)
+		depthwise(c, x, w, bias, out, relu, ActNone)
 		return
 	}
 	cinG, coutG := c.InC/groups, c.OutC/groups
