@@ -90,14 +90,14 @@ func dw3x3p1(c Conv, x, w, bias, out []float32, relu bool, post Activation, k dw
 }
 
 // dwRun runs kernel k on channels [c0, c1), with activation post after
-// it, a few channels at a time (about actL1Values outputs, at least one
+// it, a few channels at a time (about actPieceValues outputs, at least one
 // channel) so that post finds them in cache. The slicing bounds-checks
 // every buffer, so the kernel only touches memory it was given.
 func dwRun(c Conv, x, w, bias, out []float32, relu bool, post Activation, k dwKernel, c0, c1 int) {
 	plane, oplane := c.InH*c.InW, c.OutH()*c.OutW()
 	step := c1 - c0
 	if post != ActNone {
-		step = max(1, actL1Values/max(oplane, 1))
+		step = max(1, actPieceValues/max(oplane, 1))
 	}
 	for a := c0; a < c1; a += step {
 		e := min(c1, a+step)

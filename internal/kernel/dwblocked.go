@@ -44,7 +44,7 @@ func DepthwiseBlockedOK(c Conv) bool {
 // DepthwiseOp is a 3×3 depthwise convolution on blocked activations with
 // bias and an activation fused: ReLU in the kernels' stores, any other one
 // (NewDepthwiseOpAct) applied by each task to the rows it has just
-// computed, a few thousand values at a time while they are in L1. Create
+// computed, actPieceValues at a time while they are in cache. Create
 // it with NewDepthwiseOp; Run allocates nothing in steady state and may be
 // called concurrently.
 type DepthwiseOp struct {
@@ -226,7 +226,7 @@ func (r *dwbRun) task(t int) {
 
 // compute runs the kernel on channel blocks [b0, b1) × output rows [oy0,
 // oy1) of the maps x and out, then the activation after the stores, if
-// any: the kernel then runs on pieces of about actL1Values outputs (whole
+// any: the kernel then runs on pieces of about actPieceValues outputs (whole
 // blocks of small maps, bands of rows of one block of large ones), each
 // activated right after it is computed.
 func (op *DepthwiseOp) compute(x, out []float32, b0, b1, oy0, oy1 int) {
@@ -235,8 +235,8 @@ func (op *DepthwiseOp) compute(x, out []float32, b0, b1, oy0, oy1 int) {
 		return
 	}
 	ohw := op.oh * op.ow
-	if oy0 == 0 && oy1 == op.oh && ohw*BlockC <= actL1Values {
-		per := actL1Values / (ohw * BlockC)
+	if oy0 == 0 && oy1 == op.oh && ohw*BlockC <= actPieceValues {
+		per := actPieceValues / (ohw * BlockC)
 		for b := b0; b < b1; b += per {
 			e := min(b1, b+per)
 			op.kern(x, out, b, e, 0, op.oh)
@@ -244,7 +244,7 @@ func (op *DepthwiseOp) compute(x, out []float32, b0, b1, oy0, oy1 int) {
 		}
 		return
 	}
-	rows := max(1, actL1Values/(op.ow*BlockC))
+	rows := max(1, actPieceValues/(op.ow*BlockC))
 	for b := b0; b < b1; b++ {
 		for y := oy0; y < oy1; y += rows {
 			ye := min(oy1, y+rows)

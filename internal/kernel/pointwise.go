@@ -204,8 +204,8 @@ var pwKernels = newLevelSet(pwPureGo, pwAsm[:])
 // PointwiseOp is a 1×1 stride-1 convolution (groups 1) on blocked
 // activations with bias and an activation fused: ReLU in the kernels'
 // stores, any other one (see NewPointwiseOpAct) applied to each stretch of
-// output a task has just finished, a few thousand values at a time while
-// they are in L1, instead of in a second pass over the whole map.
+// output a task has just finished (actPieceValues at a time, still in
+// cache), instead of in a second pass over the whole map.
 type PointwiseOp struct {
 	// Workers, if > 0, caps the goroutines Run uses (never more than
 	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
@@ -537,9 +537,9 @@ func (op *PointwiseOp) groups(xs, outs [][]float32, hw, p0, p1, g0, g1 int) {
 			if k0+kb == op.cib {
 				post = op.post
 			}
-			// Pixels wanted per activation call: its nb blocks of them
-			// still in L1.
-			actPixels := max(im.r, actL1Values/(nb*BlockC))
+			// Pixels per activation call: actPieceValues of its nb
+			// blocks.
+			actPixels := max(im.r, actPieceValues/(nb*BlockC))
 			for i, x := range xs {
 				xk := x[:nIn][k0*stride : (k0+kb)*stride]
 				ob := outs[i][:nOut][ob0*stride : (ob0+nb)*stride]
