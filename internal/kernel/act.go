@@ -104,8 +104,11 @@ func (im *actImpl) region(a Activation, x []float32, rows, cols, ld int) {
 }
 
 // ewMinTask is the least number of values an element-wise parallel task
-// gets; shorter slices run on the calling goroutine.
-const ewMinTask = 1 << 13
+// gets; slices shorter than two tasks run on the calling goroutine (a
+// parallel region costs a hand-off to the pool's helpers and a wait for
+// the slowest; on a busy machine, much more than the microseconds the
+// split of a short element-wise pass could save).
+const ewMinTask = 1 << 15
 
 // ewChunk is how many values AddAct adds before activating them, so that
 // they are still in L1.
