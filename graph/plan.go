@@ -13,7 +13,8 @@ import (
 // Plan is a graph lowered onto the kernels for a batch of N images (plan
 // once, run many): every convolution's weights are packed once
 // (kernel.ConvOp: packed GEMM for dense and 1×1 layers, direct kernels for
-// depthwise ones), ReLU is fused into the convolutions' stores, and every
+// depthwise ones), activations are fused into the convolutions (ReLU into
+// their stores, the others applied to each tile just stored), and every
 // value gets a buffer from a pool sized once by liveness (a buffer is
 // reused as soon as the last reader of its value has run). Run allocates
 // nothing for the operators that have a planned implementation; Unplanned
@@ -417,16 +418,8 @@ func (p *Plan) lower(nd *Node) func() {
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
 			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 			w, b := nd.ConvWeights()
-			op := shareOp(p, nd, func() *kernel.ConvOp { return kernel.NewConvOp(c, w, b, nd.Act == ReLU) })
-			post := nd.Act
-			if post == ReLU {
-				post = None
-			}
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], false), y)
-				actF32(y, post)
-			}
+			op := shareOp(p, nd, func() *kernel.ConvOp { return kernel.NewConvOpAct(c, w, b, kernelAct[nd.Act]) }) // activation fused
+			return func() { op.Run(p.in(in[0], false), p.buf(out)) }
 		}
 		if run := p.dilatedNCHW(nd, xs, ys); run != nil {
 			return func() {
@@ -464,10 +457,7 @@ func (p *Plan) lower(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.in(in[0], false), p.in(in[1], false), p.buf(out)
-			for i := range y {
-				y[i] = x[i] + z[i]
-			}
-			actF32(y, nd.Act)
+			kernel.AddAct(kernelAct[nd.Act], x, z, y)
 		}
 	case Concat:
 		return func() {
@@ -506,13 +496,7 @@ func (p *Plan) lower(nd *Node) func() {
 			actF32(hid, nd.Act)
 			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
 			actF32(gate, nd.Gate)
-			for ch := 0; ch < c; ch++ {
-				gv := gate[ch]
-				xr, yr := x[ch*hw:(ch+1)*hw], y[ch*hw:(ch+1)*hw]
-				for i, v := range xr {
-					yr[i] = v * gv
-				}
-			}
+			kernel.ScaleChannels(c, hw, x, gate, y)
 		}
 	case Upsample:
 		u := newUpsampler(nd, xs, ys, false)
@@ -581,14 +565,17 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	post := nd.Act
 	switch nd.Kind {
 	case Conv:
+		// The ops fuse the activation: ReLU in their stores, the others
+		// applied to each tile right after it is stored.
 		kind := p.convKindOf(nd)
 		orig := nd // the fusions are by the graph's node
 		nd := p.conv(nd)
 		w, b := nd.ConvWeights()
 		relu := nd.Act == ReLU
 		if relu {
-			post = None
+			post = None // in the stores
 		}
+		act := kernelAct[nd.Act]
 		c := p.kernelConv(nd)
 		if d := p.fuse.stemDW[orig]; d != nil {
 			dw, db := d.ConvWeights()
@@ -598,12 +585,8 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			return func() { op.Run(p.in(in[0], false), p.buf(d.Out)) }
 		}
 		if kind == convStem {
-			op := shareOp(p, nd, func() *kernel.StemOp { return kernel.NewStemOp(c, w, b, relu) })
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], false), y)
-				actF32(y, post)
-			}
+			op := shareOp(p, nd, func() *kernel.StemOp { return kernel.NewStemOpAct(c, w, b, act) })
+			return func() { op.Run(p.in(in[0], false), p.buf(out)) }
 		}
 		if kind == convDWDil {
 			op := shareOp(p, nd, func() *kernel.DepthwiseDilatedOp { return kernel.NewDepthwiseDilatedOp(c, nd.Dilation, w, b, relu) })
@@ -622,21 +605,13 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 			}
 		}
 		if kind == convPW {
-			op := shareOp(p, nd, func() *kernel.PointwiseOp { return kernel.NewPointwiseOp(xs[0], ys[0], w, b, relu) })
+			op := shareOp(p, nd, func() *kernel.PointwiseOp { return kernel.NewPointwiseOpAct(xs[0], ys[0], w, b, act) })
 			op.After = p.fuse.seAfter[orig]
 			hw := xs[1] * xs[2]
-			return func() {
-				y := p.buf(out)
-				op.Run(p.in(in[0], true), hw, y)
-				actF32(y, post)
-			}
+			return func() { op.Run(p.in(in[0], true), hw, p.buf(out)) }
 		}
-		op := shareOp(p, nd, func() *kernel.DepthwiseOp { return kernel.NewDepthwiseOp(c, w, b, relu) })
-		return func() {
-			y := p.buf(out)
-			op.Run(p.in(in[0], true), y)
-			actF32(y, post)
-		}
+		op := shareOp(p, nd, func() *kernel.DepthwiseOp { return kernel.NewDepthwiseOpAct(c, w, b, act) })
+		return func() { op.Run(p.in(in[0], true), p.buf(out)) }
 	case Act:
 		return func() {
 			y, x := p.buf(out), p.buf(in[0])
@@ -651,10 +626,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
-			for i := range y {
-				y[i] = x[i] + z[i]
-			}
-			actF32(y, post)
+			kernel.AddAct(kernelAct[post], x, z, y) // padding: act(0+0) = 0
 		}
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
@@ -673,60 +645,24 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 				return
 			}
 			// y = x · gate per channel; the padding channels stay zero.
-			for cb := 0; cb < kernel.Blocks(c); cb++ {
-				n := min(kernel.BlockC, c-cb*kernel.BlockC)
-				gv := gate[cb*kernel.BlockC : cb*kernel.BlockC+n]
-				blk := cb * hw * kernel.BlockC
-				for px := 0; px < hw; px++ {
-					xo, yo := x[blk+px*kernel.BlockC:], y[blk+px*kernel.BlockC:blk+(px+1)*kernel.BlockC]
-					for j, gj := range gv {
-						yo[j] = xo[j] * gj
-					}
-					for j := n; j < kernel.BlockC; j++ {
-						yo[j] = 0
-					}
-				}
-			}
+			kernel.BlockedScaleChannels(c, hw, x, gate, y)
 		}
 	}
 	return nil
 }
 
-// actF32 applies a in place in float32 (the same functions as act64).
+// kernelAct maps the graph's activations to the kernels'.
+var kernelAct = [...]kernel.Activation{
+	None: kernel.ActNone, ReLU: kernel.ActReLU, ReLU6: kernel.ActReLU6,
+	HardSwish: kernel.ActHardSwish, HardSigmoid: kernel.ActHardSigmoid,
+	SiLU: kernel.ActSiLU, GELU: kernel.ActGELU, Sigmoid: kernel.ActSigmoid,
+}
+
+// actF32 applies a in place in float32 with the kernels' vector
+// activations (the same functions as act64, within a few float32
+// roundings), split over kernel.Threads() for large maps.
 func actF32(x []float32, a Activation) {
-	switch a {
-	case None:
-	case ReLU:
-		for i, v := range x {
-			if v < 0 {
-				x[i] = 0
-			}
-		}
-	case ReLU6:
-		for i, v := range x {
-			x[i] = min(max(v, 0), 6)
-		}
-	case HardSwish:
-		for i, v := range x {
-			x[i] = v * min(max(v+3, 0), 6) / 6
-		}
-	case HardSigmoid:
-		for i, v := range x {
-			x[i] = min(max(v+3, 0), 6) / 6
-		}
-	case SiLU:
-		for i, v := range x {
-			x[i] = v * sigmoidf(v)
-		}
-	case Sigmoid:
-		for i, v := range x {
-			x[i] = sigmoidf(v)
-		}
-	case GELU:
-		for i, v := range x {
-			x[i] = geluf(v)
-		}
-	}
+	kernel.Activate(kernelAct[a], x)
 }
 
 // pool32 is max or average pooling in float32 (average over K², padding

@@ -8,6 +8,8 @@ import "sync"
 type ConvOp struct {
 	c    Conv
 	relu bool
+	post Activation // applied after the stores, tile by tile (not ReLU: relu)
+	act  *actImpl
 	impl *gemmImpl
 
 	// Depthwise: the weights and bias as given (copied).
@@ -88,6 +90,7 @@ func (op *ConvOp) stemTask(s *scratch, x, out []float32, t int) {
 		o := oy * ow
 		op.stem(buf[2*(oy-oy0)*ldx:], chStride, ldx, op.stemW, op.stemB, out[o:last+o+ow],
 			oplane, c.InC, c.OutC/stemOCB, ow, op.relu)
+		op.act.region(op.post, out[o:last+o+ow], c.OutC, ow, oplane)
 	}
 }
 
@@ -95,8 +98,18 @@ func (op *ConvOp) stemTask(s *scratch, x, out []float32, t int) {
 // nil) of convolution c, fusing ReLU if relu, for the kernel level selected
 // at start-up. w and bias are not retained.
 func NewConvOp(c Conv, w, bias []float32, relu bool) *ConvOp {
+	return NewConvOpAct(c, w, bias, reluAct(relu))
+}
+
+// NewConvOpAct is NewConvOp fusing activation a: ReLU in the kernels'
+// stores, any other one applied by each task to the output it has just
+// stored (a GEMM tile's panel, a row of the direct stem, a few channels of
+// a depthwise convolution), while it is in cache.
+func NewConvOpAct(c Conv, w, bias []float32, a Activation) *ConvOp {
+	checkAct(a)
 	c.Groups = max(c.Groups, 1)
-	op := &ConvOp{c: c, relu: relu, impl: active.Load()}
+	relu, post := splitAct(a)
+	op := &ConvOp{c: c, relu: relu, post: post, act: actKernels.active, impl: active.Load()}
 	if bias != nil {
 		op.bias = append([]float32(nil), bias[:c.OutC]...)
 	}
@@ -148,7 +161,7 @@ func NewConvOp(c Conv, w, bias []float32, relu bool) *ConvOp {
 // OutShape returns the output shape (channels, height, width).
 func (op *ConvOp) OutShape() (c, h, w int) { return op.c.OutC, op.c.OutH(), op.c.OutW() }
 
-// Run computes out = conv(x) (+ bias, then ReLU if the op fuses it).
+// Run computes out = act(conv(x) + bias), act the fused activation.
 //
 //	x:   (InC, InH, InW)
 //	out: (OutC, OutH, OutW); only out[:OutC*OutH*OutW] is written.
@@ -159,7 +172,7 @@ func (op *ConvOp) Run(x, out []float32) {
 		return
 	}
 	if op.depthwise {
-		depthwise(c, x, op.w, op.bias, out, op.relu)
+		depthwise(c, x, op.w, op.bias, out, op.relu, op.post)
 		return
 	}
 	plane, oplane := c.InH*c.InW, oh*ow
@@ -179,6 +192,7 @@ func (op *ConvOp) Run(x, out []float32) {
 			ap: op.ap[g],
 			c:  out[g*op.coutG*oplane:], ldc: oplane,
 			relu: op.relu,
+			post: op.post, act: op.act,
 			impl: op.impl,
 		}
 		if op.bias != nil {

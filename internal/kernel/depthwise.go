@@ -40,17 +40,18 @@ func (d *dwImpl) kernel(stride, ow int) dwKernel {
 const dwMinTaskWork = 1 << 13
 
 // depthwise computes a depthwise convolution (Groups == InC == OutC) directly,
-// with bias and ReLU fused. 3×3 kernels with pad 1 and stride 1 or 2 (every
+// with bias and ReLU fused, then activation post (ActNone: none) on the
+// channels each call has just computed, while they are in cache. 3×3 kernels with pad 1 and stride 1 or 2 (every
 // depthwise layer of MobileOne) go through whole-channel kernels (assembly
 // where available, see dwKernels.active); anything else uses the portable loops,
 // one channel per task.
-func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
+func depthwise(c Conv, x, w, bias, out []float32, relu bool, post Activation) {
 	oh, ow := c.OutH(), c.OutW()
 	oplane := oh * ow
 	kk := c.K * c.K
 	ch := c.InC
 	if c.K == 3 && c.Pad == 1 && (c.Stride == 1 || c.Stride == 2) {
-		dw3x3p1(c, x, w, bias, out, relu, dwKernels.active.kernel(c.Stride, ow))
+		dw3x3p1(c, x, w, bias, out, relu, post, dwKernels.active.kernel(c.Stride, ow))
 		return
 	}
 	// Group channels into tasks of roughly equal, not-too-small size.
@@ -58,45 +59,56 @@ func depthwise(c Conv, x, w, bias, out []float32, relu bool) {
 	nTasks := ceilDiv(ch, per)
 	workers := workersFor(nTasks, ch*oplane*kk)
 	if workers <= 1 {
-		dwChannels(c, x, w, bias, out, relu, 0, ch)
+		dwChannels(c, x, w, bias, out, relu, post, 0, ch)
 		return
 	}
 	parallelFor(nTasks, workers, func(_ *scratch, t int) {
-		dwChannels(c, x, w, bias, out, relu, t*per, min(ch, (t+1)*per))
+		dwChannels(c, x, w, bias, out, relu, post, t*per, min(ch, (t+1)*per))
 	})
 }
 
 // dw3x3p1 runs kernel k over all channels, split into tasks of whole
 // channels: one call when serial, else about four tasks per worker so that
 // dynamic hand-out balances the load.
-func dw3x3p1(c Conv, x, w, bias, out []float32, relu bool, k dwKernel) {
+func dw3x3p1(c Conv, x, w, bias, out []float32, relu bool, post Activation, k dwKernel) {
 	ch := c.InC
 	oplane := c.OutH() * c.OutW()
 	workers := workersFor(ch, ch*oplane*9)
 	if workers <= 1 {
-		dwRun(c, x, w, bias, out, relu, k, 0, ch)
+		dwRun(c, x, w, bias, out, relu, post, k, 0, ch)
 		return
 	}
 	per := max(ceilDiv(ch, 4*workers), ceilDiv(dwMinTaskWork, oplane*9))
 	nTasks := ceilDiv(ch, per)
 	if nTasks <= 1 {
-		dwRun(c, x, w, bias, out, relu, k, 0, ch)
+		dwRun(c, x, w, bias, out, relu, post, k, 0, ch)
 		return
 	}
 	parallelFor(nTasks, min(workers, nTasks), func(_ *scratch, t int) {
-		dwRun(c, x, w, bias, out, relu, k, t*per, min(ch, (t+1)*per))
+		dwRun(c, x, w, bias, out, relu, post, k, t*per, min(ch, (t+1)*per))
 	})
 }
 
-// dwRun runs kernel k on channels [c0, c1). The slicing bounds-checks every
-// buffer, so the kernel only touches memory it was given.
-func dwRun(c Conv, x, w, bias, out []float32, relu bool, k dwKernel, c0, c1 int) {
+// dwRun runs kernel k on channels [c0, c1), with activation post after
+// it, a few channels at a time (about actPieceValues outputs, at least one
+// channel) so that post finds them in cache. The slicing bounds-checks
+// every buffer, so the kernel only touches memory it was given.
+func dwRun(c Conv, x, w, bias, out []float32, relu bool, post Activation, k dwKernel, c0, c1 int) {
 	plane, oplane := c.InH*c.InW, c.OutH()*c.OutW()
-	var b []float32
-	if bias != nil {
-		b = bias[c0:c1]
+	step := c1 - c0
+	if post != ActNone {
+		step = max(1, actPieceValues/max(oplane, 1))
 	}
-	k(x[c0*plane:c1*plane], w[c0*9:c1*9], b, out[c0*oplane:c1*oplane], c1-c0, c.InH, c.InW, relu)
+	for a := c0; a < c1; a += step {
+		e := min(c1, a+step)
+		var b []float32
+		if bias != nil {
+			b = bias[a:e]
+		}
+		o := out[a*oplane : e*oplane]
+		k(x[a*plane:e*plane], w[a*9:e*9], b, o, e-a, c.InH, c.InW, relu)
+		actKernels.active.region(post, o, 1, len(o), len(o))
+	}
 }
 
 // dw3x3s1Go is the portable twin of the stride-1 assembly kernels
@@ -162,7 +174,7 @@ func dw3x3Go(c Conv, x, w, b, out []float32, nch int, relu bool) {
 }
 
 // dwChannels computes depthwise output channels [c0, c1).
-func dwChannels(c Conv, x, w, bias, out []float32, relu bool, c0, c1 int) {
+func dwChannels(c Conv, x, w, bias, out []float32, relu bool, post Activation, c0, c1 int) {
 	oh, ow := c.OutH(), c.OutW()
 	plane, oplane := c.InH*c.InW, oh*ow
 	kk := c.K * c.K
@@ -184,6 +196,7 @@ func dwChannels(c Conv, x, w, bias, out []float32, relu bool, c0, c1 int) {
 		default:
 			dwGeneric(c, xc, wc, bv, oc, relu, 0, oh, 0, ow)
 		}
+		actKernels.active.region(post, oc, 1, len(oc), len(oc))
 	}
 }
 

@@ -50,8 +50,11 @@ func DepthwiseBlockedOK(c Conv) bool {
 func dwb3x3(c Conv) bool { return c.K == 3 && c.Pad == 1 }
 
 // DepthwiseOp is a K×K depthwise convolution on blocked activations with
-// bias and optional ReLU fused. Create it with NewDepthwiseOp; Run allocates
-// nothing in steady state and may be called concurrently.
+// bias and an activation fused: ReLU in the kernels' stores, any other one
+// (NewDepthwiseOpAct) applied by each task to the rows it has just
+// computed, actPieceValues at a time while they are in cache. Create it
+// with NewDepthwiseOp; Run allocates nothing in steady state and may be
+// called concurrently.
 type DepthwiseOp struct {
 	// Workers, if > 0, caps the goroutines Run uses (never more than
 	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
@@ -59,6 +62,8 @@ type DepthwiseOp struct {
 
 	c      Conv
 	relu   bool
+	post   Activation // applied after the stores (not ReLU: relu)
+	act    *actImpl
 	k      dwbKernel  // 3×3 pad 1, or nil
 	kk     dwbkKernel // the other shapes (see runK), or nil
 	level  cpu.Level
@@ -86,11 +91,18 @@ type dwbRun struct {
 // the depthwise convolution c, fusing ReLU if relu. w and bias are not
 // retained. It panics if !DepthwiseBlockedOK(c).
 func NewDepthwiseOp(c Conv, w, bias []float32, relu bool) *DepthwiseOp {
+	return NewDepthwiseOpAct(c, w, bias, reluAct(relu))
+}
+
+// NewDepthwiseOpAct is NewDepthwiseOp fusing activation a.
+func NewDepthwiseOpAct(c Conv, w, bias []float32, a Activation) *DepthwiseOp {
 	if !DepthwiseBlockedOK(c) {
 		panic(fmt.Sprintf("kernel: NewDepthwiseOp: unsupported convolution %+v", c))
 	}
+	checkAct(a)
+	relu, post := splitAct(a)
 	op := &DepthwiseOp{
-		c: c, relu: relu,
+		c: c, relu: relu, post: post, act: actKernels.active,
 		nb: Blocks(c.InC), oh: c.OutH(), ow: c.OutW(), taps: c.K * c.K,
 		scale: 1,
 	}
@@ -153,7 +165,7 @@ const dwbTasksPerWorker = 2
 // of serial work.
 const dwbWorkScale = 2
 
-// Run computes out = relu?(depthwise(x) + bias).
+// Run computes out = act(depthwise(x) + bias), act the fused activation.
 //
 //	x:   BlockedLen(C, InH*InW), padding channels zero
 //	out: BlockedLen(C, OutH*OutW); padding channels are written as 0.
@@ -222,31 +234,64 @@ var dwChannelSplit = os.Getenv("MOBILEONE_DWCHSPLIT") != "0"
 
 // serial computes the whole output on the calling goroutine.
 func (op *DepthwiseOp) serial(x, out []float32) {
+	var s *scratch
 	if op.kk != nil {
-		s := getScratch()
-		op.runK(s, x, out, 0, op.nb, 0, op.oh)
-		putScratch(s)
-		return
+		s = getScratch()
+		defer putScratch(s)
 	}
-	c := op.c
-	op.k(x, op.wb, out, op.nb, c.InH, c.InW, 0, op.oh, op.relu)
+	op.compute(s, x, out, 0, op.nb, 0, op.oh)
 }
 
 // task runs task t: a group of bpt channel blocks × a band of rpt output
-// rows. The slicing bounds-checks the kernel's buffers.
+// rows.
 func (r *dwbRun) task(s *scratch, t int) {
 	op := r.op
-	c := op.c
-	hw, ohw := c.InH*c.InW, op.oh*op.ow
 	g, band := t/r.nbands, t%r.nbands
 	b0, b1 := g*r.bpt, min(op.nb, (g+1)*r.bpt)
 	oy0, oy1 := band*r.rpt, min(op.oh, (band+1)*r.rpt)
-	if op.kk != nil {
-		op.runK(s, r.x, r.out, b0, b1, oy0, oy1)
+	op.compute(s, r.x, r.out, b0, b1, oy0, oy1)
+}
+
+// compute runs the kernel on channel blocks [b0, b1) × output rows [oy0,
+// oy1) of the maps x and out, then the activation after the stores, if
+// any: the kernel then runs on pieces of about actPieceValues outputs (whole
+// blocks of small maps, bands of rows of one block of large ones), each
+// activated right after it is computed. s is the K×K kernels' scratch.
+func (op *DepthwiseOp) compute(s *scratch, x, out []float32, b0, b1, oy0, oy1 int) {
+	if op.post == ActNone {
+		op.kern(s, x, out, b0, b1, oy0, oy1)
 		return
 	}
-	ib, ob := hw*BlockC, ohw*BlockC
-	op.k(r.x[b0*ib:b1*ib], op.wb[b0*10*BlockC:b1*10*BlockC], r.out[b0*ob:b1*ob],
+	ohw := op.oh * op.ow
+	if oy0 == 0 && oy1 == op.oh && ohw*BlockC <= actPieceValues {
+		per := actPieceValues / (ohw * BlockC)
+		for b := b0; b < b1; b += per {
+			e := min(b1, b+per)
+			op.kern(s, x, out, b, e, 0, op.oh)
+			actBlocked(op.act, op.post, out, op.c.InC, ohw, b, e, 0, ohw)
+		}
+		return
+	}
+	rows := max(1, actPieceValues/(op.ow*BlockC))
+	for b := b0; b < b1; b++ {
+		for y := oy0; y < oy1; y += rows {
+			ye := min(oy1, y+rows)
+			op.kern(s, x, out, b, b+1, y, ye)
+			actBlocked(op.act, op.post, out, op.c.InC, ohw, b, b+1, y*op.ow, ye*op.ow)
+		}
+	}
+}
+
+// kern runs the kernel on channel blocks [b0, b1) × output rows [oy0, oy1).
+// The slicing bounds-checks the 3×3 kernels' buffers.
+func (op *DepthwiseOp) kern(s *scratch, x, out []float32, b0, b1, oy0, oy1 int) {
+	if op.kk != nil {
+		op.runK(s, x, out, b0, b1, oy0, oy1)
+		return
+	}
+	c := op.c
+	ib, ob := c.InH*c.InW*BlockC, op.oh*op.ow*BlockC
+	op.k(x[b0*ib:b1*ib], op.wb[b0*10*BlockC:b1*10*BlockC], out[b0*ob:b1*ob],
 		b1-b0, c.InH, c.InW, oy0, oy1, op.relu)
 }
 

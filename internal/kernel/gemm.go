@@ -47,12 +47,16 @@ type gemmJob struct {
 	aTrans  bool // a holds Aᵀ (k×m, row-major with lda)
 	// ap, if set, is A already packed for impl by packAAll: the k slices
 	// of kcFor(impl, k), each as mr-row panels of all roundUp(m, mr) rows.
-	ap         []float32
-	b          bSource
-	c          []float32
-	ldc        int
-	bias       []float32 // per row of C, or nil
-	relu       bool
+	ap   []float32
+	b    bSource
+	c    []float32
+	ldc  int
+	bias []float32 // per row of C, or nil
+	relu bool
+	// post, if not ActNone, is applied (by act) to each panel of C a
+	// tile has finished, right after the micro-kernels stored it.
+	post       Activation
+	act        *actImpl
 	accumulate bool // add to the existing contents of C
 	impl       *gemmImpl
 	// prepack: when several tasks would pack the same A (or B) block,
@@ -347,6 +351,9 @@ func (g *gemmJob) tile(s *scratch, i0, rows, j0, cols int) {
 					off := (i0+ip)*g.ldc + j0 + jp
 					k(kb, ap[ip*kb:], bp, g.c[off:], g.ldc, bs, min(mr, rows-ip), w, flags)
 				}
+				if g.post != ActNone && p0+kb >= g.k {
+					g.act.region(g.post, g.c[i0*g.ldc+j0+jp:], rows, w, g.ldc)
+				}
 			}
 		}
 	}
@@ -387,7 +394,7 @@ func packBDenseGroup(dst, b []float32, ldb, p0, kc, j, panels, nr int) {
 	}
 }
 
-// epilogueOnly handles k == 0: C = (C or 0) + bias, then ReLU.
+// epilogueOnly handles k == 0: C = (C or 0) + bias, then ReLU or post.
 func (g *gemmJob) epilogueOnly() {
 	for i := 0; i < g.m; i++ {
 		var bv float32
@@ -405,6 +412,9 @@ func (g *gemmJob) epilogueOnly() {
 			}
 			row[j] = v
 		}
+	}
+	if g.post != ActNone {
+		g.act.region(g.post, g.c, g.m, g.n, g.ldc)
 	}
 }
 

@@ -33,6 +33,11 @@
 // the trainer's row work; Softmax (softmax.go, _gen/softmax) the rows of
 // attention. The plain Gemm entry points pack an operand once,
 // in parallel, when several tiles would otherwise repack it.
+//
+// The activations of the mobile CNN zoo (act.go: ReLU6, HardSwish,
+// HardSigmoid, Sigmoid, SiLU, GELU) have AVX-512 and AVX2 kernels too
+// (_gen/act), in place on a strided region, with the residual add and the
+// squeeze-excitation channel scaling beside them.
 package kernel
 
 import "github.com/mobileone-go/mobileone/internal/cpu"
@@ -69,7 +74,7 @@ func Conv2D(c Conv, x, w, bias, out []float32, relu bool) {
 		return
 	}
 	if groups == c.InC && groups == c.OutC && groups > 1 {
-		depthwise(c, x, w, bias, out, relu)
+		depthwise(c, x, w, bias, out, relu, ActNone)
 		return
 	}
 	cinG, coutG := c.InC/groups, c.OutC/groups

@@ -202,7 +202,10 @@ var pwPureGo = &pwImpl{level: cpu.PureGo, r: 4, nb: 1, kcb: 16, chunk: 256 << 10
 var pwKernels = newLevelSet(pwPureGo, pwAsm[:])
 
 // PointwiseOp is a 1×1 stride-1 convolution (groups 1) on blocked
-// activations with bias and optional ReLU fused.
+// activations with bias and an activation fused: ReLU in the kernels'
+// stores, any other one (see NewPointwiseOpAct) applied to each stretch of
+// output a task has just finished (actPieceValues at a time, still in
+// cache), instead of in a second pass over the whole map.
 type PointwiseOp struct {
 	// Workers, if > 0, caps the goroutines Run uses (never more than
 	// Threads()); 0 means Threads(). Set it only while no Run is in flight.
@@ -216,6 +219,8 @@ type PointwiseOp struct {
 	cin, cout int
 	cib, cob  int // input and output blocks
 	relu      bool
+	post      Activation // applied after the stores (not ReLU: relu)
+	act       *actImpl
 	im        *pwImpl
 	// w holds the weights packed for im: output blocks in groups of im.nb
 	// (the last group may be narrower), group of output blocks [ob0,
@@ -246,12 +251,19 @@ type pwRun struct {
 // or nil) of a pointwise convolution, fusing ReLU if relu, for the kernel
 // level selected at start-up. w and bias are not retained.
 func NewPointwiseOp(cin, cout int, w, bias []float32, relu bool) *PointwiseOp {
+	return NewPointwiseOpAct(cin, cout, w, bias, reluAct(relu))
+}
+
+// NewPointwiseOpAct is NewPointwiseOp fusing activation a.
+func NewPointwiseOpAct(cin, cout int, w, bias []float32, a Activation) *PointwiseOp {
+	checkAct(a)
 	cin, cout = max(cin, 0), max(cout, 0)
 	im := pwKernels.active
+	relu, post := splitAct(a)
 	op := &PointwiseOp{
 		cin: cin, cout: cout,
 		cib: Blocks(cin), cob: Blocks(cout),
-		relu: relu, im: im,
+		relu: relu, post: post, act: actKernels.active, im: im,
 	}
 	w = w[:cin*cout]
 	kdim := op.cib * BlockC
@@ -364,7 +376,7 @@ func pwChunkFor(def, l2 int) int {
 	return max(def, min(l2/2, pwChunkMax))
 }
 
-// Run computes out = conv1×1(x) + bias (then ReLU if the op fuses it).
+// Run computes out = act(conv1×1(x) + bias), act the fused activation.
 //
 //	x:   BlockedLen(cin, hw) floats
 //	out: BlockedLen(cout, hw) floats; padding channels are written as 0.
@@ -521,9 +533,17 @@ func (op *PointwiseOp) groups(xs, outs [][]float32, hw, p0, p1, g0, g1 int) {
 				next = op.w[nob*BlockC*kdim : nob*BlockC*kdim+min(op.cib, kcb)*BlockC*nnb*BlockC]
 			}
 			per := ceilDiv(ceilDiv(len(next), 16), tiles) // lines per tile
+			post := ActNone                               // the activation after the last chunk
+			if k0+kb == op.cib {
+				post = op.post
+			}
+			// Pixels per activation call: actPieceValues of its nb
+			// blocks.
+			actPixels := max(im.r, actPieceValues/(nb*BlockC))
 			for i, x := range xs {
 				xk := x[:nIn][k0*stride : (k0+kb)*stride]
 				ob := outs[i][:nOut][ob0*stride : (ob0+nb)*stride]
+				from := p0 // first pixel not activated yet
 				for p := p0; p < p1; p += im.r {
 					rows := min(im.r, p1-p)
 					xt := xk[p*BlockC : (kb-1)*stride+(p+rows)*BlockC]
@@ -537,6 +557,10 @@ func (op *PointwiseOp) groups(xs, outs [][]float32, hw, p0, p1, g0, g1 int) {
 						ahead = ahead[n*16:]
 					}
 					im.kern[rows][nb](xt, wk, ot, bias, kb, stride, stride, flags)
+					if post != ActNone && (p+rows-from >= actPixels || p+rows == p1) {
+						actBlocked(op.act, post, outs[i][:nOut], op.cout, hw, ob0, ob0+nb, from, p+rows)
+						from = p + rows
+					}
 				}
 			}
 		}
@@ -544,7 +568,7 @@ func (op *PointwiseOp) groups(xs, outs [][]float32, hw, p0, p1, g0, g1 int) {
 }
 
 // biasOnly writes the output of a convolution without input channels:
-// the bias (then ReLU), zero in the padding channels.
+// the bias, activated, zero in the padding channels.
 func (op *PointwiseOp) biasOnly(hw int, out []float32) {
 	for cb := 0; cb < op.cob; cb++ {
 		blk := out[cb*hw*BlockC : (cb+1)*hw*BlockC]
@@ -561,4 +585,5 @@ func (op *PointwiseOp) biasOnly(hw int, out []float32) {
 			copy(blk[p*BlockC:], b[:])
 		}
 	}
+	actBlocked(op.act, op.post, out, op.cout, hw, 0, op.cob, 0, hw)
 }

@@ -175,7 +175,9 @@ type stembGroup struct {
 }
 
 // StemOp is a dense 3×3 convolution from an NCHW image to blocked
-// activations, bias and optional ReLU fused. Create it with NewStemOp; Run
+// activations, bias and an activation fused (ReLU in the kernels' stores,
+// any other one, see NewStemOpAct, applied to each output row right after
+// it is computed). Create it with NewStemOp; Run
 // allocates nothing in steady state and may be called concurrently.
 type StemOp struct {
 	// Workers, if > 0, caps the goroutines Run uses (never more than
@@ -184,6 +186,8 @@ type StemOp struct {
 
 	c     Conv
 	relu  bool
+	post  Activation // applied after the stores (not ReLU: relu)
+	act   *actImpl
 	level cpu.Level
 	band  int // output rows per task
 	// maxTile is the largest full tile of the groups' kernels: rows of at
@@ -205,12 +209,19 @@ type stembRun struct {
 // convolution c, fusing ReLU if relu, for the kernel level selected at
 // start-up. w and bias are not retained. It panics if !StemBlockedOK(c).
 func NewStemOp(c Conv, w, bias []float32, relu bool) *StemOp {
+	return NewStemOpAct(c, w, bias, reluAct(relu))
+}
+
+// NewStemOpAct is NewStemOp fusing activation a.
+func NewStemOpAct(c Conv, w, bias []float32, a Activation) *StemOp {
 	if !StemBlockedOK(c) {
 		panic("kernel: NewStemOp: unsupported convolution")
 	}
+	checkAct(a)
 	c.Groups = 1
 	im := stembKernels.active
-	op := &StemOp{c: c, relu: relu, level: im.level}
+	relu, post := splitAct(a)
+	op := &StemOp{c: c, relu: relu, post: post, act: actKernels.active, level: im.level}
 	oh := c.OutH()
 	op.band = max(1, min(4, oh/16))
 	cin := c.InC
@@ -256,7 +267,7 @@ func NewStemOp(c Conv, w, bias []float32, relu bool) *StemOp {
 // buffer holds BlockedLen(channels, height·width) floats.
 func (op *StemOp) OutShape() (c, h, w int) { return op.c.OutC, op.c.OutH(), op.c.OutW() }
 
-// Run computes out = conv(x) (+ bias, then ReLU if the op fuses it).
+// Run computes out = act(conv(x) + bias), act the fused activation.
 //
 //	x:   (InC, InH, InW) NCHW
 //	out: BlockedLen(OutC, OutH·OutW), blocked; padding channels are set to 0.
@@ -288,6 +299,7 @@ func (op *StemOp) task(s *scratch, x, out []float32, t int) {
 	ldo := oh * ow * BlockC
 	for oy := oy0; oy < oy1; oy++ {
 		op.row(s, x, out[oy*ow*BlockC:], ldo, oy)
+		actBlocked(op.act, op.post, out, c.OutC, oh*ow, 0, Blocks(c.OutC), oy*ow, (oy+1)*ow)
 	}
 }
 

@@ -3,7 +3,7 @@
 # temporary directory and fails if they differ from the committed
 # ../BASE_amd64.s and ../BASE_stub_amd64.go (the first line, which records
 # the output paths of the generating command, is compared only for its
-# DO NOT EDIT marker). Run from anywhere; dw/, dwb/, dwk/, ntdot/, pw/, stemb/ and vec/ each
+# DO NOT EDIT marker). Run from anywhere; act/, dw/, dwb/, dwk/, ntdot/, pw/, softmax/, stemb/ and vec/ each
 # have a check.sh calling it.
 set -eu
 [ $# -eq 2 ] || { echo "usage: checkgen.sh GEN BASE" >&2; exit 2; }
