@@ -23,7 +23,9 @@ func px(m *imageproc.Image8, x, y int) [3]uint8 {
 	return [3]uint8(m.Pix[(y*m.Width+x)*3 : (y*m.Width+x)*3+3])
 }
 
-func obj(x1, y1, x2, y2 float32, label int) Object { return Object{Box: Box{x1, y1, x2, y2}, Label: label} }
+func obj(x1, y1, x2, y2 float32, label int) Object {
+	return Object{Box: Box{x1, y1, x2, y2}, Label: label}
+}
 
 func TestBoxTransforms(t *testing.T) {
 	img := testImage(40, 30)

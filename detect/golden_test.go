@@ -141,28 +141,51 @@ func TestGoldenDefaultBoxesAndMatch(t *testing.T) {
 	}
 }
 
-func TestGoldenLoss(t *testing.T) {
-	var g struct {
-		Anchors [][]float64
-		Classes int
-		Targets []struct {
-			Boxes  [][]float64
-			Labels []int
-		}
-		Logits, Regressions, GradLogits, GradRegressions any
-		Matched                                          [][]int
-		BboxLoss                                         float64 `json:"bbox_loss"`
-		ClsLoss                                          float64 `json:"cls_loss"`
+type lossCase struct {
+	Anchors [][]float64
+	Classes int
+	Targets []struct {
+		Boxes  [][]float64
+		Labels []int
 	}
-	loadJSON(t, "loss.json", &g)
-	var raw map[string]any
+	Logits, Regressions, GradLogits, GradRegressions any
+	Matched                                          [][]int
+	BboxLoss                                         float64 `json:"bbox_loss"`
+	ClsLoss                                          float64 `json:"cls_loss"`
+}
+
+func TestGoldenLoss(t *testing.T) {
+	var raw map[string]json.RawMessage
 	loadJSON(t, "loss.json", &raw)
+	var main, tiny lossCase
+	var grads map[string]any
+	if err := json.Unmarshal(raw["tiny"], &tiny); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(raw)
+	_ = json.Unmarshal(b, &main)
+	_ = json.Unmarshal(b, &grads)
+	var tinyRaw map[string]any
+	_ = json.Unmarshal(raw["tiny"], &tinyRaw)
+	for _, c := range []struct {
+		name string
+		g    lossCase
+		raw  map[string]any
+	}{{"three images, one without boxes", main, grads}, {"more hard negatives wanted than there are", tiny, tinyRaw}} {
+		t.Run(c.name, func(t *testing.T) { checkLoss(t, c.g, c.raw) })
+	}
+}
+
+func checkLoss(t *testing.T, g lossCase, raw map[string]any) {
 	anc := toBoxes(g.Anchors)
 	var tg []Target
 	for _, x := range g.Targets {
 		tg = append(tg, Target{Boxes: toBoxes(x.Boxes), Labels: x.Labels})
 	}
 	logits, regs := flat32(raw["logits"]), flat32(raw["regressions"])
+	if len(anc) == 0 || len(logits) == 0 {
+		t.Fatal("empty case")
+	}
 	gl, gr := make([]float32, len(logits)), make([]float32, len(regs))
 	l, err := SSDLoss(anc, tg, logits, regs, g.Classes, LossOptions{}, gl, gr)
 	if err != nil {

@@ -124,7 +124,19 @@ def main():
     ns = types.SimpleNamespace(box_coder=coder, neg_to_pos_ratio=(1.0 - 0.25) / 0.25)
     losses = SSD.compute_loss(ns, targets, dict(bbox_regression=regs, cls_logits=logits), [anc] * 3, matched)
     (losses["bbox_regression"] + losses["classification"]).backward()
-    dump("loss.json", dict(anchors=tl(anc), classes=K,
+    # a tiny case where ratio × positives exceeds the negatives: torch's ranking then takes the positives
+    # (at -inf) into the "background" set too, so their cross-entropy counts twice
+    tanc = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [40, 0, 50, 10]], dtype=torch.float32)
+    tt = [dict(boxes=torch.tensor([[0.5, 0.5, 10.5, 10.5]]), labels=torch.tensor([2]))]
+    tlog = torch.randn(1, 4, 3, generator=g).requires_grad_()
+    treg = torch.randn(1, 4, 4, generator=g).requires_grad_()
+    tm = [matcher(box_ops.box_iou(tt[0]["boxes"], tanc))]
+    tl_ = SSD.compute_loss(ns, tt, dict(bbox_regression=treg, cls_logits=tlog), [tanc], tm)
+    (tl_["bbox_regression"] + tl_["classification"]).backward()
+    tiny = dict(anchors=tl(tanc), classes=3, targets=[dict(boxes=tl(tt[0]["boxes"]), labels=[2])], logits=tl(tlog),
+                regressions=tl(treg), matched=[tm[0].tolist()], bbox_loss=tl_["bbox_regression"].item(),
+                cls_loss=tl_["classification"].item(), grad_logits=tl(tlog.grad), grad_regressions=tl(treg.grad))
+    dump("loss.json", dict(tiny=tiny, anchors=tl(anc), classes=K,
                            targets=[dict(boxes=tl(t["boxes"]), labels=t["labels"].tolist()) for t in targets],
                            logits=tl(logits), regressions=tl(regs), matched=[m.tolist() for m in matched],
                            bbox_loss=losses["bbox_regression"].item(), cls_loss=losses["classification"].item(),
