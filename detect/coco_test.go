@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -148,6 +151,43 @@ func TestEvaluateRefused(t *testing.T) {
 		_, err := Evaluate([]int{1}, []int{1}, c.gts, c.dets, nil)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%s: error %v, want one naming %q", c.name, err, c.msg)
+		}
+	}
+}
+
+func TestResultsRoundTrip(t *testing.T) {
+	dets := []Detection{{Box: Box{1, 2, 11, 22}, Score: 0.5, Label: 2}, {Box: Box{0, 0, 4, 4}, Score: 0.25, Label: 1}}
+	res, err := ToResults(42, dets, []int{0, 7, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != (Result{ImageID: 42, CategoryID: 9, BBox: [4]float64{1, 2, 10, 20}, Score: 0.5}) || res[1].CategoryID != 7 {
+		t.Errorf("results %+v", res)
+	}
+	if _, err := ToResults(1, []Detection{{Label: 3}}, []int{0, 7, 9}); err == nil {
+		t.Error("label outside the categories accepted")
+	}
+	p := filepath.Join(t.TempDir(), "res.json")
+	var buf bytes.Buffer
+	if err := WriteResults(&buf, res); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadResults(p)
+	if err != nil || len(back) != 2 || back[0] != res[0] || back[1] != res[1] {
+		t.Errorf("read back %+v %v", back, err)
+	}
+	for _, c := range []struct{ body, msg string }{
+		{`[{"image_id":1,"category_id":1,"bbox":[1,2,3],"score":1}]`, "result 0"},
+		{`[{"image_id":1,`, "corrupt JSON"},
+	} {
+		if err := os.WriteFile(p, []byte(c.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadResults(p); err == nil || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), "res.json") {
+			t.Errorf("%s: %v", c.body, err)
 		}
 	}
 }
