@@ -154,10 +154,11 @@ func HFlip(img *imageproc.Image8, objs []Object) (*imageproc.Image8, []Object) {
 // defaults (brightness [0.875, 1.125], contrast and saturation [0.5, 1.5],
 // hue [-0.05, 0.05], each step with probability p, contrast before or after
 // saturation and hue at random, then a random channel permutation with
-// probability p). Adjustments follow torchvision's tensor ops (brightness
-// scales; contrast blends with the mean grey level; saturation blends with
-// each pixel's grey; hue rotates in HSV), rounded back to uint8. Boxes are
-// untouched, so only the image is returned.
+// probability p). The adjustments are torchvision's tensor ops
+// (adjust_brightness, _contrast, _saturation, _hue) on the image as floats
+// in [0, 1], rounded back to uint8 once at the end (the reference applies
+// them to a PIL image, rounding after each). Boxes are untouched, so only
+// the image is returned.
 func PhotometricDistort(img *imageproc.Image8, r *data.RNG, p float64) *imageproc.Image8 {
 	if img.Channels != 3 {
 		return img
@@ -171,49 +172,21 @@ func PhotometricDistort(img *imageproc.Image8, r *data.RNG, p float64) *imagepro
 	for i, v := range img.Pix {
 		f[i] = float64(v) / 255
 	}
-	grey := func(i int) float64 { return 0.299*f[i*3] + 0.587*f[i*3+1] + 0.114*f[i*3+2] }
-	clamp := func(v float64) float64 { return min(max(v, 0), 1) }
-	blend := func(i int, other, k float64) { f[i] = clamp(k*f[i] + (1-k)*other) }
-	contrast := func() {
-		k := r.Uniform(0.5, 1.5)
-		m := 0.0
-		for i := range n {
-			m += grey(i)
-		}
-		m /= float64(n)
-		for i := range f {
-			blend(i, m, k)
-		}
-	}
 	if u[0] < p {
-		k := r.Uniform(0.875, 1.125)
-		for i := range f {
-			f[i] = clamp(f[i] * k)
-		}
+		adjustBrightness(f, r.Uniform(0.875, 1.125))
 	}
 	before := u[1] < 0.5
 	if before && u[2] < p {
-		contrast()
+		adjustContrast(f, r.Uniform(0.5, 1.5))
 	}
 	if u[3] < p {
-		k := r.Uniform(0.5, 1.5)
-		for i := range n {
-			g := grey(i)
-			for c := range 3 {
-				blend(i*3+c, g, k)
-			}
-		}
+		adjustSaturation(f, r.Uniform(0.5, 1.5))
 	}
 	if u[4] < p {
-		h := r.Uniform(-0.05, 0.05)
-		for i := range n {
-			hh, s, v := rgbToHSV(f[i*3], f[i*3+1], f[i*3+2])
-			hh = math.Mod(hh+h+1, 1)
-			f[i*3], f[i*3+1], f[i*3+2] = hsvToRGB(hh, s, v)
-		}
+		adjustHue(f, r.Uniform(-0.05, 0.05))
 	}
 	if !before && u[5] < p {
-		contrast()
+		adjustContrast(f, r.Uniform(0.5, 1.5))
 	}
 	perm := []int{0, 1, 2}
 	if u[6] < p {
@@ -226,6 +199,48 @@ func PhotometricDistort(img *imageproc.Image8, r *data.RNG, p float64) *imagepro
 		}
 	}
 	return out
+}
+
+// The adjustments of torchvision's functional_tensor on a float RGB image
+// in [0, 1], interleaved (H, W, 3).
+
+func grey(f []float64, i int) float64 { return 0.2989*f[i*3] + 0.587*f[i*3+1] + 0.114*f[i*3+2] }
+
+// blend is _blend: k a + (1 - k) b clamped to [0, 1].
+func blend(a, b, k float64) float64 { return min(max(k*a+(1-k)*b, 0), 1) }
+
+func adjustBrightness(f []float64, k float64) {
+	for i := range f {
+		f[i] = blend(f[i], 0, k)
+	}
+}
+
+func adjustContrast(f []float64, k float64) {
+	m := 0.0
+	for i := range len(f) / 3 {
+		m += grey(f, i)
+	}
+	m /= float64(len(f) / 3)
+	for i := range f {
+		f[i] = blend(f[i], m, k)
+	}
+}
+
+func adjustSaturation(f []float64, k float64) {
+	for i := range len(f) / 3 {
+		g := grey(f, i)
+		for c := range 3 {
+			f[i*3+c] = blend(f[i*3+c], g, k)
+		}
+	}
+}
+
+func adjustHue(f []float64, h float64) {
+	for i := range len(f) / 3 {
+		hh, s, v := rgbToHSV(f[i*3], f[i*3+1], f[i*3+2])
+		hh = math.Mod(hh+h+1, 1)
+		f[i*3], f[i*3+1], f[i*3+2] = hsvToRGB(hh, s, v)
+	}
 }
 
 func rgbToHSV(r, g, b float64) (h, s, v float64) {

@@ -302,3 +302,35 @@ func TestGoldenNMS(t *testing.T) {
 		}
 	}
 }
+
+func TestGoldenPhotometric(t *testing.T) {
+	var raw struct {
+		Image any
+		Cases []struct {
+			Op     string
+			Factor float64
+			Out    any
+		}
+	}
+	loadJSON(t, "photometric.json", &raw)
+	img := flat32(raw.Image)
+	if len(img) == 0 || len(raw.Cases) == 0 {
+		t.Fatal("empty photometric.json")
+	}
+	ops := map[string]func([]float64, float64){"brightness": adjustBrightness, "contrast": adjustContrast,
+		"saturation": adjustSaturation, "hue": adjustHue}
+	for _, c := range raw.Cases {
+		f := make([]float64, len(img))
+		for i, v := range img {
+			f[i] = float64(v)
+		}
+		ops[c.Op](f, c.Factor)
+		want := flat32(c.Out)
+		for i := range f {
+			if math.Abs(f[i]-float64(want[i])) > 2e-6 {
+				t.Errorf("%s %v: value %d = %v, torchvision %v", c.Op, c.Factor, i, f[i], want[i])
+				break
+			}
+		}
+	}
+}

@@ -12,6 +12,7 @@ Everything is float32 as torchvision runs it and written as JSON (small, committ
   loss.json    anchors, targets, logits, regressions, matched indexes, both losses, gradients
   post.json    logits, regressions, anchors, sizes, final detections per image
   nms.json     nms and batched_nms cases (ties in scores, duplicate boxes; both batched_nms code paths)
+  photometric.json  adjust_brightness/contrast/saturation/hue on a float (H, W, 3) image, fixed factors
 
 SSD's methods are called unbound on a namespace holding exactly the attributes they read (box_coder,
 neg_to_pos_ratio, score_thresh, topk_candidates, nms_thresh, detections_per_img): the network itself is not
@@ -173,6 +174,18 @@ def main():
             nms_cases.append(dict(boxes=tl(bx), scores=tl(sc), idxs=ids.tolist(), iou=thr, keep=keep.tolist(),
                                   batched=ncls > 1))
     dump("nms.json", dict(cases=nms_cases))
+
+    # --- photometric adjustments (functional_tensor on a float image in [0, 1]) with fixed factors
+    import torchvision.transforms.functional as TF
+    img = torch.randint(0, 256, (3, 5, 7), generator=g).float() / 255
+    img[:, 0, 0] = 0.5  # a grey pixel (no hue)
+    img[:, 0, 1] = torch.tensor([1.0, 0.0, 0.0])
+    ph = []
+    for op, k in [("brightness", 1.1), ("brightness", 0.875), ("contrast", 0.6), ("contrast", 1.4),
+                  ("saturation", 0.5), ("saturation", 1.5), ("hue", -0.05), ("hue", 0.03)]:
+        out = getattr(TF, "adjust_" + op)(img, k)
+        ph.append(dict(op=op, factor=k, out=tl(out.permute(1, 2, 0))))
+    dump("photometric.json", dict(image=tl(img.permute(1, 2, 0)), cases=ph))
 
 
 if __name__ == "__main__":
