@@ -120,16 +120,16 @@ func (d DefaultBoxes) Generate(imgH, imgW int, feats [][2]int) ([]Box, error) {
 // IoU (the first on ties) if that IoU is at least threshold, else -1; then
 // every ground truth g, in order, claims its best anchor (the first on
 // ties), overriding the above (a later ground truth wins an anchor two
-// want). iou is box_iou(gt, anchors): (G, A). With no ground truth every
-// anchor is -1.
+// want). iou is box_iou(gt, anchors): (G, A), from valid boxes (no NaN).
+// With no ground truth every anchor is -1.
 func Match(iou [][]float32, nAnchors int, threshold float32) []int {
 	m := make([]int, nAnchors)
 	for a := range m {
 		m[a] = -1
 		best := float32(math.Inf(-1))
 		for g := range iou {
-			// torch's max returns the first maximum; NaN propagates as max
-			if v := iou[g][a]; v > best || (v != v && best == best) {
+			if v := iou[g][a]; v > best { // torch's max: the first maximum
+
 				best, m[a] = v, g
 			}
 		}

@@ -103,8 +103,33 @@ func TestGoldenDefaultBoxesAndMatch(t *testing.T) {
 			GT      [][]float64
 			Matches []int
 		}
+		StepsCase struct {
+			Image        [2]int
+			Feats        [][2]int
+			AspectRatios [][]int   `json:"aspect_ratios"`
+			Scales       []float64 // 7
+			Steps        []int
+			Anchors      [][]float64
+		} `json:"steps_case"`
 	}
 	loadJSON(t, "anchors.json", &g)
+	sc := g.StepsCase
+	ssd := DefaultBoxes{AspectRatios: sc.AspectRatios, Scales: sc.Scales, Steps: sc.Steps, Clip: true}
+	anc, err := ssd.Generate(sc.Image[0], sc.Image[1], sc.Feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := toBoxes(sc.Anchors); len(anc) != len(want) || len(want) == 0 {
+		t.Errorf("steps case: %d anchors, torchvision %d", len(anc), len(want))
+	} else {
+		for i := range anc {
+			for k := range 4 {
+				if !close32(anc[i][k], want[i][k], 1e-6, 1e-4) {
+					t.Fatalf("steps case anchor %d: %v, torchvision %v", i, anc[i], want[i])
+				}
+			}
+		}
+	}
 	d := SSDLiteBoxes()
 	for k, s := range d.scales() {
 		if s != g.Scales[k] {

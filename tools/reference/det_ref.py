@@ -104,7 +104,13 @@ def main():
         gtb[5] = gtb[4]  # a duplicate ground truth: both want the same best default box
         m = matcher(box_ops.box_iou(gtb, anc))
         cases.append(dict(image=c["image"], feats=c["feats"], anchors=tl(anc), gt=tl(gtb), matches=m.tolist()))
-    dump("anchors.json", dict(scales=gen.scales, cases=cases))
+    # SSD300-style generator (explicit scales and steps; scale 1.05 exercises the clip), small image
+    g300 = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]], scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+                               steps=[8, 16, 32, 64, 100, 300])
+    steps_case = dict(image=[100, 100], feats=[[13, 13], [7, 7], [4, 4], [2, 2], [1, 1], [1, 1]],
+                      aspect_ratios=g300.aspect_ratios, scales=g300.scales, steps=g300.steps)
+    steps_case["anchors"] = tl(anchors_for(g300, steps_case["image"], steps_case["feats"]))
+    dump("anchors.json", dict(scales=gen.scales, cases=cases, steps_case=steps_case))
 
     # --- loss: 3 images (3 boxes, 1 box, none), 4 classes (0 = background)
     c = SMALL
