@@ -107,7 +107,8 @@ func (d DefaultBoxes) Generate(imgH, imgW int, feats [][2]int) ([]Box, error) {
 			for j := range fk[1] {
 				cx := (float32(j) + 0.5) / xf
 				for _, p := range pairs {
-					out = append(out, Box{(cx - 0.5*p[0]) * W, (cy - 0.5*p[1]) * H, (cx + 0.5*p[0]) * W, (cy + 0.5*p[1]) * H})
+					hw, hh := float32(0.5*p[0]), float32(0.5*p[1])
+					out = append(out, Box{(cx - hw) * W, (cy - hh) * H, (cx + hw) * W, (cy + hh) * H})
 				}
 			}
 		}

@@ -8,7 +8,8 @@ import (
 // Box is an axis-aligned box (x1, y1, x2, y2) in pixels, x2 > x1 and y2 > y1
 // for a valid box, as torchvision's detection models use them. Arithmetic
 // on boxes is float32, as torchvision runs it, so results match bit for bit
-// where the operations are the same.
+// where the operations are the same (products are converted explicitly to
+// float32 so that no platform fuses them into multiply-adds).
 type Box [4]float32
 
 // Width returns x2 - x1.
@@ -19,7 +20,7 @@ func (b Box) Height() float32 { return b[3] - b[1] }
 
 // Area returns (x2 - x1) * (y2 - y1) (torchvision's box_area; negative or
 // zero for degenerate boxes).
-func (b Box) Area() float32 { return (b[2] - b[0]) * (b[3] - b[1]) }
+func (b Box) Area() float32 { return float32((b[2] - b[0]) * (b[3] - b[1])) }
 
 // XYWH returns the box as COCO's [x, y, w, h].
 func (b Box) XYWH() [4]float64 {
@@ -56,7 +57,7 @@ func (b Box) Clip(w, h float32) Box {
 func IoU(a, b Box) float32 {
 	lt0, lt1 := max(a[0], b[0]), max(a[1], b[1])
 	rb0, rb1 := min(a[2], b[2]), min(a[3], b[3])
-	inter := max(rb0-lt0, 0) * max(rb1-lt1, 0)
+	inter := float32(max(rb0-lt0, 0) * max(rb1-lt1, 0))
 	return inter / (a.Area() + b.Area() - inter)
 }
 
@@ -93,9 +94,9 @@ var SSDCoder = BoxCoder{Weights: [4]float32{10, 10, 5, 5}, Clip: float32(math.Lo
 // (encode_single(gt, anchor)).
 func (c BoxCoder) Encode(gt, anchor Box) [4]float32 {
 	aw, ah := anchor[2]-anchor[0], anchor[3]-anchor[1]
-	ax, ay := anchor[0]+0.5*aw, anchor[1]+0.5*ah
+	ax, ay := anchor[0]+float32(0.5*aw), anchor[1]+float32(0.5*ah)
 	gw, gh := gt[2]-gt[0], gt[3]-gt[1]
-	gx, gy := gt[0]+0.5*gw, gt[1]+0.5*gh
+	gx, gy := gt[0]+float32(0.5*gw), gt[1]+float32(0.5*gh)
 	return [4]float32{
 		c.Weights[0] * (gx - ax) / aw,
 		c.Weights[1] * (gy - ay) / ah,
@@ -108,10 +109,11 @@ func (c BoxCoder) Encode(gt, anchor Box) [4]float32 {
 // (decode_single(code, anchor)).
 func (c BoxCoder) Decode(code [4]float32, anchor Box) Box {
 	w, h := anchor[2]-anchor[0], anchor[3]-anchor[1]
-	cx, cy := anchor[0]+0.5*w, anchor[1]+0.5*h
+	cx, cy := anchor[0]+float32(0.5*w), anchor[1]+float32(0.5*h)
 	dx, dy := code[0]/c.Weights[0], code[1]/c.Weights[1]
 	dw, dh := min(code[2]/c.Weights[2], c.Clip), min(code[3]/c.Weights[3], c.Clip)
-	px, py := dx*w+cx, dy*h+cy
+	px, py := float32(dx*w)+cx, float32(dy*h)+cy
 	pw, ph := float32(math.Exp(float64(dw)))*w, float32(math.Exp(float64(dh)))*h
-	return Box{px - 0.5*pw, py - 0.5*ph, px + 0.5*pw, py + 0.5*ph}
+	hw, hh := float32(0.5*pw), float32(0.5*ph)
+	return Box{px - hw, py - hh, px + hw, py + hh}
 }

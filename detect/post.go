@@ -45,7 +45,7 @@ func nmsOrdered(boxes []Box, order []int, thr float32) []int {
 			c := boxes[j]
 			w := max(0, min(b[2], c[2])-max(b[0], c[0]))
 			h := max(0, min(b[3], c[3])-max(b[1], c[1]))
-			inter := w * h
+			inter := float32(w * h)
 			if inter/(ia+c.Area()-inter) > thr {
 				sup[j] = true
 			}
