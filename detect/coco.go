@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -372,7 +374,7 @@ func accumulate(evs []*evalImg, maxDet int, thr, recThr []float64, setP func(t, 
 	if npig == 0 {
 		return
 	}
-	sort.SliceStable(ds, func(i, j int) bool { return ds[i].score > ds[j].score })
+	slices.SortStableFunc(ds, func(a, b det) int { return cmp.Compare(b.score, a.score) })
 	eps := math.Nextafter(1, 2) - 1 // np.spacing(1)
 	for ti := range thr {
 		tp, fp := 0.0, 0.0

@@ -3,7 +3,7 @@ package detect
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 )
 
 // Target is the ground truth of one image: boxes in pixels of the network
@@ -106,7 +106,7 @@ func SSDLoss(anchors []Box, targets []Target, logits, regs []float32, classes in
 	var boxSum, clsSum float64
 	ce := make([]float64, a)
 	weight := make([]float64, a)
-	order := make([]int, a)
+	var scratch []float64
 	for i, t := range targets {
 		m := matches[i]
 		// cross-entropy of every anchor against its class target (0 unmatched)
@@ -131,25 +131,10 @@ func SSDLoss(anchors []Box, targets []Target, logits, regs []float32, classes in
 			if m[k] >= 0 {
 				weight[k] = 1
 			}
-			order[k] = k
 		}
-		// hard negatives: rank by loss with positives last (-inf), keep rank < ratio × positives
-		sort.SliceStable(order, func(p, q int) bool {
-			kp, kq := order[p], order[q]
-			if (m[kp] >= 0) != (m[kq] >= 0) {
-				return m[kq] >= 0
-			}
-			if m[kp] >= 0 {
-				return false
-			}
-			return ce[kp] > ce[kq]
-		})
-		numNeg := o.NegPosRatio * float64(npos)
-		for r, k := range order {
-			if float64(r) < numNeg {
-				weight[k]++
-			}
-		}
+		// hard negatives: rank by loss, positives last (at -inf), ties by
+		// index; the anchors of rank < ratio × positives count once more
+		selectHard(ce, m, int(math.Ceil(o.NegPosRatio*float64(npos))), weight, &scratch)
 		for k := range a {
 			if weight[k] == 0 {
 				if gradLogits != nil {
@@ -208,4 +193,53 @@ func SSDLoss(anchors []Box, targets []Target, logits, regs []float32, classes in
 		}
 	}
 	return Loss{Box: boxSum * norm, Class: clsSum * norm, Positives: pos}, nil
+}
+
+// selectHard adds 1 to weight[k] for the n anchors of highest loss among
+// the negatives (m[k] < 0), ties to the lower index; when n exceeds the
+// negatives, the first positives by index make up the rest (they rank at
+// -inf in torch's sort; which ones among them is unspecified there).
+func selectHard(ce []float64, m []int, n int, weight []float64, scratch *[]float64) {
+	if n <= 0 {
+		return
+	}
+	neg := (*scratch)[:0]
+	for k, v := range ce {
+		if m[k] < 0 {
+			neg = append(neg, v)
+		}
+	}
+	*scratch = neg
+	if n >= len(neg) {
+		left := n - len(neg)
+		for k := range ce {
+			if m[k] < 0 {
+				weight[k]++
+			} else if left > 0 {
+				weight[k]++
+				left--
+			}
+		}
+		return
+	}
+	slices.Sort(neg)
+	cut := neg[len(neg)-n] // the n-th highest loss
+	above := 0
+	for _, v := range neg[len(neg)-n:] {
+		if v > cut {
+			above++
+		}
+	}
+	ties := n - above // anchors at the cut, by index
+	for k, v := range ce {
+		if m[k] >= 0 {
+			continue
+		}
+		if v > cut {
+			weight[k]++
+		} else if v == cut && ties > 0 {
+			weight[k]++
+			ties--
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -22,7 +24,13 @@ func sortedByScore(scores []float32, idx []int) []int {
 			idx[i] = i
 		}
 	}
-	sort.SliceStable(idx, func(p, q int) bool { return scores[idx[p]] > scores[idx[q]] })
+	// by decreasing score, ties by index: the order of a stable sort, with the speed of pdqsort
+	slices.SortFunc(idx, func(p, q int) int {
+		if c := cmp.Compare(scores[q], scores[p]); c != 0 {
+			return c
+		}
+		return cmp.Compare(p, q)
+	})
 	return idx
 }
 
@@ -30,6 +38,10 @@ func sortedByScore(scores []float32, idx []int) []int {
 // visited in order.
 func nmsOrdered(boxes []Box, order []int, thr float32) []int {
 	sup := make([]bool, len(boxes))
+	areas := make([]float32, len(boxes))
+	for _, i := range order {
+		areas[i] = boxes[i].Area()
+	}
 	var keep []int
 	for oi, i := range order {
 		if sup[i] {
@@ -37,7 +49,7 @@ func nmsOrdered(boxes []Box, order []int, thr float32) []int {
 		}
 		keep = append(keep, i)
 		b := boxes[i]
-		ia := b.Area()
+		ia := areas[i]
 		for _, j := range order[oi+1:] {
 			if sup[j] {
 				continue
@@ -46,7 +58,7 @@ func nmsOrdered(boxes []Box, order []int, thr float32) []int {
 			w := max(0, min(b[2], c[2])-max(b[0], c[0]))
 			h := max(0, min(b[3], c[3])-max(b[1], c[1]))
 			inter := float32(w * h)
-			if inter/(ia+c.Area()-inter) > thr {
+			if inter/(ia+areas[j]-inter) > thr {
 				sup[j] = true
 			}
 		}
