@@ -71,6 +71,29 @@ func TestOpenCanvases(t *testing.T) {
 	if n == 0 {
 		t.Error("no objects")
 	}
+	// the training path: augment, resize to the network input, match and score with the loss
+	anchors, err := SSDLiteBoxes().Generate(64, 64, [][2]int{{4, 4}, {2, 2}, {1, 1}, {1, 1}, {1, 1}, {1, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []Target
+	for i := range train.Len() {
+		img, s, err := train.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, objs := SSDRecipe([3]uint8{123, 117, 104}).Apply(img, s.Objects, data.NewRNG(data.SampleSeed(5, 0, i)))
+		img, objs = Resize(img, objs, 64, 64)
+		inside(t, "canvas training sample", img, objs)
+		s.Objects = objs
+		targets = append(targets, s.Target())
+	}
+	logits := make([]float32, len(targets)*len(anchors)*11)
+	regs := make([]float32, len(targets)*len(anchors)*4)
+	l, err := SSDLoss(anchors, targets, logits, regs, 11, LossOptions{}, nil, nil)
+	if err != nil || l.Positives == 0 || l.Total() <= 0 {
+		t.Errorf("loss on canvases: %+v %v", l, err)
+	}
 	imgs, cats, gts := val.GroundTruth()
 	if len(imgs) != 2 || len(cats) != 10 {
 		t.Errorf("ground truth: %d images %d categories", len(imgs), len(cats))
