@@ -52,8 +52,9 @@ func Crop(img *imageproc.Image8, objs []Object, left, top, w, h int) (*imageproc
 // else try up to 40 crops of each side uniform in [0.3, 1] of the image's,
 // aspect ratio (new_w/new_h) in [0.5, 2], at a uniform position, keeping
 // the first whose box-centred objects exist and one of which has IoU with
-// the crop at least the minimum; when 40 tries fail, pick again. An image
-// without objects is returned unchanged (torchvision would loop forever).
+// the crop at least the minimum; when 40 tries fail, pick again (at most
+// 1000 picks here, then the input is returned). An image without objects
+// is returned unchanged (torchvision would loop forever).
 func IoUCrop(img *imageproc.Image8, objs []Object, r *data.RNG) (*imageproc.Image8, []Object) {
 	const minScale, maxScale, minAR, maxAR, trials = 0.3, 1.0, 0.5, 2.0, 40
 	options := []float64{0, 0.1, 0.3, 0.5, 0.7, 0.9, 1}
