@@ -140,8 +140,10 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 
 	var run *train.SegRun
 	if a.Resume != "" {
-		if len(set) > 1 && !(len(set) == 2 && (set["threads"] || set["task"])) && !(len(set) == 3 && set["threads"] && set["task"]) {
-			return errors.New("--resume takes no other flags (but --threads): the run's own settings are used")
+		for f := range set {
+			if f != "resume" && f != "threads" && f != "task" {
+				return fmt.Errorf("--resume takes no other flags (but --threads), not --%s: the run's own settings are used", f)
+			}
 		}
 		threads, dir := a.Threads, a.Resume
 		if run, err = train.ResumeSeg(dir); err != nil {

@@ -172,6 +172,10 @@ func TestTrainSegmentEndToEnd(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "already holds a run") {
 		t.Errorf("training into a run folder: exit %d, %q", code, stderr)
 	}
+	code, _, stderr = cli("train", "--resume", run, "--epochs", "3")
+	if code == 0 || !strings.Contains(stderr, "--epochs") {
+		t.Errorf("--resume with --epochs: exit %d, %q", code, stderr)
+	}
 	code, stdout, stderr = cli("train", "--resume", run)
 	if code != 0 || !strings.Contains(stdout, "all 1 epochs are done") || !strings.Contains(stdout, "fused model") {
 		t.Errorf("resume of a finished run: exit %d\n%s\n%s", code, stdout, stderr)
