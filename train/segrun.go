@@ -152,6 +152,10 @@ func (r *SegRun) Execute(ctx context.Context) error {
 					ch <- segBatch{err: err}
 					return
 				}
+				if want := r.Net.Backbone.Model().Config.InChannels; c != want {
+					ch <- segBatch{err: fmt.Errorf("train: %s has %d channels, the network takes %d", r.Train.Name(idx[0]), c, want)}
+					return
+				}
 				ch <- segBatch{x: &tensor.Tensor{Shape: []int{len(idx), c, hh, ww}, Data: x}, y: y}
 			}()
 			return ch
@@ -292,6 +296,10 @@ func SegEvaluate(net *SegNet, ds dense.Dataset, size int, mean, std [3]float32, 
 			img, m, err := ds.Get(lo + k)
 			if err != nil {
 				errs[k] = err
+				return
+			}
+			if img.Channels != 3 {
+				errs[k] = fmt.Errorf("%s: %d channels, want RGB", ds.Name(lo+k), img.Channels)
 				return
 			}
 			x, w, h := dense.FitPad(img, size, fill)
