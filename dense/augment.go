@@ -18,6 +18,11 @@ type Augment struct {
 	// (uniform); the new size is the rounded product, at least 1 pixel.
 	// Both zero: no scaling.
 	ScaleMin, ScaleMax float64
+	// Base, if > 0, makes the scale relative to the image's long side
+	// resized to Base pixels (torchvision's RandomResize around a base
+	// size): the factor is U(ScaleMin, ScaleMax)·Base/max(W, H), so images
+	// of any size reach the network at the scale FitPad gives them.
+	Base int
 	// Flip is the probability of a horizontal flip.
 	Flip float64
 	// Crop is the side of a random square crop; an image smaller than it
@@ -39,6 +44,8 @@ func (a Augment) Validate() error {
 		return fmt.Errorf("dense: flip probability %g", a.Flip)
 	case a.Crop < 0:
 		return fmt.Errorf("dense: crop %d", a.Crop)
+	case a.Base < 0 || (a.Base > 0 && a.ScaleMax == 0):
+		return fmt.Errorf("dense: base size %d needs a scale range", a.Base)
 	}
 	return nil
 }
@@ -55,6 +62,9 @@ func (a Augment) Apply(img *imageproc.Image8, m *Mask, r *data.RNG) (*imageproc.
 		s := r.Uniform(a.ScaleMin, a.ScaleMax)
 		if a.ScaleMin == a.ScaleMax {
 			s = a.ScaleMin
+		}
+		if a.Base > 0 {
+			s *= float64(a.Base) / float64(max(img.Width, img.Height))
 		}
 		w := max(int(math.Round(float64(img.Width)*s)), 1)
 		h := max(int(math.Round(float64(img.Height)*s)), 1)
@@ -151,6 +161,22 @@ func CropImage(img *imageproc.Image8, left, top, w, h int, fill [3]uint8) *image
 		copy(out.Pix[(y*w+x0-left)*nc:(y*w+x1-left)*nc], img.Pix[(sy*img.Width+x0)*nc:(sy*img.Width+x1)*nc])
 	}
 	return out
+}
+
+// FitPad resizes img (bilinear, as Image8.Resize) so that its long side
+// is size, keeping the aspect ratio, and pads the right and bottom with
+// fill to size×size: the whole image, letterboxed, as segmentation
+// inference and evaluation feed it. w and h are the size of the image's
+// part (the top-left corner); Mask.Crop(0, 0, w, h) then ResizeNearest
+// maps a prediction back to the image.
+func FitPad(img *imageproc.Image8, size int, fill [3]uint8) (out *imageproc.Image8, w, h int) {
+	w, h = size, size
+	if img.Width >= img.Height {
+		h = max(1, int(float64(img.Height)*float64(size)/float64(img.Width)+0.5))
+	} else {
+		w = max(1, int(float64(img.Width)*float64(size)/float64(img.Height)+0.5))
+	}
+	return CropImage(img.Resize(w, h), 0, 0, size, size, fill), w, h
 }
 
 // CHW converts an 8-bit image to float32 (C, H, W): (v/255 − mean[c]) /

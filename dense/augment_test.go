@@ -192,3 +192,42 @@ func TestDataCHW(t *testing.T) {
 		}
 	}
 }
+
+// TestFitPad: the long side becomes the size, the aspect is kept (rounded),
+// the rest is fill; a mask cropped to (w, h) and resized maps back.
+func TestFitPad(t *testing.T) {
+	img := imageproc.NewImage8(100, 50, 3)
+	for i := range img.Pix {
+		img.Pix[i] = 200
+	}
+	out, w, h := FitPad(img, 64, [3]uint8{1, 2, 3})
+	if out.Width != 64 || out.Height != 64 || w != 64 || h != 32 {
+		t.Fatalf("FitPad 100x50 to 64: %dx%d, part %dx%d", out.Width, out.Height, w, h)
+	}
+	if p := out.Pix[3*(31*64+63):][:3]; p[0] != 200 {
+		t.Errorf("inside the image: %v", p)
+	}
+	if p := out.Pix[3*(32*64):][:3]; p[0] != 1 || p[1] != 2 || p[2] != 3 {
+		t.Errorf("padding: %v, want the fill", p)
+	}
+	_, w, h = FitPad(imageproc.NewImage8(30, 61, 1), 64, [3]uint8{})
+	if w != 31 || h != 64 {
+		t.Errorf("FitPad 30x61 to 64: part %dx%d, want 31x64", w, h)
+	}
+}
+
+// TestAugmentBase: with Base, the scale is relative to the image's long
+// side resized to Base, whatever the image's size.
+func TestAugmentBase(t *testing.T) {
+	for _, size := range [][2]int{{200, 100}, {50, 80}} {
+		img, m := imageproc.NewImage8(size[0], size[1], 3), NewMask(size[0], size[1])
+		a := Augment{ScaleMin: 1, ScaleMax: 1, Base: 40}
+		out, om := a.Apply(img, m, data.NewRNG(1, 2))
+		if long := max(out.Width, out.Height); long != 40 || om.Width != out.Width || om.Height != out.Height {
+			t.Errorf("%v: %dx%d (mask %dx%d), want the long side 40", size, out.Width, out.Height, om.Width, om.Height)
+		}
+	}
+	if err := (Augment{Base: 40}).Validate(); err == nil {
+		t.Error("Base without a scale range accepted")
+	}
+}

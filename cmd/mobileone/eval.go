@@ -15,6 +15,7 @@ import (
 )
 
 const evalUsage = `usage: mobileone eval [-w CKPT] [--data fashion-mnist | --data DIR] [--split test] [--batch 256] [--json]
+       mobileone eval --task segment -w seg.safetensors --data DIR   (see mobileone eval --task segment -h)
 
 Scores a model on a labelled data set: top-1 and top-5 accuracy, the mean
 cross-entropy and a confusion matrix (rows: true class with its number and full
@@ -28,6 +29,14 @@ Without -w, the built-in Fashion-MNIST model (the default of "mobileone
 predict") is scored.`
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {
+	switch task, _ := flagValue(args, "task"); task {
+	case "segment":
+		return cmdEvalSegment(args, stdout, stderr)
+	case "", "classify":
+		args = withoutFlag(args, "task")
+	default:
+		return fmt.Errorf("--task %q: want classify (the default) or segment", task)
+	}
 	fs := newFlags("eval", evalUsage, stderr)
 	var ck ckptFlags
 	var dataArg, dir, split string

@@ -41,7 +41,8 @@ backbone under "backbone." (the authors' keys: backbone.stage0.reparam_conv.weig
 backbone's variant and the class count are read from the tensors' shapes (-m and
 --classes check them). What the weights do not show comes from the file's
 metadata if it has it ("labels": JSON array of class names, "output_stride",
-"rates": JSON array of ASPP rates), else from the flags: output stride 16 and
+"rates": JSON array of ASPP rates, "size": the side the model was trained at,
+the default of --size), else from the flags: output stride 16 and
 torchvision's rates 12,24,36 by default; they must be what the model was trained
 with. Class names: --labels FILE (one per line), else the metadata, else "class N".
 
@@ -59,7 +60,7 @@ func cmdSegment(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&outDir, "o", ".", "output `folder` for the masks and overlays")
 	asJSON := fs.Bool("json", false, "print one JSON object per image (files, per-class pixel shares)")
 	classes := fs.Int("classes", 0, "check that the checkpoint has `N` classes")
-	size := fs.Int("size", 512, "network input side `S` (S x S)")
+	size := fs.Int("size", 0, "network input side `S` (S x S; 0: the checkpoint's training size from its metadata, else 512)")
 	fs.StringVar(&fit, "fit", "pad", "how an image becomes S x S: `pad` (keep the aspect ratio, pad) or stretch")
 	fs.StringVar(&labelsFile, "labels", "", "class names, one per line (`file`)")
 	outputStride := fs.Int("output-stride", 0, "backbone output stride `16 or 8` if the checkpoint does not store it (default 16)")
@@ -76,7 +77,7 @@ func cmdSegment(args []string, stdout, stderr io.Writer) error {
 	case len(files) == 0:
 		fs.Usage()
 		return errors.New("no images given")
-	case *size < 32 || *size > 4096:
+	case *size != 0 && (*size < 32 || *size > 4096):
 		return fmt.Errorf("--size must be 32..4096, got %d", *size)
 	case fit != "pad" && fit != "stretch":
 		return fmt.Errorf("--fit must be pad or stretch, got %q", fit)
@@ -211,6 +212,14 @@ func newSegmenter(sd map[string]*tensor.Tensor, meta map[string]string, o segOpt
 	if o.Classes > 0 && o.Classes != classes {
 		return nil, fmt.Errorf("--classes %d, but the checkpoint's classifier has %d", o.Classes, classes)
 	}
+	if o.Size == 0 {
+		o.Size = 512
+		if v, ok := meta["size"]; ok {
+			if o.Size, err = strconv.Atoi(v); err != nil || o.Size < 32 || o.Size > 4096 {
+				return nil, fmt.Errorf("metadata size %q: want 32..4096", v)
+			}
+		}
+	}
 	s := &segmenter{Config: cfg, Classes: classes, OutputStride: o.OutputStride, Rates: o.Rates, Size: o.Size}
 	if v, ok := meta["output_stride"]; ok && s.OutputStride == 0 {
 		if s.OutputStride, err = strconv.Atoi(v); err != nil {
@@ -303,12 +312,7 @@ func (s *segmenter) Segment(im *imageproc.Image8, stretch bool) (*dense.Mask, er
 	if stretch {
 		x = im.Resize(S, S)
 	} else {
-		if im.Width >= im.Height {
-			h = max(1, int(float64(im.Height)*float64(S)/float64(im.Width)+0.5))
-		} else {
-			w = max(1, int(float64(im.Width)*float64(S)/float64(im.Height)+0.5))
-		}
-		x = dense.CropImage(im.Resize(w, h), 0, 0, S, S, meanFill)
+		x, w, h = dense.FitPad(im, S, meanFill)
 	}
 	logits, err := s.plan.Run(dense.CHW(x, imageproc.ImageNetMean, imageproc.ImageNetStd))
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 const trainUsage = `usage: mobileone train [--data fashion-mnist | --data DIR] [-m s0..s4] [--epochs 30] -o RUN/
        mobileone train --init mobileone_s1_unfused.pth.tar --classes N --data DIR -o RUN/
        mobileone train --resume RUN/
+       mobileone train --task segment --data DIR -o RUN/   (DeepLabV3: see mobileone train --task segment -h)
 
 Trains a train-time (over-parameterised) MobileOne with the paper's recipe: SGD
 with momentum 0.9 (--nesterov optional), linear warm-up then cosine learning
@@ -86,6 +87,20 @@ type trainArgs struct {
 }
 
 func cmdTrain(args []string, stdout, stderr io.Writer) error {
+	switch task, _ := flagValue(args, "task"); task {
+	case "segment":
+		return cmdTrainSegment(args, stdout, stderr)
+	case "", "classify":
+		if dir, ok := flagValue(args, "resume"); ok && train.IsSegCheckpoint(dir) {
+			if task == "classify" {
+				return fmt.Errorf("%s is a segmentation run; --task classify cannot resume it", dir)
+			}
+			return cmdTrainSegment(args, stdout, stderr)
+		}
+		args = withoutFlag(args, "task")
+	default:
+		return fmt.Errorf("--task %q: want classify (the default) or segment", task)
+	}
 	fs := newFlags("train", trainUsage, stderr)
 	a := trainArgs{Hyper: train.DefaultHyper()}
 	fs.StringVar(&a.Data, "data", "fashion-mnist", "`fashion-mnist` or a folder of class sub-folders")
@@ -235,34 +250,12 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var bar *progressbar.ProgressBar
-	tty := false
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tty = true
-	}
-	lastLine := time.Now()
-	run.OnStep = func(p train.Progress) {
-		if tty {
-			if bar == nil || p.Step == 1 {
-				bar = progressbar.NewOptions(p.Steps, progressbar.OptionSetWriter(stderr),
-					progressbar.OptionSetPredictTime(true), progressbar.OptionShowCount(),
-					progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish(),
-					progressbar.OptionSetWidth(24))
-			}
-			bar.Describe(fmt.Sprintf("epoch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s", p.Epoch, p.Epochs, p.Loss, p.Acc, p.ImagesPerSec))
-			bar.Set(p.Step)
-			return
-		}
-		if time.Since(lastLine) > time.Minute { // a heartbeat in logs
-			lastLine = time.Now()
-			fmt.Fprintf(stderr, "epoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s\n", p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.Acc, p.ImagesPerSec)
-		}
-	}
+	bar := newProgress(stderr, func(p train.Progress) string {
+		return fmt.Sprintf("loss %.4f  acc %.2f%%", p.Loss, p.Acc)
+	})
+	run.OnStep = bar.step
 	run.OnEpoch = func(r runlog.Row) {
-		if bar != nil {
-			bar.Finish()
-			bar = nil
-		}
+		bar.finish()
 		ema := ""
 		if r.ValAccEMA > 0 {
 			ema = fmt.Sprintf("  val EMA %.2f%%", r.ValAccEMA)
@@ -284,6 +277,88 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return finishRun(run, &a, prep, stdout)
+}
+
+// flagValue returns the value of flag name in args (-name V, --name V,
+// -name=V, --name=V), scanning up to a "--"; ok is false if it is absent.
+func flagValue(args []string, name string) (v string, ok bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		for _, p := range []string{"-" + name, "--" + name} {
+			if a == p && i+1 < len(args) {
+				return args[i+1], true
+			}
+			if rest, found := strings.CutPrefix(a, p+"="); found {
+				return rest, true
+			}
+		}
+	}
+	return "", false
+}
+
+// withoutFlag removes flag name and its value from args.
+func withoutFlag(args []string, name string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-"+name || a == "--"+name {
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "-"+name+"=") || strings.HasPrefix(a, "--"+name+"=") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// progress is the trainers' progress display: a bar per epoch on a
+// terminal, else a heartbeat line a minute (for logs). describe gives the
+// running figures (loss, accuracy) of a step.
+type progress struct {
+	stderr   io.Writer
+	tty      bool
+	bar      *progressbar.ProgressBar
+	last     time.Time
+	describe func(train.Progress) string
+}
+
+func newProgress(stderr io.Writer, describe func(train.Progress) string) *progress {
+	p := &progress{stderr: stderr, last: time.Now(), describe: describe}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.tty = true
+	}
+	return p
+}
+
+func (b *progress) step(p train.Progress) {
+	if b.tty {
+		if b.bar == nil || p.Step == 1 {
+			b.bar = progressbar.NewOptions(p.Steps, progressbar.OptionSetWriter(b.stderr),
+				progressbar.OptionSetPredictTime(true), progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish(),
+				progressbar.OptionSetWidth(24))
+		}
+		b.bar.Describe(fmt.Sprintf("epoch %d/%d  %s  %.0f img/s", p.Epoch, p.Epochs, b.describe(p), p.ImagesPerSec))
+		b.bar.Set(p.Step)
+		return
+	}
+	if time.Since(b.last) > time.Minute { // a heartbeat in logs
+		b.last = time.Now()
+		fmt.Fprintf(b.stderr, "epoch %d/%d  batch %d/%d  %s  %.0f img/s\n", p.Epoch, p.Epochs, p.Step, p.Steps, b.describe(p), p.ImagesPerSec)
+	}
+}
+
+// finish clears the bar at the end of an epoch.
+func (b *progress) finish() {
+	if b.bar != nil {
+		b.bar.Finish()
+		b.bar = nil
+	}
 }
 
 // sameData checks that a resumed run sees the data it started with: the

@@ -57,6 +57,8 @@ func Plot(path string, rows []Row) error {
 		{acc, "train", 0, func(r Row) float64 { return r.TrainAcc }},
 		{acc, "validation", 1, func(r Row) float64 { return r.ValAcc }},
 		{acc, "validation (EMA)", 2, func(r Row) float64 { return r.ValAccEMA }},
+		{acc, "validation mIoU", 3, func(r Row) float64 { return r.ValMIoU }},
+		{acc, "validation pixel accuracy", 4, func(r Row) float64 { return r.ValPixelAcc }},
 	} {
 		if err := add(s.p, s.name, series(s.y), s.color); err != nil {
 			return err

@@ -27,19 +27,35 @@ type Row struct {
 	ValAccEMA    float64 // percent, EMA weights (0 if none)
 	ImagesPerSec float64
 	Images       int // images trained in the epoch (fewer than the set's when pruned; 0 in older logs)
+	// Segmentation runs (Log.Dense): TrainAcc is the training pixel
+	// accuracy, and these the validation mIoU and pixel accuracy (percent).
+	ValMIoU, ValPixelAcc float64
 }
 
-var header = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s", "images"}
+var (
+	header      = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s", "images"}
+	denseHeader = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_pixel_acc", "images_per_s", "images", "val_miou", "val_pixel_acc"}
+)
+
+func f64(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 func (r Row) record() []string {
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	f := f64
 	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ValLoss), f(r.ValAcc), f(r.ValAccEMA), f(r.ImagesPerSec), strconv.Itoa(r.Images)}
+}
+
+func (r Row) denseRecord() []string {
+	f := f64
+	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ImagesPerSec), strconv.Itoa(r.Images), f(r.ValMIoU), f(r.ValPixelAcc)}
 }
 
 // Log is the record of one run folder.
 type Log struct {
-	dir  string
-	rows []Row
+	// Dense makes the log a segmentation run's: its own columns (train
+	// pixel accuracy, validation mIoU and pixel accuracy) and curves.
+	Dense bool
+	dir   string
+	rows  []Row
 }
 
 // CSVName and PlotName are the files Log writes in the run folder.
@@ -82,7 +98,11 @@ func parse(r io.Reader) ([]Row, error) {
 		if i == 0 {
 			continue
 		}
-		if len(rec) != len(header) && len(rec) != len(header)-1 { // logs before the images column
+		dense := recs[0][len(recs[0])-1] == denseHeader[len(denseHeader)-1]
+		if dense && len(rec) != len(denseHeader) {
+			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(denseHeader))
+		}
+		if !dense && len(rec) != len(header) && len(rec) != len(header)-1 { // logs before the images column
 			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(header))
 		}
 		v := make([]float64, len(rec))
@@ -91,7 +111,12 @@ func parse(r io.Reader) ([]Row, error) {
 				return nil, fmt.Errorf("line %d: %v", i+1, err)
 			}
 		}
-		row := Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0}
+		if dense {
+			rows = append(rows, Row{Epoch: int(v[0]), Seconds: v[1], LR: v[2], WeightDecay: v[3], TrainLoss: v[4], TrainAcc: v[5],
+				ImagesPerSec: v[6], Images: int(v[7]), ValMIoU: v[8], ValPixelAcc: v[9]})
+			continue
+		}
+		row := Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0, 0}
 		if len(v) == len(header) {
 			row.Images = int(v[10])
 		}
@@ -108,9 +133,17 @@ func (l *Log) Append(r Row) error {
 	l.rows = append(l.rows, r)
 	err := fsutil.WriteFileAtomic(filepath.Join(l.dir, CSVName), func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		cw.Write(header)
+		if l.Dense {
+			cw.Write(denseHeader)
+		} else {
+			cw.Write(header)
+		}
 		for _, r := range l.rows {
-			cw.Write(r.record())
+			if l.Dense {
+				cw.Write(r.denseRecord())
+			} else {
+				cw.Write(r.record())
+			}
 		}
 		cw.Flush()
 		return cw.Error()

@@ -45,3 +45,30 @@ func TestLogAppendResume(t *testing.T) {
 		t.Error("a corrupt log must be an error")
 	}
 }
+
+// TestDenseLog: a segmentation run's log has its own columns and reads
+// back (a resumed run keeps its rows).
+func TestDenseLog(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Dense = true
+	for e := 1; e <= 3; e++ {
+		if err := l.Append(Row{Epoch: e, Seconds: float64(e), TrainLoss: 1 / float64(e), TrainAcc: 80, ValMIoU: 40 + float64(e), ValPixelAcc: 90, Images: 8}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, CSVName))
+	if !bytes.HasPrefix(b, []byte("epoch,seconds,lr,weight_decay,train_loss,train_pixel_acc,images_per_s,images,val_miou,val_pixel_acc\n")) {
+		t.Errorf("header: %q", b)
+	}
+	l2, err := Open(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := l2.Rows(); len(rows) != 2 || rows[1].ValMIoU != 42 || rows[1].ValPixelAcc != 90 || rows[1].Images != 8 || rows[1].TrainLoss != 0.5 {
+		t.Errorf("rows read back: %+v", rows)
+	}
+}

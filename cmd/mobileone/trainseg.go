@@ -1,0 +1,432 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/mobileone-go/mobileone/dense"
+	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/internal/cpu"
+	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/internal/runlog"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/train"
+)
+
+const trainSegUsage = `usage: mobileone train --task segment --data DIR [-m s0..s4] [--init CKPT] [--size 256]
+                       [--output-stride 16] [--rates 12,24,36] [--epochs 30] [--batch 8] -o RUN/
+       mobileone train --resume RUN/
+
+Trains DeepLabV3 (ASPP with a 1x1 branch, three dilated 3x3 branches and an
+image-pooling branch, 256 channels, then a 3x3 layer and a 1x1 classifier;
+torchvision's DeepLabHead) on a train-time MobileOne whose last stage is
+dilated instead of strided (output stride 16; 8 dilates stages 3 and 4), with
+per-pixel cross-entropy (mask value 255 ignored) on the logits upsampled
+bilinearly to the input size.
+
+--data DIR is a segmentation dataset: the Pascal VOC layout (JPEGImages/,
+SegmentationClass/, ImageSets/Segmentation/{train,val}.txt; what "mobileone
+data canvases" writes), DIR/{train,val}/{images,masks}/, or DIR/images +
+DIR/masks (then there is no validation). Class names come from labels.txt
+(one a line, index order), else VOC's 21 for the VOC layout.
+
+Augmentation (image and mask together): the image's long side is resized to
+--size times a random scale in [--scale-min, --scale-max] (0.5..2), flipped
+left-right with probability 0.5, and a --size x --size crop taken at random
+(padded with the mean colour, the mask with 255, where the image is smaller).
+Normalisation: ImageNet mean and std.
+
+Validation after every epoch, on the val split: each whole image is resized
+so that its long side is --size (aspect kept), padded to --size x --size,
+predicted, and the class map (padding removed, resized back with nearest
+neighbour) scored against the image's own mask at its own size: mIoU over the
+classes present in the targets or predictions, and pixel accuracy. This is
+what "mobileone segment" and "mobileone eval --task segment" do with the
+model's stored size, so their scores match the trainer's.
+
+Optimiser: SGD with momentum 0.9 and weight decay 1e-4 (not on BatchNorm and
+biases), learning rate 0.02 after a 1-epoch linear warm-up, cosine-decayed to
+0 (DeepLabV3 uses a "poly" decay; the cosine is the classifier trainer's),
+dropout 0.5 after ASPP, no EMA and no label smoothing. --init starts the
+backbone from a classification checkpoint (the authors' unfused
+mobileone_sN_unfused.pth.tar, or a run's model_unfused.pth.tar; its
+classifier is dropped) and fixes its architecture; without it the backbone
+starts from random weights.
+
+The run folder gets checkpoint.safetensors (train-time weights, optimiser
+state, position: --resume continues exactly, on the same data; Ctrl-C saves
+and stops) and model.safetensors (the fused model for "mobileone segment"
+and "mobileone eval --task segment", with its output stride, rates, class
+names and size in the metadata), both written atomically after every epoch,
+and log.csv and curves.png (loss, train pixel accuracy, val mIoU and pixel
+accuracy against time).`
+
+// segTrainArgs are the segmentation trainer's arguments, stored in the
+// checkpoint so that --resume needs nothing else.
+type segTrainArgs struct {
+	Task               string
+	Data               string
+	Variant            string
+	Widths, Blocks     string
+	K                  int
+	Init               string
+	Size               int
+	OutputStride       int
+	Rates              string
+	ScaleMin, ScaleMax float64
+	NoFlip             bool
+	Hyper              train.Hyper
+	Threads            int
+	Out, Resume        string
+}
+
+// segHyper is the segmentation default recipe (see trainSegUsage).
+func segHyper() train.Hyper {
+	return train.Hyper{Epochs: 30, BatchSize: 8, LR: 0.02, WarmupEpochs: 1, Momentum: 0.9,
+		WDStart: 1e-4, WDEnd: 1e-4, ConstantWD: true, Seed: 1, Workers: 2, LastBatch: train.LastBatchEven}
+}
+
+func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train --task segment", trainSegUsage, stderr)
+	a := segTrainArgs{Task: "segment", Hyper: segHyper()}
+	fs.StringVar(&a.Task, "task", "segment", "`segment` (classify: see mobileone train -h)")
+	fs.StringVar(&a.Data, "data", "", "segmentation dataset `folder` (VOC layout or images/ + masks/)")
+	fs.StringVar(&a.Variant, "m", "s0", "backbone variant `s0..s4`")
+	fs.StringVar(&a.Widths, "channels-override", "", "custom widths `stem,c1,c2,c3,c4` instead of the variant's")
+	fs.StringVar(&a.Blocks, "blocks", "", "custom block pairs per stage `b1,b2,b3,b4` instead of the variant's")
+	fs.IntVar(&a.K, "k", 0, "conv branches at train time (0: the variant's)")
+	fs.StringVar(&a.Init, "init", "", "initialise the backbone from this classification `checkpoint` (train-time, unfused)")
+	fs.IntVar(&a.Size, "size", 256, "training crop and validation input side `S`")
+	fs.IntVar(&a.OutputStride, "output-stride", 16, "backbone output stride `16 or 8`")
+	fs.StringVar(&a.Rates, "rates", "12,24,36", "ASPP atrous `rates` (three, comma-separated)")
+	fs.Float64Var(&a.ScaleMin, "scale-min", 0.5, "smallest random scale (of the image resized to --size)")
+	fs.Float64Var(&a.ScaleMax, "scale-max", 2, "largest random scale")
+	fs.BoolVar(&a.NoFlip, "no-flip", false, "no horizontal flips")
+	fs.IntVar(&a.Hyper.Epochs, "epochs", a.Hyper.Epochs, "epochs")
+	fs.IntVar(&a.Hyper.BatchSize, "batch", a.Hyper.BatchSize, "batch size (at least 2)")
+	fs.Float64Var(&a.Hyper.LR, "lr", a.Hyper.LR, "peak learning rate")
+	fs.Float64Var(&a.Hyper.MinLR, "min-lr", a.Hyper.MinLR, "learning rate at the end of the cosine")
+	fs.Float64Var(&a.Hyper.WarmupEpochs, "warmup", a.Hyper.WarmupEpochs, "linear warm-up `epochs`")
+	fs.Float64Var(&a.Hyper.Momentum, "momentum", a.Hyper.Momentum, "SGD momentum")
+	fs.BoolVar(&a.Hyper.Nesterov, "nesterov", false, "Nesterov momentum")
+	fs.Float64Var(&a.Hyper.WDStart, "wd", a.Hyper.WDStart, "weight decay")
+	fs.Uint64Var(&a.Hyper.Seed, "seed", a.Hyper.Seed, "seed of the initial weights, shuffling, augmentation and dropout")
+	fs.IntVar(&a.Hyper.Workers, "workers", a.Hyper.Workers, "data loading goroutines")
+	fs.BoolVar(&a.Hyper.BF16, "bf16", false, "matrix multiplies in bfloat16 with float32 sums (AMX or AVX512-BF16); evaluation and the saved models stay float32")
+	fs.IntVar(&a.Threads, "threads", runtime.GOMAXPROCS(0), "threads for the compute kernels")
+	fs.StringVar(&a.Out, "o", "", "run `folder`")
+	fs.StringVar(&a.Resume, "resume", "", "continue the run in this `folder`")
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	var run *train.SegRun
+	if a.Resume != "" {
+		for f := range set {
+			if f != "resume" && f != "threads" && f != "task" {
+				return fmt.Errorf("--resume takes no other flags (but --threads), not --%s: the run's own settings are used", f)
+			}
+		}
+		threads, dir := a.Threads, a.Resume
+		if run, err = train.ResumeSeg(dir); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(run.Meta["args"]), &a); err != nil {
+			return fmt.Errorf("%s: the checkpoint's arguments: %v", dir, err)
+		}
+		a.Threads, a.Out, a.Resume, a.Hyper = threads, dir, dir, run.Hyper
+		if run.Finished() {
+			fmt.Fprintf(stdout, "%s: all %d epochs are done; writing the final model\n", a.Out, run.Hyper.Epochs)
+		} else {
+			e, s := run.StartEpoch()
+			fmt.Fprintf(stdout, "%s: resuming at epoch %d, batch %d\n", a.Out, e+1, s)
+		}
+	} else {
+		if a.Out == "" {
+			fs.Usage()
+			return errors.New("need -o RUN_FOLDER (or --resume RUN_FOLDER)")
+		}
+		if _, err := os.Stat(filepath.Join(a.Out, train.CheckpointName)); err == nil {
+			return fmt.Errorf("%s already holds a run: continue it with --resume %s, or choose another folder", a.Out, a.Out)
+		}
+		if a.Data == "" {
+			return errors.New("--task segment needs --data DIR: a segmentation dataset (VOC layout or images/ + masks/)")
+		}
+	}
+	rates, err := parseRates(a.Rates)
+	switch {
+	case err != nil:
+		return err
+	case len(rates) != 3:
+		return fmt.Errorf("--rates %q: ASPP takes three atrous rates", a.Rates)
+	case a.OutputStride != 16 && a.OutputStride != 8:
+		return fmt.Errorf("--output-stride %d: want 16 (the last stage dilated) or 8 (the last two)", a.OutputStride)
+	case a.Size < 32 || a.Size > 2048:
+		return fmt.Errorf("--size %d: want 32..2048", a.Size)
+	case a.Size%a.OutputStride != 0:
+		return fmt.Errorf("--size %d is not a multiple of the output stride %d", a.Size, a.OutputStride)
+	case !(a.ScaleMin > 0) || !(a.ScaleMax >= a.ScaleMin) || a.ScaleMax > 8:
+		return fmt.Errorf("--scale-min %g, --scale-max %g: want 0 < min <= max <= 8", a.ScaleMin, a.ScaleMax)
+	case a.Hyper.BatchSize < 2:
+		return fmt.Errorf("--batch %d: want at least 2 (BatchNorm needs two images)", a.Hyper.BatchSize)
+	case a.Hyper.Epochs < 1:
+		return fmt.Errorf("--epochs %d: want at least 1", a.Hyper.Epochs)
+	case !(a.Hyper.LR > 0):
+		return fmt.Errorf("--lr %g: want a positive learning rate", a.Hyper.LR)
+	case a.Threads < 1:
+		return errors.New("--threads must be at least 1")
+	case a.Hyper.BF16 && !kernel.HaveBF16():
+		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later); this CPU has %s", cpu.Detected)
+	}
+	a.Hyper.WDEnd = a.Hyper.WDStart
+	kernel.SetThreads(a.Threads)
+
+	trainDS, valDS, err := openSegData(a.Data)
+	if err != nil {
+		return err
+	}
+	labels := trainDS.Classes()
+	if run != nil {
+		if !slices.Equal(run.Labels, labels) {
+			return fmt.Errorf("%s: the data's classes changed since the run started: it was trained on %d classes (%s), the data now has %d (%s)",
+				a.Out, len(run.Labels), shortList(run.Labels), len(labels), shortList(labels))
+		}
+		if s := run.Meta["train_images"]; s != strconv.Itoa(trainDS.Len()) {
+			return fmt.Errorf("%s: the run started on %s training images, the data now has %d; --resume needs the same data to continue exactly",
+				a.Out, s, trainDS.Len())
+		}
+	} else {
+		net, err := newSegTrainNet(&a, len(labels), rates, set)
+		if err != nil {
+			return err
+		}
+		argsJSON, _ := json.Marshal(a)
+		run = &train.SegRun{Dir: a.Out, Hyper: a.Hyper, Net: net, Labels: labels, Size: a.Size,
+			Meta: map[string]string{"args": string(argsJSON), "train_images": strconv.Itoa(trainDS.Len())}}
+		cfg := net.Backbone.Model().Config
+		val := "none (no val split)"
+		if valDS != nil {
+			val = fmt.Sprintf("%d images", valDS.Len())
+		}
+		fmt.Fprintf(stdout, "training DeepLabV3 on MobileOne (%s), output stride %d, rates %v, on %s: %d images, %d classes, %dx%d crops; validation: %s\n",
+			cfg.Describe(), a.OutputStride, rates, a.Data, trainDS.Len(), len(labels), a.Size, a.Size, val)
+		params := 0
+		for _, p := range net.Params() {
+			params += p.W.Numel()
+		}
+		fmt.Fprintf(stdout, "%s train-time parameters, %d epochs of %d images in batches of up to %d, %d threads\n",
+			commas(int64(params)), a.Hyper.Epochs, trainDS.Len(), a.Hyper.BatchSize, a.Threads)
+	}
+	run.Train, run.Val = trainDS, nil
+	if valDS != nil { // not a typed nil in the interface
+		run.Val = valDS
+	}
+	run.Mean, run.Std, run.Fill = imageproc.ImageNetMean, imageproc.ImageNetStd, meanFill
+	flip := 0.5
+	if a.NoFlip {
+		flip = 0
+	}
+	run.Augment = dense.Augment{ScaleMin: a.ScaleMin, ScaleMax: a.ScaleMax, Base: a.Size, Flip: flip, Crop: a.Size, Fill: meanFill}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := newProgress(stderr, func(p train.Progress) string {
+		return fmt.Sprintf("loss %.4f  pixel acc %.2f%%", p.Loss, p.Acc)
+	})
+	run.OnStep = bar.step
+	run.OnEpoch = func(r runlog.Row) {
+		bar.finish()
+		val := ""
+		if run.Val != nil {
+			val = fmt.Sprintf("  val mIoU %.2f%%  pixel acc %.2f%%", r.ValMIoU, r.ValPixelAcc)
+		}
+		fmt.Fprintf(stdout, "epoch %3d/%d  %6.1f min  lr %.4f  loss %.4f  pixel acc %.2f%%%s  %.1f img/s\n",
+			r.Epoch, a.Hyper.Epochs, r.Seconds/60, r.LR, r.TrainLoss, r.TrainAcc, val, r.ImagesPerSec)
+	}
+	if !run.Finished() {
+		if err := run.Execute(ctx); err != nil {
+			if errors.Is(err, train.ErrInterrupted) {
+				fmt.Fprintf(stdout, "\ninterrupted: saved %s; continue with: mobileone train --resume %s\n", filepath.Join(a.Out, train.CheckpointName), a.Out)
+				return nil
+			}
+			return err
+		}
+	}
+	return finishSegRun(run, stdout)
+}
+
+// openSegData opens the training split and, if the dataset has one, the
+// validation split.
+func openSegData(dir string) (trainDS, valDS *dense.Files, err error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--data: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, nil, fmt.Errorf("--data %s is not a folder", dir)
+	}
+	if trainDS, err = dense.Open(dir, "train", dense.Options{}); err != nil {
+		return nil, nil, err
+	}
+	if !hasSplit(dir, "val") {
+		return trainDS, nil, nil
+	}
+	if valDS, err = dense.Open(dir, "val", dense.Options{}); err != nil {
+		return nil, nil, err
+	}
+	if !slices.Equal(valDS.Classes(), trainDS.Classes()) {
+		return nil, nil, fmt.Errorf("%s: the val split's classes (%s) differ from the train split's (%s)", dir, shortList(valDS.Classes()), shortList(trainDS.Classes()))
+	}
+	return trainDS, valDS, nil
+}
+
+// hasSplit reports whether dir has the split (VOC list or folder).
+func hasSplit(dir, split string) bool {
+	for _, p := range []string{filepath.Join(dir, "ImageSets", "Segmentation", split+".txt"), filepath.Join(dir, split, "images")} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// newSegTrainNet builds the net to train: the variant's (or custom)
+// backbone with random weights, or the --init checkpoint's, and a new head.
+func newSegTrainNet(a *segTrainArgs, classes int, rates []int, set map[string]bool) (*train.SegNet, error) {
+	if a.Init != "" {
+		for _, f := range []string{"k", "channels-override", "blocks"} {
+			if set[f] {
+				return nil, fmt.Errorf("--%s cannot be combined with --init: the checkpoint fixes the architecture", f)
+			}
+		}
+		sd, _, err := readStateDict(a.Init)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := sd["backbone.stage0.reparam_conv.weight"]; ok {
+			return nil, fmt.Errorf("--init %s is a fused segmentation model; --init takes a train-time classification checkpoint", a.Init)
+		}
+		c, _, err := model.CanonicalKeys(sd)
+		if err != nil {
+			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
+		}
+		cfg, fused, err := model.DetectConfig(c)
+		if err != nil {
+			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
+		}
+		if fused {
+			return nil, fmt.Errorf("--init %s is fused: the backbone needs a train-time (unfused) checkpoint such as mobileone_sN_unfused.pth.tar", a.Init)
+		}
+		if set["m"] {
+			v, err := model.Variant(a.Variant)
+			if err != nil {
+				return nil, err
+			}
+			if v.Channels != cfg.Channels || v.Blocks != cfg.Blocks {
+				return nil, fmt.Errorf("--init %s has widths %v and blocks %v, not those of -m %s (%v, %v); -m is not needed with --init",
+					a.Init, cfg.Channels, cfg.Blocks, a.Variant, v.Channels, v.Blocks)
+			}
+		}
+		if cfg.InChannels != 3 {
+			return nil, fmt.Errorf("--init %s takes %d input channels; segmentation trains on RGB images", a.Init, cfg.InChannels)
+		}
+		net, err := segNetFor(cfg, a, classes, rates)
+		if err != nil {
+			return nil, err
+		}
+		if err := net.LoadBackbone(sd); err != nil {
+			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
+		}
+		return net, nil
+	}
+	cfg, err := model.Variant(a.Variant)
+	if err != nil {
+		return nil, fmt.Errorf("-m: %w", err)
+	}
+	if a.Widths != "" {
+		parts := strings.Split(a.Widths, ",")
+		if len(parts) != 5 {
+			return nil, fmt.Errorf("--channels-override wants 5 numbers (stem and 4 stages), got %q", a.Widths)
+		}
+		for i, p := range parts {
+			if cfg.Channels[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil || cfg.Channels[i] < 1 {
+				return nil, fmt.Errorf("--channels-override %q: want 5 positive numbers", a.Widths)
+			}
+		}
+	}
+	if a.Blocks != "" {
+		parts := strings.Split(a.Blocks, ",")
+		if len(parts) != 4 {
+			return nil, fmt.Errorf("--blocks wants 4 numbers, got %q", a.Blocks)
+		}
+		for i, p := range parts {
+			if cfg.Blocks[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil || cfg.Blocks[i] < 1 {
+				return nil, fmt.Errorf("--blocks %q: want 4 positive numbers", a.Blocks)
+			}
+			cfg.SEPairs[i] = min(cfg.SEPairs[i], cfg.Blocks[i])
+		}
+	}
+	if a.K > 0 {
+		cfg.K = a.K
+	}
+	if a.Widths != "" || a.Blocks != "" || a.K > 0 {
+		cfg.Name = ""
+	}
+	return segNetFor(cfg, a, classes, rates)
+}
+
+// segNetFor makes a SegNet on a backbone of cfg (random weights from the
+// seed) for RGB images and a stride-2 stem.
+func segNetFor(cfg model.Config, a *segTrainArgs, classes int, rates []int) (*train.SegNet, error) {
+	cfg.NumClasses, cfg.InChannels, cfg.StemStride, cfg.ResizeShort = 0, 3, 2, 0
+	bb, err := model.New(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	bb.InitRandom(a.Hyper.Seed)
+	return train.NewSegNet(bb, train.SegOptions{NumClasses: classes, OutputStride: a.OutputStride, Rates: rates, Seed: a.Hyper.Seed})
+}
+
+// finishSegRun re-writes the fused model from the final weights and
+// scores it with the inference graph, as "mobileone eval --task segment"
+// does, next to the trainer's own score of the train-time net.
+func finishSegRun(run *train.SegRun, stdout io.Writer) error {
+	path := filepath.Join(run.Dir, train.SegModelName)
+	if err := train.WriteSegModel(path, run.Net, run.Labels, run.Size); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (fused; segment with: mobileone segment -w %s IMAGE...)\n", path, path)
+	if run.Val == nil {
+		return nil
+	}
+	seg, err := loadSegmenter(path, segOptions{Size: run.Size})
+	if err != nil {
+		return err
+	}
+	cm, err := evalSegmenter(seg, run.Val, nil)
+	if err != nil {
+		return err
+	}
+	miou, pa := run.LastVal()
+	fmt.Fprintf(stdout, "validation mIoU: train-time net %.2f%%, fused model %.2f%%; pixel accuracy %.2f%% / %.2f%% (%d images)\n",
+		miou, 100*cm.MeanIoU(), pa, 100*cm.PixelAccuracy(), run.Val.Len())
+	return nil
+}
