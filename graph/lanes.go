@@ -184,19 +184,39 @@ func (p *Plan) tailStep() int {
 }
 
 // groupSteps makes the steps of lane l's group run from step tail on: a
-// 1×1 convolution runs for all the lane's images at once
-// (kernel.PointwiseOp.RunImages: its weights read once per group), every
-// other step image by image.
+// 1×1 convolution runs for the images of a chunk at once
+// (kernel.PointwiseOp.RunImages: its weights read once per chunk), every
+// other step image by image. The tail is cut into segments of steps whose
+// next 1×1 convolution takes the same number of images together
+// (ImagesPerChunk: their inputs fit in L2); a segment runs chunk of images
+// by chunk, so that a chunk's activations stay in L2 from node to node.
 func (l *Plan) groupSteps(tail int) {
 	g := l.g
 	l.group = l.group[:0]
+	per := make([]int, len(l.steps)-tail) // images per chunk, by tail step
+	next := len(l.images)
+	for s := len(l.steps) - 1; s >= tail; s-- {
+		n := g.Nodes[l.stepOf[s]+1]
+		if op, ok := l.sh.ops[n].(*kernel.PointwiseOp); ok && !l.stepCvt[s] {
+			next = max(1, op.ImagesPerChunk(g.Shapes[n.In[0]][1]*g.Shapes[n.In[0]][2]))
+		}
+		per[s-tail] = next
+	}
+	l.segs = l.segs[:0]
+	for i, k := range per {
+		if m := len(l.segs); m > 0 && l.segs[m-1].chunk == k {
+			l.segs[m-1].to = i + 1
+			continue
+		}
+		l.segs = append(l.segs, groupSeg{from: i, to: i + 1, chunk: k})
+	}
 	for s := tail; s < len(l.steps); s++ {
 		n := g.Nodes[l.stepOf[s]+1]
 		op, ok := l.sh.ops[n].(*kernel.PointwiseOp)
 		if l.stepCvt[s] || !ok || l.fuse.done[n] {
 			s := s
 			l.group = append(l.group, func() {
-				for _, c := range l.images[:l.inGroup] {
+				for _, c := range l.images[l.g0:l.g1] {
 					c.steps[s]()
 				}
 			})
@@ -206,14 +226,18 @@ func (l *Plan) groupSteps(tail int) {
 		outs := make([][]float32, len(l.images))
 		hw := g.Shapes[n.In[0]][1] * g.Shapes[n.In[0]][2]
 		l.group = append(l.group, func() {
-			k := l.inGroup
-			for j, c := range l.images[:k] {
+			k := l.g1 - l.g0
+			for j, c := range l.images[l.g0:l.g1] {
 				xs[j], outs[j] = c.in(n.In[0], true), c.buf(n.Out)
 			}
 			op.RunImages(xs[:k], hw, outs[:k])
 		})
 	}
 }
+
+// groupSeg is a run of tail steps [from, to) (indices into group) that
+// goes through chunk images at a time.
+type groupSeg struct{ from, to, chunk int }
 
 // runLane runs images lane, lane+active, ... of the current batch on lane
 // lane's buffers, writing their outputs to the plan's output: one by one,
@@ -237,9 +261,13 @@ func (p *Plan) runLane(lane int) {
 		}
 		k++
 	}
-	l.inGroup = k
-	for _, st := range l.group {
-		st()
+	for _, sg := range l.segs {
+		for l.g0 = 0; l.g0 < k; l.g0 += sg.chunk {
+			l.g1 = min(k, l.g0+sg.chunk)
+			for _, st := range l.group[sg.from:sg.to] {
+				st()
+			}
+		}
 	}
 	k = 0
 	for i := lane; i < p.N; i += p.active {

@@ -47,10 +47,12 @@ type Plan struct {
 	stepOf  []int  // by step: the index in Nodes[1:] whose time it counts to
 	stepCvt []bool // by step: a layout conversion (not the node's own step)
 	// A lane's group run (lanes.go): the plans of its images, the steps
-	// from the tail on, and how many images the current run has.
+	// from the tail on in segments, and the current chunk of images
+	// [g0, g1).
 	images  []*Plan
 	group   []func()
-	inGroup int
+	segs    []groupSeg
+	g0, g1  int
 	bufOf   []int           // buffer index by value
 	bufs    [][]float32     // the pool
 	x       []float32       // current image's input
