@@ -7,7 +7,6 @@ import (
 
 	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/model"
-	"github.com/mobileone-go/mobileone/nn"
 )
 
 // DeepLabRates are the ASPP atrous rates DeepLabV3MobileOne uses by default:
@@ -70,30 +69,14 @@ func DeepLabV3MobileOne(cfg model.Config, classes, outputStride int, rates []int
 			return nil, fmt.Errorf("deeplabv3: atrous rate %d must be at least 1", r)
 		}
 	}
-	strides, dils, err := cfg.DenseStrides(outputStride)
-	if err != nil {
-		return nil, fmt.Errorf("deeplabv3: %w", err)
-	}
 	name := cfg.Name
 	if name == "" {
 		name = "custom"
 	}
 	b := graph.NewBuilder("deeplabv3_mobileone_"+name, cfg.InChannels, h, w)
-	names, specs := cfg.Specs()
-	x := b.Input()
-	for i, s := range specs {
-		act := graph.ReLU
-		if s.SE {
-			act = graph.None
-		}
-		p := "backbone." + names[i]
-		x = b.Conv(x, p+".reparam_conv", graph.ConvSpec{Out: s.OutC, K: s.K, Stride: strides[i], Pad: s.K / 2 * dils[i],
-			Dilation: dils[i], Groups: s.Groups, Bias: true, Act: act})
-		if s.SE {
-			x = b.SE(x, p+".se", graph.SESpec{Hidden: nn.SEHidden(s.OutC), Act: graph.ReLU, Gate: graph.Sigmoid,
-				Reduce: p + ".se.reduce", Expand: p + ".se.expand", ConvWeights: true})
-			x = b.Act(x, p+".relu", graph.ReLU)
-		}
+	x, err := model.AddBlocks(b, b.Input(), cfg, "backbone.", outputStride)
+	if err != nil {
+		return nil, fmt.Errorf("deeplabv3: %w", err)
 	}
 	x = deepLabHead(b, x, "classifier", classes, rates)
 	x = b.Upsample(x, "upsample", h, w, false)

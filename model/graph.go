@@ -22,21 +22,9 @@ func FusedGraph(cfg Config, h, w int) (*graph.Graph, error) {
 		name = "mobileone-custom"
 	}
 	b := graph.NewBuilder(name, cfg.InChannels, h, w)
-	names, specs := cfg.Specs()
-	x := b.Input()
-	for i, s := range specs {
-		act := graph.ReLU
-		if s.SE {
-			act = graph.None
-		}
-		x = b.Conv(x, names[i]+".reparam_conv", graph.ConvSpec{Out: s.OutC, K: s.K, Stride: s.Stride, Pad: s.K / 2,
-			Groups: s.Groups, Bias: true, Act: act})
-		if s.SE {
-			p := names[i] + ".se"
-			x = b.SE(x, p, graph.SESpec{Hidden: nn.SEHidden(s.OutC), Act: graph.ReLU, Gate: graph.Sigmoid,
-				Reduce: p + ".reduce", Expand: p + ".expand", ConvWeights: true})
-			x = b.Act(x, names[i]+".relu", graph.ReLU)
-		}
+	x, err := AddBlocks(b, b.Input(), cfg, "", 32)
+	if err != nil {
+		return nil, err
 	}
 	x = b.GlobalAvgPool(x, "gap")
 	if cfg.NumClasses > 0 {
@@ -47,6 +35,34 @@ func FusedGraph(cfg Config, h, w int) (*graph.Graph, error) {
 		return nil, fmt.Errorf("mobileone: %w", err)
 	}
 	return g, nil
+}
+
+// AddBlocks adds the fused blocks of cfg (stage0 to stage4, no pooling or
+// classifier) to b after x, their keys under prefix ("backbone." in
+// DeepLabV3), at the given output stride (32: the classifier's geometry;
+// 16 and 8 dilate the last stages, see DenseStrides), and returns their
+// output.
+func AddBlocks(b *graph.Builder, x graph.Value, cfg Config, prefix string, outputStride int) (graph.Value, error) {
+	strides, dils, err := cfg.DenseStrides(outputStride)
+	if err != nil {
+		return x, err
+	}
+	names, specs := cfg.Specs()
+	for i, s := range specs {
+		act := graph.ReLU
+		if s.SE {
+			act = graph.None
+		}
+		p := prefix + names[i]
+		x = b.Conv(x, p+".reparam_conv", graph.ConvSpec{Out: s.OutC, K: s.K, Stride: strides[i], Pad: s.K / 2 * dils[i],
+			Dilation: dils[i], Groups: s.Groups, Bias: true, Act: act})
+		if s.SE {
+			x = b.SE(x, p+".se", graph.SESpec{Hidden: nn.SEHidden(s.OutC), Act: graph.ReLU, Gate: graph.Sigmoid,
+				Reduce: p + ".se.reduce", Expand: p + ".se.expand", ConvWeights: true})
+			x = b.Act(x, p+".relu", graph.ReLU)
+		}
+	}
+	return x, nil
 }
 
 // Graph returns m's fused network for h×w inputs as a graph with m's

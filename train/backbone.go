@@ -49,37 +49,14 @@ type BlockGeometry struct {
 // (stages 3 and 4), for a stem of stride 2 (see the package comment on
 // dense backbones above).
 func DenseGeometry(cfg model.Config, outputStride int) ([]BlockGeometry, error) {
-	dilated := 0
-	switch outputStride {
-	case 32:
-	case 16:
-		dilated = 1
-	case 8:
-		dilated = 2
-	default:
-		return nil, fmt.Errorf("train: output stride %d: want 8, 16 or 32", outputStride)
+	stride, dilation, err := cfg.DenseStrides(outputStride) // the rule the inference graph uses too
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	names, specs := cfg.Specs()
 	geo := make([]BlockGeometry, len(names))
 	for i, sp := range specs {
-		geo[i] = BlockGeometry{Name: names[i], Stride: sp.Stride, Dilation: 1, Pad: sp.K / 2}
-	}
-	dil, i := 1, 1 // the network's dilation; the index of stage 1's first block
-	for st := 0; st < 4; st++ {
-		n := 2 * cfg.Blocks[st] // depthwise, pointwise, depthwise, …
-		if st >= 4-dilated {
-			for j := 0; j < n; j += 2 { // the 3×3 depthwise blocks; 1×1 ones are unchanged
-				g := &geo[i+j]
-				if j == 0 {
-					g.Stride, g.Dilation = 1, dil
-					dil *= specs[i].Stride
-				} else {
-					g.Dilation = dil
-				}
-				g.Pad = specs[i+j].K / 2 * g.Dilation
-			}
-		}
-		i += n
+		geo[i] = BlockGeometry{Name: names[i], Stride: stride[i], Dilation: dilation[i], Pad: sp.K / 2 * dilation[i]}
 	}
 	return geo, nil
 }
