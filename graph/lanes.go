@@ -24,6 +24,9 @@ var batchFromOff = os.Getenv("MOBILEONE_BATCHFROM") == "off"
 type shared struct {
 	ops     map[*Node]any
 	workers []*int // the Workers field of every op that has one
+	// limit caps the threads of the kernels without an op (pooling and
+	// SE in blocks) the same way (0: kernel.Threads()).
+	limit int
 	tail    int    // the first step of a lane's group run (-1: none; -2: not chosen yet)
 }
 
@@ -54,6 +57,7 @@ func shareOp[T any](p *Plan, nd *Node, mk func() T) T {
 
 // setWorkers caps every op's goroutines (0: kernel.Threads()).
 func (s *shared) setWorkers(n int) {
+	s.limit = n
 	for _, w := range s.workers {
 		*w = n
 	}

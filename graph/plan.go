@@ -556,7 +556,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	in, out := nd.In, nd.Out
 	xs, ys := g.Shapes[in[0]], g.Shapes[out]
 	if nd.Kind == GlobalAvgPool && p.blk[in[0]] {
-		return func() { kernel.BlockedAvgPool(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out)) }
+		return func() { kernel.BlockedAvgPoolLimit(xs[0], xs[1]*xs[2], p.buf(in[0]), p.buf(out), p.sh.limit) }
 	}
 	if !p.blk[out] {
 		return nil
@@ -637,13 +637,13 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 		fusedReLU := p.fuse.seReLU[nd]
 		return func() {
 			x, y := p.buf(in[0]), p.buf(out)
-			kernel.BlockedAvgPool(c, hw, x, mean)
-			kernel.Linear(c, nd.Hidden, mean, w1, b1, hid)
+			kernel.BlockedAvgPoolLimit(c, hw, x, mean, p.sh.limit)
+			kernel.LinearLimit(c, nd.Hidden, mean, w1, b1, hid, p.sh.limit)
 			actF32(hid, nd.Act)
-			kernel.Linear(nd.Hidden, c, hid, w2, b2, gate)
+			kernel.LinearLimit(nd.Hidden, c, hid, w2, b2, gate, p.sh.limit)
 			actF32(gate, nd.Gate)
 			if fusedReLU {
-				kernel.BlockedScaleReLU(c, hw, y, gate) // in place: y is x
+				kernel.BlockedScaleReLULimit(c, hw, y, gate, p.sh.limit) // in place: y is x
 				return
 			}
 			// y = x · gate per channel; the padding channels stay zero.
