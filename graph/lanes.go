@@ -27,7 +27,7 @@ type shared struct {
 	// limit caps the threads of the kernels without an op (pooling and
 	// SE in blocks) the same way (0: kernel.Threads()).
 	limit int
-	tail    int    // the first step of a lane's group run (-1: none; -2: not chosen yet)
+	tail  int // the first step of a lane's group run (-1: none; -2: not chosen yet)
 }
 
 // shareOp returns node nd's op, made by mk the first time (by the plan or
