@@ -85,7 +85,7 @@ func TestFusions(t *testing.T) {
 					t.Errorf("plan differs from the reference by %.3g (relative)", e)
 				}
 			}
-			if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+			if a := steadyAllocs(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
 				t.Errorf("%.0f allocations per run", a)
 			}
 		})
@@ -247,7 +247,7 @@ func TestLanes(t *testing.T) {
 					}
 				}
 			}
-			if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+			if a := steadyAllocs(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
 				t.Errorf("%.0f allocations per run", a)
 			}
 		}

@@ -158,7 +158,7 @@ func planAllocs(t *testing.T) {
 	}
 	in := randomInput(2, 3, 16, 16, 2).Data
 	p.Run(in)
-	if a := testing.AllocsPerRun(5, func() { p.Run(in) }); a > 0 && !raceEnabled {
+	if a := steadyAllocs(5, func() { p.Run(in) }); a > 0 && !raceEnabled {
 		t.Errorf("%.0f allocations per run", a)
 	}
 }

@@ -82,7 +82,7 @@ func TestPlanSegOps(t *testing.T) {
 						}
 					}
 				}
-				if a := testing.AllocsPerRun(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
+				if a := steadyAllocs(3, func() { p.Run(x.Data) }); a > 0 && !raceEnabled {
 					t.Errorf("%.0f allocations per run", a)
 				}
 			})

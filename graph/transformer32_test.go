@@ -296,7 +296,7 @@ func TestPlanTransformerAllocs(t *testing.T) {
 			if e := maxRelErr(got, want.Data); e > 1e-4 || math.IsNaN(e) {
 				t.Errorf("threads %d: plan differs from the reference by %.3g (relative)", tc.threads, e)
 			}
-			if a := testing.AllocsPerRun(5, func() { p.Run(in.Data) }); a > 0 && !raceEnabled {
+			if a := steadyAllocs(5, func() { p.Run(in.Data) }); a > 0 && !raceEnabled {
 				t.Errorf("threads %d: %.0f allocations per run", tc.threads, a)
 			}
 		})
