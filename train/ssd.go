@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/detect"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
@@ -20,16 +21,12 @@ const (
 	ssdBNMomentum = 0.03
 )
 
-// SSDExtraDepths are the widths of torchvision's four SSDLite extra blocks
-// at width 1 (ssdlite._extra_block outputs).
-var SSDExtraDepths = [4]int{512, 256, 256, 128}
-
 // SSDOptions configures an SSDLite detector on a MobileOne backbone
 // (NewSSDNet).
 type SSDOptions struct {
 	NumClasses int // including the background (class 0)
 	// Width scales the extra blocks: max(16, int(d·Width)) for d in
-	// SSDExtraDepths, as torchvision's width_mult (0 means 1).
+	// arch.SSDExtraDepths, as torchvision's width_mult (0 means 1).
 	Width float64
 	// Boxes are the default boxes (zero value: detect.SSDLiteBoxes()).
 	Boxes detect.DefaultBoxes
@@ -53,16 +50,6 @@ func (o SSDOptions) withDefaults() (SSDOptions, error) {
 		return o, fmt.Errorf("train: SSDLite with %d classes (want at least 2, background included), width %g", o.NumClasses, o.Width)
 	}
 	return o, nil
-}
-
-// SSDExtraChannels returns the output widths of the four extra blocks at
-// width w: torchvision's get_depth, max(16, int(d·w)).
-func SSDExtraChannels(w float64) [4]int {
-	var c [4]int
-	for i, d := range SSDExtraDepths {
-		c[i] = max(16, int(float64(d)*w))
-	}
-	return c
 }
 
 // SSDNet is SSDLite (torchvision's ssdlite320_mobilenet_v3_large layout)
@@ -196,7 +183,7 @@ func NewSSDNet(backbone *model.Model, opt SSDOptions) (*SSDNet, error) {
 	}
 	cfg := backbone.Config
 	inC := []int{cfg.Channels[3], cfg.Channels[4]}
-	ec := SSDExtraChannels(opt.Width)
+	ec := arch.SSDExtraChannels(opt.Width)
 	prev := cfg.Channels[4]
 	for i, d := range ec {
 		p := fmt.Sprintf("backbone.extra.%d.", i)

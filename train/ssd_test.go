@@ -1,10 +1,13 @@
 package train
 
 import (
+	"math"
 	"strings"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/detect"
+	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -118,6 +121,83 @@ func TestSSDStateDictRoundTrip(t *testing.T) {
 		c.edit(m)
 		if err := b.LoadStateDict(m); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestSSDFusedGraph: after a few training steps (BatchNorm statistics
+// moved), the fused detector (FusedStateDict on arch.SSDLiteMobileOne's
+// graph) gives the unfused net's evaluation-mode outputs and detections.
+func TestSSDFusedGraph(t *testing.T) {
+	m, err := model.New(model.Config{Name: "ssd-tiny", Channels: [5]int{8, 8, 12, 16, 32}, Blocks: [4]int{1, 1, 1, 1},
+		K: 2, SEPairs: [4]int{0, 0, 0, 1}, InChannels: 3, StemStride: 2}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size, classes = 64, 3
+	s, err := NewSSDNet(m, SSDOptions{NumClasses: classes, Width: 0.05, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.New(3, 3, size, size)
+	for i := range x.Data {
+		x.Data[i] = float32((i*7919)%13)/6 - 1
+	}
+	targets := []detect.Target{{Boxes: []detect.Box{{4, 4, 30, 40}}, Labels: []int{1}}, {},
+		{Boxes: []detect.Box{{10, 20, 60, 60}, {0, 0, 20, 20}}, Labels: []int{2, 1}}}
+	opt := NewSGD(s.Params(), 0.05, 0.9, 0, false)
+	for range 3 {
+		s.ZeroGrad()
+		if _, err := s.Forward(x, targets, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		opt.Step()
+	}
+	s.Forward(x, nil, false)
+	g, err := arch.SSDLiteMobileOne(m.Config, classes, 0.05, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sd := s.FusedStateDict()
+	if err := g.Load(sd); err != nil {
+		t.Fatal(err)
+	}
+	p, err := graph.NewPlan(g, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Run(x.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per, a := len(out)/3, len(s.Anchors())
+	for i := range 3 {
+		logits, regs, err := arch.SSDLiteSplit(out[i*per:(i+1)*per], classes, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wl, wr := s.Logits()[i*a*classes:(i+1)*a*classes], s.Regressions()[i*a*4:(i+1)*a*4]
+		if e := relErr(logits, wl, 1e-3); e > 1e-4 {
+			t.Errorf("image %d: fused logits differ by %.2g", i, e)
+		}
+		if e := relErr(regs, wr, 1e-3); e > 1e-4 {
+			t.Errorf("image %d: fused regressions differ by %.2g", i, e)
+		}
+		post := detect.PostOptions{ScoreThresh: 0.2}
+		df, _ := detect.Postprocess(logits, regs, s.Anchors(), classes, size, size, post)
+		du, _ := detect.Postprocess(wl, wr, s.Anchors(), classes, size, size, post)
+		if len(df) != len(du) || len(du) == 0 {
+			t.Errorf("image %d: %d fused detections, %d unfused", i, len(df), len(du))
+			continue
+		}
+		for j := range du {
+			if df[j].Label != du[j].Label || math.Abs(float64(df[j].Score-du[j].Score)) > 1e-4 {
+				t.Errorf("image %d detection %d: fused %+v, unfused %+v", i, j, df[j], du[j])
+				break
+			}
 		}
 	}
 }
