@@ -2,6 +2,7 @@ package arch
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/mobileone-go/mobileone/graph"
 	"github.com/mobileone-go/mobileone/model"
@@ -110,6 +111,20 @@ func SSDLiteMobileOne(cfg model.Config, classes int, width float64, size int) (*
 		return nil, fmt.Errorf("ssdlite: %w", err)
 	}
 	return g, nil
+}
+
+// SSDLiteMapSizes returns the six feature maps' sizes of a graph built by
+// SSDLiteMobileOne (the inputs of its per-map channels-last Unfolds): what
+// detect.DefaultBoxes.Generate needs for the anchors.
+func SSDLiteMapSizes(g *graph.Graph) [][2]int {
+	var fs [][2]int
+	for _, nd := range g.Nodes {
+		if nd.Kind == graph.Unfold && strings.HasSuffix(nd.Name, ".channels_last") {
+			s := g.Shapes[nd.In[0]]
+			fs = append(fs, [2]int{s[1], s[2]})
+		}
+	}
+	return fs
 }
 
 // SSDLiteSplit splits the output of SSDLiteMobileOne for one image,

@@ -115,7 +115,7 @@ func TestSSDLiteGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	per := len(planned) / n
-	anchors, err := detect.SSDLiteBoxes().Generate(g.Size, g.Size, ssdMapSizes(gr))
+	anchors, err := detect.SSDLiteBoxes().Generate(g.Size, g.Size, SSDLiteMapSizes(gr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,19 +170,6 @@ func TestSSDLiteGolden(t *testing.T) {
 	}
 }
 
-// ssdMapSizes returns the six maps' sizes of an SSDLite graph: the inputs
-// of its per-map channels-last Unfolds.
-func ssdMapSizes(g *graph.Graph) [][2]int {
-	var fs [][2]int
-	for _, nd := range g.Nodes {
-		if nd.Kind == graph.Unfold && strings.HasSuffix(nd.Name, ".channels_last") {
-			s := g.Shapes[nd.In[0]]
-			fs = append(fs, [2]int{s[1], s[2]})
-		}
-	}
-	return fs
-}
-
 func maxRel(got, want []float32) float64 {
 	var d, s float64
 	for i := range want {
@@ -217,7 +204,7 @@ func TestSSDLiteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := ssdMapSizes(g)
+	fs := SSDLiteMapSizes(g)
 	want := [][2]int{{20, 20}, {10, 10}, {5, 5}, {3, 3}, {2, 2}, {1, 1}}
 	for i := range want {
 		if fs[i] != want[i] {

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mobileone-go/mobileone/arch"
+	"github.com/mobileone-go/mobileone/format/safetensors"
+	"github.com/mobileone-go/mobileone/tensor"
+)
+
+// writeDetCheckpoint writes a random fused SSDLite on a tiny MobileOne with
+// `classes` classes (background included; the graph's own state dict) and
+// returns its path; edit changes the state dict before it is written.
+func writeDetCheckpoint(t *testing.T, dir string, classes int, meta map[string]string, edit func(map[string]*tensor.Tensor)) string {
+	t.Helper()
+	g, err := arch.SSDLiteMobileOne(segTinyConfig, classes, 0.0625, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(5)
+	keys, sd := g.StateDict()
+	if edit != nil {
+		edit(sd)
+		keys = keys[:0]
+		for k := range sd {
+			keys = append(keys, k)
+		}
+	}
+	path := filepath.Join(dir, "det.safetensors")
+	if err := safetensors.WriteFile(path, keys, sd, meta, "F32"); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDetectImages: one JSON object per image, boxes inside the original
+// image (not the network's 64×64), scores at least --score and best first,
+// names from the metadata, a drawn PNG of the image's size.
+func TestDetectImages(t *testing.T) {
+	dir := t.TempDir()
+	ck := writeDetCheckpoint(t, dir, 3, map[string]string{"labels": `["background","circle","square"]`, "size": "64"}, nil)
+	a, b := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
+	writePNG(t, a, 200, 50)
+	writePNG(t, b, 40, 120)
+	out := filepath.Join(dir, "out")
+	code, stdout, stderr := cli("detect", "-w", ck, a, b, "-o", out, "--json", "--score", "0.2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	n, objects := 0, 0
+	for sc.Scan() {
+		var r detResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		n++
+		want := map[string][2]int{a: {200, 50}, b: {40, 120}}[r.File]
+		if r.Width != want[0] || r.Height != want[1] {
+			t.Errorf("%s: %dx%d, want %v", r.File, r.Width, r.Height, want)
+		}
+		for i, d := range r.Detections {
+			objects++
+			if d.Box[0] < 0 || d.Box[1] < 0 || d.Box[2] > float32(want[0]) || d.Box[3] > float32(want[1]) || d.Box[0] >= d.Box[2] || d.Box[1] >= d.Box[3] {
+				t.Errorf("%s: box %v outside %v", r.File, d.Box, want)
+			}
+			if d.Score < 0.2 || (i > 0 && d.Score > r.Detections[i-1].Score) {
+				t.Errorf("%s: detection %d score %g (threshold 0.2, best first)", r.File, i, d.Score)
+			}
+			if d.Label < 1 || d.Label > 2 || d.Name != []string{"", "circle", "square"}[d.Label] {
+				t.Errorf("%s: label %d named %q", r.File, d.Label, d.Name)
+			}
+		}
+		f, err := os.Open(r.Output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := img.Bounds().Size(); s.X != want[0] || s.Y != want[1] {
+			t.Errorf("%s: drawn PNG %v, want %v", r.Output, s, want)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d JSON lines, want 2", n)
+	}
+	if objects == 0 {
+		t.Error("no detection above 0.2 in either image (random weights, 3 classes: expected some)")
+	}
+	// text output
+	code, stdout, stderr = cli("detect", "-w", ck, a, "-o", out, "--score", "0.9")
+	if code != 0 || !strings.Contains(stdout, "a.png (200x50):") {
+		t.Errorf("text output: exit %d, %q %q", code, stdout, stderr)
+	}
+}
+
+func TestDetectErrors(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "a.png")
+	writePNG(t, img, 30, 30)
+	good := writeDetCheckpoint(t, dir, 3, nil, nil)
+	noHead := writeDetCheckpoint(t, t.TempDir(), 3, nil, func(sd map[string]*tensor.Tensor) {
+		delete(sd, "head.classification_head.module_list.0.1.weight")
+	})
+	noExtra := writeDetCheckpoint(t, t.TempDir(), 3, nil, func(sd map[string]*tensor.Tensor) { delete(sd, "backbone.extra.2.1.0.weight") })
+	badLabels := writeDetCheckpoint(t, t.TempDir(), 3, map[string]string{"labels": `["a","b"]`}, nil)
+	segCk := writeSegCheckpoint(t, t.TempDir(), 3, nil, nil)
+	out := filepath.Join(dir, "out")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no weights", []string{img}, "-w is required"},
+		{"no images", []string{"-w", good}, "no images"},
+		{"bad score", []string{"-w", good, "--score", "2", img}, "--score"},
+		{"missing head", []string{"-w", noHead, img}, "head.classification_head.module_list.0.1.weight"},
+		{"missing extra", []string{"-w", noExtra, img}, "backbone.extra.2.1.0.weight"},
+		{"labels", []string{"-w", badLabels, img}, "2 labels for 3 classes"},
+		{"a segmentation checkpoint", []string{"-w", segCk, img}, "not torchvision's SSDLiteHead"},
+		{"missing image", []string{"-w", good, "-o", out, filepath.Join(dir, "nope.png")}, "nope.png"},
+	} {
+		code, _, stderr := cli(append([]string{"detect"}, c.args...)...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q, want it to mention %q", c.name, code, stderr, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "nope_detections.png")); err == nil {
+		t.Error("a PNG was written for a missing image")
+	}
+}
