@@ -67,7 +67,7 @@ type Log struct {
 	// AP and AP50.
 	Detect bool
 	dir    string
-	rows  []Row
+	rows   []Row
 }
 
 // CSVName and PlotName are the files Log writes in the run folder.
