@@ -153,3 +153,42 @@ func SSDLiteSplit(out []float32, classes int, logits, regs []float32) ([]float32
 	}
 	return logits, regs, nil
 }
+
+// detPrefix names the detection models: ssdlite_mobileone_s0 … _s4.
+const detPrefix = "ssdlite_mobileone_"
+
+// DetectionNames lists the detection models DetectionSpec builds (not in
+// the zoo's registry, like the segmentation models).
+func DetectionNames() []string {
+	var n []string
+	for _, c := range model.Zoo {
+		n = append(n, detPrefix+c.Name)
+	}
+	return n
+}
+
+// DetectionSpec returns the spec of detection model name (DetectionNames)
+// with classes classes, background included (0: COCO's 91, as
+// torchvision's), and extra blocks of width width (0: 1); its Build makes
+// the network part (SSDLiteMobileOne) for a square input.
+func DetectionSpec(name string, classes int, width float64) (*Spec, error) {
+	v, ok := strings.CutPrefix(name, detPrefix)
+	cfg, err := model.Variant(v)
+	if !ok || err != nil {
+		return nil, fmt.Errorf("unknown detection model %q (known: %s)", name, strings.Join(DetectionNames(), ", "))
+	}
+	if classes == 0 {
+		classes = 91
+	}
+	cfg.NumClasses = 0
+	return &Spec{Name: name, Source: "SSDLite (torchvision's ssdlite320 layout) on MobileOne: the fused backbone under backbone. (authors' keys), torchvision's extra blocks under backbone.extra., SSDLiteHead under head.",
+		Preprocess: Preprocess{Mean: imagenetMean, Std: imagenetStd, Interpolation: "bilinear",
+			Note: "mobileone detect resizes images to the network's square size (see its -h)"},
+		Classes: classes,
+		Build: func(h, w int) (*graph.Graph, error) {
+			if h != w {
+				return nil, fmt.Errorf("%s: the detector's graph takes a square input, not %dx%d", name, h, w)
+			}
+			return SSDLiteMobileOne(cfg, classes, width, h)
+		}}, nil
+}

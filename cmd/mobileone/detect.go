@@ -290,3 +290,27 @@ func (d *detector) detectFile(path, outDir string, score float32, maxDet, maxPix
 	}
 	return res, nil
 }
+
+// detSpec is graphSpec for the detection models (ssdlite_mobileone_s0..s4):
+// the class count and width from the checkpoint (if given), as detect
+// reads them.
+func detSpec(name, weights string) (*arch.Spec, error) {
+	var classes int
+	var width float64
+	if weights != "" {
+		sd, meta, err := readStateDict(weights)
+		if err != nil {
+			return nil, err
+		}
+		if w, ok := sd[detClsKey]; ok && len(w.Shape) > 0 {
+			classes = w.Shape[0] / arch.SSDLiteAnchors
+		}
+		if e, ok := sd["backbone.extra.0.2.0.weight"]; ok && len(e.Shape) > 0 {
+			width = float64(e.Shape[0]) / float64(arch.SSDExtraDepths[0])
+		}
+		if v, ok := meta["width"]; ok {
+			width, _ = strconv.ParseFloat(v, 64) // a bad value: Load says what does not fit
+		}
+	}
+	return arch.DetectionSpec(name, classes, width)
+}

@@ -138,3 +138,29 @@ func TestDetectErrors(t *testing.T) {
 		t.Error("a PNG was written for a missing image")
 	}
 }
+
+// TestExportDetector: the detection models export by name (random weights)
+// at a square size; a non-square size and an unknown variant are errors.
+func TestExportDetector(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "det.onnx")
+	code, stdout, stderr := cli("export", "-m", "ssdlite_mobileone_s0", "--size", "64", "--random-seed", "1", "-o", out)
+	if code != 0 || !strings.Contains(stdout, "ssdlite_mobileone_s0") {
+		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+	}
+	if st, err := os.Stat(out); err != nil || st.Size() < 1e6 {
+		t.Errorf("ONNX file: %v", err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "-m", "ssdlite_mobileone_s0", "--size", "64x96", "--random-seed", "1", "-o", filepath.Join(dir, "x.onnx")}, "square"},
+		{[]string{"export", "-m", "ssdlite_mobileone_s9", "--size", "64", "--random-seed", "1", "-o", filepath.Join(dir, "y.onnx")}, "unknown detection model"},
+	} {
+		code, _, stderr := cli(c.args...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", c.args, code, stderr, c.want)
+		}
+	}
+}
