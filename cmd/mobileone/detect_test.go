@@ -8,8 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mobileone-go/mobileone/arch"
+	"github.com/mobileone-go/mobileone/dense"
+	"github.com/mobileone-go/mobileone/detect"
+	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -163,4 +168,59 @@ func TestExportDetector(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", c.args, code, stderr, c.want)
 		}
 	}
+}
+
+// BenchmarkDetect times a fused detector on one image, the network part
+// and detect.Postprocess (torchvision's defaults) separately:
+// MOBILEONE_DET_MODEL (a model.safetensors) on MOBILEONE_DET_IMAGE, or,
+// without them, random S0 weights at 320×320 with 91 classes on a random
+// image (random logits put every class of every box above the 0.001 score
+// threshold: post-processing's worst case).
+func BenchmarkDetect(b *testing.B) {
+	var det *detector
+	var err error
+	im := imageproc.NewImage8(320, 320, 3)
+	for i := range im.Pix {
+		im.Pix[i] = uint8(i * 7919 % 251)
+	}
+	if path := os.Getenv("MOBILEONE_DET_MODEL"); path != "" {
+		if det, err = loadDetector(path, 0); err != nil {
+			b.Fatal(err)
+		}
+		if p := os.Getenv("MOBILEONE_DET_IMAGE"); p != "" {
+			img, err := imageproc.DecodeFile(p, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			im = imageproc.ToImage8(img, false)
+		}
+	} else {
+		g, err := arch.SSDLiteMobileOne(model.Zoo[0], 91, 1, 320)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g.InitRandom(1)
+		_, sd := g.StateDict()
+		if det, err = newDetector(sd, nil, 320); err != nil {
+			b.Fatal(err)
+		}
+	}
+	x := dense.CHW(im.Resize(det.Size, det.Size), imageproc.ImageNetMean, imageproc.ImageNetStd)
+	var net, post time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		out, err := det.plan.Run(x)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		det.logits, det.regs, _ = arch.SSDLiteSplit(out, det.Classes, det.logits, det.regs)
+		if _, err := detect.Postprocess(det.logits, det.regs, det.anchors, det.Classes, det.Size, det.Size, detect.PostOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		net += t1.Sub(t0)
+		post += time.Since(t1)
+	}
+	b.ReportMetric(float64(net.Microseconds())/1e3/float64(b.N), "net-ms/op")
+	b.ReportMetric(float64(post.Microseconds())/1e3/float64(b.N), "post-ms/op")
 }
