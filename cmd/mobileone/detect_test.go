@@ -13,9 +13,9 @@ import (
 	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/dense"
 	"github.com/mobileone-go/mobileone/detect"
+	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/model"
-	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
