@@ -43,9 +43,21 @@ func FusedGraph(cfg Config, h, w int) (*graph.Graph, error) {
 // 16 and 8 dilate the last stages, see DenseStrides), and returns their
 // output.
 func AddBlocks(b *graph.Builder, x graph.Value, cfg Config, prefix string, outputStride int) (graph.Value, error) {
-	strides, dils, err := cfg.DenseStrides(outputStride)
+	outs, err := AddStages(b, x, cfg, prefix, outputStride)
 	if err != nil {
 		return x, err
+	}
+	return outs[4], nil
+}
+
+// AddStages is AddBlocks returning the output of every stage (stage0 to
+// stage4): the features a detection head taps (SSDLite: stage3's at stride
+// 16, stage4's at 32).
+func AddStages(b *graph.Builder, x graph.Value, cfg Config, prefix string, outputStride int) ([5]graph.Value, error) {
+	var outs [5]graph.Value
+	strides, dils, err := cfg.DenseStrides(outputStride)
+	if err != nil {
+		return outs, err
 	}
 	names, specs := cfg.Specs()
 	for i, s := range specs {
@@ -61,8 +73,10 @@ func AddBlocks(b *graph.Builder, x graph.Value, cfg Config, prefix string, outpu
 				Reduce: p + ".se.reduce", Expand: p + ".se.expand", ConvWeights: true})
 			x = b.Act(x, p+".relu", graph.ReLU)
 		}
+		// names are stage0, stage1.0, …: the last block of stage k writes outs[k]
+		outs[names[i][5]-'0'] = x
 	}
-	return x, nil
+	return outs, nil
 }
 
 // Graph returns m's fused network for h×w inputs as a graph with m's

@@ -332,6 +332,7 @@ const bnMomentum = 0.1
 type bnParams struct {
 	gamma, beta, rmean, rvar []float32
 	eps                      float64
+	momentum                 float64 // of the running statistics; 0 means PyTorch's 0.1
 }
 
 // bnTrainForward normalises the rows z[c·m:(c+1)·m] (c < C) with the batch
@@ -358,7 +359,11 @@ func bnTrainForwardTo(bn bnParams, src, xhat []float32, m int, sum []float32, in
 			}
 			kernel.BNNorm(row, xhat[ch*m:(ch+1)*m], out, mf, isf, bn.gamma[ch], bn.beta[ch], true)
 			if update {
-				updateRunning(&bn.rmean[ch], &bn.rvar[ch], mean, unbiased)
+				if bn.momentum != 0 {
+					updateRunningM(&bn.rmean[ch], &bn.rvar[ch], mean, unbiased, bn.momentum)
+				} else {
+					updateRunning(&bn.rmean[ch], &bn.rvar[ch], mean, unbiased)
+				}
 			}
 		}
 	})
@@ -385,6 +390,13 @@ func batchStats(row []float32, eps float64) (mean, invstd, unbiased float64) {
 func updateRunning(rmean, rvar *float32, mean, unbiased float64) {
 	*rmean = float32((1-bnMomentum)*float64(*rmean) + bnMomentum*mean)
 	*rvar = float32((1-bnMomentum)*float64(*rvar) + bnMomentum*unbiased)
+}
+
+// updateRunningM is updateRunning with another momentum (SSDLite's
+// BatchNorms use 0.03).
+func updateRunningM(rmean, rvar *float32, mean, unbiased, momentum float64) {
+	*rmean = float32((1-momentum)*float64(*rmean) + momentum*mean)
+	*rvar = float32((1-momentum)*float64(*rvar) + momentum*unbiased)
 }
 
 // shiftedSums returns Σ(x−shift) and Σ(x−shift)² in float64.
@@ -583,6 +595,27 @@ func reluBackward(y, d []float32) {
 	parFor(len(d)/4096+1, len(d), func(lo, hi int) {
 		i1 := min(len(d), hi*4096)
 		kernel.ReLUMask(y[lo*4096:i1], d[lo*4096:i1])
+	})
+}
+
+// relu6InPlace clamps x to [0, 6].
+func relu6InPlace(x []float32) {
+	parFor(len(x)/4096+1, len(x), func(lo, hi int) {
+		for i, v := range x[lo*4096 : min(len(x), hi*4096)] {
+			x[lo*4096+i] = min(max(v, 0), 6)
+		}
+	})
+}
+
+// relu6Backward zeroes d where the ReLU6 output y is clamped (y <= 0 or
+// y >= 6), as PyTorch's hardtanh backward (gradient only strictly inside).
+func relu6Backward(y, d []float32) {
+	parFor(len(d)/4096+1, len(d), func(lo, hi int) {
+		for i := lo * 4096; i < min(len(d), hi*4096); i++ {
+			if y[i] <= 0 || y[i] >= 6 {
+				d[i] = 0
+			}
+		}
 	})
 }
 

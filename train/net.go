@@ -58,6 +58,7 @@ type bnT struct {
 	bn           *nn.BatchNorm
 	gW, gB       *tensor.Tensor
 	mean, invstd []float32
+	momentum     float64 // 0: PyTorch's default 0.1
 }
 
 func newBN(bn *nn.BatchNorm) *bnT {
@@ -66,7 +67,7 @@ func newBN(bn *nn.BatchNorm) *bnT {
 
 func (b *bnT) params() bnParams {
 	return bnParams{gamma: b.bn.Weight.Data, beta: b.bn.Bias.Data, rmean: b.bn.RunningMean.Data,
-		rvar: b.bn.RunningVar.Data, eps: b.bn.Eps}
+		rvar: b.bn.RunningVar.Data, eps: b.bn.Eps, momentum: b.momentum}
 }
 
 // branch is one conv+BN branch of a block; the 1×1 scale branch of a K×K
@@ -264,13 +265,21 @@ func (n *Net) features(x *tensor.Tensor, training bool) *act {
 
 // backwardFeatures runs the blocks' backward passes given d, the gradient
 // of the last block's output (overwritten).
-func (n *Net) backwardFeatures(d []float32) {
+func (n *Net) backwardFeatures(d []float32) { n.backwardFeaturesTap(d, -1, nil) }
+
+// backwardFeaturesTap is backwardFeatures also adding extra, the gradient
+// of a feature tapped at the input of block at (at > 1; -1: none), to the
+// gradient that reaches it.
+func (n *Net) backwardFeaturesTap(d []float32, at int, extra []float32) {
 	for i := len(n.blocks) - 1; i >= 0; i-- {
 		if n.chained && i == 1 {
 			n.chainBackward(d)
 			break
 		}
 		d = n.blocks[i].backward(d)
+		if i == at {
+			kernel.Add(extra, d)
+		}
 	}
 }
 

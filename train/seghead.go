@@ -20,8 +20,9 @@ import (
 type convBNReLU struct {
 	convKey, bnKey string // state_dict prefixes, e.g. classifier.0.convs.1.0 and classifier.0.convs.1.1
 	op             convOp
-	w, gw          *tensor.Tensor // (Cout, Cin, K, K)
+	w, gw          *tensor.Tensor // (Cout, Cin, K, K); depthwise (Cout, 1, K, K)
 	bn             *bnT
+	relu6          bool // ReLU6 instead of ReLU (torchvision's SSDLite)
 
 	x      *act
 	z      []float32 // the conv's output; x̂ after a training forward, dZ after backward
@@ -36,6 +37,22 @@ func newConvBNReLU(convKey, bnKey string, cin, cout, k, dil int) *convBNReLU {
 	return &convBNReLU{convKey: convKey, bnKey: bnKey,
 		op: convOp{Cin: cin, Cout: cout, K: k, S: 1, P: k / 2 * dil, D: dil},
 		w:  tensor.New(cout, cin, k, k), gw: tensor.New(cout, cin, k, k), bn: newBN(nn.NewBatchNorm(cout))}
+}
+
+// newConvBNAct is a unit of any convolution op (depthwise, strided),
+// BatchNorm eps and momentum, with ReLU6 if relu6 (SSDLite's
+// Conv2dNormActivation).
+func newConvBNAct(convKey, bnKey string, op convOp, eps, momentum float64, relu6 bool) *convBNReLU {
+	cin := op.Cin
+	if op.DW {
+		cin = 1
+	}
+	bn := nn.NewBatchNorm(op.Cout)
+	bn.Eps = eps
+	u := &convBNReLU{convKey: convKey, bnKey: bnKey, op: op, relu6: relu6,
+		w: tensor.New(op.Cout, cin, op.K, op.K), gw: tensor.New(op.Cout, cin, op.K, op.K), bn: newBN(bn)}
+	u.bn.momentum = momentum
+	return u
 }
 
 // forward writes ReLU(BN(conv(x))) to out (Cout rows of the output's M
@@ -58,7 +75,11 @@ func (u *convBNReLU) forward(x *act, out []float32, training bool) {
 	} else {
 		bnEvalForward(u.bn.params(), u.z, m, u.y)
 	}
-	reluInPlace(u.y)
+	if u.relu6 {
+		relu6InPlace(u.y)
+	} else {
+		reluInPlace(u.y)
+	}
 }
 
 // backward takes the gradient d of the last forward's output (overwritten),
@@ -68,7 +89,11 @@ func (u *convBNReLU) backward(d, dx []float32) {
 	if !u.trainD {
 		panic("train: backward after an evaluation-mode forward")
 	}
-	reluBackward(u.y, d)
+	if u.relu6 {
+		relu6Backward(u.y, d)
+	} else {
+		reluBackward(u.y, d)
+	}
 	bnBackward(u.bn.bn.Weight.Data, u.bn.invstd, u.z, d, u.m, u.bn.gW.Data, u.bn.gB.Data, u.z)
 	u.dw = grow(u.dw, u.w.Numel())
 	u.op.backward(u.x, u.w.Data, u.z, u.dw, dx, &u.ws)

@@ -16,6 +16,7 @@ import (
 
 const evalUsage = `usage: mobileone eval [-w CKPT] [--data fashion-mnist | --data DIR] [--split test] [--batch 256] [--json]
        mobileone eval --task segment -w seg.safetensors --data DIR   (see mobileone eval --task segment -h)
+       mobileone eval --task detect -w det.safetensors --data DIR    (see mobileone eval --task detect -h)
 
 Scores a model on a labelled data set: top-1 and top-5 accuracy, the mean
 cross-entropy and a confusion matrix (rows: true class with its number and full
@@ -32,10 +33,12 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	switch task, _ := flagValue(args, "task"); task {
 	case "segment":
 		return cmdEvalSegment(args, stdout, stderr)
+	case "detect":
+		return cmdEvalDetect(args, stdout, stderr)
 	case "", "classify":
 		args = withoutFlag(args, "task")
 	default:
-		return fmt.Errorf("--task %q: want classify (the default) or segment", task)
+		return fmt.Errorf("--task %q: want classify (the default), segment or detect", task)
 	}
 	fs := newFlags("eval", evalUsage, stderr)
 	var ck ckptFlags

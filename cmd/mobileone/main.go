@@ -25,6 +25,7 @@ Commands:
   demo      write ten Fashion-MNIST test images and classify them with the built-in model
   predict   classify images (top-K classes), or run a raw .npy tensor
   segment   per-pixel classes of images (DeepLabV3-MobileOne): VOC-palette masks, overlays
+  detect    objects in images (SSDLite-MobileOne): boxes, classes, scores; drawn PNGs
   fuse      re-parameterise a train-time checkpoint into a fused safetensors file
   info      parameter count, MACs and a per-layer table of a variant, checkpoint or zoo model (--list)
   bench     latency of the fused network (the paper's ModelBench method)
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPredict(args[1:], stdout, stderr)
 	case "segment":
 		err = cmdSegment(args[1:], stdout, stderr)
+	case "detect":
+		err = cmdDetect(args[1:], stdout, stderr)
 	case "fuse":
 		err = cmdFuse(args[1:], stdout, stderr)
 	case "info":

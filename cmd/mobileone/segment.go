@@ -435,6 +435,9 @@ func uniqueStems(files []string) error {
 // (bench, export, info): their class count, output stride and rates come
 // from the checkpoint weights (if given) as for segment.
 func graphSpec(name, weights string) (*arch.Spec, error) {
+	if strings.HasPrefix(name, "ssdlite_") {
+		return detSpec(name, weights)
+	}
 	if !strings.HasPrefix(name, "deeplabv3_") {
 		return zooSpec(name)
 	}

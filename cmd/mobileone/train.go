@@ -35,6 +35,7 @@ const trainUsage = `usage: mobileone train [--data fashion-mnist | --data DIR] [
        mobileone train --init mobileone_s1_unfused.pth.tar --classes N --data DIR -o RUN/
        mobileone train --resume RUN/
        mobileone train --task segment --data DIR -o RUN/   (DeepLabV3: see mobileone train --task segment -h)
+       mobileone train --task detect --data DIR -o RUN/    (SSDLite: see mobileone train --task detect -h)
 
 Trains a train-time (over-parameterised) MobileOne with the paper's recipe: SGD
 with momentum 0.9 (--nesterov optional), linear warm-up then cosine learning
@@ -90,7 +91,15 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	switch task, _ := flagValue(args, "task"); task {
 	case "segment":
 		return cmdTrainSegment(args, stdout, stderr)
+	case "detect":
+		return cmdTrainDetect(args, stdout, stderr)
 	case "", "classify":
+		if dir, ok := flagValue(args, "resume"); ok && train.IsSSDCheckpoint(dir) {
+			if task == "classify" {
+				return fmt.Errorf("%s is a detection run; --task classify cannot resume it", dir)
+			}
+			return cmdTrainDetect(args, stdout, stderr)
+		}
 		if dir, ok := flagValue(args, "resume"); ok && train.IsSegCheckpoint(dir) {
 			if task == "classify" {
 				return fmt.Errorf("%s is a segmentation run; --task classify cannot resume it", dir)
@@ -99,7 +108,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		}
 		args = withoutFlag(args, "task")
 	default:
-		return fmt.Errorf("--task %q: want classify (the default) or segment", task)
+		return fmt.Errorf("--task %q: want classify (the default), segment or detect", task)
 	}
 	fs := newFlags("train", trainUsage, stderr)
 	a := trainArgs{Hyper: train.DefaultHyper()}

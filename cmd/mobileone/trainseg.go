@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/mobileone-go/mobileone/dense"
@@ -311,86 +310,21 @@ func hasSplit(dir, split string) bool {
 // newSegTrainNet builds the net to train: the variant's (or custom)
 // backbone with random weights, or the --init checkpoint's, and a new head.
 func newSegTrainNet(a *segTrainArgs, classes int, rates []int, set map[string]bool) (*train.SegNet, error) {
-	if a.Init != "" {
-		for _, f := range []string{"k", "channels-override", "blocks"} {
-			if set[f] {
-				return nil, fmt.Errorf("--%s cannot be combined with --init: the checkpoint fixes the architecture", f)
-			}
-		}
-		sd, _, err := readStateDict(a.Init)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := sd["backbone.stage0.reparam_conv.weight"]; ok {
-			return nil, fmt.Errorf("--init %s is a fused segmentation model; --init takes a train-time classification checkpoint", a.Init)
-		}
-		c, _, err := model.CanonicalKeys(sd)
-		if err != nil {
-			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
-		}
-		cfg, fused, err := model.DetectConfig(c)
-		if err != nil {
-			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
-		}
-		if fused {
-			return nil, fmt.Errorf("--init %s is fused: the backbone needs a train-time (unfused) checkpoint such as mobileone_sN_unfused.pth.tar", a.Init)
-		}
-		if set["m"] {
-			v, err := model.Variant(a.Variant)
-			if err != nil {
-				return nil, err
-			}
-			if v.Channels != cfg.Channels || v.Blocks != cfg.Blocks {
-				return nil, fmt.Errorf("--init %s has widths %v and blocks %v, not those of -m %s (%v, %v); -m is not needed with --init",
-					a.Init, cfg.Channels, cfg.Blocks, a.Variant, v.Channels, v.Blocks)
-			}
-		}
-		if cfg.InChannels != 3 {
-			return nil, fmt.Errorf("--init %s takes %d input channels; segmentation trains on RGB images", a.Init, cfg.InChannels)
-		}
-		net, err := segNetFor(cfg, a, classes, rates)
-		if err != nil {
-			return nil, err
-		}
-		if err := net.LoadBackbone(sd); err != nil {
-			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
-		}
-		return net, nil
-	}
-	cfg, err := model.Variant(a.Variant)
+	cfg, initSD, err := denseBackbone(denseBackboneArgs{Variant: a.Variant, Widths: a.Widths, Blocks: a.Blocks, K: a.K, Init: a.Init},
+		set, "segmentation")
 	if err != nil {
-		return nil, fmt.Errorf("-m: %w", err)
+		return nil, err
 	}
-	if a.Widths != "" {
-		parts := strings.Split(a.Widths, ",")
-		if len(parts) != 5 {
-			return nil, fmt.Errorf("--channels-override wants 5 numbers (stem and 4 stages), got %q", a.Widths)
-		}
-		for i, p := range parts {
-			if cfg.Channels[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil || cfg.Channels[i] < 1 {
-				return nil, fmt.Errorf("--channels-override %q: want 5 positive numbers", a.Widths)
-			}
+	net, err := segNetFor(cfg, a, classes, rates)
+	if err != nil {
+		return nil, err
+	}
+	if initSD != nil {
+		if err := net.LoadBackbone(initSD); err != nil {
+			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
 		}
 	}
-	if a.Blocks != "" {
-		parts := strings.Split(a.Blocks, ",")
-		if len(parts) != 4 {
-			return nil, fmt.Errorf("--blocks wants 4 numbers, got %q", a.Blocks)
-		}
-		for i, p := range parts {
-			if cfg.Blocks[i], err = strconv.Atoi(strings.TrimSpace(p)); err != nil || cfg.Blocks[i] < 1 {
-				return nil, fmt.Errorf("--blocks %q: want 4 positive numbers", a.Blocks)
-			}
-			cfg.SEPairs[i] = min(cfg.SEPairs[i], cfg.Blocks[i])
-		}
-	}
-	if a.K > 0 {
-		cfg.K = a.K
-	}
-	if a.Widths != "" || a.Blocks != "" || a.K > 0 {
-		cfg.Name = ""
-	}
-	return segNetFor(cfg, a, classes, rates)
+	return net, nil
 }
 
 // segNetFor makes a SegNet on a backbone of cfg (random weights from the

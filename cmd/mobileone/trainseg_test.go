@@ -238,7 +238,7 @@ func TestTrainSegmentBadInput(t *testing.T) {
 		{[]string{"train", "--task", "segment", "--data", noMasks, "-o", run, "--size", "100"}, "not a multiple"},
 		{[]string{"train", "--task", "segment", "--data", noMasks, "-o", run, "--batch", "1"}, "--batch 1"},
 		{[]string{"train", "--task", "segment", "-o", run}, "--data"},
-		{[]string{"train", "--task", "detect", "-o", run}, `--task "detect"`},
+		{[]string{"train", "--task", "pose", "-o", run}, `--task "pose"`},
 		{[]string{"eval", "--task", "segment", "-w", clsCkpt, "--data", noMasks}, "not a DeepLabV3-MobileOne checkpoint"},
 		{[]string{"eval", "--task", "segment", "--data", noMasks}, "-w is required"},
 		{[]string{"eval", "--task", "segment", "-w", clsCkpt}, "--data DIR is required"},

@@ -129,3 +129,19 @@ func TestGraphORTParitySeg(t *testing.T) {
 	g.InitRandom(9)
 	graphORTParity(t, g, tensor.New(1, 3, 72, 96), 3)
 }
+
+// TestGraphORTParityDet: SSDLite on MobileOne (stage3 and stage4 maps,
+// extra blocks down to 1×1, depthwise-separable heads with ReLU6, each
+// map's head outputs put channels-last by an Unfold and concatenated)
+// exported with ExportGraph runs in ONNX Runtime as in the reference
+// executor.
+func TestGraphORTParityDet(t *testing.T) {
+	cfg := model.Config{Name: "tiny", Channels: [5]int{16, 16, 32, 48, 64}, Blocks: [4]int{1, 2, 3, 2}, K: 1,
+		SEPairs: [4]int{0, 0, 1, 1}, InChannels: 3, StemStride: 2}
+	g, err := arch.SSDLiteMobileOne(cfg, 4, 0.0625, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(9)
+	graphORTParity(t, g, tensor.New(2, 3, 96, 96), 4)
+}

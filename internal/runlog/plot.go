@@ -59,6 +59,8 @@ func Plot(path string, rows []Row) error {
 		{acc, "validation (EMA)", 2, func(r Row) float64 { return r.ValAccEMA }},
 		{acc, "validation mIoU", 3, func(r Row) float64 { return r.ValMIoU }},
 		{acc, "validation pixel accuracy", 4, func(r Row) float64 { return r.ValPixelAcc }},
+		{acc, "validation AP", 3, func(r Row) float64 { return r.ValAP }},
+		{acc, "validation AP50", 4, func(r Row) float64 { return r.ValAP50 }},
 	} {
 		if err := add(s.p, s.name, series(s.y), s.color); err != nil {
 			return err

@@ -30,11 +30,15 @@ type Row struct {
 	// Segmentation runs (Log.Dense): TrainAcc is the training pixel
 	// accuracy, and these the validation mIoU and pixel accuracy (percent).
 	ValMIoU, ValPixelAcc float64
+	// Detection runs (Log.Detect): the validation COCO AP and AP50
+	// (percent); TrainAcc is not used.
+	ValAP, ValAP50 float64
 }
 
 var (
 	header      = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_ema", "images_per_s", "images"}
 	denseHeader = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "train_pixel_acc", "images_per_s", "images", "val_miou", "val_pixel_acc"}
+	detHeader   = []string{"epoch", "seconds", "lr", "weight_decay", "train_loss", "images_per_s", "images", "val_ap", "val_ap50"}
 )
 
 func f64(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
@@ -49,13 +53,21 @@ func (r Row) denseRecord() []string {
 	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.TrainAcc), f(r.ImagesPerSec), strconv.Itoa(r.Images), f(r.ValMIoU), f(r.ValPixelAcc)}
 }
 
+func (r Row) detRecord() []string {
+	f := f64
+	return []string{strconv.Itoa(r.Epoch), f(r.Seconds), f(r.LR), f(r.WeightDecay), f(r.TrainLoss), f(r.ImagesPerSec), strconv.Itoa(r.Images), f(r.ValAP), f(r.ValAP50)}
+}
+
 // Log is the record of one run folder.
 type Log struct {
 	// Dense makes the log a segmentation run's: its own columns (train
 	// pixel accuracy, validation mIoU and pixel accuracy) and curves.
 	Dense bool
-	dir   string
-	rows  []Row
+	// Detect makes the log a detection run's: train loss, validation COCO
+	// AP and AP50.
+	Detect bool
+	dir    string
+	rows   []Row
 }
 
 // CSVName and PlotName are the files Log writes in the run folder.
@@ -99,10 +111,14 @@ func parse(r io.Reader) ([]Row, error) {
 			continue
 		}
 		dense := recs[0][len(recs[0])-1] == denseHeader[len(denseHeader)-1]
+		det := recs[0][len(recs[0])-1] == detHeader[len(detHeader)-1]
+		if det && len(rec) != len(detHeader) {
+			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(detHeader))
+		}
 		if dense && len(rec) != len(denseHeader) {
 			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(denseHeader))
 		}
-		if !dense && len(rec) != len(header) && len(rec) != len(header)-1 { // logs before the images column
+		if !dense && !det && len(rec) != len(header) && len(rec) != len(header)-1 { // logs before the images column
 			return nil, fmt.Errorf("line %d has %d fields, want %d", i+1, len(rec), len(header))
 		}
 		v := make([]float64, len(rec))
@@ -111,12 +127,18 @@ func parse(r io.Reader) ([]Row, error) {
 				return nil, fmt.Errorf("line %d: %v", i+1, err)
 			}
 		}
+		if det {
+			rows = append(rows, Row{Epoch: int(v[0]), Seconds: v[1], LR: v[2], WeightDecay: v[3], TrainLoss: v[4],
+				ImagesPerSec: v[5], Images: int(v[6]), ValAP: v[7], ValAP50: v[8]})
+			continue
+		}
 		if dense {
 			rows = append(rows, Row{Epoch: int(v[0]), Seconds: v[1], LR: v[2], WeightDecay: v[3], TrainLoss: v[4], TrainAcc: v[5],
 				ImagesPerSec: v[6], Images: int(v[7]), ValMIoU: v[8], ValPixelAcc: v[9]})
 			continue
 		}
-		row := Row{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0, 0}
+		row := Row{Epoch: int(v[0]), Seconds: v[1], LR: v[2], WeightDecay: v[3], TrainLoss: v[4], TrainAcc: v[5], ValLoss: v[6],
+			ValAcc: v[7], ValAccEMA: v[8], ImagesPerSec: v[9]}
 		if len(v) == len(header) {
 			row.Images = int(v[10])
 		}
@@ -133,15 +155,21 @@ func (l *Log) Append(r Row) error {
 	l.rows = append(l.rows, r)
 	err := fsutil.WriteFileAtomic(filepath.Join(l.dir, CSVName), func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		if l.Dense {
+		switch {
+		case l.Detect:
+			cw.Write(detHeader)
+		case l.Dense:
 			cw.Write(denseHeader)
-		} else {
+		default:
 			cw.Write(header)
 		}
 		for _, r := range l.rows {
-			if l.Dense {
+			switch {
+			case l.Detect:
+				cw.Write(r.detRecord())
+			case l.Dense:
 				cw.Write(r.denseRecord())
-			} else {
+			default:
 				cw.Write(r.record())
 			}
 		}

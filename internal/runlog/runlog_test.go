@@ -72,3 +72,29 @@ func TestDenseLog(t *testing.T) {
 		t.Errorf("rows read back: %+v", rows)
 	}
 }
+
+// TestDetectLog: a detection run's log has its own columns and reads back.
+func TestDetectLog(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Detect = true
+	for e := 1; e <= 3; e++ {
+		if err := l.Append(Row{Epoch: e, Seconds: float64(e), TrainLoss: 1 / float64(e), ValAP: 30 + float64(e), ValAP50: 70, Images: 8}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, CSVName))
+	if !bytes.HasPrefix(b, []byte("epoch,seconds,lr,weight_decay,train_loss,images_per_s,images,val_ap,val_ap50\n")) {
+		t.Errorf("header: %q", b)
+	}
+	l2, err := Open(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := l2.Rows(); len(rows) != 2 || rows[1].ValAP != 32 || rows[1].ValAP50 != 70 || rows[1].Images != 8 || rows[1].TrainLoss != 0.5 {
+		t.Errorf("rows read back: %+v", rows)
+	}
+}

@@ -18,6 +18,8 @@ if [ "${1:-}" != "--full-only" ]; then
         rm -rf "$ROOT/train/testdata/seg/$c"
         "$PY" "$ROOT/tools/reference/make_seg_golden.py" --case "$c" --out "$ROOT/train/testdata/seg/$c"
     done
+    rm -rf "$ROOT/train/testdata/det/tiny"                  # SSDLite on MobileOne (packages train, arch), committed
+    "$PY" "$ROOT/tools/reference/make_det_golden.py" --out "$ROOT/train/testdata/det/tiny"
     rm -rf "$ROOT/detect/testdata/golden"                   # detection pieces (package detect), committed
     "$PY" "$ROOT/tools/reference/det_ref.py" --out "$ROOT/detect/testdata/golden"
 fi
