@@ -26,6 +26,7 @@ type Hyper struct {
 	MinLR          float64 `json:"min_lr"` // end of the cosine
 	WarmupEpochs   float64 `json:"warmup_epochs"`
 	ConstantLR     bool    `json:"constant_lr,omitempty"`
+	PolyPower      float64 `json:"poly_power,omitempty"` // > 0: poly decay instead of the cosine (Schedule)
 	Momentum       float64 `json:"momentum"`
 	Nesterov       bool    `json:"nesterov"`
 	WDStart        float64 `json:"wd_start"`

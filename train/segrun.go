@@ -129,7 +129,7 @@ func (r *SegRun) Execute(ctx context.Context) error {
 	steps := segBatches(n, h.BatchSize)
 	sched := Schedule{PeakLR: h.LR, MinLR: h.MinLR, WDStart: h.WDStart, WDEnd: h.WDEnd,
 		WarmupSteps: int(math.Round(h.WarmupEpochs * float64(steps))), TotalSteps: h.Epochs * steps,
-		ConstantLR: h.ConstantLR, ConstantWD: h.ConstantWD}
+		ConstantLR: h.ConstantLR, ConstantWD: h.ConstantWD, PolyPower: h.PolyPower}
 	log, err := runlog.Open(r.Dir, r.start.Epoch)
 	if err != nil {
 		return err

@@ -15,16 +15,19 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/dense"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/internal/runlog"
+	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/tensor"
 	"github.com/mobileone-go/mobileone/train"
 )
 
-const trainSegUsage = `usage: mobileone train --task segment --data DIR [-m s0..s4] [--init CKPT] [--size 256]
+const trainSegUsage = `usage: mobileone train --task segment --data DIR [-m s0..s4] [--init CKPT|builtin] [--size 256]
                        [--output-stride 16] [--rates 12,24,36] [--epochs 30] [--batch 8] -o RUN/
        mobileone train --resume RUN/
 
@@ -56,13 +59,24 @@ what "mobileone segment" and "mobileone eval --task segment" do with the
 model's stored size, so their scores match the trainer's.
 
 Optimiser: SGD with momentum 0.9 and weight decay 1e-4 (not on BatchNorm and
-biases), learning rate 0.02 after a 1-epoch linear warm-up, cosine-decayed to
-0 (DeepLabV3 uses a "poly" decay; the cosine is the classifier trainer's),
-dropout 0.5 after ASPP, no EMA and no label smoothing. --init starts the
-backbone from a classification checkpoint (the authors' unfused
-mobileone_sN_unfused.pth.tar, or a run's model_unfused.pth.tar; its
-classifier is dropped) and fixes its architecture; without it the backbone
-starts from random weights.
+biases), learning rate 0.02 after a 1-epoch linear warm-up, then DeepLab's
+"poly" decay lr*(1-t)^0.9 to 0 (--schedule cosine: the classifier trainer's
+cosine), dropout 0.5 after ASPP, no EMA and no label smoothing.
+
+--init starts the backbone from a classification checkpoint and fixes its
+architecture (a -m that differs is an error); without it the backbone starts
+from random weights. It takes a train-time checkpoint (the authors'
+mobileone_sN_unfused.pth.tar, a run's model_unfused.pth.tar), a fused one
+(mobileone_sN.pth.tar, a run's model.safetensors), or "builtin": the built-in
+Fashion-MNIST model (S0's widths, k=1, grey, stem stride 1 on 28 px items),
+the natural start on canvases made of Fashion-MNIST items. The classifier is
+dropped. A fused backbone gets each block's kernel in its first conv branch,
+the other branches silenced (BatchNorm scale 0), and its BatchNorms
+calibrated on a first batch so that training-mode BatchNorm reproduces the
+fused features; a grey stem reads the RGB image's luma. The segmentation
+backbone's stem has stride 2: with the built-in model train canvases at
+--size 256, where items (42-112 px) reach stage 1 at 21-56 px, about the
+28 px it was trained on.
 
 The run folder gets checkpoint.safetensors (train-time weights, optimiser
 state, position: --resume continues exactly, on the same data; Ctrl-C saves
@@ -81,6 +95,7 @@ type segTrainArgs struct {
 	Widths, Blocks     string
 	K                  int
 	Init               string
+	Schedule           string
 	Size               int
 	OutputStride       int
 	Rates              string
@@ -106,7 +121,7 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&a.Widths, "channels-override", "", "custom widths `stem,c1,c2,c3,c4` instead of the variant's")
 	fs.StringVar(&a.Blocks, "blocks", "", "custom block pairs per stage `b1,b2,b3,b4` instead of the variant's")
 	fs.IntVar(&a.K, "k", 0, "conv branches at train time (0: the variant's)")
-	fs.StringVar(&a.Init, "init", "", "initialise the backbone from this classification `checkpoint` (train-time, unfused)")
+	fs.StringVar(&a.Init, "init", "", "initialise the backbone from this classification `checkpoint` (train-time or fused), or builtin")
 	fs.IntVar(&a.Size, "size", 256, "training crop and validation input side `S`")
 	fs.IntVar(&a.OutputStride, "output-stride", 16, "backbone output stride `16 or 8`")
 	fs.StringVar(&a.Rates, "rates", "12,24,36", "ASPP atrous `rates` (three, comma-separated)")
@@ -116,6 +131,7 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&a.Hyper.Epochs, "epochs", a.Hyper.Epochs, "epochs")
 	fs.IntVar(&a.Hyper.BatchSize, "batch", a.Hyper.BatchSize, "batch size (at least 2)")
 	fs.Float64Var(&a.Hyper.LR, "lr", a.Hyper.LR, "peak learning rate")
+	fs.StringVar(&a.Schedule, "schedule", "poly", "learning-rate decay after the warm-up: `poly` ((1-t)^0.9, DeepLab's) or cosine")
 	fs.Float64Var(&a.Hyper.MinLR, "min-lr", a.Hyper.MinLR, "learning rate at the end of the cosine")
 	fs.Float64Var(&a.Hyper.WarmupEpochs, "warmup", a.Hyper.WarmupEpochs, "linear warm-up `epochs`")
 	fs.Float64Var(&a.Hyper.Momentum, "momentum", a.Hyper.Momentum, "SGD momentum")
@@ -138,6 +154,7 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	var run *train.SegRun
+	fusedInit := false
 	if a.Resume != "" {
 		for f := range set {
 			if f != "resume" && f != "threads" && f != "task" {
@@ -196,6 +213,16 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--bf16 needs AMX-BF16 (Intel Xeon since Sapphire Rapids, on Linux 5.16+) or AVX512-BF16 (AMD Zen 4 and later); this CPU has %s", cpu.Detected)
 	}
 	a.Hyper.WDEnd = a.Hyper.WDStart
+	if a.Resume == "" {
+		switch a.Schedule {
+		case "poly":
+			a.Hyper.PolyPower = 0.9
+		case "cosine":
+			a.Hyper.PolyPower = 0
+		default:
+			return fmt.Errorf("--schedule %q: want poly or cosine", a.Schedule)
+		}
+	}
 	kernel.SetThreads(a.Threads)
 
 	trainDS, valDS, err := openSegData(a.Data)
@@ -213,10 +240,11 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 				a.Out, s, trainDS.Len())
 		}
 	} else {
-		net, err := newSegTrainNet(&a, len(labels), rates, set)
+		net, fi, err := newSegTrainNet(&a, len(labels), rates, set, stdout)
 		if err != nil {
 			return err
 		}
+		fusedInit = fi
 		argsJSON, _ := json.Marshal(a)
 		run = &train.SegRun{Dir: a.Out, Hyper: a.Hyper, Net: net, Labels: labels, Size: a.Size,
 			Meta: map[string]string{"args": string(argsJSON), "train_images": strconv.Itoa(trainDS.Len())}}
@@ -244,6 +272,11 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 		flip = 0
 	}
 	run.Augment = dense.Augment{ScaleMin: a.ScaleMin, ScaleMax: a.ScaleMax, Base: a.Size, Flip: flip, Crop: a.Size, Fill: meanFill}
+	if fusedInit {
+		if err := calibrateFusedInit(run, 16); err != nil {
+			return fmt.Errorf("--init %s: calibrating the backbone: %w", a.Init, err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -309,22 +342,141 @@ func hasSplit(dir, split string) bool {
 
 // newSegTrainNet builds the net to train: the variant's (or custom)
 // backbone with random weights, or the --init checkpoint's, and a new head.
-func newSegTrainNet(a *segTrainArgs, classes int, rates []int, set map[string]bool) (*train.SegNet, error) {
+// fusedInit reports a backbone loaded from fused weights, which
+// calibrateFusedInit must then adapt to the data before training.
+func newSegTrainNet(a *segTrainArgs, classes int, rates []int, set map[string]bool, stdout io.Writer) (net *train.SegNet, fusedInit bool, err error) {
+	if a.Init != "" {
+		for _, f := range []string{"k", "channels-override", "blocks"} {
+			if set[f] {
+				return nil, false, fmt.Errorf("--%s cannot be combined with --init: the checkpoint fixes the architecture", f)
+			}
+		}
+		var m *mobileone.Model
+		what := "--init " + a.Init
+		if a.Init == "builtin" {
+			if m, err = zoo.Default(); err != nil {
+				return nil, false, err
+			}
+			what = "--init builtin (" + zoo.DefaultName + ")"
+		} else if m, err = fusedClassifier(a.Init); err != nil {
+			return nil, false, err
+		}
+		if m != nil {
+			net, err := segNetFromFused(a, m, what, classes, rates, set, stdout)
+			return net, true, err
+		}
+	}
 	cfg, initSD, err := denseBackbone(denseBackboneArgs{Variant: a.Variant, Widths: a.Widths, Blocks: a.Blocks, K: a.K, Init: a.Init},
 		set, "segmentation")
 	if err != nil {
+		return nil, false, err
+	}
+	net, err = segNetFor(cfg, a, classes, rates)
+	if err != nil {
+		return nil, false, err
+	}
+	if initSD != nil {
+		if err := net.LoadBackbone(initSD); err != nil {
+			return nil, false, fmt.Errorf("--init %s: %w", a.Init, err)
+		}
+	}
+	return net, false, nil
+}
+
+// fusedClassifier loads path if it is a fused classification checkpoint
+// (nil if it is a train-time one, which denseBackbone reads).
+func fusedClassifier(path string) (*mobileone.Model, error) {
+	sd, _, err := readStateDict(path)
+	if err != nil {
 		return nil, err
+	}
+	if _, ok := sd["backbone.stage0.reparam_conv.weight"]; ok {
+		return nil, fmt.Errorf("--init %s is a fused segmentation model or detector; --init takes a classification checkpoint", path)
+	}
+	c, _, err := model.CanonicalKeys(sd)
+	if err != nil {
+		return nil, fmt.Errorf("--init %s: %w", path, err)
+	}
+	if _, fused, err := model.DetectConfig(c); err != nil {
+		return nil, fmt.Errorf("--init %s: %w", path, err)
+	} else if !fused {
+		return nil, nil
+	}
+	m, err := mobileone.Load(path, mobileone.LoadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("--init %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// checkInitVariant refuses a -m that is not the --init checkpoint's
+// architecture.
+func checkInitVariant(a *segTrainArgs, cfg model.Config, what string, set map[string]bool) error {
+	if !set["m"] {
+		return nil
+	}
+	v, err := model.Variant(a.Variant)
+	if err != nil {
+		return err
+	}
+	if v.Channels != cfg.Channels || v.Blocks != cfg.Blocks || v.SEPairs != cfg.SEPairs {
+		return fmt.Errorf("%s has widths %v, blocks %v and SE pairs %v, not those of -m %s (%v, %v, %v); -m is not needed with --init",
+			what, cfg.Channels, cfg.Blocks, cfg.SEPairs, a.Variant, v.Channels, v.Blocks, v.SEPairs)
+	}
+	return nil
+}
+
+// segNetFromFused makes the net on a fused classifier's backbone
+// (train.SegNet.LoadFusedBackbone): its architecture and k, RGB input (a
+// grey model's stem is converted with train.GreyStemToRGB for ImageNet
+// normalisation) and a stride-2 stem, as every segmentation backbone here.
+func segNetFromFused(a *segTrainArgs, m *mobileone.Model, what string, classes int, rates []int, set map[string]bool, stdout io.Writer) (*train.SegNet, error) {
+	cfg := m.Config
+	if err := checkInitVariant(a, cfg, what, set); err != nil {
+		return nil, err
+	}
+	_, fsd := m.StateDict()
+	switch cfg.InChannels {
+	case 3:
+	case 1:
+		pre := m.Preprocessing()
+		w, err := train.GreyStemToRGB(fsd["stage0.reparam_conv.weight"], imageproc.ImageNetMean, imageproc.ImageNetStd, pre.Std[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		fsd["stage0.reparam_conv.weight"] = w
+		fmt.Fprintf(stdout, "%s is a grey model: its stem now reads the RGB image's luma (ImageNet normalisation)\n", what)
+	default:
+		return nil, fmt.Errorf("%s takes %d input channels; want 1 (grey, converted) or 3", what, cfg.InChannels)
+	}
+	if cfg.StemStride != 2 {
+		fmt.Fprintf(stdout, "%s has a stem of stride %d; the segmentation backbone's has stride 2: items reach stage 1 at half the size they have in the image (the built-in model saw 28 px items: train canvases at --size 256)\n",
+			what, cfg.StemStride)
 	}
 	net, err := segNetFor(cfg, a, classes, rates)
 	if err != nil {
 		return nil, err
 	}
-	if initSD != nil {
-		if err := net.LoadBackbone(initSD); err != nil {
-			return nil, fmt.Errorf("--init %s: %w", a.Init, err)
-		}
+	if err := net.LoadFusedBackbone(fsd); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return net, nil
+}
+
+// calibrateFusedInit adapts a backbone loaded from fused weights to
+// training-mode BatchNorm (train.SegNet.CalibrateFusedBackbone) on the
+// first training batch (as augmented in epoch 1).
+func calibrateFusedInit(run *train.SegRun, n int) error {
+	idx := make([]int, min(n, run.Train.Len()))
+	for i := range idx {
+		idx[i] = i
+	}
+	x, _, c, h, w, err := dense.Batch(run.Train, idx, dense.BatchOptions{Augment: run.Augment, Mean: run.Mean, Std: run.Std,
+		Seed: run.Hyper.Seed ^ 0xca1, Workers: run.Hyper.Workers})
+	if err != nil {
+		return err
+	}
+	return run.Net.CalibrateFusedBackbone(&tensor.Tensor{Shape: []int{len(idx), c, h, w}, Data: x})
 }
 
 // segNetFor makes a SegNet on a backbone of cfg (random weights from the

@@ -278,3 +278,49 @@ func writeTinyClassifier(t *testing.T, dir string) string {
 	}
 	return path
 }
+
+// TestTrainSegmentInitBuiltin: --init builtin starts the backbone from the
+// built-in Fashion-MNIST model (fused, grey, stem stride 1), says how it
+// adapts it, trains and writes a model segment takes; an architecture that
+// is not the built-in one is refused.
+func TestTrainSegmentInitBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "canv")
+	tinyCanvases(t, data)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-m", "s1"}, "not those of -m s1"},
+		{[]string{"--k", "4"}, "--k cannot be combined with --init"},
+		{[]string{"--schedule", "step"}, `--schedule "step"`},
+	} {
+		args := append([]string{"train", "--task", "segment", "--data", data, "--init", "builtin", "-o", filepath.Join(dir, "bad")}, c.args...)
+		code, _, stderr := cli(args...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", c.args, code, stderr, c.want)
+		}
+	}
+	run := filepath.Join(dir, "run")
+	code, stdout, stderr := cli("train", "--task", "segment", "--data", data, "--init", "builtin", "--size", "64", "--batch", "4",
+		"--epochs", "1", "--threads", "1", "--workers", "1", "-o", run)
+	if code != 0 {
+		t.Fatalf("train --init builtin: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"grey model", "stem of stride 1", "channels [48 48 128 256 1024]", "k=1"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout does not mention %q:\n%s", want, stdout)
+		}
+	}
+	r, err := train.ResumeSeg(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hyper.PolyPower != 0.9 {
+		t.Errorf("default schedule: poly power %g, want 0.9", r.Hyper.PolyPower)
+	}
+	img := filepath.Join(data, "JPEGImages", "val_000001.png")
+	if code, _, stderr := cli("segment", "-w", filepath.Join(run, "model.safetensors"), img, "-o", filepath.Join(dir, "seg")); code != 0 {
+		t.Fatalf("segment: exit %d: %s", code, stderr)
+	}
+}
