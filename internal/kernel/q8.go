@@ -1,0 +1,187 @@
+package kernel
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mobileone-go/mobileone/internal/kernel/ref"
+)
+
+// QConvShape describes an int8 convolution of one image in the
+// channels-last layout (see ref.QConv, the oracle).
+type QConvShape = ref.QConvShape
+
+// Requant is the project's requantisation (see ref.Requant: float32
+// multiplier, saturation in float, round half to even).
+func Requant(acc int32, m float32, zp, lo, hi int32) uint8 { return ref.Requant(acc, m, zp, lo, hi) }
+
+// QConvOp is an int8 convolution with its weights packed once for the
+// kernel its shape selects: pointwise (1×1, stride 1, no padding, one
+// group), depthwise (one input and one output channel per group) or
+// general (any kernel, stride, padding, dilation and groups). Every path
+// computes exactly ref.QConv. Run allocates nothing.
+type QConvOp struct {
+	S    QConvShape
+	Kind string // "pointwise", "depthwise" or "general"
+	w    []int8 // packed: pointwise (Cout, Cin); depthwise (K, KW, C); general (Cout, K, KW, Cin/Groups)
+	w16  []int16
+	bias []int32 // bias, with −XZero·Σw folded in on the pointwise path
+	mult []float32
+}
+
+// NewQConvOp checks the shape and packs w: (Cout, Cin/Groups, K, KW).
+func NewQConvOp(s QConvShape, w []int8, bias []int32, mult []float32) (*QConvOp, error) {
+	if s.Groups < 1 || s.Cin%s.Groups != 0 || s.Cout%s.Groups != 0 || s.K < 1 || s.KW < 1 || s.Stride < 1 || s.Dilation < 1 {
+		return nil, fmt.Errorf("int8 conv: bad shape %+v", s)
+	}
+	cg := s.Cin / s.Groups
+	if len(w) != s.Cout*cg*s.K*s.KW || len(bias) != s.Cout || len(mult) != s.Cout {
+		return nil, fmt.Errorf("int8 conv: %d weights, %d biases, %d multipliers for shape %+v", len(w), len(bias), len(mult), s)
+	}
+	if s.Lo < 0 || s.Hi > 255 || s.Lo > s.Hi || s.YZero < s.Lo || s.YZero > s.Hi || s.XZero < 0 || s.XZero > 255 {
+		return nil, fmt.Errorf("int8 conv: zero points or range out of uint8 (%+v)", s)
+	}
+	for _, m := range mult {
+		if !(m > 0) || math.IsInf(float64(m), 0) {
+			return nil, fmt.Errorf("int8 conv: multiplier %v must be positive and finite", m)
+		}
+	}
+	op := &QConvOp{S: s, mult: append([]float32(nil), mult...), bias: append([]int32(nil), bias...)}
+	switch {
+	case s.K == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0 && s.PadW == 0 && s.Groups == 1 && s.OutH == s.H && s.OutW == s.W:
+		op.Kind = "pointwise"
+		op.w = append([]int8(nil), w...)
+		for o := range s.Cout {
+			var sum int32
+			for _, v := range w[o*s.Cin : (o+1)*s.Cin] {
+				sum += int32(v)
+			}
+			op.bias[o] -= s.XZero * sum
+		}
+		op.packPointwise()
+	case cg == 1 && s.Groups == s.Cout:
+		op.Kind = "depthwise"
+		op.w = make([]int8, len(w))
+		for c := range s.Cout {
+			for t := range s.K * s.KW {
+				op.w[t*s.Cout+c] = w[c*s.K*s.KW+t]
+			}
+		}
+	default:
+		op.Kind = "general"
+		op.w = make([]int8, len(w))
+		kk := s.K * s.KW
+		for o := range s.Cout {
+			for ci := range cg {
+				for t := range kk {
+					op.w[(o*kk+t)*cg+ci] = w[(o*cg+ci)*kk+t]
+				}
+			}
+		}
+	}
+	return op, nil
+}
+
+// QScratch is a worker's scratch for QConvOp.Run; one serves every op
+// whose Cout and Cin it was made for (NewQScratch).
+type QScratch struct {
+	acc []int32
+	x16 []int16
+	t   []uint8
+}
+
+// NewQScratch makes scratch for ops with at most maxC input and output
+// channels.
+func NewQScratch(maxC int) *QScratch {
+	return &QScratch{acc: make([]int32, maxC), x16: make([]int16, pwRows*(maxC+1)), t: make([]uint8, pwRows*pwCols)}
+}
+
+// Run computes output rows [y0, y1) of one image: x (H, W, Cin) → out
+// (OutH, OutW, Cout).
+func (op *QConvOp) Run(x, out []uint8, y0, y1 int, sc *QScratch) {
+	s := &op.S
+	if len(x) < s.H*s.W*s.Cin || len(out) < s.OutH*s.OutW*s.Cout || y0 < 0 || y1 > s.OutH || len(sc.acc) < s.Cout || len(sc.x16) < pwRows*(s.Cin+1) {
+		panic("kernel: int8 conv buffers too small")
+	}
+	switch op.Kind {
+	case "pointwise":
+		op.runPointwise(x, out, y0*s.W, y1*s.W, sc)
+	case "depthwise":
+		op.runDepthwise(x, out, y0, y1, sc.acc[:s.Cout])
+	default:
+		op.runGeneral(x, out, y0, y1, sc.acc[:s.Cout])
+	}
+}
+
+// runDepthwise: per output pixel, the taps accumulate across the channel
+// vector (weights packed (K, KW, C)).
+func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, acc []int32) {
+	s := &op.S
+	c := s.Cout
+	for oy := y0; oy < y1; oy++ {
+		for ox := 0; ox < s.OutW; ox++ {
+			copy(acc, op.bias)
+			for ky := 0; ky < s.K; ky++ {
+				iy := oy*s.Stride - s.Pad + ky*s.Dilation
+				if iy < 0 || iy >= s.H {
+					continue
+				}
+				for kx := 0; kx < s.KW; kx++ {
+					ix := ox*s.Stride - s.PadW + kx*s.Dilation
+					if ix < 0 || ix >= s.W {
+						continue
+					}
+					xr := x[(iy*s.W+ix)*c : (iy*s.W+ix+1)*c]
+					wr := op.w[(ky*s.KW+kx)*c : (ky*s.KW+kx+1)*c]
+					xz := s.XZero
+					for i := range acc {
+						acc[i] += (int32(xr[i]) - xz) * int32(wr[i])
+					}
+				}
+			}
+			requantRow(acc, op.mult, s, out[(oy*s.OutW+ox)*c:(oy*s.OutW+ox+1)*c])
+		}
+	}
+}
+
+func (op *QConvOp) runGeneral(x, out []uint8, y0, y1 int, acc []int32) {
+	s := &op.S
+	cg, og, kk := s.Cin/s.Groups, s.Cout/s.Groups, s.K*s.KW
+	for oy := y0; oy < y1; oy++ {
+		for ox := 0; ox < s.OutW; ox++ {
+			copy(acc, op.bias)
+			for ky := 0; ky < s.K; ky++ {
+				iy := oy*s.Stride - s.Pad + ky*s.Dilation
+				if iy < 0 || iy >= s.H {
+					continue
+				}
+				for kx := 0; kx < s.KW; kx++ {
+					ix := ox*s.Stride - s.PadW + kx*s.Dilation
+					if ix < 0 || ix >= s.W {
+						continue
+					}
+					px := x[(iy*s.W+ix)*s.Cin : (iy*s.W+ix+1)*s.Cin]
+					t := ky*s.KW + kx
+					for o := range acc {
+						xr := px[(o/og)*cg : (o/og+1)*cg]
+						wr := op.w[(o*kk+t)*cg : (o*kk+t+1)*cg]
+						var a int32
+						for i, v := range xr {
+							a += (int32(v) - s.XZero) * int32(wr[i])
+						}
+						acc[o] += a
+					}
+				}
+			}
+			requantRow(acc, op.mult, s, out[(oy*s.OutW+ox)*s.Cout:(oy*s.OutW+ox+1)*s.Cout])
+		}
+	}
+}
+
+func requantRow(acc []int32, mult []float32, s *QConvShape, out []uint8) {
+	mult = mult[:len(acc)]
+	out = out[:len(acc)]
+	for i, a := range acc {
+		out[i] = ref.Requant(a, mult[i], s.YZero, s.Lo, s.Hi)
+	}
+}

@@ -1,0 +1,3 @@
+package kernel
+
+const q8pwHaveAVX2 = false
