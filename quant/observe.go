@@ -1,0 +1,226 @@
+package quant
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mobileone-go/mobileone/graph"
+)
+
+// histBins is the resolution of an observer's histogram.
+const histBins = 2048
+
+// observer collects a value's range and a histogram of its non-negative
+// part over [0, top), top doubling (adjacent bins merged) when a larger
+// value arrives, so one pass over the calibration images suffices; the
+// final range is at most twice the maximum (at least 1024 bins over it).
+type observer struct {
+	min, max float64
+	top      float64
+	hist     []float64
+	n        float64
+}
+
+func newObserver() *observer {
+	return &observer{min: math.Inf(1), max: math.Inf(-1), hist: make([]float64, histBins)}
+}
+
+func (o *observer) add(x []float32) {
+	for _, v := range x {
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		o.min = math.Min(o.min, f)
+		o.max = math.Max(o.max, f)
+		if f < 0 {
+			continue
+		}
+		if f >= o.top {
+			o.grow(f)
+		}
+		o.hist[int(f/o.top*histBins)]++
+		o.n++
+	}
+}
+
+func (o *observer) grow(f float64) {
+	if o.top == 0 {
+		o.top = math.Max(f, 1e-8) * 1.0001
+		if f == 0 {
+			o.top = 1e-8
+		}
+		if f < o.top {
+			return
+		}
+	}
+	for f >= o.top {
+		for i := 0; i < histBins/2; i++ {
+			o.hist[i] = o.hist[2*i] + o.hist[2*i+1]
+		}
+		clear(o.hist[histBins/2:])
+		o.top *= 2
+	}
+}
+
+func (o *observer) merge(p *observer) {
+	if p.n == 0 && math.IsInf(p.max, -1) {
+		return
+	}
+	o.min, o.max = math.Min(o.min, p.min), math.Max(o.max, p.max)
+	if p.top == 0 {
+		return
+	}
+	if o.top == 0 {
+		o.top = p.top
+	}
+	// Bring both to the larger range (both are the first top times 2^k).
+	for o.top < p.top {
+		o.grow(o.top)
+	}
+	q := append([]float64(nil), p.hist...)
+	for t := p.top; t < o.top; t *= 2 {
+		for i := 0; i < histBins/2; i++ {
+			q[i] = q[2*i] + q[2*i+1]
+		}
+		clear(q[histBins/2:])
+	}
+	for i := range q {
+		o.hist[i] += q[i]
+	}
+	o.n += p.n
+}
+
+// Methods of choosing an activation's range.
+const (
+	MinMax     = "minmax"
+	Percentile = "percentile"
+	Entropy    = "entropy"
+)
+
+// qparam chooses the uint8 quantisation of an observed value. A value
+// that is never negative (every ReLU output) gets zero point 0 and a
+// scale of threshold/255, the threshold chosen by the method: the
+// maximum (minmax), the given percentile of the values (percentile) or
+// the threshold minimising the KL divergence between the value's
+// histogram and its 256-level quantisation (entropy, as TensorRT's
+// calibrator). A value with negative parts (the normalised input image,
+// a convolution without ReLU) gets an asymmetric range [min, max] with a
+// zero point, whatever the method.
+func (o *observer) qparam(method string, pct float64) (graph.QParam, error) {
+	if math.IsInf(o.max, -1) {
+		return graph.QParam{}, fmt.Errorf("no finite values observed")
+	}
+	if o.min < 0 {
+		lo, hi := math.Min(o.min, 0), math.Max(o.max, 0)
+		if hi-lo == 0 {
+			return graph.QParam{Scale: 1}, nil
+		}
+		s := float32((hi - lo) / 255)
+		z := int32(math.RoundToEven(-lo / float64(s)))
+		return graph.QParam{Scale: s, Zero: max(0, min(255, z))}, nil
+	}
+	t := o.max
+	switch method {
+	case MinMax:
+	case Percentile:
+		t = o.percentile(pct)
+	case Entropy:
+		t = o.entropy()
+	default:
+		return graph.QParam{}, fmt.Errorf("unknown calibration method %q (want minmax, percentile or entropy)", method)
+	}
+	t = math.Min(t, o.max)
+	if !(t > 0) {
+		t = math.Max(o.max, 1e-8)
+	}
+	return graph.QParam{Scale: float32(t / 255)}, nil
+}
+
+func (o *observer) percentile(p float64) float64 {
+	if o.n == 0 {
+		return o.max
+	}
+	want := o.n * p / 100
+	var c float64
+	for i, h := range o.hist {
+		c += h
+		if c >= want {
+			return float64(i+1) * o.top / histBins
+		}
+	}
+	return o.max
+}
+
+// entropy: for each threshold of i bins (i ≥ 256), P is the histogram
+// clipped to i bins (outliers added to the last), Q its quantisation to
+// 256 levels spread back uniformly over the non-empty bins of each level;
+// the threshold with the least KL(P‖Q) wins.
+func (o *observer) entropy() float64 {
+	last := 0
+	for i, h := range o.hist {
+		if h > 0 {
+			last = i
+		}
+	}
+	const levels = 256
+	if last < levels {
+		return float64(last+1) * o.top / histBins
+	}
+	best, bestKL := last+1, math.Inf(1)
+	p := make([]float64, histBins)
+	q := make([]float64, histBins)
+	for i := levels; i <= last+1; i++ {
+		copy(p, o.hist[:i])
+		var out float64
+		for _, h := range o.hist[i:] {
+			out += h
+		}
+		p[i-1] += out
+		// Quantise to 256 levels.
+		clear(q[:i])
+		for l := 0; l < levels; l++ {
+			a, b := l*i/levels, (l+1)*i/levels
+			var sum, nz float64
+			for j := a; j < b; j++ {
+				sum += o.hist[j]
+				if o.hist[j] > 0 {
+					nz++
+				}
+			}
+			if l == levels-1 {
+				sum += out
+				if out > 0 && o.hist[i-1] == 0 {
+					nz++
+				}
+			}
+			for j := a; j < b; j++ {
+				if p[j] > 0 && nz > 0 {
+					q[j] = sum / nz
+				}
+			}
+		}
+		var ps, qs float64
+		for j := 0; j < i; j++ {
+			ps += p[j]
+			qs += q[j]
+		}
+		var kl float64
+		for j := 0; j < i; j++ {
+			if p[j] == 0 {
+				continue
+			}
+			pj := p[j] / ps
+			qj := q[j] / qs
+			if qj == 0 {
+				kl = math.Inf(1)
+				break
+			}
+			kl += pj * math.Log(pj/qj)
+		}
+		if kl < bestKL {
+			best, bestKL = i, kl
+		}
+	}
+	return float64(best) * o.top / histBins
+}
