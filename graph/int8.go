@@ -480,3 +480,15 @@ func (p *Int8Plan) DequantizedValue(name string) []float32 {
 	}
 	return nil
 }
+
+// QuantizedValue returns a copy of node name's quantised output (H, W, C)
+// of the last image the first worker ran, or nil.
+func (p *Int8Plan) QuantizedValue(name string) ([]uint8, QParam) {
+	for i := len(p.steps) - 1; i >= 0; i-- {
+		s := &p.steps[i]
+		if s.name == name && s.out.quant {
+			return append([]uint8(nil), p.workers[0].q[s.out.buf]...), s.out.q
+		}
+	}
+	return nil, QParam{}
+}

@@ -19,6 +19,37 @@ type observer struct {
 	top      float64
 	hist     []float64
 	n        float64
+	// sq is Σx² per channel (values (C, H, W)); sqN the values per channel summed.
+	sq  []float64
+	sqN float64
+	// chMin, chMax: each channel's range.
+	chMin, chMax []float64
+}
+
+// addChannels records Σx² per channel of x: (c, ...).
+func (o *observer) addChannels(x []float32, c int) {
+	if o.sq == nil {
+		o.sq = make([]float64, c)
+		o.chMin, o.chMax = make([]float64, c), make([]float64, c)
+		for i := range c {
+			o.chMin[i], o.chMax[i] = math.Inf(1), math.Inf(-1)
+		}
+	}
+	if len(o.sq) != c || c == 0 {
+		return
+	}
+	per := len(x) / c
+	for ch := range c {
+		var s float64
+		lo, hi := o.chMin[ch], o.chMax[ch]
+		for _, v := range x[ch*per : (ch+1)*per] {
+			s += float64(v) * float64(v)
+			lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
+		}
+		o.sq[ch] += s
+		o.chMin[ch], o.chMax[ch] = lo, hi
+	}
+	o.sqN += float64(per)
 }
 
 func newObserver() *observer {
@@ -68,6 +99,17 @@ func (o *observer) merge(p *observer) {
 		return
 	}
 	o.min, o.max = math.Min(o.min, p.min), math.Max(o.max, p.max)
+	if p.sq != nil {
+		if o.sq == nil {
+			o.sq = make([]float64, len(p.sq))
+			o.chMin, o.chMax = append([]float64(nil), p.chMin...), append([]float64(nil), p.chMax...)
+		}
+		for i, v := range p.sq {
+			o.sq[i] += v
+			o.chMin[i], o.chMax[i] = math.Min(o.chMin[i], p.chMin[i]), math.Max(o.chMax[i], p.chMax[i])
+		}
+		o.sqN += p.sqN
+	}
 	if p.top == 0 {
 		return
 	}
@@ -223,4 +265,21 @@ func (o *observer) entropy() float64 {
 		}
 	}
 	return float64(best) * o.top / histBins
+}
+
+// constants returns, per channel, whether the channel was constant over
+// calibration (range ≤ 1e-4 of the value's largest magnitude), and its value.
+func (o *observer) constants() ([]bool, []float64) {
+	if o.sq == nil {
+		return nil, nil
+	}
+	big := math.Max(math.Abs(o.min), math.Abs(o.max))
+	is := make([]bool, len(o.sq))
+	val := make([]float64, len(o.sq))
+	for c := range o.sq {
+		if o.chMax[c]-o.chMin[c] <= 1e-4*big {
+			is[c], val[c] = true, (o.chMax[c]+o.chMin[c])/2
+		}
+	}
+	return is, val
 }

@@ -79,9 +79,14 @@ type Options struct {
 	// FloatFirst keeps the first convolution (the stem, whose input is
 	// the signed normalised image) in float.
 	FloatFirst bool
-	// ReportImages is the number of calibration images the SQNR report
-	// runs (default 32; 0 uses the default, negative skips the report).
-	ReportImages int
+	// NoConstantFold keeps the weights on input channels that were constant
+	// over calibration (see foldConstants) instead of folding them into the
+	// bias.
+	NoConstantFold bool
+	// NoWeightClip quantises weights with s_w[o] = max|W[o]|/127 instead
+	// of the clipped scale that minimises the output error (see
+	// QuantizeConvClipped).
+	NoWeightClip bool
 }
 
 // Images gives calibration images: Len of them, each (C, H, W) flattened
@@ -100,6 +105,9 @@ type Calibration struct {
 	h, w   int
 	obs    map[string]*observer
 	images Images
+	// used: the float weights each int8 convolution was quantised from
+	// (after constant folding), by node name, for the report.
+	used map[string][]float32
 }
 
 // Calibrate runs the float model's reference executor on every image and
@@ -159,6 +167,9 @@ func Calibrate(m *mobileone.Model, imgs Images) (*Calibration, error) {
 						parts[wk][nd.Name] = o
 					}
 					o.add(vals[nd.Out])
+					if sh := g.Shapes[nd.Out]; len(sh) == 3 {
+						o.addChannels(vals[nd.Out], sh[0])
+					}
 				}
 			}
 		}()
@@ -195,6 +206,7 @@ func (c *Calibration) Quantize(opts Options) (*Model, error) {
 	if opts.Percentile <= 0 || opts.Percentile > 100 {
 		return nil, fmt.Errorf("quantize: percentile %v must be in (0, 100]", opts.Percentile)
 	}
+	c.used = map[string][]float32{}
 	spec := &graph.Int8Spec{Act: map[string]graph.QParam{}, Conv: map[string]*graph.Int8Conv{}, Float: map[string][][]float32{}}
 	for name, o := range c.obs {
 		q, err := o.qparam(opts.Method, opts.Percentile)
@@ -217,7 +229,20 @@ func (c *Calibration) Quantize(opts Options) (*Model, error) {
 			}
 			firstConv = false
 			in := spec.Act[producer[nd.In[0]]]
-			spec.Conv[nd.Name] = QuantizeConv(w, b, nd.Tensors[0].Shape[0], in.Scale)
+			shape := nd.Tensors[0].Shape
+			if !opts.NoConstantFold {
+				w, b = foldConstants(w, b, nd, c.obs[producer[nd.In[0]]])
+			}
+			c.used[nd.Name] = w
+			if o := c.obs[producer[nd.In[0]]]; !opts.NoWeightClip && o != nil && o.sq != nil && o.sqN > 0 {
+				energy := make([]float64, len(o.sq))
+				for i, v := range o.sq {
+					energy[i] = v / o.sqN
+				}
+				spec.Conv[nd.Name] = QuantizeConvClipped(w, b, shape, nd.Groups, energy, in.Scale)
+			} else {
+				spec.Conv[nd.Name] = QuantizeConv(w, b, shape[0], in.Scale)
+			}
 		case graph.Linear, graph.SE:
 			var ts [][]float32
 			for _, t := range nd.Tensors {
@@ -228,6 +253,91 @@ func (c *Calibration) Quantize(opts Options) (*Model, error) {
 	}
 	return &Model{Config: c.m.Config, Spec: spec, Labels: c.m.Labels, Preprocess: c.m.Preprocess, Method: opts.Method,
 		Images: c.images.Len(), FloatFirst: opts.FloatFirst, Source: c.m.Source}, nil
+}
+
+// foldConstants moves the contribution of input channels that were
+// constant over calibration into the bias of a 1×1 convolution without
+// padding (exact there: every tap sees the constant): b[o] += W[o,c]·x_c,
+// W[o,c] = 0. Re-parameterised MobileOnes need it: a dead channel (ReLU of
+// a negative bias) makes the next depthwise channel output the constant
+// ReLU(b), and the skip branch's BatchNorm, whose running variance on
+// that constant is about zero, folds into a huge weight on it (|W| up to
+// 205 in the built-in model against a typical 0.5). In float the huge
+// term cancels against the bias; quantised, the constant's rounding
+// error (up to half a step) is multiplied by it and swamps the channel.
+// Other convolutions are returned unchanged (padding breaks exactness).
+func foldConstants(w, b []float32, nd *graph.Node, o *observer) ([]float32, []float32) {
+	if o == nil || nd.K != 1 || nd.KW != 1 || nd.Pad != 0 || nd.PadW != 0 || nd.Groups != 1 {
+		return w, b
+	}
+	is, val := o.constants()
+	cin := len(is)
+	if cin == 0 || len(w)%cin != 0 {
+		return w, b
+	}
+	w, b = append([]float32(nil), w...), append([]float32(nil), b...)
+	cout := len(w) / cin
+	for oc := range cout {
+		acc := float64(b[oc])
+		for c, k := range is {
+			if k {
+				acc += float64(w[oc*cin+c]) * val[c]
+				w[oc*cin+c] = 0
+			}
+		}
+		b[oc] = float32(acc)
+	}
+	return w, b
+}
+
+// QuantizeConvClipped quantises like QuantizeConv but chooses each output
+// channel's scale s = α·max|W[o]|/127 (α on a grid in (0, 1]) that
+// minimises the expected squared error of the channel's output,
+// Σ_{c,tap} E[x_c²]·(W[o,c,tap] − ŵ)², with E[x_c²] the input channel's
+// mean square from calibration (energy, per input channel). Re-
+// parameterisation folds the skip branch's BatchNorm into one large
+// diagonal weight, often on a nearly dead input channel (tiny running
+// variance, large γ/σ): max-scaling then rounds the channel's other
+// weights away; clipping that weight costs nothing where its input is
+// (nearly) always zero.
+func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float64, inScale float32) *graph.Int8Conv {
+	cout, cg := shape[0], shape[1]
+	taps := len(w) / (cout * cg)
+	og := cout / groups
+	c := QuantizeConv(w, b, cout, inScale)
+	per := cg * taps
+	for o := range cout {
+		ws := w[o*per : (o+1)*per]
+		e := func(i int) float64 { return energy[(o/og)*cg+i/taps] }
+		var m float64
+		for _, v := range ws {
+			m = math.Max(m, math.Abs(float64(v)))
+		}
+		if m == 0 {
+			continue
+		}
+		best, bestErr := 1.0, math.Inf(1)
+		for k := 100; k >= 5; k-- {
+			a := float64(k) / 100
+			s := float64(float32(a * m / 127))
+			var err float64
+			for i, v := range ws {
+				q := max(-127, min(127, math.RoundToEven(float64(v)/s)))
+				d := float64(v) - q*s
+				err += e(i) * d * d
+			}
+			if err < bestErr {
+				best, bestErr = a, err
+			}
+		}
+		s := float32(best * m / 127)
+		c.WScale[o] = s
+		for i, v := range ws {
+			c.W[o*per+i] = int8(max(-127, min(127, math.RoundToEven(float64(v)/float64(s)))))
+		}
+		c.Bias[o] = int32(max(math.MinInt32, min(math.MaxInt32, math.RoundToEven(float64(b[o])/(float64(inScale)*float64(s))))))
+	}
+	return c
 }
 
 // QuantizeConv quantises a convolution's folded float weights w (Cout,

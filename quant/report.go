@@ -18,7 +18,9 @@ type LayerReport struct {
 	// Scale and Zero quantise the node's output (0 for a float output).
 	Scale float32 `json:"scale,omitempty"`
 	Zero  int32   `json:"zero,omitempty"`
-	// WeightSQNR is 10·log10(Σw²/Σ(w−ŵ)²) of the dequantised weights, dB.
+	// WeightSQNR is 10·log10(Σw²/Σ(w−ŵ)²) of the dequantised weights
+	// against the float weights they were quantised from (after constant
+	// folding), dB.
 	WeightSQNR float64 `json:"weight_sqnr_db,omitempty"`
 	// SQNR is 10·log10(Σy²/Σ(y−ŷ)²) of the node's output in the int8
 	// network (errors accumulated from every layer before it) against the
@@ -102,8 +104,7 @@ func (c *Calibration) Report(q *Model, n int) (*Report, error) {
 		l := LayerReport{Name: name, Precision: "float", SQNR: sqnr(sig[k], noise[k])}
 		if qc, ok := q.Spec.Conv[name]; ok {
 			l.Precision = "int8"
-			nd := c.node(name)
-			w, _ := nd.ConvWeights()
+			w := c.used[name]
 			per := len(w) / len(qc.WScale)
 			var ws, wn float64
 			for j, v := range w {

@@ -20,7 +20,7 @@ import (
 )
 
 const quantizeUsage = `usage: mobileone quantize [-w CKPT] --calib DATA -o model.int8.safetensors [--images 512]
-                          [--method minmax|percentile|entropy] [--percentile 99.99] [--float-first]
+                          [--method minmax|percentile|entropy] [--percentile 99.99] [--float-first] [--no-weight-clip] [--no-constant-fold]
                           [--report-images 32] [--json] [--eval fashion-mnist]
 
 Post-training static quantisation to int8 (docs/quantization.md): per-output-
@@ -50,6 +50,8 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	method := fs.String("method", quant.MinMax, "activation range: minmax, percentile or entropy")
 	pct := fs.Float64("percentile", 99.99, "percentile for --method percentile")
 	floatFirst := fs.Bool("float-first", false, "keep the first convolution in float")
+	noFold := fs.Bool("no-constant-fold", false, "keep weights on input channels that are constant over calibration (see docs/quantization.md)")
+	noClip := fs.Bool("no-weight-clip", false, "weight scales from max|W| instead of the error-minimising clipped scale")
 	reportN := fs.Int("report-images", 32, "images for the per-layer SQNR report (0: no report)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	evalData := fs.String("eval", "", "score float and int8 on `fashion-mnist`'s test set after quantising")
@@ -99,7 +101,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q, err := cal.Quantize(quant.Options{Method: *method, Percentile: *pct, FloatFirst: *floatFirst})
+	q, err := cal.Quantize(quant.Options{Method: *method, Percentile: *pct, FloatFirst: *floatFirst, NoWeightClip: *noClip, NoConstantFold: *noFold})
 	if err != nil {
 		return err
 	}
