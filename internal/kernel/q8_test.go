@@ -183,3 +183,70 @@ func TestInt8ConvOpRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8PointwiseTwins runs every assembly micro-kernel against its
+// pure-Go twin, bit for bit, on input-channel pair counts from 1 to past
+// MobileOne's widest (S4: 2048 channels), extreme operands (255 × −128
+// everywhere: the largest accumulators), ties in the requantisation and
+// zero points, with guard bands around the output tile.
+func TestInt8PointwiseTwins(t *testing.T) {
+	if len(q8pwAsm) == 0 {
+		t.Skip("no assembly int8 kernels on this machine")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for name, kern := range q8pwAsm {
+		for _, kp := range []int{1, 2, 3, 7, 24, 64, 257, 1024} {
+			for _, mode := range []string{"random", "extreme", "ties"} {
+				x16 := make([]int16, pwRows*2*kp)
+				w16 := make([]int16, kp*pwCols*2)
+				bias := make([]int32, pwCols)
+				mult := make([]float32, pwCols)
+				for i := range x16 {
+					x16[i] = int16(r.IntN(256))
+				}
+				for i := range w16 {
+					w16[i] = int16(r.IntN(256) - 128)
+				}
+				for j := range bias {
+					bias[j] = int32(r.IntN(1<<20)) - 1<<19
+					mult[j] = float32(math.Ldexp(1+r.Float64(), -r.IntN(20)))
+				}
+				zlh := [3]int32{int32(r.IntN(40)), 0, 255}
+				zlh[1] = zlh[0] // fused ReLU: clamp at the zero point
+				switch mode {
+				case "extreme":
+					for i := range x16 {
+						x16[i] = 255
+					}
+					for i := range w16 {
+						w16[i] = -128
+					}
+					if r.IntN(2) == 0 {
+						for i := range w16 {
+							w16[i] = 127
+						}
+					}
+				case "ties":
+					for j := range mult {
+						mult[j] = 0.5 // every odd accumulator is a tie
+					}
+					zlh = [3]int32{3, 0, 255}
+				}
+				const guard = 32
+				ldo := pwCols + 5
+				want := make([]uint8, guard*2+pwRows*ldo)
+				got := make([]uint8, len(want))
+				for i := range want {
+					want[i], got[i] = 0x5A, 0x5A
+				}
+				q8pwGo(x16, kp, w16, bias, mult, want[guard:], ldo, &zlh)
+				kern(x16, kp, w16, bias, mult, got[guard:], ldo, &zlh)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s kp %d %s: byte %d = %d, want %d", name, kp, mode, i-guard, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -39,7 +39,7 @@ func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out 
 }
 
 // q8pwImpl is the micro-kernel in use, chosen once from the CPU.
-var q8pwImpl = q8pwGo
+var q8pwImpl q8pwKernel = q8pwGo
 
 // Q8Kernels names the int8 pointwise micro-kernel in use.
 func Q8Kernels() string {

@@ -1,0 +1,8 @@
+//go:build !amd64 || purego
+
+package kernel
+
+const q8pwHaveAVX2 = false
+
+// q8pwAsm lists the assembly micro-kernels (none without amd64 assembly).
+var q8pwAsm = map[string]q8pwKernel{}

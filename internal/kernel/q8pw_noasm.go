@@ -1,3 +1,0 @@
-package kernel
-
-const q8pwHaveAVX2 = false
