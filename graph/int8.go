@@ -97,6 +97,7 @@ type q8step struct {
 	op   *kernel.QConvOp
 	node *Node // a float node with its weights bound
 	lo   uint8
+	macs int64 // a convolution's multiply-accumulates
 }
 
 type q8worker struct {
@@ -229,7 +230,7 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 				}
 				x := asQuant(nd.In[0], in)
 				o := newBuf(true, ys, out)
-				p.steps = append(p.steps, q8step{name: nd.Name, kind: "qconv", in: x, out: o, op: op})
+				p.steps = append(p.steps, q8step{name: nd.Name, kind: "qconv", in: x, out: o, op: op, macs: g.NodeMACs(nd)})
 				vals[nd.Out] = o
 				continue
 			}
@@ -369,7 +370,7 @@ func (p *Int8Plan) runImage(w *q8worker, x, y []float32, threads int) {
 		case "qconv":
 			in, out := w.q[s.in.buf], w.q[s.out.buf]
 			oh := s.op.S.OutH
-			if threads == 1 || oh < 2 {
+			if threads == 1 || oh < 2 || s.macs < 1<<20 { // small layers: the hand-off costs more than it saves
 				s.op.Run(in, out, 0, oh, w.sc)
 				continue
 			}
