@@ -12,8 +12,9 @@ const histBins = 2048
 
 // observer collects a value's range and a histogram of its non-negative
 // part over [0, top), top doubling (adjacent bins merged) when a larger
-// value arrives, so one pass over the calibration images suffices; the
-// final range is at most twice the maximum (at least 1024 bins over it).
+// value arrives, so one pass over the calibration images suffices; top is
+// a power of two and at most twice the maximum (at least 1024 bins over
+// the values).
 type observer struct {
 	min, max float64
 	top      float64
@@ -77,9 +78,12 @@ func (o *observer) add(x []float32) {
 
 func (o *observer) grow(f float64) {
 	if o.top == 0 {
-		o.top = math.Max(f, 1e-8) * 1.0001
-		if f == 0 {
-			o.top = 1e-8
+		// Ranges are powers of two, so that two observers' histograms
+		// merge exactly (one is the other's with bins merged).
+		o.top = math.Ldexp(1, -40)
+		if f > 0 {
+			_, e := math.Frexp(f) // f < 2^e
+			o.top = math.Ldexp(1, max(e, -40))
 		}
 		if f < o.top {
 			return
@@ -116,7 +120,7 @@ func (o *observer) merge(p *observer) {
 	if o.top == 0 {
 		o.top = p.top
 	}
-	// Bring both to the larger range (both are the first top times 2^k).
+	// Bring both to the larger range (both are powers of two).
 	for o.top < p.top {
 		o.grow(o.top)
 	}
