@@ -162,6 +162,12 @@ func (op *QConvOp) runGeneral(x, out []uint8, y0, y1 int, acc []int32) {
 					}
 					px := x[(iy*s.W+ix)*s.Cin : (iy*s.W+ix+1)*s.Cin]
 					t := ky*s.KW + kx
+					if cg == 1 { // e.g. a grey stem: one tap is one product per output
+						for o := range acc {
+							acc[o] += (int32(px[o/og]) - s.XZero) * int32(op.w[o*kk+t])
+						}
+						continue
+					}
 					for o := range acc {
 						xr := px[(o/og)*cg : (o/og+1)*cg]
 						wr := op.w[(o*kk+t)*cg : (o*kk+t+1)*cg]
@@ -181,7 +187,18 @@ func (op *QConvOp) runGeneral(x, out []uint8, y0, y1 int, acc []int32) {
 func requantRow(acc []int32, mult []float32, s *QConvShape, out []uint8) {
 	mult = mult[:len(acc)]
 	out = out[:len(acc)]
+	lo, hi := float32(s.Lo-s.YZero), float32(s.Hi-s.YZero)
 	for i, a := range acc {
-		out[i] = ref.Requant(a, mult[i], s.YZero, s.Lo, s.Hi)
+		out[i] = uint8(requantFast(a, mult[i], lo, hi) + s.YZero)
 	}
+}
+
+// requantFast is ref.Requant without the zero point, rounding with the
+// float32 magic number 1.5·2²³: adding it to f (|f| ≤ 2²², guaranteed by
+// the saturation to [lo, hi] ⊂ [−255, 255] before it) leaves round-half-
+// even(f) in the low mantissa bits, as the FPU rounds the sum to float32.
+func requantFast(acc int32, m, lo, hi float32) int32 {
+	f := float32(float32(acc) * m)
+	f = min(max(f, lo), hi)
+	return int32(math.Float32bits(float32(f+12582912))) - 0x4B400000
 }

@@ -250,3 +250,27 @@ func TestInt8PointwiseTwins(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8RequantFast: the kernels' fast rounding equals ref.Requant on
+// every tie and on a dense sweep of accumulators and multipliers.
+func TestInt8RequantFast(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	check := func(acc int32, m float32, zp, lo, hi int32) {
+		want := ref.Requant(acc, m, zp, lo, hi)
+		got := uint8(requantFast(acc, m, float32(lo-zp), float32(hi-zp)) + zp)
+		if got != want {
+			t.Fatalf("requantFast(%d, %v, zp %d, [%d, %d]) = %d, want %d", acc, m, zp, lo, hi, got, want)
+		}
+	}
+	for acc := int32(-1000); acc <= 1000; acc++ {
+		for _, m := range []float32{0.5, 0.25, 0.125, 1, 0.3, 0.7} {
+			check(acc, m, 0, 0, 255)
+			check(acc, m, 17, 0, 255)
+			check(acc, m, 17, 17, 255)
+		}
+	}
+	for range 200000 {
+		zp := int32(r.IntN(256))
+		check(int32(r.Uint32()), float32(math.Ldexp(r.Float64()+0.5, -r.IntN(30))), zp, int32(r.IntN(int(zp)+1)), 255)
+	}
+}
