@@ -228,6 +228,7 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 				if err != nil {
 					return nil, fmt.Errorf("int8 plan: %s: %w", nd.Name, err)
 				}
+				maxC = max(maxC, op.ScratchC()+1)
 				x := asQuant(nd.In[0], in)
 				o := newBuf(true, ys, out)
 				p.steps = append(p.steps, q8step{name: nd.Name, kind: "qconv", in: x, out: o, op: op, macs: g.NodeMACs(nd)})

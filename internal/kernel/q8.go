@@ -59,6 +59,21 @@ func NewQConvOp(s QConvShape, w []int8, bias []int32, mult []float32) (*QConvOp,
 			op.bias[o] -= s.XZero * sum
 		}
 		op.packPointwise()
+	case s.Groups == 1 && s.Cin*s.K*s.KW <= 1<<16:
+		// A dense convolution (the stem): im2col rows (taps × input
+		// channels, x − XZero, padding 0) through the pointwise
+		// micro-kernel, weights packed (Cout, K·KW·Cin).
+		op.Kind = "im2col"
+		kk := s.K * s.KW
+		op.w = make([]int8, len(w))
+		for o := range s.Cout {
+			for ci := range s.Cin {
+				for t := range kk {
+					op.w[(o*kk+t)*s.Cin+ci] = w[(o*s.Cin+ci)*kk+t]
+				}
+			}
+		}
+		op.packRows(kk * s.Cin)
 	case cg == 1 && s.Groups == s.Cout:
 		op.Kind = "depthwise"
 		op.w = make([]int8, len(w))
@@ -90,8 +105,15 @@ type QScratch struct {
 	t   []uint8
 }
 
-// NewQScratch makes scratch for ops with at most maxC input and output
-// channels.
+// ScratchC is the channel count NewQScratch must allow for the op.
+func (op *QConvOp) ScratchC() int {
+	if op.Kind == "im2col" {
+		return max(op.S.Cout, op.S.Cin*op.S.K*op.S.KW)
+	}
+	return max(op.S.Cout, op.S.Cin)
+}
+
+// NewQScratch makes scratch for ops whose ScratchC is at most maxC.
 func NewQScratch(maxC int) *QScratch {
 	return &QScratch{acc: make([]int32, maxC), x16: make([]int16, pwRows*(maxC+1)), t: make([]uint8, pwRows*pwCols)}
 }
@@ -100,12 +122,12 @@ func NewQScratch(maxC int) *QScratch {
 // (OutH, OutW, Cout).
 func (op *QConvOp) Run(x, out []uint8, y0, y1 int, sc *QScratch) {
 	s := &op.S
-	if len(x) < s.H*s.W*s.Cin || len(out) < s.OutH*s.OutW*s.Cout || y0 < 0 || y1 > s.OutH || len(sc.acc) < s.Cout || len(sc.x16) < pwRows*(s.Cin+1) {
+	if len(x) < s.H*s.W*s.Cin || len(out) < s.OutH*s.OutW*s.Cout || y0 < 0 || y1 > s.OutH || len(sc.acc) < s.Cout || len(sc.x16) < pwRows*(op.ScratchC()+1) {
 		panic("kernel: int8 conv buffers too small")
 	}
 	switch op.Kind {
-	case "pointwise":
-		op.runPointwise(x, out, y0*s.W, y1*s.W, sc)
+	case "pointwise", "im2col":
+		op.runPointwise(x, out, y0*s.OutW, y1*s.OutW, sc)
 	case "depthwise":
 		op.runDepthwise(x, out, y0, y1, sc.acc[:s.Cout])
 	default:

@@ -125,7 +125,7 @@ func TestInt8ConvOp(t *testing.T) {
 			for i := range got {
 				got[i] = 0xA5
 			}
-			sc := NewQScratch(max(s.Cin, s.Cout))
+			sc := NewQScratch(op.ScratchC())
 			// Two row ranges, so row splitting is tested too.
 			mid := s.OutH / 2
 			op.Run(x, got[guard:guard+len(want)], 0, mid, sc)

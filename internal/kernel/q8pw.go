@@ -49,9 +49,13 @@ func Q8Kernels() string {
 	return "int8 pointwise 4x16 pure go"
 }
 
-func (op *QConvOp) packPointwise() {
+func (op *QConvOp) packPointwise() { op.packRows(op.S.Cin) }
+
+// packRows packs op.w, (Cout, n) int8, into the micro-kernel's int16
+// blocks (see q8pwKernel), and pads bias and multipliers to the blocks.
+func (op *QConvOp) packRows(n int) {
 	s := &op.S
-	kp := (s.Cin + 1) / 2
+	kp := (n + 1) / 2
 	nb := (s.Cout + pwCols - 1) / pwCols
 	op.w16 = make([]int16, nb*kp*pwCols*2)
 	pb := make([]int32, nb*pwCols)
@@ -70,8 +74,8 @@ func (op *QConvOp) packPointwise() {
 					continue
 				}
 				for e := range 2 {
-					if ci := 2*k + e; ci < s.Cin {
-						op.w16[((b*kp+k)*pwCols+j)*2+e] = int16(op.w[o*s.Cin+ci])
+					if ci := 2*k + e; ci < n {
+						op.w16[((b*kp+k)*pwCols+j)*2+e] = int16(op.w[o*n+ci])
 					}
 				}
 			}
@@ -80,10 +84,14 @@ func (op *QConvOp) packPointwise() {
 	op.bias, op.mult = pb, pm
 }
 
-// runPointwise computes pixels [p0, p1) of a 1×1 convolution.
+// runPointwise computes output pixels [p0, p1) of a 1×1 convolution, or
+// of a dense one through im2col rows.
 func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 	s := &op.S
 	cin, cout := s.Cin, s.Cout
+	if op.Kind == "im2col" {
+		cin = s.Cin * s.K * s.KW
+	}
 	kp := (cin + 1) / 2
 	nb := (cout + pwCols - 1) / pwCols
 	zlh := [3]int32{s.YZero, s.Lo, s.Hi}
@@ -100,9 +108,13 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 				clear(xr)
 				continue
 			}
-			src := x[(p+r)*cin : (p+r+1)*cin]
-			for i, v := range src {
-				xr[i] = int16(v)
+			if op.Kind == "im2col" {
+				op.im2colRow(x, p+r, xr)
+			} else {
+				src := x[(p+r)*cin : (p+r+1)*cin]
+				for i, v := range src {
+					xr[i] = int16(v)
+				}
 			}
 			if cin&1 == 1 {
 				xr[cin] = 0
@@ -119,6 +131,30 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 			n := min(pwCols, cout-b*pwCols)
 			for r := range rows {
 				copy(out[(p+r)*cout+b*pwCols:(p+r)*cout+b*pwCols+n], sc.t[r*pwCols:r*pwCols+n])
+			}
+		}
+	}
+}
+
+// im2colRow writes output pixel p's receptive field, tap-major, as
+// x − XZero (0 for padding: the real value 0) into xr.
+func (op *QConvOp) im2colRow(x []uint8, p int, xr []int16) {
+	s := &op.S
+	oy, ox := p/s.OutW, p%s.OutW
+	xz := int16(s.XZero)
+	i := 0
+	for ky := range s.K {
+		iy := oy*s.Stride - s.Pad + ky*s.Dilation
+		for kx := range s.KW {
+			ix := ox*s.Stride - s.PadW + kx*s.Dilation
+			dst := xr[i : i+s.Cin]
+			i += s.Cin
+			if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+				clear(dst)
+				continue
+			}
+			for c, v := range x[(iy*s.W+ix)*s.Cin : (iy*s.W+ix+1)*s.Cin] {
+				dst[c] = int16(v) - xz
 			}
 		}
 	}
