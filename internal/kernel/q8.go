@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel/ref"
 )
 
@@ -27,6 +28,11 @@ type QConvOp struct {
 	w16  []int16
 	bias []int32 // bias, with −XZero·Σw folded in on the pointwise path
 	mult []float32
+	// Depthwise blocks for q8dwKernel (C a multiple of 16).
+	dwW    []int16
+	dwB    []int32
+	dwM    []float32
+	dwOffs []int
 }
 
 // NewQConvOp checks the shape and packs w: (Cout, Cin/Groups, K, KW).
@@ -82,6 +88,7 @@ func NewQConvOp(s QConvShape, w []int8, bias []int32, mult []float32) (*QConvOp,
 				op.w[t*s.Cout+c] = w[c*s.K*s.KW+t]
 			}
 		}
+		op.packDepthwise()
 	default:
 		op.Kind = "general"
 		op.w = make([]int8, len(w))
@@ -140,30 +147,60 @@ func (op *QConvOp) Run(x, out []uint8, y0, y1 int, sc *QScratch) {
 func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, acc []int32) {
 	s := &op.S
 	c := s.Cout
+	kern := q8dwImpl
+	if cpu.Selected() < cpu.AVX2 {
+		kern = q8dwGo
+	}
+	a, b := dwInterior(s)
+	zlh := [4]int32{s.YZero, s.Lo, s.Hi, s.XZero}
 	for oy := y0; oy < y1; oy++ {
-		for ox := 0; ox < s.OutW; ox++ {
-			copy(acc, op.bias)
-			for ky := 0; ky < s.K; ky++ {
-				iy := oy*s.Stride - s.Pad + ky*s.Dilation
-				if iy < 0 || iy >= s.H {
-					continue
-				}
-				for kx := 0; kx < s.KW; kx++ {
-					ix := ox*s.Stride - s.PadW + kx*s.Dilation
-					if ix < 0 || ix >= s.W {
-						continue
-					}
-					xr := x[(iy*s.W+ix)*c : (iy*s.W+ix+1)*c]
-					wr := op.w[(ky*s.KW+kx)*c : (ky*s.KW+kx+1)*c]
-					xz := s.XZero
-					for i := range acc {
-						acc[i] += (int32(xr[i]) - xz) * int32(wr[i])
-					}
-				}
+		iy0 := oy*s.Stride - s.Pad
+		if op.dwW != nil && iy0 >= 0 && iy0+(s.K-1)*s.Dilation < s.H && a < b {
+			np := len(op.dwOffs) / 2
+			for blk := range c / 16 {
+				base := (iy0*s.W+a*s.Stride-s.PadW)*c + blk*16
+				kern(x[base:], op.dwOffs, b-a, s.Stride*c, op.dwW[blk*np*32:(blk+1)*np*32], op.dwB[blk*16:blk*16+16],
+					op.dwM[blk*16:blk*16+16], out[(oy*s.OutW+a)*c+blk*16:], c, &zlh)
 			}
-			requantRow(acc, op.mult, s, out[(oy*s.OutW+ox)*c:(oy*s.OutW+ox+1)*c])
+			for ox := 0; ox < a; ox++ {
+				op.dwPixel(x, out, oy, ox, acc)
+			}
+			for ox := b; ox < s.OutW; ox++ {
+				op.dwPixel(x, out, oy, ox, acc)
+			}
+			continue
+		}
+		for ox := 0; ox < s.OutW; ox++ {
+			op.dwPixel(x, out, oy, ox, acc)
 		}
 	}
+}
+
+// dwPixel computes one output pixel of a depthwise convolution, skipping
+// taps outside the input.
+func (op *QConvOp) dwPixel(x, out []uint8, oy, ox int, acc []int32) {
+	s := &op.S
+	c := s.Cout
+	copy(acc, op.bias)
+	for ky := 0; ky < s.K; ky++ {
+		iy := oy*s.Stride - s.Pad + ky*s.Dilation
+		if iy < 0 || iy >= s.H {
+			continue
+		}
+		for kx := 0; kx < s.KW; kx++ {
+			ix := ox*s.Stride - s.PadW + kx*s.Dilation
+			if ix < 0 || ix >= s.W {
+				continue
+			}
+			xr := x[(iy*s.W+ix)*c : (iy*s.W+ix+1)*c]
+			wr := op.w[(ky*s.KW+kx)*c : (ky*s.KW+kx+1)*c]
+			xz := s.XZero
+			for i := range acc {
+				acc[i] += (int32(xr[i]) - xz) * int32(wr[i])
+			}
+		}
+	}
+	requantRow(acc, op.mult, s, out[(oy*s.OutW+ox)*c:(oy*s.OutW+ox+1)*c])
 }
 
 func (op *QConvOp) runGeneral(x, out []uint8, y0, y1 int, acc []int32) {

@@ -99,6 +99,10 @@ func TestInt8ConvOp(t *testing.T) {
 		{"dw 48 s1", qshape(14, 14, 48, 48, 3, 1, 48, 0, 0)},
 		{"dw 128 s2 7x7", qshape(7, 7, 128, 128, 3, 2, 128, 0, 0)},
 		{"dw 19 s1 zp", qshape(5, 6, 19, 19, 3, 1, 19, 3, 5)},
+		{"dw 32 s1 zp 3x3 (kernel path)", qshape(6, 9, 32, 32, 3, 1, 32, 200, 7)},
+		{"dw 32 5x5 s2", qshape(11, 13, 32, 32, 5, 2, 32, 0, 0)},
+		{"dw 16 3x3 s1 on 1x1 (no interior)", qshape(1, 1, 16, 16, 3, 1, 16, 0, 0)},
+		{"dw 1024 s1 2x2", qshape(2, 2, 1024, 1024, 3, 1, 1024, 0, 0)},
 		{"pw 48→128 7x7", qshape(7, 7, 48, 128, 1, 1, 1, 0, 0)},
 		{"pw 128→128 7x7", qshape(7, 7, 128, 128, 1, 1, 1, 0, 0)},
 		{"pw 256→1024 2x2", qshape(2, 2, 256, 1024, 1, 1, 1, 0, 0)},
@@ -272,5 +276,63 @@ func TestInt8RequantFast(t *testing.T) {
 	for range 200000 {
 		zp := int32(r.IntN(256))
 		check(int32(r.Uint32()), float32(math.Ldexp(r.Float64()+0.5, -r.IntN(30))), zp, int32(r.IntN(int(zp)+1)), 255)
+	}
+}
+
+// TestInt8DepthwiseTwins runs every assembly depthwise kernel against its
+// pure-Go twin, bit for bit: odd and even tap counts, zero points, runs of
+// pixels with a stride, extreme operands.
+func TestInt8DepthwiseTwins(t *testing.T) {
+	if len(q8dwAsm) == 0 {
+		t.Skip("no assembly int8 kernels on this machine")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	for name, kern := range q8dwAsm {
+		for _, taps := range []int{1, 2, 9, 25} {
+			for _, extreme := range []bool{false, true} {
+				np := (taps + 1) / 2
+				const c, n, xstep = 48, 5, 96 // stride 2 over 48 channels
+				offs := make([]int, 2*np)
+				for k := range taps {
+					offs[k] = (k%5)*c + (k/5)*c*20
+				}
+				x := make([]uint8, n*xstep+offs[taps-1]+c+64)
+				for i := range x {
+					x[i] = uint8(r.IntN(256))
+					if extreme {
+						x[i] = 255
+					}
+				}
+				w := make([]int16, np*32)
+				for i := range w {
+					if i/32*2+(i%2) < taps { // weight of tap 2k+e
+						w[i] = int16(r.IntN(256) - 128)
+						if extreme {
+							w[i] = -128
+						}
+					}
+				}
+				bias := make([]int32, 16)
+				mult := make([]float32, 16)
+				for j := range bias {
+					bias[j] = int32(r.IntN(20001)) - 10000
+					mult[j] = float32(math.Ldexp(1+r.Float64(), -8-r.IntN(6)))
+				}
+				zlh := [4]int32{5, 5, 255, int32(r.IntN(256))}
+				const guard = 16
+				want := make([]uint8, guard*2+n*c)
+				got := make([]uint8, len(want))
+				for i := range want {
+					want[i], got[i] = 0x3C, 0x3C
+				}
+				q8dwGo(x, offs, n, xstep, w, bias, mult, want[guard:], c, &zlh)
+				kern(x, offs, n, xstep, w, bias, mult, got[guard:], c, &zlh)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s taps %d extreme %v: byte %d = %d, want %d", name, taps, extreme, i-guard, got[i], want[i])
+					}
+				}
+			}
+		}
 	}
 }

@@ -12,9 +12,14 @@ const q8pwHaveAVX2 = true
 // for the tests (each against q8pwGo).
 var q8pwAsm = map[string]q8pwKernel{}
 
+// q8dwAsm: the same for the depthwise kernels.
+var q8dwAsm = map[string]q8dwKernel{}
+
 func init() {
 	if cpu.Detected.AVX2 {
 		q8pwAsm["avx2"] = q8pwAVX2
 		q8pwImpl = q8pwAVX2
+		q8dwAsm["avx2"] = q8dwAVX2
+		q8dwImpl = q8dwAVX2
 	}
 }

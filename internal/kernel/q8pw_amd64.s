@@ -159,3 +159,90 @@ done:
 	VMOVDQU      X1, (AX)
 	VZEROUPPER
 	RET
+
+// func q8dwAVX2(x []uint8, offs []int, n int, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)
+// Requires: AVX, AVX2, SSE2
+TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
+	MOVQ         x_base+0(FP), AX
+	MOVQ         offs_base+24(FP), CX
+	MOVQ         offs_len+32(FP), DX
+	SHRQ         $0x01, DX
+	MOVQ         n+48(FP), BX
+	MOVQ         xstep+56(FP), SI
+	MOVQ         ostep+160(FP), DI
+	MOVQ         out_base+136(FP), R8
+	MOVQ         zlh+168(FP), R9
+	MOVL         (R9), R10
+	MOVL         4(R9), R11
+	MOVL         8(R9), R12
+	MOVL         12(R9), R9
+	SUBL         R10, R11
+	SUBL         R10, R12
+	MOVD         R10, X0
+	VPBROADCASTD X0, Y0
+	MOVD         R11, X1
+	VPBROADCASTD X1, Y1
+	VCVTDQ2PS    Y1, Y1
+	MOVD         R12, X2
+	VPBROADCASTD X2, Y2
+	VCVTDQ2PS    Y2, Y2
+	MOVD         R9, X3
+	VPBROADCASTW X3, Y3
+	MOVQ         w_base+64(FP), R9
+	MOVQ         bias_base+88(FP), R10
+	MOVQ         mult_base+112(FP), R11
+
+pixel:
+	CMPQ    BX, $0x00
+	JE      end
+	VMOVDQU (R10), Y4
+	VMOVDQU 32(R10), Y5
+	XORQ    R12, R12
+	MOVQ    R9, R13
+	MOVQ    CX, R14
+
+pair:
+	CMPQ       R12, DX
+	JE         pairsdone
+	MOVQ       (R14), R15
+	MOVQ       8(R14), BP
+	VPMOVZXBW  (AX)(R15*1), Y6
+	VPMOVZXBW  (AX)(BP*1), Y7
+	VPSUBW     Y3, Y6, Y6
+	VPSUBW     Y3, Y7, Y7
+	VPUNPCKLWD Y7, Y6, Y8
+	VPUNPCKHWD Y7, Y6, Y6
+	VPMADDWD   (R13), Y8, Y8
+	VPMADDWD   32(R13), Y6, Y6
+	VPADDD     Y8, Y4, Y4
+	VPADDD     Y6, Y5, Y5
+	ADDQ       $0x10, R14
+	ADDQ       $0x40, R13
+	INCQ       R12
+	JMP        pair
+
+pairsdone:
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (R11), Y4, Y4
+	VMAXPS       Y1, Y4, Y4
+	VMINPS       Y2, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPADDD       Y0, Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(R11), Y5, Y5
+	VMAXPS       Y1, Y5, Y5
+	VMINPS       Y2, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPADDD       Y0, Y5, Y5
+	VPACKSSDW    Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPACKUSWB    X5, X4, X5
+	VMOVDQU      X5, (R8)
+	ADDQ         DI, R8
+	ADDQ         SI, AX
+	DECQ         BX
+	JMP          pixel
+
+end:
+	VZEROUPPER
+	RET

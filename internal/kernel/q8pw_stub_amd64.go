@@ -8,3 +8,8 @@ package kernel
 //
 //go:noescape
 func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[3]int32)
+
+// q8dwAVX2 computes n pixels of a 16-channel block of an int8 depthwise convolution with AVX2; see q8dwGo.
+//
+//go:noescape
+func q8dwAVX2(x []uint8, offs []int, n int, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)

@@ -141,6 +141,112 @@ func kernel() {
 	RET()
 }
 
+// depthwise generates q8dwAVX2 (see q8dwGo in q8dw.go): n output pixels
+// of one 16-channel block of a depthwise convolution whose taps are all
+// inside the input. Per pair of taps, both taps' 16 uint8 channels are
+// widened to int16 (VPMOVZXBW), the zero point subtracted, and the two
+// interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11 and 4–7, 12–15)
+// so that VPMADDWD against the weights packed in the same order adds both
+// taps' products per channel into int32, exactly (|(x−z)·w| ≤ 255·128
+// fits int16's operands, the pair sum int32). Bias and multipliers are
+// packed in that channel order too, and VPACKSSDW of the two halves puts
+// the channels back in order.
+func depthwise() {
+	TEXT("q8dwAVX2", NOSPLIT, "func(x []uint8, offs []int, n, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)")
+	Pragma("noescape")
+	Doc("q8dwAVX2 computes n pixels of a 16-channel block of an int8 depthwise convolution with AVX2; see q8dwGo.")
+	x := Load(Param("x").Base(), GP64())
+	offs := Load(Param("offs").Base(), GP64())
+	npairs := Load(Param("offs").Len(), GP64())
+	SHRQ(Imm(1), npairs)
+	n := Load(Param("n"), GP64())
+	xstep := Load(Param("xstep"), GP64())
+	ostep := Load(Param("ostep"), GP64())
+	out := Load(Param("out").Base(), GP64())
+	zlh := Load(Param("zlh"), GP64())
+	zp32, lo32, hi32, xz32 := GP32(), GP32(), GP32(), GP32()
+	MOVL(Mem{Base: zlh}, zp32)
+	MOVL(Mem{Base: zlh, Disp: 4}, lo32)
+	MOVL(Mem{Base: zlh, Disp: 8}, hi32)
+	MOVL(Mem{Base: zlh, Disp: 12}, xz32)
+	SUBL(zp32, lo32)
+	SUBL(zp32, hi32)
+	zp, lo, hi, xz := YMM(), YMM(), YMM(), YMM()
+	for _, c := range []struct {
+		g     GPVirtual
+		v     VecVirtual
+		float bool
+	}{{zp32, zp, false}, {lo32, lo, true}, {hi32, hi, true}} {
+		xv := XMM()
+		MOVD(c.g, xv)
+		VPBROADCASTD(xv, c.v)
+		if c.float {
+			VCVTDQ2PS(c.v, c.v)
+		}
+	}
+	xzx := XMM()
+	MOVD(xz32, xzx)
+	VPBROADCASTW(xzx, xz)
+	w := Load(Param("w").Base(), GP64())
+	bias := Load(Param("bias").Base(), GP64())
+	mult := Load(Param("mult").Base(), GP64())
+
+	Label("pixel")
+	CMPQ(n, Imm(0))
+	JE(LabelRef("end"))
+	accL, accH := YMM(), YMM()
+	VMOVDQU(Mem{Base: bias}, accL)
+	VMOVDQU(Mem{Base: bias, Disp: 32}, accH)
+	k, wp, op := GP64(), GP64(), GP64()
+	XORQ(k, k)
+	MOVQ(w, wp)
+	MOVQ(offs, op)
+	Label("pair")
+	CMPQ(k, npairs)
+	JE(LabelRef("pairsdone"))
+	oa, ob := GP64(), GP64()
+	MOVQ(Mem{Base: op}, oa)
+	MOVQ(Mem{Base: op, Disp: 8}, ob)
+	xa, xb := YMM(), YMM()
+	VPMOVZXBW(Mem{Base: x, Index: oa, Scale: 1}, xa)
+	VPMOVZXBW(Mem{Base: x, Index: ob, Scale: 1}, xb)
+	VPSUBW(xz, xa, xa)
+	VPSUBW(xz, xb, xb)
+	l, h := YMM(), YMM()
+	VPUNPCKLWD(xb, xa, l)
+	VPUNPCKHWD(xb, xa, h)
+	VPMADDWD(Mem{Base: wp}, l, l)
+	VPMADDWD(Mem{Base: wp, Disp: 32}, h, h)
+	VPADDD(l, accL, accL)
+	VPADDD(h, accH, accH)
+	ADDQ(Imm(16), op)
+	ADDQ(Imm(64), wp)
+	INCQ(k)
+	JMP(LabelRef("pair"))
+	Label("pairsdone")
+	for i, a := range []VecVirtual{accL, accH} {
+		VCVTDQ2PS(a, a)
+		VMULPS(Mem{Base: mult, Disp: 32 * i}, a, a)
+		VMAXPS(lo, a, a)
+		VMINPS(hi, a, a)
+		VCVTPS2DQ(a, a)
+		VPADDD(zp, a, a)
+	}
+	p := YMM()
+	VPACKSSDW(accH, accL, p) // lane 0: channels 0–7, lane 1: 8–15
+	hx := XMM()
+	VEXTRACTI128(Imm(1), p, hx)
+	VPACKUSWB(hx, p.AsX(), hx)
+	VMOVDQU(hx, Mem{Base: out})
+	ADDQ(ostep, out)
+	ADDQ(xstep, x)
+	DECQ(n)
+	JMP(LabelRef("pixel"))
+	Label("end")
+	VZEROUPPER()
+	RET()
+}
+
 func main() {
 	flag.Parse()
 	if f := flag.Lookup("pkg"); f.Value.String() == "" {
@@ -148,5 +254,6 @@ func main() {
 	}
 	ConstraintExpr("amd64,!purego")
 	kernel()
+	depthwise()
 	Generate()
 }
