@@ -34,7 +34,8 @@ func (f *fmImages) Image(i int) ([]float32, error) {
 // for each calibration method, with the stem in int8 and in float, and
 // without constant folding; calibrated once on 512 training images spread
 // over the split (as "mobileone quantize --calib fashion-mnist" does).
-// Slow (ten int8 passes over the test set): MOBILEONE_INT8_TABLE=1 runs it.
+// Slow (eight int8 passes over the test set): MOBILEONE_INT8_TABLE=1 runs
+// it; MOBILEONE_INT8_TABLE_ONLY=METHOD runs one method's rows.
 func TestInt8AccuracyTable(t *testing.T) {
 	if os.Getenv("MOBILEONE_INT8_TABLE") == "" {
 		t.Skip("MOBILEONE_INT8_TABLE=1 runs the full accuracy table")
@@ -80,6 +81,9 @@ func TestInt8AccuracyTable(t *testing.T) {
 		{"int8 minmax, no weight clipping", Options{Method: MinMax, NoWeightClip: true}},
 		{"int8 minmax, no constant folding", Options{Method: MinMax, NoConstantFold: true}},
 	} {
+		if only := os.Getenv("MOBILEONE_INT8_TABLE_ONLY"); only != "" && only != string(c.opts.Method) {
+			continue
+		}
 		q, err := cal.Quantize(c.opts)
 		if err != nil {
 			t.Fatal(err)
