@@ -53,10 +53,10 @@ func TestInt8BuiltinAgreesWithFloat(t *testing.T) {
 		minSQNR float64
 		maxSQNR float64
 	}{
-		{Options{}, 15, math.Inf(1)},
-		{Options{FloatFirst: true}, 15, math.Inf(1)},
+		{Options{Method: MinMax}, 15, math.Inf(1)},
+		{Options{Method: MinMax, FloatFirst: true}, 15, math.Inf(1)},
 		{Options{Method: Percentile}, 12, math.Inf(1)},
-		{Options{NoConstantFold: true}, -100, 12},
+		{Options{Method: MinMax, NoConstantFold: true}, -100, 12},
 	} {
 		cal, q := builtinInt8(t, c.opts)
 		r, err := cal.Report(q, 6)

@@ -20,7 +20,7 @@ import (
 )
 
 const quantizeUsage = `usage: mobileone quantize [-w CKPT] --calib DATA -o model.int8.safetensors [--images 512]
-                          [--method minmax|percentile|entropy] [--percentile 99.99] [--float-first] [--no-weight-clip] [--no-constant-fold]
+                          [--method percentile|minmax|entropy] [--percentile 99.99] [--float-first] [--no-weight-clip] [--no-constant-fold]
                           [--report-images 32] [--json] [--eval fashion-mnist]
 
 Post-training static quantisation to int8 (docs/quantization.md): per-output-
@@ -47,7 +47,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	calib := fs.String("calib", "", "calibration `data`: fashion-mnist or a folder of images")
 	out := fs.String("o", "", "output `file` (.safetensors)")
 	images := fs.Int("images", 512, "calibration images")
-	method := fs.String("method", quant.MinMax, "activation range: minmax, percentile or entropy")
+	method := fs.String("method", quant.Percentile, "activation range: percentile, minmax or entropy")
 	pct := fs.Float64("percentile", 99.99, "percentile for --method percentile")
 	floatFirst := fs.Bool("float-first", false, "keep the first convolution in float")
 	noFold := fs.Bool("no-constant-fold", false, "keep weights on input channels that are constant over calibration (see docs/quantization.md)")
