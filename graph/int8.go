@@ -79,6 +79,16 @@ type Int8Plan struct {
 	outBuf  int
 	inShape []int
 	threads int
+
+	// Prebuilt parallel bodies and their arguments, so Run allocates nothing.
+	lane     func(w int)
+	laneX    []float32
+	lanes    int
+	band     func(t int)
+	bandStep *q8step
+	bandIn   []uint8
+	bandOut  []uint8
+	bandN    int
 }
 
 // q8value is a value's storage in the plan.
@@ -319,6 +329,16 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 		}
 		p.workers = append(p.workers, w)
 	}
+	per := tensor.NumelOf(p.inShape)
+	p.lane = func(w int) {
+		for i := w; i < p.N; i += p.lanes {
+			p.runImage(p.workers[w], p.laneX[i*per:(i+1)*per], p.out[i*p.outPer:(i+1)*p.outPer], 1)
+		}
+	}
+	p.band = func(t int) {
+		oh := p.bandStep.op.S.OutH
+		p.bandStep.op.Run(p.bandIn, p.bandOut, t*oh/p.bandN, (t+1)*oh/p.bandN, p.workers[t].sc)
+	}
 	return p, nil
 }
 
@@ -350,12 +370,9 @@ func (p *Int8Plan) Run(x []float32) ([]float32, error) {
 		}
 		return p.out, nil
 	}
-	t := min(p.threads, p.N)
-	kernel.Parallel(t, t, func(w int) {
-		for i := w; i < p.N; i += t {
-			p.runImage(p.workers[w], x[i*per:(i+1)*per], p.out[i*p.outPer:(i+1)*p.outPer], 1)
-		}
-	})
+	p.lanes, p.laneX = min(p.threads, p.N), x
+	kernel.Parallel(p.lanes, p.lanes, p.lane)
+	p.laneX = nil
 	return p.out, nil
 }
 
@@ -375,11 +392,8 @@ func (p *Int8Plan) runImage(w *q8worker, x, y []float32, threads int) {
 				s.op.Run(in, out, 0, oh, w.sc)
 				continue
 			}
-			nt := min(threads, oh)
-			kernel.Parallel(nt, nt, func(t int) {
-				sc := p.workers[t].sc
-				s.op.Run(in, out, t*oh/nt, (t+1)*oh/nt, sc)
-			})
+			p.bandStep, p.bandIn, p.bandOut, p.bandN = s, in, out, min(threads, oh)
+			kernel.Parallel(p.bandN, p.bandN, p.band)
 		case "fconv":
 			refConv(s.node, w.f[s.in.buf], s.in.shape, w.f[s.out.buf], s.out.shape)
 			actInPlace(w.f[s.out.buf], s.node.Act)

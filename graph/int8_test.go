@@ -192,3 +192,36 @@ func TestInt8PlanFloatStem(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8PlanAllocs: Run allocates nothing (one image, a batch, and a
+// conv large enough to be split into row bands over threads).
+func TestInt8PlanAllocs(t *testing.T) {
+	g, spec := int8TestGraph(t)
+	for _, n := range []int{1, 4} {
+		p, err := NewInt8Plan(g, spec, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, n*81)
+		p.Run(x)
+		if a := testing.AllocsPerRun(20, func() { p.Run(x) }); a != 0 {
+			t.Errorf("batch %d: %.1f allocations per run", n, a)
+		}
+	}
+	b := NewBuilder("big", 64, 64, 64)
+	y := b.Conv(b.Input(), "pw", ConvSpec{Out: 64, K: 1, Bias: true, Act: ReLU}) // 16.8M MACs: split into bands
+	g2, _ := b.Graph(y)
+	c := &Int8Conv{W: make([]int8, 64*64), WScale: make([]float32, 64), Bias: make([]int32, 64)}
+	for i := range c.WScale {
+		c.WScale[i] = 0.01
+	}
+	p, err := NewInt8Plan(g2, &Int8Spec{Act: map[string]QParam{"input": {0.1, 0}, "pw": {0.1, 0}}, Conv: map[string]*Int8Conv{"pw": c}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 64*64*64)
+	p.Run(x)
+	if a := testing.AllocsPerRun(10, func() { p.Run(x) }); a != 0 {
+		t.Errorf("banded conv: %.1f allocations per run", a)
+	}
+}

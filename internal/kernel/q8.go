@@ -28,6 +28,9 @@ type QConvOp struct {
 	w16  []int16
 	bias []int32 // bias, with −XZero·Σw folded in on the pointwise path
 	mult []float32
+	// zlh: output zero point, lo, hi, input zero point for the
+	// micro-kernels (in the op, so passing it does not allocate).
+	zlh [4]int32
 	// Depthwise blocks for q8dwKernel (C a multiple of 16).
 	dwW    []int16
 	dwB    []int32
@@ -52,7 +55,8 @@ func NewQConvOp(s QConvShape, w []int8, bias []int32, mult []float32) (*QConvOp,
 			return nil, fmt.Errorf("int8 conv: multiplier %v must be positive and finite", m)
 		}
 	}
-	op := &QConvOp{S: s, mult: append([]float32(nil), mult...), bias: append([]int32(nil), bias...)}
+	op := &QConvOp{S: s, mult: append([]float32(nil), mult...), bias: append([]int32(nil), bias...),
+		zlh: [4]int32{s.YZero, s.Lo, s.Hi, s.XZero}}
 	switch {
 	case s.K == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0 && s.PadW == 0 && s.Groups == 1 && s.OutH == s.H && s.OutW == s.W:
 		op.Kind = "pointwise"
@@ -152,7 +156,6 @@ func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, acc []int32) {
 		kern = q8dwGo
 	}
 	a, b := dwInterior(s)
-	zlh := [4]int32{s.YZero, s.Lo, s.Hi, s.XZero}
 	for oy := y0; oy < y1; oy++ {
 		iy0 := oy*s.Stride - s.Pad
 		if op.dwW != nil && iy0 >= 0 && iy0+(s.K-1)*s.Dilation < s.H && a < b {
@@ -160,7 +163,7 @@ func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, acc []int32) {
 			for blk := range c / 16 {
 				base := (iy0*s.W+a*s.Stride-s.PadW)*c + blk*16
 				kern(x[base:], op.dwOffs, b-a, s.Stride*c, op.dwW[blk*np*32:(blk+1)*np*32], op.dwB[blk*16:blk*16+16],
-					op.dwM[blk*16:blk*16+16], out[(oy*s.OutW+a)*c+blk*16:], c, &zlh)
+					op.dwM[blk*16:blk*16+16], out[(oy*s.OutW+a)*c+blk*16:], c, &op.zlh)
 			}
 			for ox := 0; ox < a; ox++ {
 				op.dwPixel(x, out, oy, ox, acc)

@@ -215,7 +215,7 @@ func TestInt8PointwiseTwins(t *testing.T) {
 					bias[j] = int32(r.IntN(1<<20)) - 1<<19
 					mult[j] = float32(math.Ldexp(1+r.Float64(), -r.IntN(20)))
 				}
-				zlh := [3]int32{int32(r.IntN(40)), 0, 255}
+				zlh := [4]int32{int32(r.IntN(40)), 0, 255, 0}
 				zlh[1] = zlh[0] // fused ReLU: clamp at the zero point
 				switch mode {
 				case "extreme":
@@ -234,7 +234,7 @@ func TestInt8PointwiseTwins(t *testing.T) {
 					for j := range mult {
 						mult[j] = 0.5 // every odd accumulator is a tie
 					}
-					zlh = [3]int32{3, 0, 255}
+					zlh = [4]int32{3, 0, 255, 0}
 				}
 				const guard = 32
 				ldo := pwCols + 5

@@ -22,10 +22,10 @@ const (
 // q8pwKernel computes out[r·ldo + j] = Requant(bias[j] + Σ_k x16[r·2kp + k]·w16[...], mult[j], zp, lo, hi)
 // for r < pwRows, j < pwCols, from one packed weight block. See q8pwGo,
 // the pure-Go twin whose loops define it.
-type q8pwKernel func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[3]int32)
+type q8pwKernel func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
 
 // q8pwGo is the reference loop of the pointwise micro-kernel.
-func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[3]int32) {
+func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32) {
 	for r := range pwRows {
 		xr := x16[r*2*kp : (r+1)*2*kp]
 		for j := range pwCols {
@@ -94,7 +94,6 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 	}
 	kp := (cin + 1) / 2
 	nb := (cout + pwCols - 1) / pwCols
-	zlh := [3]int32{s.YZero, s.Lo, s.Hi}
 	kern := q8pwImpl
 	if cpu.Selected() < cpu.AVX2 {
 		kern = q8pwGo
@@ -124,10 +123,10 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 			w := op.w16[b*kp*pwCols*2 : (b+1)*kp*pwCols*2]
 			bias, mult := op.bias[b*pwCols:(b+1)*pwCols], op.mult[b*pwCols:(b+1)*pwCols]
 			if rows == pwRows && (b+1)*pwCols <= cout {
-				kern(x16, kp, w, bias, mult, out[p*cout+b*pwCols:], cout, &zlh)
+				kern(x16, kp, w, bias, mult, out[p*cout+b*pwCols:], cout, &op.zlh)
 				continue
 			}
-			kern(x16, kp, w, bias, mult, sc.t, pwCols, &zlh)
+			kern(x16, kp, w, bias, mult, sc.t, pwCols, &op.zlh)
 			n := min(pwCols, cout-b*pwCols)
 			for r := range rows {
 				copy(out[(p+r)*cout+b*pwCols:(p+r)*cout+b*pwCols+n], sc.t[r*pwCols:r*pwCols+n])

@@ -4,7 +4,7 @@
 
 #include "textflag.h"
 
-// func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[3]int32)
+// func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
 // Requires: AVX, AVX2, SSE2
 TEXT ·q8pwAVX2(SB), NOSPLIT, $0-144
 	MOVQ  x16_base+0(FP), AX

@@ -38,7 +38,7 @@ import (
 const rows = 4
 
 func kernel() {
-	TEXT("q8pwAVX2", NOSPLIT, "func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[3]int32)")
+	TEXT("q8pwAVX2", NOSPLIT, "func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)")
 	Pragma("noescape")
 	Doc("q8pwAVX2 computes a 4-pixel × 16-channel int8 pointwise tile with AVX2 (VPMADDWD); see q8pwGo.")
 	x := Load(Param("x16").Base(), GP64())
