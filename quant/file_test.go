@@ -48,6 +48,9 @@ func builtinInt8(t *testing.T, opts Options) (*Calibration, *Model) {
 // the stem in int8 (zero point) and in float. Without constant folding
 // the logits are far worse (the failure constant folding fixes).
 func TestInt8BuiltinAgreesWithFloat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four quantisations and reports of the built-in model (about a minute under -race)")
+	}
 	for _, c := range []struct {
 		opts    Options
 		minSQNR float64
