@@ -83,6 +83,10 @@ type Options struct {
 	// over calibration (see foldConstants) instead of folding them into the
 	// bias.
 	NoConstantFold bool
+	// WeightBits is 8 (default, weights in [−127, 127]) or 7 ([−63, 63]):
+	// 7-bit weights are what an exact VPMADDUBSW kernel needs (2·255·64 <
+	// 2¹⁵); no kernel exploits them yet: this measures their accuracy.
+	WeightBits int
 	// NoWeightClip quantises weights with s_w[o] = max|W[o]|/127 instead
 	// of the clipped scale that minimises the output error (see
 	// QuantizeConvClipped).
@@ -203,6 +207,14 @@ func (c *Calibration) Quantize(opts Options) (*Model, error) {
 	if opts.Percentile == 0 {
 		opts.Percentile = 99.99
 	}
+	qmax := 127.0
+	switch opts.WeightBits {
+	case 0, 8:
+	case 7:
+		qmax = 63
+	default:
+		return nil, fmt.Errorf("quantize: weight bits %d: want 8 or 7", opts.WeightBits)
+	}
 	if opts.Percentile <= 0 || opts.Percentile > 100 {
 		return nil, fmt.Errorf("quantize: percentile %v must be in (0, 100]", opts.Percentile)
 	}
@@ -239,9 +251,9 @@ func (c *Calibration) Quantize(opts Options) (*Model, error) {
 				for i, v := range o.sq {
 					energy[i] = v / o.sqN
 				}
-				spec.Conv[nd.Name] = QuantizeConvClipped(w, b, shape, nd.Groups, energy, in.Scale)
+				spec.Conv[nd.Name] = QuantizeConvClipped(w, b, shape, nd.Groups, energy, in.Scale, qmax)
 			} else {
-				spec.Conv[nd.Name] = QuantizeConv(w, b, shape[0], in.Scale)
+				spec.Conv[nd.Name] = QuantizeConvBits(w, b, shape[0], in.Scale, qmax)
 			}
 		case graph.Linear, graph.SE:
 			var ts [][]float32
@@ -300,11 +312,11 @@ func foldConstants(w, b []float32, nd *graph.Node, o *observer) ([]float32, []fl
 // variance, large γ/σ): max-scaling then rounds the channel's other
 // weights away; clipping that weight costs nothing where its input is
 // (nearly) always zero.
-func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float64, inScale float32) *graph.Int8Conv {
+func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float64, inScale float32, qmax float64) *graph.Int8Conv {
 	cout, cg := shape[0], shape[1]
 	taps := len(w) / (cout * cg)
 	og := cout / groups
-	c := QuantizeConv(w, b, cout, inScale)
+	c := QuantizeConvBits(w, b, cout, inScale, qmax)
 	per := cg * taps
 	for o := range cout {
 		ws := w[o*per : (o+1)*per]
@@ -319,10 +331,10 @@ func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float
 		best, bestErr := 1.0, math.Inf(1)
 		for k := 100; k >= 5; k-- {
 			a := float64(k) / 100
-			s := float64(float32(a * m / 127))
+			s := float64(float32(a * m / qmax))
 			var err float64
 			for i, v := range ws {
-				q := max(-127, min(127, math.RoundToEven(float64(v)/s)))
+				q := max(-qmax, min(qmax, math.RoundToEven(float64(v)/s)))
 				d := float64(v) - q*s
 				err += e(i) * d * d
 			}
@@ -330,10 +342,10 @@ func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float
 				best, bestErr = a, err
 			}
 		}
-		s := float32(best * m / 127)
+		s := float32(best * m / qmax)
 		c.WScale[o] = s
 		for i, v := range ws {
-			c.W[o*per+i] = int8(max(-127, min(127, math.RoundToEven(float64(v)/float64(s)))))
+			c.W[o*per+i] = int8(max(-qmax, min(qmax, math.RoundToEven(float64(v)/float64(s)))))
 		}
 		c.Bias[o] = int32(max(math.MinInt32, min(math.MaxInt32, math.RoundToEven(float64(b[o])/(float64(inScale)*float64(s))))))
 	}
@@ -344,6 +356,12 @@ func QuantizeConvClipped(w, b []float32, shape []int, groups int, energy []float
 // ...) per output channel (symmetric, [−127, 127], round half to even)
 // and its bias b into int32 in the scale inScale·s_w[o] (saturating).
 func QuantizeConv(w, b []float32, cout int, inScale float32) *graph.Int8Conv {
+	return QuantizeConvBits(w, b, cout, inScale, 127)
+}
+
+// QuantizeConvBits is QuantizeConv with weights in [−qmax, qmax] (127 for
+// 8 bits, 63 for 7: see Options.WeightBits).
+func QuantizeConvBits(w, b []float32, cout int, inScale float32, qmax float64) *graph.Int8Conv {
 	per := len(w) / cout
 	c := &graph.Int8Conv{W: make([]int8, len(w)), WScale: make([]float32, cout), Bias: make([]int32, cout)}
 	for o := range cout {
@@ -351,13 +369,13 @@ func QuantizeConv(w, b []float32, cout int, inScale float32) *graph.Int8Conv {
 		for _, v := range w[o*per : (o+1)*per] {
 			m = math.Max(m, math.Abs(float64(v)))
 		}
-		s := float32(m / 127)
+		s := float32(m / qmax)
 		if !(s > 0) {
 			s = 1 // an all-zero channel
 		}
 		c.WScale[o] = s
 		for i, v := range w[o*per : (o+1)*per] {
-			c.W[o*per+i] = int8(max(-127, min(127, math.RoundToEven(float64(v)/float64(s)))))
+			c.W[o*per+i] = int8(max(-qmax, min(qmax, math.RoundToEven(float64(v)/float64(s)))))
 		}
 		bs := float64(inScale) * float64(s)
 		c.Bias[o] = int32(max(math.MinInt32, min(math.MaxInt32, math.RoundToEven(float64(b[o])/bs))))

@@ -107,3 +107,19 @@ func TestQuantizeConvEdges(t *testing.T) {
 		t.Errorf("biases %v, want 2 and saturated %d", c.Bias, math.MaxInt32)
 	}
 }
+
+func TestQuantizeConvSevenBits(t *testing.T) {
+	w := []float32{1, -0.5, 0.25, -1, 0.01, 0.7}
+	c := QuantizeConvBits(w, []float32{0, 0}, 2, 1, 63)
+	for i, v := range c.W {
+		if v > 63 || v < -63 {
+			t.Errorf("weight %d = %d outside ±63", i, v)
+		}
+	}
+	if c.W[0] != 63 || c.W[3] != -63 {
+		t.Errorf("channel maxima %d, %d, want ±63", c.W[0], c.W[3])
+	}
+	if _, err := (&Calibration{}).Quantize(Options{WeightBits: 9}); err == nil {
+		t.Error("9-bit weights accepted")
+	}
+}

@@ -50,6 +50,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	method := fs.String("method", quant.Percentile, "activation range: percentile, minmax or entropy")
 	pct := fs.Float64("percentile", 99.99, "percentile for --method percentile")
 	floatFirst := fs.Bool("float-first", false, "keep the first convolution in float")
+	wbits := fs.Int("weight-bits", 8, "weight bits: 8, or 7 (experimental: measures what an exact VPMADDUBSW kernel would cost)")
 	noFold := fs.Bool("no-constant-fold", false, "keep weights on input channels that are constant over calibration (see docs/quantization.md)")
 	noClip := fs.Bool("no-weight-clip", false, "weight scales from max|W| instead of the error-minimising clipped scale")
 	reportN := fs.Int("report-images", 32, "images for the per-layer SQNR report (0: no report)")
@@ -101,7 +102,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q, err := cal.Quantize(quant.Options{Method: *method, Percentile: *pct, FloatFirst: *floatFirst, NoWeightClip: *noClip, NoConstantFold: *noFold})
+	q, err := cal.Quantize(quant.Options{Method: *method, Percentile: *pct, FloatFirst: *floatFirst, NoWeightClip: *noClip, NoConstantFold: *noFold, WeightBits: *wbits})
 	if err != nil {
 		return err
 	}
