@@ -17,6 +17,16 @@ type EvalResult struct {
 	Top5 float64 `json:"top5"` // percent
 	// Confusion[true][predicted] counts.
 	Confusion [][]int `json:"confusion"`
+	// Predictions is the top-1 class of every image, in data set order.
+	Predictions []int `json:"-"`
+}
+
+// EvaluateForward scores any classifier given as forward: x (n, C, h, w)
+// flattened → logits (n, classes) (used for int8 models).
+func EvaluateForward(ds data.Dataset, tr *data.Transform, batch, workers, classes int, forward func(x []float32, n, h, w int) ([]float32, error)) (*EvalResult, error) {
+	return evaluate(ds, tr, batch, workers, classes, func(x *tensor.Tensor) ([]float32, error) {
+		return forward(x.Data, x.Shape[0], x.Shape[2], x.Shape[3])
+	})
 }
 
 // Evaluate scores m on ds through the inference engine: the model is fused
@@ -100,6 +110,7 @@ func evaluate(ds data.Dataset, tr *data.Transform, batch, workers, classes int, 
 				}
 			}
 			lossSum += math.Log(z) + maxv - float64(row[label])
+			res.Predictions = append(res.Predictions, best)
 			if best == label {
 				top1++
 			}

@@ -26,7 +26,7 @@ const { readNpy, writeNpy, normals } = require('./npy.js');
 function usage(msg) {
   if (msg) process.stderr.write(`ort_bench.js: ${msg}\n`);
   process.stderr.write('usage: node ort_bench.js --model FILE.onnx [--threads T] [--batch B] [--size H[xW]] ' +
-    '[--rounds R --runs N --trim T] [--json] [--profile] | --model FILE.onnx --npy IN.npy --out OUT.npy\n');
+    '[--rounds R --runs N --trim T] [--json] [--profile] [--optimization all|disabled] | --model FILE.onnx --npy IN.npy --out OUT.npy\n');
   process.exit(2);
 }
 
@@ -48,6 +48,7 @@ function parseArgs(argv) {
       case 'out': case 'o': o.out = val(); break;
       case 'json': o.json = true; break;
       case 'profile': o.profile = true; break;
+      case 'optimization': o.optimization = val(); break;
       case 'h': case 'help': usage();
       default: usage(`unknown flag ${argv[i]}`);
     }
@@ -59,6 +60,8 @@ function parseArgs(argv) {
   if (o.threads < 1 || o.batch < 1 || o.rounds < 1 || o.runs < 1) usage('--threads, --batch, --rounds, --runs must be >= 1');
   if (2 * o.trim >= o.runs) usage(`--trim ${o.trim} must leave runs: need 2*trim < runs (${o.runs})`);
   if (!!o.npy !== !!o.out) usage('--npy and --out go together');
+  if (o.optimization === undefined) o.optimization = 'all';
+  if (!['all', 'disabled', 'basic', 'extended'].includes(o.optimization)) usage('--optimization must be all, extended, basic or disabled');
   return o;
 }
 
@@ -75,7 +78,7 @@ async function main() {
   const opts = {
     intraOpNumThreads: o.threads,
     interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: o.optimization, // disabled: QDQ models run literally in float (no int8 kernels)
     executionMode: 'sequential',
   };
   let profDir = '';

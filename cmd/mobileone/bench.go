@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/mobileone-go/mobileone/internal/cpu"
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/study"
 )
 
@@ -94,6 +96,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--rounds and --runs must be at least 1")
 	case *trim < 0 || 2**trim >= *runs:
 		return fmt.Errorf("--trim %d must leave runs: need 2*trim < runs (%d)", *trim, *runs)
+	}
+	if weights != "" && quant.IsInt8(weights) {
+		sizeSet := false
+		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
+		return benchInt8(ck, *batch, h, w, *threads, *rounds, *runs, *trim, sizeSet, *asJSON, *seed, stdout)
 	}
 	if zs, err := graphSpec(variant, weights); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/data"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/train"
 )
 
@@ -61,6 +62,9 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := ck.checkBuiltin(); err != nil {
 		return err
+	}
+	if ck.weights != "" && quant.IsInt8(ck.weights) {
+		return evalInt8Cmd(ck, dataArg, dir, split, *batch, *asJSON, stdout)
 	}
 	var m *mobileone.Model
 	if ck.weights == "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/mobileone-go/mobileone/format/onnx"
 	"github.com/mobileone-go/mobileone/internal/fsutil"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/quant"
 )
 
 const exportUsage = `usage: mobileone export (-w CKPT [-m s0..s4] | -m s0..s4 --random-seed N) --format onnx -o model.onnx
@@ -64,6 +65,11 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--random-seed makes random weights: use it without -w")
 	}
 
+	if weights != "" && quant.IsInt8(weights) {
+		sizeSet := false
+		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
+		return exportInt8(ck, out, format, h, w, sizeSet, stdout)
+	}
 	if zs, err := graphSpec(variant, weights); err != nil {
 		return err
 	} else if zs != nil {

@@ -30,6 +30,7 @@ Commands:
   info      parameter count, MACs and a per-layer table of a variant, checkpoint or zoo model (--list)
   bench     latency of the fused network (the paper's ModelBench method)
   export    write the fused network as ONNX
+  quantize  post-training int8 quantisation (calibration, per-layer SQNR report)
   train     train or fine-tune (the paper's recipe), resumable
   eval      top-1/top-5 and a confusion matrix on a labelled data set
   study     the paper's latency studies on this machine: correlation, activations, blocks
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrain(args[1:], stdout, stderr)
 	case "eval":
 		err = cmdEval(args[1:], stdout, stderr)
+	case "quantize":
+		err = cmdQuantize(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "study":

@@ -10,6 +10,7 @@ import (
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -88,6 +89,9 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no images given")
 	}
 
+	if zs == nil && ck.weights != "" && quant.IsInt8(ck.weights) {
+		return predictInt8(ck, files, npyIn, npyOut, *top, int(*maxMP*1e6), *asJSON, stdout, stderr)
+	}
 	if zs != nil {
 		return zooPredict(zs, ck.weights, files, npyIn, npyOut, *top, int(*maxMP*1e6), *asJSON, stdout, stderr)
 	}

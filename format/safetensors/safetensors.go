@@ -53,6 +53,8 @@ const (
 	F64  DType = "F64"  // IEEE 754 binary64
 	I64  DType = "I64"  // signed 64-bit integer
 	I32  DType = "I32"  // signed 32-bit integer
+	I8   DType = "I8"   // signed 8-bit integer (ReadRaw only)
+	U8   DType = "U8"   // unsigned 8-bit integer (ReadRaw only)
 )
 
 // size returns the byte size of one element, or 0 for a dtype Read does
@@ -65,6 +67,8 @@ func (d DType) size() int {
 		return 2
 	case F64, I64:
 		return 8
+	case I8, U8:
+		return 1
 	}
 	return 0
 }
@@ -121,6 +125,11 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 	entries, meta, err := parseHeader(hdr)
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range entries {
+		if e.info.DType == I8 || e.info.DType == U8 {
+			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q, which is not supported as float (an integer, quantised tensor: int8 models are read with ReadRaw)", e.name, string(e.info.DType))
+		}
 	}
 	bufStart := 8 + int64(n)
 	bufLen := uint64(size - bufStart)

@@ -1,0 +1,259 @@
+// Command q8pw generates the int8 pointwise (1×1) convolution micro-kernel
+// of package kernel for AVX2: internal/kernel/q8pw_amd64.s and its Go stub.
+//
+//	cd internal/kernel/_gen && go run ./q8pw -out ../q8pw_amd64.s -stubs ../q8pw_stub_amd64.go
+//
+// q8pwAVX2 has the signature and the meaning of q8pwGo (q8pw.go, the
+// pure-Go twin whose loops define it): a tile of 4 pixels × 16 output
+// channels,
+//
+//	out[r·ldo + j] = Requant(bias[j] + Σ_k x16[r·2kp + 2k]·w16[(k·16+j)·2] + x16[r·2kp + 2k+1]·w16[(k·16+j)·2+1], mult[j], zlh)
+//
+// Exactness: the operands are int16 (uint8 activations and int8 weights
+// widened when packed), and VPMADDWD multiplies int16 pairs and adds the two
+// products into int32 without saturation (|255·127 + 255·128| < 2³¹); the
+// int32 accumulation wraps like Go's int32 (and cannot overflow for fewer
+// than 2³¹/(255·128) ≈ 65,000 input channels). Per input-channel pair, the
+// kernel loads the pair's weights for the 16 outputs (two YMM: 8 outputs ×
+// 2 int16 each), broadcasts each pixel's pair (VPBROADCASTD, one int32 =
+// two int16) and issues 8 VPMADDWD + 8 VPADDD into 8 accumulators.
+//
+// Requantisation is ref.Requant's, step by step: VCVTDQ2PS (round to
+// nearest even, as Go's float32(int32)), VMULPS by the multiplier (one
+// float32 rounding, as Go's float32 product), VMAXPS/VMINPS with lo−zp and
+// hi−zp (saturation in float, so the conversion cannot overflow),
+// VCVTPS2DQ (MXCSR's default round-to-nearest-even, which Go keeps, =
+// math.RoundToEven), VPADDD zp; the values are then in [lo, hi] ⊂ [0, 255]
+// and the two packs (VPACKSSDW, VPACKUSWB) are exact.
+package main
+
+import (
+	"flag"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+const rows = 4
+
+func kernel() {
+	TEXT("q8pwAVX2", NOSPLIT, "func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)")
+	Pragma("noescape")
+	Doc("q8pwAVX2 computes a 4-pixel × 16-channel int8 pointwise tile with AVX2 (VPMADDWD); see q8pwGo.")
+	x := Load(Param("x16").Base(), GP64())
+	kp := Load(Param("kp"), GP64())
+	w := Load(Param("w16").Base(), GP64())
+	ldx := GP64()
+	MOVQ(kp, ldx)
+	SHLQ(Imm(2), ldx) // bytes per pixel row: 2kp int16
+	var xr [rows]GPVirtual
+	for r := range rows {
+		xr[r] = GP64()
+		if r == 0 {
+			MOVQ(x, xr[r])
+		} else {
+			LEAQ(Mem{Base: xr[r-1], Index: ldx, Scale: 1}, xr[r])
+		}
+	}
+	var acc [rows][2]VecVirtual
+	for r := range rows {
+		for h := range 2 {
+			acc[r][h] = YMM()
+			VPXOR(acc[r][h], acc[r][h], acc[r][h])
+		}
+	}
+	idx := GP64()
+	XORQ(idx, idx)
+	Label("loop")
+	CMPQ(kp, Imm(0))
+	JE(LabelRef("done"))
+	w0, w1 := YMM(), YMM()
+	VMOVDQU(Mem{Base: w}, w0)
+	VMOVDQU(Mem{Base: w, Disp: 32}, w1)
+	for r := range rows {
+		b := YMM()
+		VPBROADCASTD(Mem{Base: xr[r], Index: idx, Scale: 1}, b)
+		t0, t1 := YMM(), YMM()
+		VPMADDWD(w0, b, t0)
+		VPADDD(t0, acc[r][0], acc[r][0])
+		VPMADDWD(w1, b, t1)
+		VPADDD(t1, acc[r][1], acc[r][1])
+	}
+	ADDQ(Imm(4), idx)
+	ADDQ(Imm(64), w)
+	DECQ(kp)
+	JMP(LabelRef("loop"))
+	Label("done")
+
+	// Constants: zp, lo−zp and hi−zp (as float32).
+	zlh := Load(Param("zlh"), GP64())
+	zp32, lo32, hi32 := GP32(), GP32(), GP32()
+	MOVL(Mem{Base: zlh}, zp32)
+	MOVL(Mem{Base: zlh, Disp: 4}, lo32)
+	MOVL(Mem{Base: zlh, Disp: 8}, hi32)
+	SUBL(zp32, lo32)
+	SUBL(zp32, hi32)
+	zp, lo, hi := YMM(), YMM(), YMM()
+	bcast := func(g GPVirtual, v VecVirtual, float bool) {
+		xv := XMM()
+		MOVD(g, xv)
+		VPBROADCASTD(xv, v)
+		if float {
+			VCVTDQ2PS(v, v)
+		}
+	}
+	bcast(zp32, zp, false)
+	bcast(lo32, lo, true)
+	bcast(hi32, hi, true)
+	bias := Load(Param("bias").Base(), GP64())
+	mult := Load(Param("mult").Base(), GP64())
+	for h := range 2 {
+		bv, mv := YMM(), YMM()
+		VMOVDQU(Mem{Base: bias, Disp: 32 * h}, bv)
+		VMOVUPS(Mem{Base: mult, Disp: 32 * h}, mv)
+		for r := range rows {
+			a := acc[r][h]
+			VPADDD(bv, a, a)
+			VCVTDQ2PS(a, a)
+			VMULPS(mv, a, a)
+			VMAXPS(lo, a, a)
+			VMINPS(hi, a, a)
+			VCVTPS2DQ(a, a)
+			VPADDD(zp, a, a)
+		}
+	}
+	out := Load(Param("out").Base(), GP64())
+	ldo := Load(Param("ldo"), GP64())
+	for r := range rows {
+		p := YMM()
+		VPACKSSDW(acc[r][1], acc[r][0], p) // per lane: 4 of cols 0–7, 4 of cols 8–15
+		VPERMQ(Imm(0xD8), p, p)            // cols 0–7, then 8–15, as int16
+		hiX := XMM()
+		VEXTRACTI128(Imm(1), p, hiX)
+		VPACKUSWB(hiX, p.AsX(), hiX)
+		VMOVDQU(hiX, Mem{Base: out})
+		if r < rows-1 {
+			ADDQ(ldo, out)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// depthwise generates q8dwAVX2 (see q8dwGo in q8dw.go): n output pixels
+// of one 16-channel block of a depthwise convolution whose taps are all
+// inside the input. Per pair of taps, both taps' 16 uint8 channels are
+// widened to int16 (VPMOVZXBW), the zero point subtracted, and the two
+// interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11 and 4–7, 12–15)
+// so that VPMADDWD against the weights packed in the same order adds both
+// taps' products per channel into int32, exactly (|(x−z)·w| ≤ 255·128
+// fits int16's operands, the pair sum int32). Bias and multipliers are
+// packed in that channel order too, and VPACKSSDW of the two halves puts
+// the channels back in order.
+func depthwise() {
+	TEXT("q8dwAVX2", NOSPLIT, "func(x []uint8, offs []int, n, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)")
+	Pragma("noescape")
+	Doc("q8dwAVX2 computes n pixels of a 16-channel block of an int8 depthwise convolution with AVX2; see q8dwGo.")
+	x := Load(Param("x").Base(), GP64())
+	offs := Load(Param("offs").Base(), GP64())
+	npairs := Load(Param("offs").Len(), GP64())
+	SHRQ(Imm(1), npairs)
+	n := Load(Param("n"), GP64())
+	xstep := Load(Param("xstep"), GP64())
+	ostep := Load(Param("ostep"), GP64())
+	out := Load(Param("out").Base(), GP64())
+	zlh := Load(Param("zlh"), GP64())
+	zp32, lo32, hi32, xz32 := GP32(), GP32(), GP32(), GP32()
+	MOVL(Mem{Base: zlh}, zp32)
+	MOVL(Mem{Base: zlh, Disp: 4}, lo32)
+	MOVL(Mem{Base: zlh, Disp: 8}, hi32)
+	MOVL(Mem{Base: zlh, Disp: 12}, xz32)
+	SUBL(zp32, lo32)
+	SUBL(zp32, hi32)
+	zp, lo, hi, xz := YMM(), YMM(), YMM(), YMM()
+	for _, c := range []struct {
+		g     GPVirtual
+		v     VecVirtual
+		float bool
+	}{{zp32, zp, false}, {lo32, lo, true}, {hi32, hi, true}} {
+		xv := XMM()
+		MOVD(c.g, xv)
+		VPBROADCASTD(xv, c.v)
+		if c.float {
+			VCVTDQ2PS(c.v, c.v)
+		}
+	}
+	xzx := XMM()
+	MOVD(xz32, xzx)
+	VPBROADCASTW(xzx, xz)
+	w := Load(Param("w").Base(), GP64())
+	bias := Load(Param("bias").Base(), GP64())
+	mult := Load(Param("mult").Base(), GP64())
+
+	Label("pixel")
+	CMPQ(n, Imm(0))
+	JE(LabelRef("end"))
+	accL, accH := YMM(), YMM()
+	VMOVDQU(Mem{Base: bias}, accL)
+	VMOVDQU(Mem{Base: bias, Disp: 32}, accH)
+	k, wp, op := GP64(), GP64(), GP64()
+	XORQ(k, k)
+	MOVQ(w, wp)
+	MOVQ(offs, op)
+	Label("pair")
+	CMPQ(k, npairs)
+	JE(LabelRef("pairsdone"))
+	oa, ob := GP64(), GP64()
+	MOVQ(Mem{Base: op}, oa)
+	MOVQ(Mem{Base: op, Disp: 8}, ob)
+	xa, xb := YMM(), YMM()
+	VPMOVZXBW(Mem{Base: x, Index: oa, Scale: 1}, xa)
+	VPMOVZXBW(Mem{Base: x, Index: ob, Scale: 1}, xb)
+	VPSUBW(xz, xa, xa)
+	VPSUBW(xz, xb, xb)
+	l, h := YMM(), YMM()
+	VPUNPCKLWD(xb, xa, l)
+	VPUNPCKHWD(xb, xa, h)
+	VPMADDWD(Mem{Base: wp}, l, l)
+	VPMADDWD(Mem{Base: wp, Disp: 32}, h, h)
+	VPADDD(l, accL, accL)
+	VPADDD(h, accH, accH)
+	ADDQ(Imm(16), op)
+	ADDQ(Imm(64), wp)
+	INCQ(k)
+	JMP(LabelRef("pair"))
+	Label("pairsdone")
+	for i, a := range []VecVirtual{accL, accH} {
+		VCVTDQ2PS(a, a)
+		VMULPS(Mem{Base: mult, Disp: 32 * i}, a, a)
+		VMAXPS(lo, a, a)
+		VMINPS(hi, a, a)
+		VCVTPS2DQ(a, a)
+		VPADDD(zp, a, a)
+	}
+	p := YMM()
+	VPACKSSDW(accH, accL, p) // lane 0: channels 0–7, lane 1: 8–15
+	hx := XMM()
+	VEXTRACTI128(Imm(1), p, hx)
+	VPACKUSWB(hx, p.AsX(), hx)
+	VMOVDQU(hx, Mem{Base: out})
+	ADDQ(ostep, out)
+	ADDQ(xstep, x)
+	DECQ(n)
+	JMP(LabelRef("pixel"))
+	Label("end")
+	VZEROUPPER()
+	RET()
+}
+
+func main() {
+	flag.Parse()
+	if f := flag.Lookup("pkg"); f.Value.String() == "" {
+		_ = f.Value.Set("kernel")
+	}
+	ConstraintExpr("amd64,!purego")
+	kernel()
+	depthwise()
+	Generate()
+}

@@ -1,0 +1,160 @@
+package kernel
+
+import (
+	"github.com/mobileone-go/mobileone/internal/cpu"
+	"github.com/mobileone-go/mobileone/internal/kernel/ref"
+)
+
+// The pointwise int8 micro-kernel computes a tile of pwRows pixels ×
+// pwCols output channels. Its operands are int16 so that one VPMADDWD
+// multiplies two input channels by two weights and sums the pair into
+// int32 exactly (no saturation: |255·127 + 255·128| < 2³¹):
+//
+//	x16: pwRows rows of kp pairs (x[p][2k], x[p][2k+1]) widened to int16
+//	     (an odd Cin gets a zero pair partner)
+//	w16: per block of pwCols outputs, kp pairs × pwCols outputs × 2
+//	     (w[o][2k], w[o][2k+1]), outputs past Cout zero
+const (
+	pwRows = 4
+	pwCols = 16
+)
+
+// q8pwKernel computes out[r·ldo + j] = Requant(bias[j] + Σ_k x16[r·2kp + k]·w16[...], mult[j], zp, lo, hi)
+// for r < pwRows, j < pwCols, from one packed weight block. See q8pwGo,
+// the pure-Go twin whose loops define it.
+type q8pwKernel func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
+
+// q8pwGo is the reference loop of the pointwise micro-kernel.
+func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32) {
+	for r := range pwRows {
+		xr := x16[r*2*kp : (r+1)*2*kp]
+		for j := range pwCols {
+			acc := bias[j]
+			for k := range kp {
+				acc += int32(xr[2*k])*int32(w16[(k*pwCols+j)*2]) + int32(xr[2*k+1])*int32(w16[(k*pwCols+j)*2+1])
+			}
+			out[r*ldo+j] = ref.Requant(acc, mult[j], zlh[0], zlh[1], zlh[2])
+		}
+	}
+}
+
+// q8pwImpl is the micro-kernel in use, chosen once from the CPU.
+var q8pwImpl q8pwKernel = q8pwGo
+
+// Q8Kernels names the int8 pointwise micro-kernel in use.
+func Q8Kernels() string {
+	if cpu.Selected() >= cpu.AVX2 && q8pwHaveAVX2 {
+		return "int8 pointwise 4x16 avx2 (vpmaddwd)"
+	}
+	return "int8 pointwise 4x16 pure go"
+}
+
+func (op *QConvOp) packPointwise() { op.packRows(op.S.Cin) }
+
+// packRows packs op.w, (Cout, n) int8, into the micro-kernel's int16
+// blocks (see q8pwKernel), and pads bias and multipliers to the blocks.
+func (op *QConvOp) packRows(n int) {
+	s := &op.S
+	kp := (n + 1) / 2
+	nb := (s.Cout + pwCols - 1) / pwCols
+	op.w16 = make([]int16, nb*kp*pwCols*2)
+	pb := make([]int32, nb*pwCols)
+	pm := make([]float32, nb*pwCols)
+	for o := range nb * pwCols {
+		pm[o] = 1
+		if o < s.Cout {
+			pb[o], pm[o] = op.bias[o], op.mult[o]
+		}
+	}
+	for b := range nb {
+		for k := range kp {
+			for j := range pwCols {
+				o := b*pwCols + j
+				if o >= s.Cout {
+					continue
+				}
+				for e := range 2 {
+					if ci := 2*k + e; ci < n {
+						op.w16[((b*kp+k)*pwCols+j)*2+e] = int16(op.w[o*n+ci])
+					}
+				}
+			}
+		}
+	}
+	op.bias, op.mult = pb, pm
+}
+
+// runPointwise computes output pixels [p0, p1) of a 1×1 convolution, or
+// of a dense one through im2col rows.
+func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
+	s := &op.S
+	cin, cout := s.Cin, s.Cout
+	if op.Kind == "im2col" {
+		cin = s.Cin * s.K * s.KW
+	}
+	kp := (cin + 1) / 2
+	nb := (cout + pwCols - 1) / pwCols
+	kern := q8pwImpl
+	if cpu.Selected() < cpu.AVX2 {
+		kern = q8pwGo
+	}
+	x16 := sc.x16[:pwRows*2*kp]
+	for p := p0; p < p1; p += pwRows {
+		rows := min(pwRows, p1-p)
+		for r := range pwRows {
+			xr := x16[r*2*kp : (r+1)*2*kp]
+			if r >= rows {
+				clear(xr)
+				continue
+			}
+			if op.Kind == "im2col" {
+				op.im2colRow(x, p+r, xr)
+			} else {
+				src := x[(p+r)*cin : (p+r+1)*cin]
+				for i, v := range src {
+					xr[i] = int16(v)
+				}
+			}
+			if cin&1 == 1 {
+				xr[cin] = 0
+			}
+		}
+		for b := range nb {
+			w := op.w16[b*kp*pwCols*2 : (b+1)*kp*pwCols*2]
+			bias, mult := op.bias[b*pwCols:(b+1)*pwCols], op.mult[b*pwCols:(b+1)*pwCols]
+			if rows == pwRows && (b+1)*pwCols <= cout {
+				kern(x16, kp, w, bias, mult, out[p*cout+b*pwCols:], cout, &op.zlh)
+				continue
+			}
+			kern(x16, kp, w, bias, mult, sc.t, pwCols, &op.zlh)
+			n := min(pwCols, cout-b*pwCols)
+			for r := range rows {
+				copy(out[(p+r)*cout+b*pwCols:(p+r)*cout+b*pwCols+n], sc.t[r*pwCols:r*pwCols+n])
+			}
+		}
+	}
+}
+
+// im2colRow writes output pixel p's receptive field, tap-major, as
+// x − XZero (0 for padding: the real value 0) into xr.
+func (op *QConvOp) im2colRow(x []uint8, p int, xr []int16) {
+	s := &op.S
+	oy, ox := p/s.OutW, p%s.OutW
+	xz := int16(s.XZero)
+	i := 0
+	for ky := range s.K {
+		iy := oy*s.Stride - s.Pad + ky*s.Dilation
+		for kx := range s.KW {
+			ix := ox*s.Stride - s.PadW + kx*s.Dilation
+			dst := xr[i : i+s.Cin]
+			i += s.Cin
+			if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+				clear(dst)
+				continue
+			}
+			for c, v := range x[(iy*s.W+ix)*s.Cin : (iy*s.W+ix+1)*s.Cin] {
+				dst[c] = int16(v) - xz
+			}
+		}
+	}
+}
