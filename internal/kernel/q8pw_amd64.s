@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
-// Requires: AVX, AVX2, SSE2
+// Requires: AVX, AVX2
 TEXT ·q8pwAVX2(SB), NOSPLIT, $0-144
 	MOVQ  x16_base+0(FP), AX
 	MOVQ  kp+24(FP), CX
@@ -62,12 +62,12 @@ done:
 	MOVL         8(AX), AX
 	SUBL         CX, DX
 	SUBL         CX, AX
-	MOVD         CX, X8
+	VMOVD        CX, X8
 	VPBROADCASTD X8, Y8
-	MOVD         DX, X9
+	VMOVD        DX, X9
 	VPBROADCASTD X9, Y9
 	VCVTDQ2PS    Y9, Y9
-	MOVD         AX, X10
+	VMOVD        AX, X10
 	VPBROADCASTD X10, Y10
 	VCVTDQ2PS    Y10, Y10
 	MOVQ         bias_base+56(FP), AX
@@ -161,7 +161,7 @@ done:
 	RET
 
 // func q8dwAVX2(x []uint8, offs []int, n int, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)
-// Requires: AVX, AVX2, SSE2
+// Requires: AVX, AVX2
 TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 	MOVQ         x_base+0(FP), AX
 	MOVQ         offs_base+24(FP), CX
@@ -178,15 +178,15 @@ TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 	MOVL         12(R9), R9
 	SUBL         R10, R11
 	SUBL         R10, R12
-	MOVD         R10, X0
+	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
-	MOVD         R11, X1
+	VMOVD        R11, X1
 	VPBROADCASTD X1, Y1
 	VCVTDQ2PS    Y1, Y1
-	MOVD         R12, X2
+	VMOVD        R12, X2
 	VPBROADCASTD X2, Y2
 	VCVTDQ2PS    Y2, Y2
-	MOVD         R9, X3
+	VMOVD        R9, X3
 	VPBROADCASTW X3, Y3
 	MOVQ         w_base+64(FP), R9
 	MOVQ         bias_base+88(FP), R10

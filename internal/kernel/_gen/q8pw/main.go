@@ -97,7 +97,7 @@ func kernel() {
 	zp, lo, hi := YMM(), YMM(), YMM()
 	bcast := func(g GPVirtual, v VecVirtual, float bool) {
 		xv := XMM()
-		MOVD(g, xv)
+		VMOVD(g, xv)
 		VPBROADCASTD(xv, v)
 		if float {
 			VCVTDQ2PS(v, v)
@@ -178,14 +178,14 @@ func depthwise() {
 		float bool
 	}{{zp32, zp, false}, {lo32, lo, true}, {hi32, hi, true}} {
 		xv := XMM()
-		MOVD(c.g, xv)
+		VMOVD(c.g, xv)
 		VPBROADCASTD(xv, c.v)
 		if c.float {
 			VCVTDQ2PS(c.v, c.v)
 		}
 	}
 	xzx := XMM()
-	MOVD(xz32, xzx)
+	VMOVD(xz32, xzx)
 	VPBROADCASTW(xzx, xz)
 	w := Load(Param("w").Base(), GP64())
 	bias := Load(Param("bias").Base(), GP64())
