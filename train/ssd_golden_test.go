@@ -184,7 +184,10 @@ func TestSSDGoldenPyTorch(t *testing.T) {
 		if e > worst {
 			worst, worstName = e, p.Name
 		}
-		if e > 1e-4 {
+		// 1e-3: PyTorch's own float32 run of this case is 4.9e-4 off its
+		// float64 run; the Go kernels (-tags purego) sum in another order
+		// than the AVX2 ones and reach 5e-4 on the tiny stage-1 maps.
+		if e > 1e-3 {
 			t.Errorf("grad %s: max error %.2g relative to its largest value", p.Name, e)
 		}
 	}
@@ -201,7 +204,7 @@ func TestSSDGoldenPyTorch(t *testing.T) {
 		if err := s.Backward(); err != nil {
 			t.Fatal(err)
 		}
-		if d := math.Abs(loss.Total()-g.StepLosses[st]) / g.StepLosses[st]; d > 1e-5 {
+		if d := math.Abs(loss.Total()-g.StepLosses[st]) / g.StepLosses[st]; d > 1e-4 {
 			t.Errorf("step %d loss %.8f, PyTorch %.8f (rel %.2g)", st, loss.Total(), g.StepLosses[st], d)
 		}
 		opt.Step()
