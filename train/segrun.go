@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mobileone-go/mobileone/data"
@@ -409,43 +408,16 @@ func IsSegCheckpoint(dir string) bool {
 // optimiser state, the hyper-parameters and where to continue. The caller
 // sets the data sets, augmentation and normalisation (from Meta).
 func ResumeSeg(dir string) (*SegRun, error) {
-	path := filepath.Join(dir, CheckpointName)
-	f, err := safetensors.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if f.Metadata["format"] != SegCheckpointFormat {
-		return nil, fmt.Errorf("%s is not a segmentation training checkpoint", path)
-	}
 	var cfg model.Config
 	var opt SegOptions
 	r := &SegRun{Dir: dir}
-	for _, p := range []struct {
-		key string
-		v   any
-	}{{"config", &cfg}, {"seg", &opt}, {"hyper", &r.Hyper}, {"state", &r.start}, {"labels", &r.Labels}} {
-		if err := json.Unmarshal([]byte(f.Metadata[p.key]), p.v); err != nil {
-			return nil, fmt.Errorf("%s: %s: %v", path, p.key, err)
-		}
+	c, err := readDenseCheckpoint(dir, SegCheckpointFormat, "segmentation", []jsonField{{"config", &cfg}, {"seg", &opt},
+		{"hyper", &r.Hyper}, {"state", &r.start}, {"labels", &r.Labels}})
+	if err != nil {
+		return nil, err
 	}
-	if r.Size, err = strconv.Atoi(f.Metadata["size"]); err != nil {
-		return nil, fmt.Errorf("%s: size: %v", path, err)
-	}
-	r.Meta = map[string]string{}
-	msd := map[string]*tensor.Tensor{}
-	r.sgdInit = map[string]*tensor.Tensor{}
-	for k, v := range f.Metadata {
-		if m, ok := strings.CutPrefix(k, "meta."); ok {
-			r.Meta[m] = v
-		}
-	}
-	for k, v := range f.Tensors {
-		if m, ok := strings.CutPrefix(k, "model/"); ok {
-			msd[m] = v
-		} else if s, ok := strings.CutPrefix(k, "sgd/"); ok {
-			r.sgdInit[s] = v
-		}
-	}
+	path, msd := c.path, c.model
+	r.Size, r.Meta, r.sgdInit = c.size, c.meta, c.sgd
 	bb, err := model.New(cfg, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
