@@ -184,11 +184,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			e, s := run.StartEpoch()
 			fmt.Fprintf(stdout, "%s: resuming at epoch %d, batch %d\n", a.Out, e+1, s)
 		}
-	} else if a.Out == "" {
-		fs.Usage()
-		return errors.New("need -o RUN_FOLDER (or --resume RUN_FOLDER)")
-	} else if _, err := os.Stat(filepath.Join(a.Out, train.CheckpointName)); err == nil {
-		return fmt.Errorf("%s already holds a run: continue it with --resume %s, or choose another folder", a.Out, a.Out)
+	} else if err := newRunFolder(a.Out, fs.Usage); err != nil {
+		return err
 	}
 	if a.Threads < 1 {
 		return fmt.Errorf("--threads must be at least 1")

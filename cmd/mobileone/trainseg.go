@@ -156,10 +156,8 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 	var run *train.SegRun
 	fusedInit := false
 	if a.Resume != "" {
-		for f := range set {
-			if f != "resume" && f != "threads" && f != "task" {
-				return fmt.Errorf("--resume takes no other flags (but --threads), not --%s: the run's own settings are used", f)
-			}
+		if err := resumeFlagsOnly(set); err != nil {
+			return err
 		}
 		threads, dir := a.Threads, a.Resume
 		if run, err = train.ResumeSeg(dir); err != nil {
@@ -176,12 +174,8 @@ func cmdTrainSegment(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%s: resuming at epoch %d, batch %d\n", a.Out, e+1, s)
 		}
 	} else {
-		if a.Out == "" {
-			fs.Usage()
-			return errors.New("need -o RUN_FOLDER (or --resume RUN_FOLDER)")
-		}
-		if _, err := os.Stat(filepath.Join(a.Out, train.CheckpointName)); err == nil {
-			return fmt.Errorf("%s already holds a run: continue it with --resume %s, or choose another folder", a.Out, a.Out)
+		if err := newRunFolder(a.Out, fs.Usage); err != nil {
+			return err
 		}
 		if a.Data == "" {
 			return errors.New("--task segment needs --data DIR: a segmentation dataset (VOC layout or images/ + masks/)")
