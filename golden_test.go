@@ -164,3 +164,49 @@ func TestGoldenZoo(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenBF16 runs the committed golden models in bfloat16
+// (Precision "bf16", loaded from the authors' fused and unfused
+// checkpoints) against PyTorch's computation of the same rounding
+// (tools/reference/make_bf16_golden.py: bfloat16 weights and inputs of
+// every convolution and linear layer, float64 sums). They agree to float32
+// summation order, far closer than bfloat16 moves the logits from float32
+// (which the test also checks, so that a rounding left out would show).
+func TestGoldenBF16(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/golden/*/logits_bf16.npy")
+	if err != nil || len(dirs) < 3 {
+		t.Fatalf("expected at least 3 bfloat16 golden files, found %d (%v)", len(dirs), err)
+	}
+	for _, d := range dirs {
+		dir := filepath.Dir(d)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			gc := readGolden(t, dir)
+			x := mustNpy(t, filepath.Join(dir, "input.npy"))
+			want := mustNpy(t, d)
+			for _, file := range []string{"fused.pth.tar", "unfused.pth.tar"} {
+				m, err := Load(filepath.Join(dir, file), LoadOptions{StemStride: gc.StemStride})
+				if err != nil {
+					t.Fatal(err)
+				}
+				f32, err := m.Forward(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m = m.Fuse()
+				if !m.IsFused() {
+					t.Fatal("Fuse did not fuse")
+				}
+				m.Precision = "bf16"
+				got, err := m.Forward(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, ef := relErr(t, "bf16 logits", got, want), relErr(t, "float32 logits", f32, want)
+				t.Logf("%s: bf16 logits vs PyTorch's bf16: %.3g; float32 logits vs them: %.3g", file, e, ef)
+				if e > 2e-5 || ef < 50*e {
+					t.Errorf("%s: bf16 logits differ from PyTorch's by %.3g (float32 logits: %.3g)", file, e, ef)
+				}
+			}
+		})
+	}
+}

@@ -45,6 +45,11 @@ type Model struct {
 	// Assumed lists the settings the checkpoint did not store (set by Load).
 	Assumed Assumed
 
+	// Precision is the arithmetic of Forward's plans: "" or "float32", or
+	// "bf16" (bfloat16 operands, float32 sums; see model.BFloat16). Set it
+	// before the first Forward.
+	Precision string
+
 	plan *planCache
 }
 
@@ -71,10 +76,13 @@ func (m *Model) Forward(x *tensor.Tensor) (*tensor.Tensor, error) {
 	n, h, w := x.Shape[0], x.Shape[2], x.Shape[3]
 	m.plan.mu.Lock()
 	defer m.plan.mu.Unlock()
+	precision, err := model.ParsePrecision(m.Precision)
+	if err != nil {
+		return nil, err
+	}
 	p := m.plan.plan
-	if p == nil || p.N != n || p.H != h || p.W != w {
-		var err error
-		if p, err = model.NewPlan(m.Model, n, h, w); err != nil {
+	if p == nil || p.N != n || p.H != h || p.W != w || p.Precision != precision {
+		if p, err = model.NewPlanWith(m.Model, n, h, w, model.PlanOptions{Precision: m.Precision}); err != nil {
 			return nil, err
 		}
 		m.plan.plan = p
@@ -110,7 +118,7 @@ func FromModel(m *model.Model, labels []string) *Model {
 // Fuse returns the re-parameterised (inference) form of m.
 func (m *Model) Fuse() *Model {
 	c := wrap(m.Model.Fuse())
-	c.Labels, c.Naming, c.Source, c.Format, c.Preprocess, c.Assumed = m.Labels, m.Naming, m.Source, m.Format, m.Preprocess, m.Assumed
+	c.Labels, c.Naming, c.Source, c.Format, c.Preprocess, c.Assumed, c.Precision = m.Labels, m.Naming, m.Source, m.Format, m.Preprocess, m.Assumed, m.Precision
 	return c
 }
 

@@ -107,6 +107,9 @@ const (
 var actNames = [...]string{"none", "relu", "relu6", "hardswish", "hardsigmoid", "silu", "gelu", "sigmoid"}
 
 func (a Activation) String() string {
+	if b := a.Base(); a&BF16 != 0 && int(b) < len(actNames) {
+		return actNames[b] + "+bf16"
+	}
 	if int(a) < len(actNames) {
 		return actNames[a]
 	}

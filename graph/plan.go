@@ -158,7 +158,7 @@ func DefaultLayout() string {
 // zeroAtZero: activations with f(0) = 0 keep the blocked layout's padding
 // channels zero.
 func zeroAtZero(a Activation) bool {
-	switch a {
+	switch a.Base() {
 	case None, ReLU, ReLU6, HardSwish, SiLU, GELU:
 		return true
 	}
@@ -420,7 +420,7 @@ func (p *Plan) lower(nd *Node) func() {
 		if nd.Dilation == 1 && nd.K == nd.KW && nd.Pad == nd.PadW {
 			c := kernel.Conv{InC: xs[0], InH: xs[1], InW: xs[2], OutC: ys[0], K: nd.K, Stride: nd.Stride, Pad: nd.Pad, Groups: nd.Groups}
 			w, b := nd.ConvWeights()
-			op := shareOp(p, nd, func() *kernel.ConvOp { return kernel.NewConvOpAct(c, w, b, kernelAct[nd.Act]) }) // activation fused
+			op := shareOp(p, nd, func() *kernel.ConvOp { return kernel.NewConvOpAct(c, w, b, kact(nd.Act)) }) // activation fused
 			return func() { op.Run(p.in(in[0], false), p.buf(out)) }
 		}
 		if run := p.dilatedNCHW(nd, xs, ys); run != nil {
@@ -459,7 +459,7 @@ func (p *Plan) lower(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.in(in[0], false), p.in(in[1], false), p.buf(out)
-			kernel.AddAct(kernelAct[nd.Act], x, z, y)
+			kernel.AddAct(kact(nd.Act), x, z, y)
 		}
 	case Concat:
 		return func() {
@@ -577,7 +577,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 		if relu {
 			post = None // in the stores
 		}
-		act := kernelAct[nd.Act]
+		act := kact(nd.Act)
 		c := p.kernelConv(nd)
 		if d := p.fuse.stemDW[orig]; d != nil {
 			dw, db := d.ConvWeights()
@@ -628,7 +628,7 @@ func (p *Plan) lowerBlocked(nd *Node) func() {
 	case Add:
 		return func() {
 			x, z, y := p.buf(in[0]), p.buf(in[1]), p.buf(out)
-			kernel.AddAct(kernelAct[post], x, z, y) // padding: act(0+0) = 0
+			kernel.AddAct(kact(post), x, z, y) // padding: act(0+0) = 0
 		}
 	case SE:
 		c, hw := xs[0], xs[1]*xs[2]
@@ -660,11 +660,20 @@ var kernelAct = [...]kernel.Activation{
 	SiLU: kernel.ActSiLU, GELU: kernel.ActGELU, Sigmoid: kernel.ActSigmoid,
 }
 
+// kact is the kernels' activation of a, with the bfloat16 rounding.
+func kact(a Activation) kernel.Activation {
+	k := kernelAct[a.Base()]
+	if a&BF16 != 0 {
+		k |= kernel.ActBF16
+	}
+	return k
+}
+
 // actF32 applies a in place in float32 with the kernels' vector
 // activations (the same functions as act64, within a few float32
 // roundings), split over kernel.Threads() for large maps.
 func actF32(x []float32, a Activation) {
-	kernel.Activate(kernelAct[a], x)
+	kernel.Activate(kact(a), x)
 }
 
 // pool32 is max or average pooling in float32 (average over K², padding

@@ -380,6 +380,9 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 }
 
 func act64(v float64, a Activation) float64 {
+	if a&BF16 != 0 {
+		return float64(roundBF16(float32(act64(v, a.Base()))))
+	}
 	switch a {
 	case ReLU:
 		return math.Max(v, 0)

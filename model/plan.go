@@ -34,6 +34,8 @@ type Plan struct {
 	N, C, H, W int
 	// Layout is LayoutBlocked or LayoutNCHW.
 	Layout string
+	// Precision is Float32 or BFloat16.
+	Precision string
 	// Profile, when set, makes Run record the time of every layer (and
 	// run a batch's images one after another).
 	Profile bool
@@ -58,6 +60,46 @@ func DefaultLayout() string { return graph.DefaultLayout() }
 // NewPlanLayout is NewPlan with the activation layout chosen by the caller
 // (LayoutNCHW or LayoutBlocked; "" means DefaultLayout()).
 func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
+	return NewPlanWith(m, n, h, w, PlanOptions{Layout: layout})
+}
+
+// The precisions a plan computes in.
+const (
+	// Float32: float32 weights, activations and sums.
+	Float32 = "float32"
+	// BFloat16: every convolution and linear layer multiplies bfloat16
+	// weights by bfloat16 inputs and sums in float32, as bfloat16 engines
+	// do (see graph.Graph.BF16).
+	BFloat16 = "bf16"
+)
+
+// ParsePrecision maps a user's spelling (float32, fp32, f32; bf16,
+// bfloat16; "" for float32) to Float32 or BFloat16.
+func ParsePrecision(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "", "float32", "fp32", "f32":
+		return Float32, nil
+	case "bf16", "bfloat16":
+		return BFloat16, nil
+	}
+	return "", fmt.Errorf("unknown precision %q (want float32 or bf16)", s)
+}
+
+// PlanOptions are NewPlanWith's choices; zero values are the defaults.
+type PlanOptions struct {
+	// Layout: LayoutBlocked, LayoutNCHW or "" (DefaultLayout()).
+	Layout string
+	// Precision: Float32, BFloat16 or "" (Float32); see ParsePrecision.
+	Precision string
+}
+
+// NewPlanWith is NewPlan with options.
+func NewPlanWith(m *Model, n, h, w int, o PlanOptions) (*Plan, error) {
+	layout := o.Layout
+	precision, err := ParsePrecision(o.Precision)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
 	if n < 1 || h < 1 || w < 1 {
 		return nil, fmt.Errorf("plan: bad input size %d×%d×%d", n, h, w)
 	}
@@ -83,11 +125,16 @@ func NewPlanLayout(m *Model, n, h, w int, layout string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if precision == BFloat16 {
+		if g, err = g.BF16(); err != nil {
+			return nil, err
+		}
+	}
 	gp, err := graph.NewPlanLayout(g, n, layout)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{N: n, C: m.Config.InChannels, H: h, W: w, Layout: layout, g: g, gp: gp}
+	p := &Plan{N: n, C: m.Config.InChannels, H: h, W: w, Layout: layout, Precision: precision, g: g, gp: gp}
 	for _, nd := range g.Nodes[1:] {
 		p.block = append(p.block, blockOf(nd.Name))
 	}
@@ -101,6 +148,7 @@ func blockOf(node string) string {
 	if !strings.HasPrefix(node, "stage") {
 		return "head"
 	}
+	node = strings.TrimSuffix(node, ".bf16") // graph.Graph.BF16's rounding
 	for _, suffix := range []string{".reparam_conv", ".se", ".relu"} {
 		if i := strings.LastIndex(node, suffix); i > 0 {
 			return node[:i]

@@ -32,6 +32,11 @@ func EvaluateForward(ds data.Dataset, tr *data.Transform, batch, workers, classe
 // Evaluate scores m on ds through the inference engine: the model is fused
 // (if it is not already) and run with planned, packed kernels.
 func Evaluate(m *model.Model, ds data.Dataset, tr *data.Transform, batch, workers int) (*EvalResult, error) {
+	return EvaluatePlan(m, ds, tr, batch, workers, model.PlanOptions{})
+}
+
+// EvaluatePlan is Evaluate with the plans' options (e.g. bfloat16).
+func EvaluatePlan(m *model.Model, ds data.Dataset, tr *data.Transform, batch, workers int, o model.PlanOptions) (*EvalResult, error) {
 	f := m
 	if !m.IsFused() {
 		f = m.Fuse()
@@ -42,7 +47,7 @@ func Evaluate(m *model.Model, ds data.Dataset, tr *data.Transform, batch, worker
 		p := plans[key]
 		if p == nil {
 			var err error
-			if p, err = model.NewPlan(f, key[0], key[1], key[2]); err != nil {
+			if p, err = model.NewPlanWith(f, key[0], key[1], key[2], o); err != nil {
 				return nil, err
 			}
 			plans[key] = p

@@ -22,7 +22,7 @@ import (
 
 const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4|MODEL [--random-seed N]) [--threads N] [--batch B]
                        [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--layout blocked|nchw]
-                       [--json] [--profile]
+                       [--precision float32|bf16] [--json] [--profile]
 
 Measures the latency of the fused network with the authors' ModelBench method:
 per round, one warm-up run, then --runs timed runs, sorted, and the --trim
@@ -31,7 +31,8 @@ runs and the trimmed mean, plus the kernels chosen and the CPU features seen.
 Without -w the weights are random (seeded). MOBILEONE_KERNELS=purego|avx2|avx512
 forces a kernel family. --layout picks the activation layout (default: the
 channel-blocked engine with SIMD kernels, NCHW with the pure-Go ones; the
-other one for comparison). --profile adds the time of every layer.
+other one for comparison). --precision bf16 times bfloat16 inference (see
+predict --help). --profile adds the time of every layer.
 
 -m MODEL times a model of the comparison zoo ("mobileone info --list") on the
 graph engine that runs them all (random weights, or -w with its state dict).`
@@ -54,6 +55,7 @@ type benchResult struct {
 	GFLOPS     float64           `json:"gflops"`
 	Kernels    string            `json:"kernels"`
 	Layout     string            `json:"layout"`
+	Precision  string            `json:"precision"`
 	CPU        string            `json:"cpu"`
 	Features   string            `json:"cpu_features"`
 	GoVersion  string            `json:"go"`
@@ -65,6 +67,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	var ck ckptFlags
 	var size string
 	ck.register(fs, false)
+	ck.registerPrecision(fs)
 	seed := fs.Uint64("random-seed", 1, "seed of the random weights used without -w")
 	threads := fs.Int("threads", runtime.GOMAXPROCS(0), "threads the kernels may use")
 	batch := fs.Int("batch", 1, "images per run")
@@ -97,7 +100,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *trim < 0 || 2**trim >= *runs:
 		return fmt.Errorf("--trim %d must leave runs: need 2*trim < runs (%d)", *trim, *runs)
 	}
-	if weights != "" && quant.IsInt8(weights) {
+	int8File := weights != "" && quant.IsInt8(weights)
+	if err := ck.checkPrecision(int8File); err != nil {
+		return err
+	}
+	if int8File {
 		sizeSet := false
 		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
 		return benchInt8(ck, *batch, h, w, *threads, *rounds, *runs, *trim, sizeSet, *asJSON, *seed, stdout)
@@ -105,7 +112,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if zs, err := graphSpec(variant, weights); err != nil {
 		return err
 	} else if zs != nil {
-		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, *profile, stdout)
+		return zooBench(zs, weights, *batch, h, w, *threads, *rounds, *runs, *trim, *seed, *asJSON, *profile, ck.precision, stdout)
 	}
 	var m *mobileone.Model
 	switch {
@@ -130,7 +137,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	kernel.SetThreads(*threads)
 	defer kernel.SetThreads(0)
-	plan, err := model.NewPlanLayout(m.Model, *batch, h, w, *layout)
+	plan, err := model.NewPlanWith(m.Model, *batch, h, w, model.PlanOptions{Layout: *layout, Precision: ck.precision})
 	if err != nil {
 		return err
 	}
@@ -160,7 +167,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		Variant: name, Checkpoint: weights, Batch: *batch, Height: h, Width: w, Threads: *threads,
 		Rounds: *rounds, Runs: *runs, Trim: *trim,
 		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
-		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: plan.Layout, CPU: study.ThisMachine().CPU,
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: plan.Layout, Precision: plan.Precision, CPU: study.ThisMachine().CPU,
 		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
 	}
 	res.ImagesPerS = float64(*batch) / (res.MedianMS / 1e3)
@@ -175,7 +182,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
-	fmt.Fprintf(stdout, "MobileOne %s (fused), batch %d, %dx%d, %d threads\n", name, *batch, h, w, *threads)
+	fmt.Fprintf(stdout, "MobileOne %s (fused, %s), batch %d, %dx%d, %d threads\n", name, plan.Precision, *batch, h, w, *threads)
 	fmt.Fprintf(stdout, "kernels: %s, %s layout; CPU: %s (%s)\n", res.Kernels, res.Layout, res.CPU, res.Features)
 	fmt.Fprintf(stdout, "%d rounds x %d runs, trim %d: min %.3f ms  median %.3f ms  mean %.3f ms  p90 %.3f ms\n",
 		*rounds, *runs, *trim, res.MinMS, res.MedianMS, res.MeanMS, res.P90MS)

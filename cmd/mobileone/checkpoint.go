@@ -9,6 +9,7 @@ import (
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/data"
 	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/model"
 )
 
 // ckptFlags are the flags that say how to read a checkpoint: the file, the
@@ -18,6 +19,47 @@ type ckptFlags struct {
 	weights, variant string
 	stemStride       int
 	preprocess       string
+	precision        string // --precision (registerPrecision), "" if not registered or not given
+}
+
+// precisionHelp is --precision's help.
+const precisionHelp = "arithmetic of a float model: `float32` (the default) or bf16 (bfloat16 weights and inputs of every " +
+	"convolution and linear layer, float32 sums, as bfloat16 hardware computes; this build's kernels are float32 ones, " +
+	"so bf16 shows bfloat16's accuracy at float32's speed or a little below). An int8 file runs in int8"
+
+// registerPrecision adds --precision.
+func (c *ckptFlags) registerPrecision(fs *flag.FlagSet) {
+	fs.StringVar(&c.precision, "precision", "", precisionHelp)
+}
+
+// checkPrecision validates --precision (normalised) and refuses it for an
+// int8 checkpoint, which has its own arithmetic.
+func (c *ckptFlags) checkPrecision(int8File bool) error {
+	if c.precision == "" {
+		return nil
+	}
+	p, err := model.ParsePrecision(c.precision)
+	if err != nil {
+		return fmt.Errorf("--precision: %w", err)
+	}
+	if int8File && p != model.Float32 {
+		return fmt.Errorf("--precision %s: %s is an int8 model (quantised by mobileone quantize), which runs in int8; --precision applies to float models", c.precision, c.weights)
+	}
+	c.precision = p
+	return nil
+}
+
+// applyPrecision sets m's precision from --precision, fusing m first if a
+// precision other than float32 needs the fused graph.
+func (c *ckptFlags) applyPrecision(m *mobileone.Model) *mobileone.Model {
+	if c.precision == "" || c.precision == model.Float32 {
+		return m
+	}
+	if !m.IsFused() {
+		m = m.Fuse()
+	}
+	m.Precision = c.precision
+	return m
 }
 
 // register adds -w, -m, --stem-stride and, when withPrep is set, --preprocess.

@@ -11,6 +11,7 @@ import (
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/data"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/train"
 )
@@ -45,6 +46,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	var ck ckptFlags
 	var dataArg, dir, split string
 	ck.register(fs, true)
+	ck.registerPrecision(fs)
 	fs.StringVar(&dataArg, "data", "fashion-mnist", "`fashion-mnist` or a folder of class sub-folders")
 	fs.StringVar(&dir, "fashion-mnist-dir", data.FashionMNISTDir, "where the Fashion-MNIST IDX files are")
 	fs.StringVar(&split, "split", "test", "Fashion-MNIST split: test or train")
@@ -63,7 +65,11 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	if err := ck.checkBuiltin(); err != nil {
 		return err
 	}
-	if ck.weights != "" && quant.IsInt8(ck.weights) {
+	int8File := ck.weights != "" && quant.IsInt8(ck.weights)
+	if err := ck.checkPrecision(int8File); err != nil {
+		return err
+	}
+	if int8File {
 		return evalInt8Cmd(ck, dataArg, dir, split, *batch, *asJSON, stdout)
 	}
 	var m *mobileone.Model
@@ -121,7 +127,8 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		resize = 0 // the images are 28×28 already
 	}
 	tr := data.EvalTransform(resize, p.Crop, ch, mean, std)
-	res, err := train.Evaluate(m.Model, ds, tr, *batch, 0)
+	m = ck.applyPrecision(m)
+	res, err := train.EvaluatePlan(m.Model, ds, tr, *batch, 0, model.PlanOptions{Precision: m.Precision})
 	if err != nil {
 		return err
 	}

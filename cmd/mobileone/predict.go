@@ -10,6 +10,7 @@ import (
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/tensor"
 )
@@ -52,6 +53,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	var ck ckptFlags
 	var npyIn, npyOut string
 	ck.register(fs, true)
+	ck.registerPrecision(fs)
 	top := fs.Int("top", 5, "number of classes to print per image")
 	asJSON := fs.Bool("json", false, "print one JSON object per image")
 	fs.StringVar(&npyIn, "npy", "", "run this float32 (N, C, H, W) `.npy` tensor instead of images")
@@ -89,7 +91,14 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no images given")
 	}
 
-	if zs == nil && ck.weights != "" && quant.IsInt8(ck.weights) {
+	int8File := zs == nil && ck.weights != "" && quant.IsInt8(ck.weights)
+	if err := ck.checkPrecision(int8File); err != nil {
+		return err
+	}
+	if zs != nil && ck.precision == model.BFloat16 {
+		return fmt.Errorf("--precision bf16 runs MobileOne models; for %s use bench -m %s --precision bf16", zs.Name, zs.Name)
+	}
+	if int8File {
 		return predictInt8(ck, files, npyIn, npyOut, *top, int(*maxMP*1e6), *asJSON, stdout, stderr)
 	}
 	if zs != nil {
@@ -104,6 +113,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	} else if m, err = ck.load(mobileone.LoadOptions{}, npyIn == "", stderr); err != nil {
 		return err
 	}
+	m = ck.applyPrecision(m)
 	if npyIn != "" {
 		return predictNpy(m, npyIn, npyOut)
 	}

@@ -48,6 +48,13 @@ func TestQuantizeCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench int8: %s", stderr)
 	}
+	for _, args := range [][]string{{"predict", imgs[0]}, {"eval"}, {"bench"}} {
+		cmd := args[0]
+		code, _, stderr = cli(append([]string{cmd, "-w", out, "--precision", "bf16"}, args[1:]...)...)
+		if code == 0 || !strings.Contains(stderr, "is an int8 model") {
+			t.Errorf("%s --precision bf16 on an int8 file: exit %d, %q", cmd, code, stderr)
+		}
+	}
 	onnxOut := filepath.Join(dir, "m.onnx")
 	code, stdout, stderr = cli("export", "-w", out, "-o", onnxOut)
 	if code != 0 || !strings.Contains(stdout, "QDQ") {

@@ -256,10 +256,18 @@ func zooPredict(s *arch.Spec, weights string, files []string, npyIn, npyOut stri
 }
 
 // zooBench times a zoo model on the graph engine (ModelBench method).
-func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, trim int, seed uint64, asJSON, profile bool, stdout io.Writer) error {
+func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, trim int, seed uint64, asJSON, profile bool, precision string, stdout io.Writer) error {
 	g, err := zooGraph(s, weights, h, w, seed)
 	if err != nil {
 		return err
+	}
+	if precision == "" {
+		precision = model.Float32
+	}
+	if precision == model.BFloat16 {
+		if g, err = g.BF16(); err != nil {
+			return err
+		}
 	}
 	kernel.SetThreads(threads)
 	defer kernel.SetThreads(0)
@@ -289,7 +297,7 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 		Variant: s.Name, Checkpoint: weights, Batch: batch, Height: h, Width: w, Threads: threads,
 		Rounds: rounds, Runs: runs, Trim: trim,
 		MinMS: ms(all[0]), MedianMS: ms(all[len(all)/2]), MeanMS: ms(sum) / float64(len(kept)),
-		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: layoutName(p.Blocked), CPU: study.ThisMachine().CPU,
+		P90MS: ms(all[len(all)*9/10]), Kernels: kernel.Kernels(), Layout: layoutName(p.Blocked), Precision: precision, CPU: study.ThisMachine().CPU,
 		Features: cpu.Detected.String(), GoVersion: runtime.Version(),
 	}
 	res.ImagesPerS = float64(batch) / (res.MedianMS / 1e3)
@@ -309,7 +317,7 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	defer printProfile(stdout, prof)
-	fmt.Fprintf(stdout, "%s (graph engine), batch %d, %dx%d, %d threads\n", s.Name, batch, h, w, threads)
+	fmt.Fprintf(stdout, "%s (graph engine, %s), batch %d, %dx%d, %d threads\n", s.Name, precision, batch, h, w, threads)
 	fmt.Fprintf(stdout, "kernels: %s; CPU: %s (%s)\n", res.Kernels, res.CPU, res.Features)
 	if len(p.Unplanned) > 0 {
 		fmt.Fprintf(stdout, "on reference code (slow): %s\n", strings.Join(p.Unplanned, ", "))

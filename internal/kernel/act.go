@@ -38,11 +38,23 @@ const (
 	numActs
 )
 
+// ActBF16, or'ed into an activation, rounds its results to the nearest
+// bfloat16 (ties to even, as bf16 does; a NaN stays a NaN) after applying
+// it: the values are then stored as a bfloat16 engine stores them, while
+// the kernels keep reading float32. ActBF16 alone only rounds.
+const ActBF16 Activation = 0x80
+
+// Base is a without ActBF16.
+func (a Activation) Base() Activation { return a &^ ActBF16 }
+
 var actNames = [numActs]string{"none", "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu"}
 
 func (a Activation) String() string {
-	if a < numActs {
-		return actNames[a]
+	if b := a.Base(); b < numActs {
+		if a&ActBF16 != 0 {
+			return actNames[b] + "+bf16"
+		}
+		return actNames[b]
 	}
 	return "activation(" + strconv.Itoa(int(a)) + ")"
 }
@@ -50,7 +62,8 @@ func (a Activation) String() string {
 // ZeroAtZero reports whether a(0) = 0, so that the zero padding channels
 // of the blocked layout stay zero.
 func (a Activation) ZeroAtZero() bool {
-	return a != ActSigmoid && a != ActHardSigmoid
+	b := a.Base()
+	return b != ActSigmoid && b != ActHardSigmoid
 }
 
 // actFunc applies one activation in place to rows rows of cols values of
@@ -62,6 +75,10 @@ type actFunc func(x []float32, rows, cols, ld int)
 type actImpl struct {
 	level cpu.Level
 	fn    [numActs]actFunc // by Activation; fn[ActNone] does nothing
+	// bf16 rounds to bfloat16 (ActBF16); fnBF16[a] applies a then rounds
+	// (made by composeBF16).
+	bf16   actFunc
+	fnBF16 [numActs]actFunc
 	// add sets y[i] = x[i] + z[i] for i < len(x) (z and y at least as
 	// long; y may be x or z).
 	add func(x, z, y []float32)
@@ -79,14 +96,46 @@ var actPureGo = &actImpl{
 	},
 	add:   actAddGo,
 	mul16: actMul16Go,
+	bf16:  actBF16Go,
 }
 
 // actKernels are this family's kernels by level (see levelSet).
 var actKernels = newLevelSet(actPureGo, actAsm[:])
 
+func init() {
+	actPureGo.composeBF16()
+	for _, im := range actAsm {
+		if im != nil {
+			im.composeBF16()
+		}
+	}
+}
+
+// composeBF16 makes fnBF16: each activation followed by the rounding, on
+// the same rows while they are in cache.
+func (im *actImpl) composeBF16() {
+	round := im.bf16
+	im.fnBF16[ActNone] = round
+	for a := ActNone + 1; a < numActs; a++ {
+		f := im.fn[a]
+		im.fnBF16[a] = func(x []float32, rows, cols, ld int) {
+			f(x, rows, cols, ld)
+			round(x, rows, cols, ld)
+		}
+	}
+}
+
+// get returns the kernel of a (checked by checkAct).
+func (im *actImpl) get(a Activation) actFunc {
+	if a&ActBF16 != 0 {
+		return im.fnBF16[a.Base()]
+	}
+	return im.fn[a]
+}
+
 // checkAct panics on an activation out of range.
 func checkAct(a Activation) {
-	if a >= numActs {
+	if a.Base() >= numActs {
 		panic("kernel: unknown activation " + a.String())
 	}
 }
@@ -100,7 +149,7 @@ func (im *actImpl) region(a Activation, x []float32, rows, cols, ld int) {
 	if ld < cols || len(x) < (rows-1)*ld+cols {
 		panic("kernel: activation region outside the slice")
 	}
-	im.fn[a](x, rows, cols, ld)
+	im.get(a)(x, rows, cols, ld)
 }
 
 // ewMinTask is the least number of values an element-wise parallel task
@@ -161,14 +210,14 @@ func (j *ewJob) task(t int) {
 	switch j.kind {
 	case ewActivate:
 		x := j.x[t*j.per : min(len(j.x), (t+1)*j.per)]
-		j.im.fn[j.a](x, 1, len(x), len(x))
+		j.im.get(j.a)(x, 1, len(x), len(x))
 	case ewAdd:
 		lo, hi := t*j.per, min(len(j.y), (t+1)*j.per)
 		for i := lo; i < hi; i += ewChunk {
 			e := min(hi, i+ewChunk)
 			y := j.y[i:e]
 			j.im.add(j.x[i:e], j.z[i:e], y)
-			j.im.fn[j.a](y, 1, len(y), len(y))
+			j.im.get(j.a)(y, 1, len(y), len(y))
 		}
 	case ewScale:
 		hw := j.hw
@@ -214,7 +263,7 @@ func ActivateLimit(a Activation, x []float32, limit int) {
 	im := actKernels.active
 	nTasks, per, workers := ewPlan(len(x), limit)
 	if workers <= 1 {
-		im.fn[a](x, 1, len(x), len(x))
+		im.get(a)(x, 1, len(x), len(x))
 		return
 	}
 	j := ewJobs.Get().(*ewJob)
@@ -287,6 +336,16 @@ func actRowsGo(x []float32, rows, cols, ld int, f func(row []float32)) {
 }
 
 func actNoneGo([]float32, int, int, int) {}
+
+// actBF16Go rounds to bfloat16 and back (bf16, bf16Float): the twin of
+// the assembly rounding, bit for bit.
+func actBF16Go(x []float32, rows, cols, ld int) {
+	actRowsGo(x, rows, cols, ld, func(row []float32) {
+		for i, v := range row {
+			row[i] = bf16Float(bf16(v))
+		}
+	})
+}
 
 func actReLUGo(x []float32, rows, cols, ld int) { actRowsGo(x, rows, cols, ld, vecReLUGo) }
 
@@ -454,8 +513,8 @@ func reluAct(relu bool) Activation {
 // splitAct splits the activation a convolution fuses into the ReLU its
 // kernels apply in their stores and the activation applied after them.
 func splitAct(a Activation) (relu bool, post Activation) {
-	if a == ActReLU {
-		return true, ActNone
+	if a.Base() == ActReLU {
+		return true, a & ActBF16
 	}
 	return false, a
 }

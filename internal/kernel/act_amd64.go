@@ -19,6 +19,7 @@ var actAsm = [...]*actImpl{
 		},
 		add:   actAddAVX2,
 		mul16: actMul16AVX2,
+		bf16:  actBF16AVX2,
 	},
 	cpu.AVX512: {
 		level: cpu.AVX512,
@@ -29,5 +30,6 @@ var actAsm = [...]*actImpl{
 		},
 		add:   actAddAVX512,
 		mul16: actMul16AVX512,
+		bf16:  actBF16AVX2, // bound by memory: the YMM kernel serves
 	},
 }

@@ -57,247 +57,279 @@ DATA actconst8<>+48(SB)/4, $0x3f800000
 DATA actconst8<>+52(SB)/4, $0x3f800000
 DATA actconst8<>+56(SB)/4, $0x3f800000
 DATA actconst8<>+60(SB)/4, $0x3f800000
-DATA actconst8<>+64(SB)/4, $0x3f000000
-DATA actconst8<>+68(SB)/4, $0x3f000000
-DATA actconst8<>+72(SB)/4, $0x3f000000
-DATA actconst8<>+76(SB)/4, $0x3f000000
-DATA actconst8<>+80(SB)/4, $0x3f000000
-DATA actconst8<>+84(SB)/4, $0x3f000000
-DATA actconst8<>+88(SB)/4, $0x3f000000
-DATA actconst8<>+92(SB)/4, $0x3f000000
-DATA actconst8<>+96(SB)/4, $0x40400000
-DATA actconst8<>+100(SB)/4, $0x40400000
-DATA actconst8<>+104(SB)/4, $0x40400000
-DATA actconst8<>+108(SB)/4, $0x40400000
-DATA actconst8<>+112(SB)/4, $0x40400000
-DATA actconst8<>+116(SB)/4, $0x40400000
-DATA actconst8<>+120(SB)/4, $0x40400000
-DATA actconst8<>+124(SB)/4, $0x40400000
-DATA actconst8<>+128(SB)/4, $0x40c00000
-DATA actconst8<>+132(SB)/4, $0x40c00000
-DATA actconst8<>+136(SB)/4, $0x40c00000
-DATA actconst8<>+140(SB)/4, $0x40c00000
-DATA actconst8<>+144(SB)/4, $0x40c00000
-DATA actconst8<>+148(SB)/4, $0x40c00000
-DATA actconst8<>+152(SB)/4, $0x40c00000
-DATA actconst8<>+156(SB)/4, $0x40c00000
-DATA actconst8<>+160(SB)/4, $0x3e2aaaab
-DATA actconst8<>+164(SB)/4, $0x3e2aaaab
-DATA actconst8<>+168(SB)/4, $0x3e2aaaab
-DATA actconst8<>+172(SB)/4, $0x3e2aaaab
-DATA actconst8<>+176(SB)/4, $0x3e2aaaab
-DATA actconst8<>+180(SB)/4, $0x3e2aaaab
-DATA actconst8<>+184(SB)/4, $0x3e2aaaab
-DATA actconst8<>+188(SB)/4, $0x3e2aaaab
-DATA actconst8<>+192(SB)/4, $0xc0400000
-DATA actconst8<>+196(SB)/4, $0xc0400000
-DATA actconst8<>+200(SB)/4, $0xc0400000
-DATA actconst8<>+204(SB)/4, $0xc0400000
-DATA actconst8<>+208(SB)/4, $0xc0400000
-DATA actconst8<>+212(SB)/4, $0xc0400000
-DATA actconst8<>+216(SB)/4, $0xc0400000
-DATA actconst8<>+220(SB)/4, $0xc0400000
-DATA actconst8<>+224(SB)/4, $0xc2d00000
-DATA actconst8<>+228(SB)/4, $0xc2d00000
-DATA actconst8<>+232(SB)/4, $0xc2d00000
-DATA actconst8<>+236(SB)/4, $0xc2d00000
-DATA actconst8<>+240(SB)/4, $0xc2d00000
-DATA actconst8<>+244(SB)/4, $0xc2d00000
-DATA actconst8<>+248(SB)/4, $0xc2d00000
-DATA actconst8<>+252(SB)/4, $0xc2d00000
-DATA actconst8<>+256(SB)/4, $0x80000000
-DATA actconst8<>+260(SB)/4, $0x80000000
-DATA actconst8<>+264(SB)/4, $0x80000000
-DATA actconst8<>+268(SB)/4, $0x80000000
-DATA actconst8<>+272(SB)/4, $0x80000000
-DATA actconst8<>+276(SB)/4, $0x80000000
-DATA actconst8<>+280(SB)/4, $0x80000000
-DATA actconst8<>+284(SB)/4, $0x80000000
-DATA actconst8<>+288(SB)/4, $0x7fffffff
-DATA actconst8<>+292(SB)/4, $0x7fffffff
-DATA actconst8<>+296(SB)/4, $0x7fffffff
-DATA actconst8<>+300(SB)/4, $0x7fffffff
-DATA actconst8<>+304(SB)/4, $0x7fffffff
-DATA actconst8<>+308(SB)/4, $0x7fffffff
-DATA actconst8<>+312(SB)/4, $0x7fffffff
-DATA actconst8<>+316(SB)/4, $0x7fffffff
-DATA actconst8<>+320(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+324(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+328(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+332(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+336(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+340(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+344(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+348(SB)/4, $0x3fb8aa3b
-DATA actconst8<>+352(SB)/4, $0x4b400000
-DATA actconst8<>+356(SB)/4, $0x4b400000
-DATA actconst8<>+360(SB)/4, $0x4b400000
-DATA actconst8<>+364(SB)/4, $0x4b400000
-DATA actconst8<>+368(SB)/4, $0x4b400000
-DATA actconst8<>+372(SB)/4, $0x4b400000
-DATA actconst8<>+376(SB)/4, $0x4b400000
-DATA actconst8<>+380(SB)/4, $0x4b400000
-DATA actconst8<>+384(SB)/4, $0x3f318000
-DATA actconst8<>+388(SB)/4, $0x3f318000
-DATA actconst8<>+392(SB)/4, $0x3f318000
-DATA actconst8<>+396(SB)/4, $0x3f318000
-DATA actconst8<>+400(SB)/4, $0x3f318000
-DATA actconst8<>+404(SB)/4, $0x3f318000
-DATA actconst8<>+408(SB)/4, $0x3f318000
-DATA actconst8<>+412(SB)/4, $0x3f318000
-DATA actconst8<>+416(SB)/4, $0xb95e8083
-DATA actconst8<>+420(SB)/4, $0xb95e8083
-DATA actconst8<>+424(SB)/4, $0xb95e8083
-DATA actconst8<>+428(SB)/4, $0xb95e8083
-DATA actconst8<>+432(SB)/4, $0xb95e8083
-DATA actconst8<>+436(SB)/4, $0xb95e8083
-DATA actconst8<>+440(SB)/4, $0xb95e8083
-DATA actconst8<>+444(SB)/4, $0xb95e8083
-DATA actconst8<>+448(SB)/4, $0x4b3fff81
-DATA actconst8<>+452(SB)/4, $0x4b3fff81
-DATA actconst8<>+456(SB)/4, $0x4b3fff81
-DATA actconst8<>+460(SB)/4, $0x4b3fff81
-DATA actconst8<>+464(SB)/4, $0x4b3fff81
-DATA actconst8<>+468(SB)/4, $0x4b3fff81
-DATA actconst8<>+472(SB)/4, $0x4b3fff81
-DATA actconst8<>+476(SB)/4, $0x4b3fff81
-DATA actconst8<>+480(SB)/4, $0x39506967
-DATA actconst8<>+484(SB)/4, $0x39506967
-DATA actconst8<>+488(SB)/4, $0x39506967
-DATA actconst8<>+492(SB)/4, $0x39506967
-DATA actconst8<>+496(SB)/4, $0x39506967
-DATA actconst8<>+500(SB)/4, $0x39506967
-DATA actconst8<>+504(SB)/4, $0x39506967
-DATA actconst8<>+508(SB)/4, $0x39506967
-DATA actconst8<>+512(SB)/4, $0x3ab743ce
-DATA actconst8<>+516(SB)/4, $0x3ab743ce
-DATA actconst8<>+520(SB)/4, $0x3ab743ce
-DATA actconst8<>+524(SB)/4, $0x3ab743ce
-DATA actconst8<>+528(SB)/4, $0x3ab743ce
-DATA actconst8<>+532(SB)/4, $0x3ab743ce
-DATA actconst8<>+536(SB)/4, $0x3ab743ce
-DATA actconst8<>+540(SB)/4, $0x3ab743ce
-DATA actconst8<>+544(SB)/4, $0x3c088908
-DATA actconst8<>+548(SB)/4, $0x3c088908
-DATA actconst8<>+552(SB)/4, $0x3c088908
-DATA actconst8<>+556(SB)/4, $0x3c088908
-DATA actconst8<>+560(SB)/4, $0x3c088908
-DATA actconst8<>+564(SB)/4, $0x3c088908
-DATA actconst8<>+568(SB)/4, $0x3c088908
-DATA actconst8<>+572(SB)/4, $0x3c088908
-DATA actconst8<>+576(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+580(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+584(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+588(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+592(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+596(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+600(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+604(SB)/4, $0x3d2aa9c1
-DATA actconst8<>+608(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+612(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+616(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+620(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+624(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+628(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+632(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+636(SB)/4, $0x3e2aaaaa
-DATA actconst8<>+640(SB)/4, $0x3f000000
-DATA actconst8<>+644(SB)/4, $0x3f000000
-DATA actconst8<>+648(SB)/4, $0x3f000000
-DATA actconst8<>+652(SB)/4, $0x3f000000
-DATA actconst8<>+656(SB)/4, $0x3f000000
-DATA actconst8<>+660(SB)/4, $0x3f000000
-DATA actconst8<>+664(SB)/4, $0x3f000000
-DATA actconst8<>+668(SB)/4, $0x3f000000
-DATA actconst8<>+672(SB)/4, $0x3f3504f3
-DATA actconst8<>+676(SB)/4, $0x3f3504f3
-DATA actconst8<>+680(SB)/4, $0x3f3504f3
-DATA actconst8<>+684(SB)/4, $0x3f3504f3
-DATA actconst8<>+688(SB)/4, $0x3f3504f3
-DATA actconst8<>+692(SB)/4, $0x3f3504f3
-DATA actconst8<>+696(SB)/4, $0x3f3504f3
-DATA actconst8<>+700(SB)/4, $0x3f3504f3
-DATA actconst8<>+704(SB)/4, $0x3e2ef945
-DATA actconst8<>+708(SB)/4, $0x3e2ef945
-DATA actconst8<>+712(SB)/4, $0x3e2ef945
-DATA actconst8<>+716(SB)/4, $0x3e2ef945
-DATA actconst8<>+720(SB)/4, $0x3e2ef945
-DATA actconst8<>+724(SB)/4, $0x3e2ef945
-DATA actconst8<>+728(SB)/4, $0x3e2ef945
-DATA actconst8<>+732(SB)/4, $0x3e2ef945
-DATA actconst8<>+736(SB)/4, $0xbf527892
-DATA actconst8<>+740(SB)/4, $0xbf527892
-DATA actconst8<>+744(SB)/4, $0xbf527892
-DATA actconst8<>+748(SB)/4, $0xbf527892
-DATA actconst8<>+752(SB)/4, $0xbf527892
-DATA actconst8<>+756(SB)/4, $0xbf527892
-DATA actconst8<>+760(SB)/4, $0xbf527892
-DATA actconst8<>+764(SB)/4, $0xbf527892
-DATA actconst8<>+768(SB)/4, $0x3fbe87b0
-DATA actconst8<>+772(SB)/4, $0x3fbe87b0
-DATA actconst8<>+776(SB)/4, $0x3fbe87b0
-DATA actconst8<>+780(SB)/4, $0x3fbe87b0
-DATA actconst8<>+784(SB)/4, $0x3fbe87b0
-DATA actconst8<>+788(SB)/4, $0x3fbe87b0
-DATA actconst8<>+792(SB)/4, $0x3fbe87b0
-DATA actconst8<>+796(SB)/4, $0x3fbe87b0
-DATA actconst8<>+800(SB)/4, $0xbf914e5d
-DATA actconst8<>+804(SB)/4, $0xbf914e5d
-DATA actconst8<>+808(SB)/4, $0xbf914e5d
-DATA actconst8<>+812(SB)/4, $0xbf914e5d
-DATA actconst8<>+816(SB)/4, $0xbf914e5d
-DATA actconst8<>+820(SB)/4, $0xbf914e5d
-DATA actconst8<>+824(SB)/4, $0xbf914e5d
-DATA actconst8<>+828(SB)/4, $0xbf914e5d
-DATA actconst8<>+832(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+836(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+840(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+844(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+848(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+852(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+856(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+860(SB)/4, $0x3e8ec7cc
-DATA actconst8<>+864(SB)/4, $0xbe3ec24c
-DATA actconst8<>+868(SB)/4, $0xbe3ec24c
-DATA actconst8<>+872(SB)/4, $0xbe3ec24c
-DATA actconst8<>+876(SB)/4, $0xbe3ec24c
-DATA actconst8<>+880(SB)/4, $0xbe3ec24c
-DATA actconst8<>+884(SB)/4, $0xbe3ec24c
-DATA actconst8<>+888(SB)/4, $0xbe3ec24c
-DATA actconst8<>+892(SB)/4, $0xbe3ec24c
-DATA actconst8<>+896(SB)/4, $0x3dc636c9
-DATA actconst8<>+900(SB)/4, $0x3dc636c9
-DATA actconst8<>+904(SB)/4, $0x3dc636c9
-DATA actconst8<>+908(SB)/4, $0x3dc636c9
-DATA actconst8<>+912(SB)/4, $0x3dc636c9
-DATA actconst8<>+916(SB)/4, $0x3dc636c9
-DATA actconst8<>+920(SB)/4, $0x3dc636c9
-DATA actconst8<>+924(SB)/4, $0x3dc636c9
-DATA actconst8<>+928(SB)/4, $0x3ebf88fb
-DATA actconst8<>+932(SB)/4, $0x3ebf88fb
-DATA actconst8<>+936(SB)/4, $0x3ebf88fb
-DATA actconst8<>+940(SB)/4, $0x3ebf88fb
-DATA actconst8<>+944(SB)/4, $0x3ebf88fb
-DATA actconst8<>+948(SB)/4, $0x3ebf88fb
-DATA actconst8<>+952(SB)/4, $0x3ebf88fb
-DATA actconst8<>+956(SB)/4, $0x3ebf88fb
-DATA actconst8<>+960(SB)/4, $0x3f8000c7
-DATA actconst8<>+964(SB)/4, $0x3f8000c7
-DATA actconst8<>+968(SB)/4, $0x3f8000c7
-DATA actconst8<>+972(SB)/4, $0x3f8000c7
-DATA actconst8<>+976(SB)/4, $0x3f8000c7
-DATA actconst8<>+980(SB)/4, $0x3f8000c7
-DATA actconst8<>+984(SB)/4, $0x3f8000c7
-DATA actconst8<>+988(SB)/4, $0x3f8000c7
-DATA actconst8<>+992(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+996(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1000(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1004(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1008(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1012(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1016(SB)/4, $0xbfa1fc4e
-DATA actconst8<>+1020(SB)/4, $0xbfa1fc4e
-GLOBL actconst8<>(SB), RODATA|NOPTR, $1024
+DATA actconst8<>+64(SB)/4, $0x00000001
+DATA actconst8<>+68(SB)/4, $0x00000001
+DATA actconst8<>+72(SB)/4, $0x00000001
+DATA actconst8<>+76(SB)/4, $0x00000001
+DATA actconst8<>+80(SB)/4, $0x00000001
+DATA actconst8<>+84(SB)/4, $0x00000001
+DATA actconst8<>+88(SB)/4, $0x00000001
+DATA actconst8<>+92(SB)/4, $0x00000001
+DATA actconst8<>+96(SB)/4, $0x00007fff
+DATA actconst8<>+100(SB)/4, $0x00007fff
+DATA actconst8<>+104(SB)/4, $0x00007fff
+DATA actconst8<>+108(SB)/4, $0x00007fff
+DATA actconst8<>+112(SB)/4, $0x00007fff
+DATA actconst8<>+116(SB)/4, $0x00007fff
+DATA actconst8<>+120(SB)/4, $0x00007fff
+DATA actconst8<>+124(SB)/4, $0x00007fff
+DATA actconst8<>+128(SB)/4, $0xffff0000
+DATA actconst8<>+132(SB)/4, $0xffff0000
+DATA actconst8<>+136(SB)/4, $0xffff0000
+DATA actconst8<>+140(SB)/4, $0xffff0000
+DATA actconst8<>+144(SB)/4, $0xffff0000
+DATA actconst8<>+148(SB)/4, $0xffff0000
+DATA actconst8<>+152(SB)/4, $0xffff0000
+DATA actconst8<>+156(SB)/4, $0xffff0000
+DATA actconst8<>+160(SB)/4, $0x00400000
+DATA actconst8<>+164(SB)/4, $0x00400000
+DATA actconst8<>+168(SB)/4, $0x00400000
+DATA actconst8<>+172(SB)/4, $0x00400000
+DATA actconst8<>+176(SB)/4, $0x00400000
+DATA actconst8<>+180(SB)/4, $0x00400000
+DATA actconst8<>+184(SB)/4, $0x00400000
+DATA actconst8<>+188(SB)/4, $0x00400000
+DATA actconst8<>+192(SB)/4, $0x3f000000
+DATA actconst8<>+196(SB)/4, $0x3f000000
+DATA actconst8<>+200(SB)/4, $0x3f000000
+DATA actconst8<>+204(SB)/4, $0x3f000000
+DATA actconst8<>+208(SB)/4, $0x3f000000
+DATA actconst8<>+212(SB)/4, $0x3f000000
+DATA actconst8<>+216(SB)/4, $0x3f000000
+DATA actconst8<>+220(SB)/4, $0x3f000000
+DATA actconst8<>+224(SB)/4, $0x40400000
+DATA actconst8<>+228(SB)/4, $0x40400000
+DATA actconst8<>+232(SB)/4, $0x40400000
+DATA actconst8<>+236(SB)/4, $0x40400000
+DATA actconst8<>+240(SB)/4, $0x40400000
+DATA actconst8<>+244(SB)/4, $0x40400000
+DATA actconst8<>+248(SB)/4, $0x40400000
+DATA actconst8<>+252(SB)/4, $0x40400000
+DATA actconst8<>+256(SB)/4, $0x40c00000
+DATA actconst8<>+260(SB)/4, $0x40c00000
+DATA actconst8<>+264(SB)/4, $0x40c00000
+DATA actconst8<>+268(SB)/4, $0x40c00000
+DATA actconst8<>+272(SB)/4, $0x40c00000
+DATA actconst8<>+276(SB)/4, $0x40c00000
+DATA actconst8<>+280(SB)/4, $0x40c00000
+DATA actconst8<>+284(SB)/4, $0x40c00000
+DATA actconst8<>+288(SB)/4, $0x3e2aaaab
+DATA actconst8<>+292(SB)/4, $0x3e2aaaab
+DATA actconst8<>+296(SB)/4, $0x3e2aaaab
+DATA actconst8<>+300(SB)/4, $0x3e2aaaab
+DATA actconst8<>+304(SB)/4, $0x3e2aaaab
+DATA actconst8<>+308(SB)/4, $0x3e2aaaab
+DATA actconst8<>+312(SB)/4, $0x3e2aaaab
+DATA actconst8<>+316(SB)/4, $0x3e2aaaab
+DATA actconst8<>+320(SB)/4, $0xc0400000
+DATA actconst8<>+324(SB)/4, $0xc0400000
+DATA actconst8<>+328(SB)/4, $0xc0400000
+DATA actconst8<>+332(SB)/4, $0xc0400000
+DATA actconst8<>+336(SB)/4, $0xc0400000
+DATA actconst8<>+340(SB)/4, $0xc0400000
+DATA actconst8<>+344(SB)/4, $0xc0400000
+DATA actconst8<>+348(SB)/4, $0xc0400000
+DATA actconst8<>+352(SB)/4, $0xc2d00000
+DATA actconst8<>+356(SB)/4, $0xc2d00000
+DATA actconst8<>+360(SB)/4, $0xc2d00000
+DATA actconst8<>+364(SB)/4, $0xc2d00000
+DATA actconst8<>+368(SB)/4, $0xc2d00000
+DATA actconst8<>+372(SB)/4, $0xc2d00000
+DATA actconst8<>+376(SB)/4, $0xc2d00000
+DATA actconst8<>+380(SB)/4, $0xc2d00000
+DATA actconst8<>+384(SB)/4, $0x80000000
+DATA actconst8<>+388(SB)/4, $0x80000000
+DATA actconst8<>+392(SB)/4, $0x80000000
+DATA actconst8<>+396(SB)/4, $0x80000000
+DATA actconst8<>+400(SB)/4, $0x80000000
+DATA actconst8<>+404(SB)/4, $0x80000000
+DATA actconst8<>+408(SB)/4, $0x80000000
+DATA actconst8<>+412(SB)/4, $0x80000000
+DATA actconst8<>+416(SB)/4, $0x7fffffff
+DATA actconst8<>+420(SB)/4, $0x7fffffff
+DATA actconst8<>+424(SB)/4, $0x7fffffff
+DATA actconst8<>+428(SB)/4, $0x7fffffff
+DATA actconst8<>+432(SB)/4, $0x7fffffff
+DATA actconst8<>+436(SB)/4, $0x7fffffff
+DATA actconst8<>+440(SB)/4, $0x7fffffff
+DATA actconst8<>+444(SB)/4, $0x7fffffff
+DATA actconst8<>+448(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+452(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+456(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+460(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+464(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+468(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+472(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+476(SB)/4, $0x3fb8aa3b
+DATA actconst8<>+480(SB)/4, $0x4b400000
+DATA actconst8<>+484(SB)/4, $0x4b400000
+DATA actconst8<>+488(SB)/4, $0x4b400000
+DATA actconst8<>+492(SB)/4, $0x4b400000
+DATA actconst8<>+496(SB)/4, $0x4b400000
+DATA actconst8<>+500(SB)/4, $0x4b400000
+DATA actconst8<>+504(SB)/4, $0x4b400000
+DATA actconst8<>+508(SB)/4, $0x4b400000
+DATA actconst8<>+512(SB)/4, $0x3f318000
+DATA actconst8<>+516(SB)/4, $0x3f318000
+DATA actconst8<>+520(SB)/4, $0x3f318000
+DATA actconst8<>+524(SB)/4, $0x3f318000
+DATA actconst8<>+528(SB)/4, $0x3f318000
+DATA actconst8<>+532(SB)/4, $0x3f318000
+DATA actconst8<>+536(SB)/4, $0x3f318000
+DATA actconst8<>+540(SB)/4, $0x3f318000
+DATA actconst8<>+544(SB)/4, $0xb95e8083
+DATA actconst8<>+548(SB)/4, $0xb95e8083
+DATA actconst8<>+552(SB)/4, $0xb95e8083
+DATA actconst8<>+556(SB)/4, $0xb95e8083
+DATA actconst8<>+560(SB)/4, $0xb95e8083
+DATA actconst8<>+564(SB)/4, $0xb95e8083
+DATA actconst8<>+568(SB)/4, $0xb95e8083
+DATA actconst8<>+572(SB)/4, $0xb95e8083
+DATA actconst8<>+576(SB)/4, $0x4b3fff81
+DATA actconst8<>+580(SB)/4, $0x4b3fff81
+DATA actconst8<>+584(SB)/4, $0x4b3fff81
+DATA actconst8<>+588(SB)/4, $0x4b3fff81
+DATA actconst8<>+592(SB)/4, $0x4b3fff81
+DATA actconst8<>+596(SB)/4, $0x4b3fff81
+DATA actconst8<>+600(SB)/4, $0x4b3fff81
+DATA actconst8<>+604(SB)/4, $0x4b3fff81
+DATA actconst8<>+608(SB)/4, $0x39506967
+DATA actconst8<>+612(SB)/4, $0x39506967
+DATA actconst8<>+616(SB)/4, $0x39506967
+DATA actconst8<>+620(SB)/4, $0x39506967
+DATA actconst8<>+624(SB)/4, $0x39506967
+DATA actconst8<>+628(SB)/4, $0x39506967
+DATA actconst8<>+632(SB)/4, $0x39506967
+DATA actconst8<>+636(SB)/4, $0x39506967
+DATA actconst8<>+640(SB)/4, $0x3ab743ce
+DATA actconst8<>+644(SB)/4, $0x3ab743ce
+DATA actconst8<>+648(SB)/4, $0x3ab743ce
+DATA actconst8<>+652(SB)/4, $0x3ab743ce
+DATA actconst8<>+656(SB)/4, $0x3ab743ce
+DATA actconst8<>+660(SB)/4, $0x3ab743ce
+DATA actconst8<>+664(SB)/4, $0x3ab743ce
+DATA actconst8<>+668(SB)/4, $0x3ab743ce
+DATA actconst8<>+672(SB)/4, $0x3c088908
+DATA actconst8<>+676(SB)/4, $0x3c088908
+DATA actconst8<>+680(SB)/4, $0x3c088908
+DATA actconst8<>+684(SB)/4, $0x3c088908
+DATA actconst8<>+688(SB)/4, $0x3c088908
+DATA actconst8<>+692(SB)/4, $0x3c088908
+DATA actconst8<>+696(SB)/4, $0x3c088908
+DATA actconst8<>+700(SB)/4, $0x3c088908
+DATA actconst8<>+704(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+708(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+712(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+716(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+720(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+724(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+728(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+732(SB)/4, $0x3d2aa9c1
+DATA actconst8<>+736(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+740(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+744(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+748(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+752(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+756(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+760(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+764(SB)/4, $0x3e2aaaaa
+DATA actconst8<>+768(SB)/4, $0x3f000000
+DATA actconst8<>+772(SB)/4, $0x3f000000
+DATA actconst8<>+776(SB)/4, $0x3f000000
+DATA actconst8<>+780(SB)/4, $0x3f000000
+DATA actconst8<>+784(SB)/4, $0x3f000000
+DATA actconst8<>+788(SB)/4, $0x3f000000
+DATA actconst8<>+792(SB)/4, $0x3f000000
+DATA actconst8<>+796(SB)/4, $0x3f000000
+DATA actconst8<>+800(SB)/4, $0x3f3504f3
+DATA actconst8<>+804(SB)/4, $0x3f3504f3
+DATA actconst8<>+808(SB)/4, $0x3f3504f3
+DATA actconst8<>+812(SB)/4, $0x3f3504f3
+DATA actconst8<>+816(SB)/4, $0x3f3504f3
+DATA actconst8<>+820(SB)/4, $0x3f3504f3
+DATA actconst8<>+824(SB)/4, $0x3f3504f3
+DATA actconst8<>+828(SB)/4, $0x3f3504f3
+DATA actconst8<>+832(SB)/4, $0x3e2ef945
+DATA actconst8<>+836(SB)/4, $0x3e2ef945
+DATA actconst8<>+840(SB)/4, $0x3e2ef945
+DATA actconst8<>+844(SB)/4, $0x3e2ef945
+DATA actconst8<>+848(SB)/4, $0x3e2ef945
+DATA actconst8<>+852(SB)/4, $0x3e2ef945
+DATA actconst8<>+856(SB)/4, $0x3e2ef945
+DATA actconst8<>+860(SB)/4, $0x3e2ef945
+DATA actconst8<>+864(SB)/4, $0xbf527892
+DATA actconst8<>+868(SB)/4, $0xbf527892
+DATA actconst8<>+872(SB)/4, $0xbf527892
+DATA actconst8<>+876(SB)/4, $0xbf527892
+DATA actconst8<>+880(SB)/4, $0xbf527892
+DATA actconst8<>+884(SB)/4, $0xbf527892
+DATA actconst8<>+888(SB)/4, $0xbf527892
+DATA actconst8<>+892(SB)/4, $0xbf527892
+DATA actconst8<>+896(SB)/4, $0x3fbe87b0
+DATA actconst8<>+900(SB)/4, $0x3fbe87b0
+DATA actconst8<>+904(SB)/4, $0x3fbe87b0
+DATA actconst8<>+908(SB)/4, $0x3fbe87b0
+DATA actconst8<>+912(SB)/4, $0x3fbe87b0
+DATA actconst8<>+916(SB)/4, $0x3fbe87b0
+DATA actconst8<>+920(SB)/4, $0x3fbe87b0
+DATA actconst8<>+924(SB)/4, $0x3fbe87b0
+DATA actconst8<>+928(SB)/4, $0xbf914e5d
+DATA actconst8<>+932(SB)/4, $0xbf914e5d
+DATA actconst8<>+936(SB)/4, $0xbf914e5d
+DATA actconst8<>+940(SB)/4, $0xbf914e5d
+DATA actconst8<>+944(SB)/4, $0xbf914e5d
+DATA actconst8<>+948(SB)/4, $0xbf914e5d
+DATA actconst8<>+952(SB)/4, $0xbf914e5d
+DATA actconst8<>+956(SB)/4, $0xbf914e5d
+DATA actconst8<>+960(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+964(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+968(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+972(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+976(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+980(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+984(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+988(SB)/4, $0x3e8ec7cc
+DATA actconst8<>+992(SB)/4, $0xbe3ec24c
+DATA actconst8<>+996(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1000(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1004(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1008(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1012(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1016(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1020(SB)/4, $0xbe3ec24c
+DATA actconst8<>+1024(SB)/4, $0x3dc636c9
+DATA actconst8<>+1028(SB)/4, $0x3dc636c9
+DATA actconst8<>+1032(SB)/4, $0x3dc636c9
+DATA actconst8<>+1036(SB)/4, $0x3dc636c9
+DATA actconst8<>+1040(SB)/4, $0x3dc636c9
+DATA actconst8<>+1044(SB)/4, $0x3dc636c9
+DATA actconst8<>+1048(SB)/4, $0x3dc636c9
+DATA actconst8<>+1052(SB)/4, $0x3dc636c9
+DATA actconst8<>+1056(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1060(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1064(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1068(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1072(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1076(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1080(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1084(SB)/4, $0x3ebf88fb
+DATA actconst8<>+1088(SB)/4, $0x3f8000c7
+DATA actconst8<>+1092(SB)/4, $0x3f8000c7
+DATA actconst8<>+1096(SB)/4, $0x3f8000c7
+DATA actconst8<>+1100(SB)/4, $0x3f8000c7
+DATA actconst8<>+1104(SB)/4, $0x3f8000c7
+DATA actconst8<>+1108(SB)/4, $0x3f8000c7
+DATA actconst8<>+1112(SB)/4, $0x3f8000c7
+DATA actconst8<>+1116(SB)/4, $0x3f8000c7
+DATA actconst8<>+1120(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1124(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1128(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1132(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1136(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1140(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1144(SB)/4, $0xbfa1fc4e
+DATA actconst8<>+1148(SB)/4, $0xbfa1fc4e
+GLOBL actconst8<>(SB), RODATA|NOPTR, $1152
 
 DATA actconst16<>+0(SB)/4, $0x00000000
 DATA actconst16<>+4(SB)/4, $0x00000000
@@ -331,487 +363,551 @@ DATA actconst16<>+112(SB)/4, $0x3f800000
 DATA actconst16<>+116(SB)/4, $0x3f800000
 DATA actconst16<>+120(SB)/4, $0x3f800000
 DATA actconst16<>+124(SB)/4, $0x3f800000
-DATA actconst16<>+128(SB)/4, $0x3f000000
-DATA actconst16<>+132(SB)/4, $0x3f000000
-DATA actconst16<>+136(SB)/4, $0x3f000000
-DATA actconst16<>+140(SB)/4, $0x3f000000
-DATA actconst16<>+144(SB)/4, $0x3f000000
-DATA actconst16<>+148(SB)/4, $0x3f000000
-DATA actconst16<>+152(SB)/4, $0x3f000000
-DATA actconst16<>+156(SB)/4, $0x3f000000
-DATA actconst16<>+160(SB)/4, $0x3f000000
-DATA actconst16<>+164(SB)/4, $0x3f000000
-DATA actconst16<>+168(SB)/4, $0x3f000000
-DATA actconst16<>+172(SB)/4, $0x3f000000
-DATA actconst16<>+176(SB)/4, $0x3f000000
-DATA actconst16<>+180(SB)/4, $0x3f000000
-DATA actconst16<>+184(SB)/4, $0x3f000000
-DATA actconst16<>+188(SB)/4, $0x3f000000
-DATA actconst16<>+192(SB)/4, $0x40400000
-DATA actconst16<>+196(SB)/4, $0x40400000
-DATA actconst16<>+200(SB)/4, $0x40400000
-DATA actconst16<>+204(SB)/4, $0x40400000
-DATA actconst16<>+208(SB)/4, $0x40400000
-DATA actconst16<>+212(SB)/4, $0x40400000
-DATA actconst16<>+216(SB)/4, $0x40400000
-DATA actconst16<>+220(SB)/4, $0x40400000
-DATA actconst16<>+224(SB)/4, $0x40400000
-DATA actconst16<>+228(SB)/4, $0x40400000
-DATA actconst16<>+232(SB)/4, $0x40400000
-DATA actconst16<>+236(SB)/4, $0x40400000
-DATA actconst16<>+240(SB)/4, $0x40400000
-DATA actconst16<>+244(SB)/4, $0x40400000
-DATA actconst16<>+248(SB)/4, $0x40400000
-DATA actconst16<>+252(SB)/4, $0x40400000
-DATA actconst16<>+256(SB)/4, $0x40c00000
-DATA actconst16<>+260(SB)/4, $0x40c00000
-DATA actconst16<>+264(SB)/4, $0x40c00000
-DATA actconst16<>+268(SB)/4, $0x40c00000
-DATA actconst16<>+272(SB)/4, $0x40c00000
-DATA actconst16<>+276(SB)/4, $0x40c00000
-DATA actconst16<>+280(SB)/4, $0x40c00000
-DATA actconst16<>+284(SB)/4, $0x40c00000
-DATA actconst16<>+288(SB)/4, $0x40c00000
-DATA actconst16<>+292(SB)/4, $0x40c00000
-DATA actconst16<>+296(SB)/4, $0x40c00000
-DATA actconst16<>+300(SB)/4, $0x40c00000
-DATA actconst16<>+304(SB)/4, $0x40c00000
-DATA actconst16<>+308(SB)/4, $0x40c00000
-DATA actconst16<>+312(SB)/4, $0x40c00000
-DATA actconst16<>+316(SB)/4, $0x40c00000
-DATA actconst16<>+320(SB)/4, $0x3e2aaaab
-DATA actconst16<>+324(SB)/4, $0x3e2aaaab
-DATA actconst16<>+328(SB)/4, $0x3e2aaaab
-DATA actconst16<>+332(SB)/4, $0x3e2aaaab
-DATA actconst16<>+336(SB)/4, $0x3e2aaaab
-DATA actconst16<>+340(SB)/4, $0x3e2aaaab
-DATA actconst16<>+344(SB)/4, $0x3e2aaaab
-DATA actconst16<>+348(SB)/4, $0x3e2aaaab
-DATA actconst16<>+352(SB)/4, $0x3e2aaaab
-DATA actconst16<>+356(SB)/4, $0x3e2aaaab
-DATA actconst16<>+360(SB)/4, $0x3e2aaaab
-DATA actconst16<>+364(SB)/4, $0x3e2aaaab
-DATA actconst16<>+368(SB)/4, $0x3e2aaaab
-DATA actconst16<>+372(SB)/4, $0x3e2aaaab
-DATA actconst16<>+376(SB)/4, $0x3e2aaaab
-DATA actconst16<>+380(SB)/4, $0x3e2aaaab
-DATA actconst16<>+384(SB)/4, $0xc0400000
-DATA actconst16<>+388(SB)/4, $0xc0400000
-DATA actconst16<>+392(SB)/4, $0xc0400000
-DATA actconst16<>+396(SB)/4, $0xc0400000
-DATA actconst16<>+400(SB)/4, $0xc0400000
-DATA actconst16<>+404(SB)/4, $0xc0400000
-DATA actconst16<>+408(SB)/4, $0xc0400000
-DATA actconst16<>+412(SB)/4, $0xc0400000
-DATA actconst16<>+416(SB)/4, $0xc0400000
-DATA actconst16<>+420(SB)/4, $0xc0400000
-DATA actconst16<>+424(SB)/4, $0xc0400000
-DATA actconst16<>+428(SB)/4, $0xc0400000
-DATA actconst16<>+432(SB)/4, $0xc0400000
-DATA actconst16<>+436(SB)/4, $0xc0400000
-DATA actconst16<>+440(SB)/4, $0xc0400000
-DATA actconst16<>+444(SB)/4, $0xc0400000
-DATA actconst16<>+448(SB)/4, $0xc2d00000
-DATA actconst16<>+452(SB)/4, $0xc2d00000
-DATA actconst16<>+456(SB)/4, $0xc2d00000
-DATA actconst16<>+460(SB)/4, $0xc2d00000
-DATA actconst16<>+464(SB)/4, $0xc2d00000
-DATA actconst16<>+468(SB)/4, $0xc2d00000
-DATA actconst16<>+472(SB)/4, $0xc2d00000
-DATA actconst16<>+476(SB)/4, $0xc2d00000
-DATA actconst16<>+480(SB)/4, $0xc2d00000
-DATA actconst16<>+484(SB)/4, $0xc2d00000
-DATA actconst16<>+488(SB)/4, $0xc2d00000
-DATA actconst16<>+492(SB)/4, $0xc2d00000
-DATA actconst16<>+496(SB)/4, $0xc2d00000
-DATA actconst16<>+500(SB)/4, $0xc2d00000
-DATA actconst16<>+504(SB)/4, $0xc2d00000
-DATA actconst16<>+508(SB)/4, $0xc2d00000
-DATA actconst16<>+512(SB)/4, $0x80000000
-DATA actconst16<>+516(SB)/4, $0x80000000
-DATA actconst16<>+520(SB)/4, $0x80000000
-DATA actconst16<>+524(SB)/4, $0x80000000
-DATA actconst16<>+528(SB)/4, $0x80000000
-DATA actconst16<>+532(SB)/4, $0x80000000
-DATA actconst16<>+536(SB)/4, $0x80000000
-DATA actconst16<>+540(SB)/4, $0x80000000
-DATA actconst16<>+544(SB)/4, $0x80000000
-DATA actconst16<>+548(SB)/4, $0x80000000
-DATA actconst16<>+552(SB)/4, $0x80000000
-DATA actconst16<>+556(SB)/4, $0x80000000
-DATA actconst16<>+560(SB)/4, $0x80000000
-DATA actconst16<>+564(SB)/4, $0x80000000
-DATA actconst16<>+568(SB)/4, $0x80000000
-DATA actconst16<>+572(SB)/4, $0x80000000
-DATA actconst16<>+576(SB)/4, $0x7fffffff
-DATA actconst16<>+580(SB)/4, $0x7fffffff
-DATA actconst16<>+584(SB)/4, $0x7fffffff
-DATA actconst16<>+588(SB)/4, $0x7fffffff
-DATA actconst16<>+592(SB)/4, $0x7fffffff
-DATA actconst16<>+596(SB)/4, $0x7fffffff
-DATA actconst16<>+600(SB)/4, $0x7fffffff
-DATA actconst16<>+604(SB)/4, $0x7fffffff
-DATA actconst16<>+608(SB)/4, $0x7fffffff
-DATA actconst16<>+612(SB)/4, $0x7fffffff
-DATA actconst16<>+616(SB)/4, $0x7fffffff
-DATA actconst16<>+620(SB)/4, $0x7fffffff
-DATA actconst16<>+624(SB)/4, $0x7fffffff
-DATA actconst16<>+628(SB)/4, $0x7fffffff
-DATA actconst16<>+632(SB)/4, $0x7fffffff
-DATA actconst16<>+636(SB)/4, $0x7fffffff
-DATA actconst16<>+640(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+644(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+648(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+652(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+656(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+660(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+664(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+668(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+672(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+676(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+680(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+684(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+688(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+692(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+696(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+700(SB)/4, $0x3fb8aa3b
-DATA actconst16<>+704(SB)/4, $0x4b400000
-DATA actconst16<>+708(SB)/4, $0x4b400000
-DATA actconst16<>+712(SB)/4, $0x4b400000
-DATA actconst16<>+716(SB)/4, $0x4b400000
-DATA actconst16<>+720(SB)/4, $0x4b400000
-DATA actconst16<>+724(SB)/4, $0x4b400000
-DATA actconst16<>+728(SB)/4, $0x4b400000
-DATA actconst16<>+732(SB)/4, $0x4b400000
-DATA actconst16<>+736(SB)/4, $0x4b400000
-DATA actconst16<>+740(SB)/4, $0x4b400000
-DATA actconst16<>+744(SB)/4, $0x4b400000
-DATA actconst16<>+748(SB)/4, $0x4b400000
-DATA actconst16<>+752(SB)/4, $0x4b400000
-DATA actconst16<>+756(SB)/4, $0x4b400000
-DATA actconst16<>+760(SB)/4, $0x4b400000
-DATA actconst16<>+764(SB)/4, $0x4b400000
-DATA actconst16<>+768(SB)/4, $0x3f318000
-DATA actconst16<>+772(SB)/4, $0x3f318000
-DATA actconst16<>+776(SB)/4, $0x3f318000
-DATA actconst16<>+780(SB)/4, $0x3f318000
-DATA actconst16<>+784(SB)/4, $0x3f318000
-DATA actconst16<>+788(SB)/4, $0x3f318000
-DATA actconst16<>+792(SB)/4, $0x3f318000
-DATA actconst16<>+796(SB)/4, $0x3f318000
-DATA actconst16<>+800(SB)/4, $0x3f318000
-DATA actconst16<>+804(SB)/4, $0x3f318000
-DATA actconst16<>+808(SB)/4, $0x3f318000
-DATA actconst16<>+812(SB)/4, $0x3f318000
-DATA actconst16<>+816(SB)/4, $0x3f318000
-DATA actconst16<>+820(SB)/4, $0x3f318000
-DATA actconst16<>+824(SB)/4, $0x3f318000
-DATA actconst16<>+828(SB)/4, $0x3f318000
-DATA actconst16<>+832(SB)/4, $0xb95e8083
-DATA actconst16<>+836(SB)/4, $0xb95e8083
-DATA actconst16<>+840(SB)/4, $0xb95e8083
-DATA actconst16<>+844(SB)/4, $0xb95e8083
-DATA actconst16<>+848(SB)/4, $0xb95e8083
-DATA actconst16<>+852(SB)/4, $0xb95e8083
-DATA actconst16<>+856(SB)/4, $0xb95e8083
-DATA actconst16<>+860(SB)/4, $0xb95e8083
-DATA actconst16<>+864(SB)/4, $0xb95e8083
-DATA actconst16<>+868(SB)/4, $0xb95e8083
-DATA actconst16<>+872(SB)/4, $0xb95e8083
-DATA actconst16<>+876(SB)/4, $0xb95e8083
-DATA actconst16<>+880(SB)/4, $0xb95e8083
-DATA actconst16<>+884(SB)/4, $0xb95e8083
-DATA actconst16<>+888(SB)/4, $0xb95e8083
-DATA actconst16<>+892(SB)/4, $0xb95e8083
-DATA actconst16<>+896(SB)/4, $0x4b3fff81
-DATA actconst16<>+900(SB)/4, $0x4b3fff81
-DATA actconst16<>+904(SB)/4, $0x4b3fff81
-DATA actconst16<>+908(SB)/4, $0x4b3fff81
-DATA actconst16<>+912(SB)/4, $0x4b3fff81
-DATA actconst16<>+916(SB)/4, $0x4b3fff81
-DATA actconst16<>+920(SB)/4, $0x4b3fff81
-DATA actconst16<>+924(SB)/4, $0x4b3fff81
-DATA actconst16<>+928(SB)/4, $0x4b3fff81
-DATA actconst16<>+932(SB)/4, $0x4b3fff81
-DATA actconst16<>+936(SB)/4, $0x4b3fff81
-DATA actconst16<>+940(SB)/4, $0x4b3fff81
-DATA actconst16<>+944(SB)/4, $0x4b3fff81
-DATA actconst16<>+948(SB)/4, $0x4b3fff81
-DATA actconst16<>+952(SB)/4, $0x4b3fff81
-DATA actconst16<>+956(SB)/4, $0x4b3fff81
-DATA actconst16<>+960(SB)/4, $0x39506967
-DATA actconst16<>+964(SB)/4, $0x39506967
-DATA actconst16<>+968(SB)/4, $0x39506967
-DATA actconst16<>+972(SB)/4, $0x39506967
-DATA actconst16<>+976(SB)/4, $0x39506967
-DATA actconst16<>+980(SB)/4, $0x39506967
-DATA actconst16<>+984(SB)/4, $0x39506967
-DATA actconst16<>+988(SB)/4, $0x39506967
-DATA actconst16<>+992(SB)/4, $0x39506967
-DATA actconst16<>+996(SB)/4, $0x39506967
-DATA actconst16<>+1000(SB)/4, $0x39506967
-DATA actconst16<>+1004(SB)/4, $0x39506967
-DATA actconst16<>+1008(SB)/4, $0x39506967
-DATA actconst16<>+1012(SB)/4, $0x39506967
-DATA actconst16<>+1016(SB)/4, $0x39506967
-DATA actconst16<>+1020(SB)/4, $0x39506967
-DATA actconst16<>+1024(SB)/4, $0x3ab743ce
-DATA actconst16<>+1028(SB)/4, $0x3ab743ce
-DATA actconst16<>+1032(SB)/4, $0x3ab743ce
-DATA actconst16<>+1036(SB)/4, $0x3ab743ce
-DATA actconst16<>+1040(SB)/4, $0x3ab743ce
-DATA actconst16<>+1044(SB)/4, $0x3ab743ce
-DATA actconst16<>+1048(SB)/4, $0x3ab743ce
-DATA actconst16<>+1052(SB)/4, $0x3ab743ce
-DATA actconst16<>+1056(SB)/4, $0x3ab743ce
-DATA actconst16<>+1060(SB)/4, $0x3ab743ce
-DATA actconst16<>+1064(SB)/4, $0x3ab743ce
-DATA actconst16<>+1068(SB)/4, $0x3ab743ce
-DATA actconst16<>+1072(SB)/4, $0x3ab743ce
-DATA actconst16<>+1076(SB)/4, $0x3ab743ce
-DATA actconst16<>+1080(SB)/4, $0x3ab743ce
-DATA actconst16<>+1084(SB)/4, $0x3ab743ce
-DATA actconst16<>+1088(SB)/4, $0x3c088908
-DATA actconst16<>+1092(SB)/4, $0x3c088908
-DATA actconst16<>+1096(SB)/4, $0x3c088908
-DATA actconst16<>+1100(SB)/4, $0x3c088908
-DATA actconst16<>+1104(SB)/4, $0x3c088908
-DATA actconst16<>+1108(SB)/4, $0x3c088908
-DATA actconst16<>+1112(SB)/4, $0x3c088908
-DATA actconst16<>+1116(SB)/4, $0x3c088908
-DATA actconst16<>+1120(SB)/4, $0x3c088908
-DATA actconst16<>+1124(SB)/4, $0x3c088908
-DATA actconst16<>+1128(SB)/4, $0x3c088908
-DATA actconst16<>+1132(SB)/4, $0x3c088908
-DATA actconst16<>+1136(SB)/4, $0x3c088908
-DATA actconst16<>+1140(SB)/4, $0x3c088908
-DATA actconst16<>+1144(SB)/4, $0x3c088908
-DATA actconst16<>+1148(SB)/4, $0x3c088908
-DATA actconst16<>+1152(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1156(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1160(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1164(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1168(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1172(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1176(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1180(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1184(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1188(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1192(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1196(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1200(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1204(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1208(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1212(SB)/4, $0x3d2aa9c1
-DATA actconst16<>+1216(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1220(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1224(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1228(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1232(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1236(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1240(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1244(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1248(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1252(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1256(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1260(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1264(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1268(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1272(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1276(SB)/4, $0x3e2aaaaa
-DATA actconst16<>+1280(SB)/4, $0x3f000000
-DATA actconst16<>+1284(SB)/4, $0x3f000000
-DATA actconst16<>+1288(SB)/4, $0x3f000000
-DATA actconst16<>+1292(SB)/4, $0x3f000000
-DATA actconst16<>+1296(SB)/4, $0x3f000000
-DATA actconst16<>+1300(SB)/4, $0x3f000000
-DATA actconst16<>+1304(SB)/4, $0x3f000000
-DATA actconst16<>+1308(SB)/4, $0x3f000000
-DATA actconst16<>+1312(SB)/4, $0x3f000000
-DATA actconst16<>+1316(SB)/4, $0x3f000000
-DATA actconst16<>+1320(SB)/4, $0x3f000000
-DATA actconst16<>+1324(SB)/4, $0x3f000000
-DATA actconst16<>+1328(SB)/4, $0x3f000000
-DATA actconst16<>+1332(SB)/4, $0x3f000000
-DATA actconst16<>+1336(SB)/4, $0x3f000000
-DATA actconst16<>+1340(SB)/4, $0x3f000000
-DATA actconst16<>+1344(SB)/4, $0x3f3504f3
-DATA actconst16<>+1348(SB)/4, $0x3f3504f3
-DATA actconst16<>+1352(SB)/4, $0x3f3504f3
-DATA actconst16<>+1356(SB)/4, $0x3f3504f3
-DATA actconst16<>+1360(SB)/4, $0x3f3504f3
-DATA actconst16<>+1364(SB)/4, $0x3f3504f3
-DATA actconst16<>+1368(SB)/4, $0x3f3504f3
-DATA actconst16<>+1372(SB)/4, $0x3f3504f3
-DATA actconst16<>+1376(SB)/4, $0x3f3504f3
-DATA actconst16<>+1380(SB)/4, $0x3f3504f3
-DATA actconst16<>+1384(SB)/4, $0x3f3504f3
-DATA actconst16<>+1388(SB)/4, $0x3f3504f3
-DATA actconst16<>+1392(SB)/4, $0x3f3504f3
-DATA actconst16<>+1396(SB)/4, $0x3f3504f3
-DATA actconst16<>+1400(SB)/4, $0x3f3504f3
-DATA actconst16<>+1404(SB)/4, $0x3f3504f3
-DATA actconst16<>+1408(SB)/4, $0x3e2ef945
-DATA actconst16<>+1412(SB)/4, $0x3e2ef945
-DATA actconst16<>+1416(SB)/4, $0x3e2ef945
-DATA actconst16<>+1420(SB)/4, $0x3e2ef945
-DATA actconst16<>+1424(SB)/4, $0x3e2ef945
-DATA actconst16<>+1428(SB)/4, $0x3e2ef945
-DATA actconst16<>+1432(SB)/4, $0x3e2ef945
-DATA actconst16<>+1436(SB)/4, $0x3e2ef945
-DATA actconst16<>+1440(SB)/4, $0x3e2ef945
-DATA actconst16<>+1444(SB)/4, $0x3e2ef945
-DATA actconst16<>+1448(SB)/4, $0x3e2ef945
-DATA actconst16<>+1452(SB)/4, $0x3e2ef945
-DATA actconst16<>+1456(SB)/4, $0x3e2ef945
-DATA actconst16<>+1460(SB)/4, $0x3e2ef945
-DATA actconst16<>+1464(SB)/4, $0x3e2ef945
-DATA actconst16<>+1468(SB)/4, $0x3e2ef945
-DATA actconst16<>+1472(SB)/4, $0xbf527892
-DATA actconst16<>+1476(SB)/4, $0xbf527892
-DATA actconst16<>+1480(SB)/4, $0xbf527892
-DATA actconst16<>+1484(SB)/4, $0xbf527892
-DATA actconst16<>+1488(SB)/4, $0xbf527892
-DATA actconst16<>+1492(SB)/4, $0xbf527892
-DATA actconst16<>+1496(SB)/4, $0xbf527892
-DATA actconst16<>+1500(SB)/4, $0xbf527892
-DATA actconst16<>+1504(SB)/4, $0xbf527892
-DATA actconst16<>+1508(SB)/4, $0xbf527892
-DATA actconst16<>+1512(SB)/4, $0xbf527892
-DATA actconst16<>+1516(SB)/4, $0xbf527892
-DATA actconst16<>+1520(SB)/4, $0xbf527892
-DATA actconst16<>+1524(SB)/4, $0xbf527892
-DATA actconst16<>+1528(SB)/4, $0xbf527892
-DATA actconst16<>+1532(SB)/4, $0xbf527892
-DATA actconst16<>+1536(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1540(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1544(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1548(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1552(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1556(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1560(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1564(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1568(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1572(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1576(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1580(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1584(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1588(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1592(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1596(SB)/4, $0x3fbe87b0
-DATA actconst16<>+1600(SB)/4, $0xbf914e5d
-DATA actconst16<>+1604(SB)/4, $0xbf914e5d
-DATA actconst16<>+1608(SB)/4, $0xbf914e5d
-DATA actconst16<>+1612(SB)/4, $0xbf914e5d
-DATA actconst16<>+1616(SB)/4, $0xbf914e5d
-DATA actconst16<>+1620(SB)/4, $0xbf914e5d
-DATA actconst16<>+1624(SB)/4, $0xbf914e5d
-DATA actconst16<>+1628(SB)/4, $0xbf914e5d
-DATA actconst16<>+1632(SB)/4, $0xbf914e5d
-DATA actconst16<>+1636(SB)/4, $0xbf914e5d
-DATA actconst16<>+1640(SB)/4, $0xbf914e5d
-DATA actconst16<>+1644(SB)/4, $0xbf914e5d
-DATA actconst16<>+1648(SB)/4, $0xbf914e5d
-DATA actconst16<>+1652(SB)/4, $0xbf914e5d
-DATA actconst16<>+1656(SB)/4, $0xbf914e5d
-DATA actconst16<>+1660(SB)/4, $0xbf914e5d
-DATA actconst16<>+1664(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1668(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1672(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1676(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1680(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1684(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1688(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1692(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1696(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1700(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1704(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1708(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1712(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1716(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1720(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1724(SB)/4, $0x3e8ec7cc
-DATA actconst16<>+1728(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1732(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1736(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1740(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1744(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1748(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1752(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1756(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1760(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1764(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1768(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1772(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1776(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1780(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1784(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1788(SB)/4, $0xbe3ec24c
-DATA actconst16<>+1792(SB)/4, $0x3dc636c9
-DATA actconst16<>+1796(SB)/4, $0x3dc636c9
-DATA actconst16<>+1800(SB)/4, $0x3dc636c9
-DATA actconst16<>+1804(SB)/4, $0x3dc636c9
-DATA actconst16<>+1808(SB)/4, $0x3dc636c9
-DATA actconst16<>+1812(SB)/4, $0x3dc636c9
-DATA actconst16<>+1816(SB)/4, $0x3dc636c9
-DATA actconst16<>+1820(SB)/4, $0x3dc636c9
-DATA actconst16<>+1824(SB)/4, $0x3dc636c9
-DATA actconst16<>+1828(SB)/4, $0x3dc636c9
-DATA actconst16<>+1832(SB)/4, $0x3dc636c9
-DATA actconst16<>+1836(SB)/4, $0x3dc636c9
-DATA actconst16<>+1840(SB)/4, $0x3dc636c9
-DATA actconst16<>+1844(SB)/4, $0x3dc636c9
-DATA actconst16<>+1848(SB)/4, $0x3dc636c9
-DATA actconst16<>+1852(SB)/4, $0x3dc636c9
-DATA actconst16<>+1856(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1860(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1864(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1868(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1872(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1876(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1880(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1884(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1888(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1892(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1896(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1900(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1904(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1908(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1912(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1916(SB)/4, $0x3ebf88fb
-DATA actconst16<>+1920(SB)/4, $0x3f8000c7
-DATA actconst16<>+1924(SB)/4, $0x3f8000c7
-DATA actconst16<>+1928(SB)/4, $0x3f8000c7
-DATA actconst16<>+1932(SB)/4, $0x3f8000c7
-DATA actconst16<>+1936(SB)/4, $0x3f8000c7
-DATA actconst16<>+1940(SB)/4, $0x3f8000c7
-DATA actconst16<>+1944(SB)/4, $0x3f8000c7
-DATA actconst16<>+1948(SB)/4, $0x3f8000c7
-DATA actconst16<>+1952(SB)/4, $0x3f8000c7
-DATA actconst16<>+1956(SB)/4, $0x3f8000c7
-DATA actconst16<>+1960(SB)/4, $0x3f8000c7
-DATA actconst16<>+1964(SB)/4, $0x3f8000c7
-DATA actconst16<>+1968(SB)/4, $0x3f8000c7
-DATA actconst16<>+1972(SB)/4, $0x3f8000c7
-DATA actconst16<>+1976(SB)/4, $0x3f8000c7
-DATA actconst16<>+1980(SB)/4, $0x3f8000c7
-DATA actconst16<>+1984(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+1988(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+1992(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+1996(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2000(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2004(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2008(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2012(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2016(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2020(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2024(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2028(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2032(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2036(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2040(SB)/4, $0xbfa1fc4e
-DATA actconst16<>+2044(SB)/4, $0xbfa1fc4e
-GLOBL actconst16<>(SB), RODATA|NOPTR, $2048
+DATA actconst16<>+128(SB)/4, $0x00000001
+DATA actconst16<>+132(SB)/4, $0x00000001
+DATA actconst16<>+136(SB)/4, $0x00000001
+DATA actconst16<>+140(SB)/4, $0x00000001
+DATA actconst16<>+144(SB)/4, $0x00000001
+DATA actconst16<>+148(SB)/4, $0x00000001
+DATA actconst16<>+152(SB)/4, $0x00000001
+DATA actconst16<>+156(SB)/4, $0x00000001
+DATA actconst16<>+160(SB)/4, $0x00000001
+DATA actconst16<>+164(SB)/4, $0x00000001
+DATA actconst16<>+168(SB)/4, $0x00000001
+DATA actconst16<>+172(SB)/4, $0x00000001
+DATA actconst16<>+176(SB)/4, $0x00000001
+DATA actconst16<>+180(SB)/4, $0x00000001
+DATA actconst16<>+184(SB)/4, $0x00000001
+DATA actconst16<>+188(SB)/4, $0x00000001
+DATA actconst16<>+192(SB)/4, $0x00007fff
+DATA actconst16<>+196(SB)/4, $0x00007fff
+DATA actconst16<>+200(SB)/4, $0x00007fff
+DATA actconst16<>+204(SB)/4, $0x00007fff
+DATA actconst16<>+208(SB)/4, $0x00007fff
+DATA actconst16<>+212(SB)/4, $0x00007fff
+DATA actconst16<>+216(SB)/4, $0x00007fff
+DATA actconst16<>+220(SB)/4, $0x00007fff
+DATA actconst16<>+224(SB)/4, $0x00007fff
+DATA actconst16<>+228(SB)/4, $0x00007fff
+DATA actconst16<>+232(SB)/4, $0x00007fff
+DATA actconst16<>+236(SB)/4, $0x00007fff
+DATA actconst16<>+240(SB)/4, $0x00007fff
+DATA actconst16<>+244(SB)/4, $0x00007fff
+DATA actconst16<>+248(SB)/4, $0x00007fff
+DATA actconst16<>+252(SB)/4, $0x00007fff
+DATA actconst16<>+256(SB)/4, $0xffff0000
+DATA actconst16<>+260(SB)/4, $0xffff0000
+DATA actconst16<>+264(SB)/4, $0xffff0000
+DATA actconst16<>+268(SB)/4, $0xffff0000
+DATA actconst16<>+272(SB)/4, $0xffff0000
+DATA actconst16<>+276(SB)/4, $0xffff0000
+DATA actconst16<>+280(SB)/4, $0xffff0000
+DATA actconst16<>+284(SB)/4, $0xffff0000
+DATA actconst16<>+288(SB)/4, $0xffff0000
+DATA actconst16<>+292(SB)/4, $0xffff0000
+DATA actconst16<>+296(SB)/4, $0xffff0000
+DATA actconst16<>+300(SB)/4, $0xffff0000
+DATA actconst16<>+304(SB)/4, $0xffff0000
+DATA actconst16<>+308(SB)/4, $0xffff0000
+DATA actconst16<>+312(SB)/4, $0xffff0000
+DATA actconst16<>+316(SB)/4, $0xffff0000
+DATA actconst16<>+320(SB)/4, $0x00400000
+DATA actconst16<>+324(SB)/4, $0x00400000
+DATA actconst16<>+328(SB)/4, $0x00400000
+DATA actconst16<>+332(SB)/4, $0x00400000
+DATA actconst16<>+336(SB)/4, $0x00400000
+DATA actconst16<>+340(SB)/4, $0x00400000
+DATA actconst16<>+344(SB)/4, $0x00400000
+DATA actconst16<>+348(SB)/4, $0x00400000
+DATA actconst16<>+352(SB)/4, $0x00400000
+DATA actconst16<>+356(SB)/4, $0x00400000
+DATA actconst16<>+360(SB)/4, $0x00400000
+DATA actconst16<>+364(SB)/4, $0x00400000
+DATA actconst16<>+368(SB)/4, $0x00400000
+DATA actconst16<>+372(SB)/4, $0x00400000
+DATA actconst16<>+376(SB)/4, $0x00400000
+DATA actconst16<>+380(SB)/4, $0x00400000
+DATA actconst16<>+384(SB)/4, $0x3f000000
+DATA actconst16<>+388(SB)/4, $0x3f000000
+DATA actconst16<>+392(SB)/4, $0x3f000000
+DATA actconst16<>+396(SB)/4, $0x3f000000
+DATA actconst16<>+400(SB)/4, $0x3f000000
+DATA actconst16<>+404(SB)/4, $0x3f000000
+DATA actconst16<>+408(SB)/4, $0x3f000000
+DATA actconst16<>+412(SB)/4, $0x3f000000
+DATA actconst16<>+416(SB)/4, $0x3f000000
+DATA actconst16<>+420(SB)/4, $0x3f000000
+DATA actconst16<>+424(SB)/4, $0x3f000000
+DATA actconst16<>+428(SB)/4, $0x3f000000
+DATA actconst16<>+432(SB)/4, $0x3f000000
+DATA actconst16<>+436(SB)/4, $0x3f000000
+DATA actconst16<>+440(SB)/4, $0x3f000000
+DATA actconst16<>+444(SB)/4, $0x3f000000
+DATA actconst16<>+448(SB)/4, $0x40400000
+DATA actconst16<>+452(SB)/4, $0x40400000
+DATA actconst16<>+456(SB)/4, $0x40400000
+DATA actconst16<>+460(SB)/4, $0x40400000
+DATA actconst16<>+464(SB)/4, $0x40400000
+DATA actconst16<>+468(SB)/4, $0x40400000
+DATA actconst16<>+472(SB)/4, $0x40400000
+DATA actconst16<>+476(SB)/4, $0x40400000
+DATA actconst16<>+480(SB)/4, $0x40400000
+DATA actconst16<>+484(SB)/4, $0x40400000
+DATA actconst16<>+488(SB)/4, $0x40400000
+DATA actconst16<>+492(SB)/4, $0x40400000
+DATA actconst16<>+496(SB)/4, $0x40400000
+DATA actconst16<>+500(SB)/4, $0x40400000
+DATA actconst16<>+504(SB)/4, $0x40400000
+DATA actconst16<>+508(SB)/4, $0x40400000
+DATA actconst16<>+512(SB)/4, $0x40c00000
+DATA actconst16<>+516(SB)/4, $0x40c00000
+DATA actconst16<>+520(SB)/4, $0x40c00000
+DATA actconst16<>+524(SB)/4, $0x40c00000
+DATA actconst16<>+528(SB)/4, $0x40c00000
+DATA actconst16<>+532(SB)/4, $0x40c00000
+DATA actconst16<>+536(SB)/4, $0x40c00000
+DATA actconst16<>+540(SB)/4, $0x40c00000
+DATA actconst16<>+544(SB)/4, $0x40c00000
+DATA actconst16<>+548(SB)/4, $0x40c00000
+DATA actconst16<>+552(SB)/4, $0x40c00000
+DATA actconst16<>+556(SB)/4, $0x40c00000
+DATA actconst16<>+560(SB)/4, $0x40c00000
+DATA actconst16<>+564(SB)/4, $0x40c00000
+DATA actconst16<>+568(SB)/4, $0x40c00000
+DATA actconst16<>+572(SB)/4, $0x40c00000
+DATA actconst16<>+576(SB)/4, $0x3e2aaaab
+DATA actconst16<>+580(SB)/4, $0x3e2aaaab
+DATA actconst16<>+584(SB)/4, $0x3e2aaaab
+DATA actconst16<>+588(SB)/4, $0x3e2aaaab
+DATA actconst16<>+592(SB)/4, $0x3e2aaaab
+DATA actconst16<>+596(SB)/4, $0x3e2aaaab
+DATA actconst16<>+600(SB)/4, $0x3e2aaaab
+DATA actconst16<>+604(SB)/4, $0x3e2aaaab
+DATA actconst16<>+608(SB)/4, $0x3e2aaaab
+DATA actconst16<>+612(SB)/4, $0x3e2aaaab
+DATA actconst16<>+616(SB)/4, $0x3e2aaaab
+DATA actconst16<>+620(SB)/4, $0x3e2aaaab
+DATA actconst16<>+624(SB)/4, $0x3e2aaaab
+DATA actconst16<>+628(SB)/4, $0x3e2aaaab
+DATA actconst16<>+632(SB)/4, $0x3e2aaaab
+DATA actconst16<>+636(SB)/4, $0x3e2aaaab
+DATA actconst16<>+640(SB)/4, $0xc0400000
+DATA actconst16<>+644(SB)/4, $0xc0400000
+DATA actconst16<>+648(SB)/4, $0xc0400000
+DATA actconst16<>+652(SB)/4, $0xc0400000
+DATA actconst16<>+656(SB)/4, $0xc0400000
+DATA actconst16<>+660(SB)/4, $0xc0400000
+DATA actconst16<>+664(SB)/4, $0xc0400000
+DATA actconst16<>+668(SB)/4, $0xc0400000
+DATA actconst16<>+672(SB)/4, $0xc0400000
+DATA actconst16<>+676(SB)/4, $0xc0400000
+DATA actconst16<>+680(SB)/4, $0xc0400000
+DATA actconst16<>+684(SB)/4, $0xc0400000
+DATA actconst16<>+688(SB)/4, $0xc0400000
+DATA actconst16<>+692(SB)/4, $0xc0400000
+DATA actconst16<>+696(SB)/4, $0xc0400000
+DATA actconst16<>+700(SB)/4, $0xc0400000
+DATA actconst16<>+704(SB)/4, $0xc2d00000
+DATA actconst16<>+708(SB)/4, $0xc2d00000
+DATA actconst16<>+712(SB)/4, $0xc2d00000
+DATA actconst16<>+716(SB)/4, $0xc2d00000
+DATA actconst16<>+720(SB)/4, $0xc2d00000
+DATA actconst16<>+724(SB)/4, $0xc2d00000
+DATA actconst16<>+728(SB)/4, $0xc2d00000
+DATA actconst16<>+732(SB)/4, $0xc2d00000
+DATA actconst16<>+736(SB)/4, $0xc2d00000
+DATA actconst16<>+740(SB)/4, $0xc2d00000
+DATA actconst16<>+744(SB)/4, $0xc2d00000
+DATA actconst16<>+748(SB)/4, $0xc2d00000
+DATA actconst16<>+752(SB)/4, $0xc2d00000
+DATA actconst16<>+756(SB)/4, $0xc2d00000
+DATA actconst16<>+760(SB)/4, $0xc2d00000
+DATA actconst16<>+764(SB)/4, $0xc2d00000
+DATA actconst16<>+768(SB)/4, $0x80000000
+DATA actconst16<>+772(SB)/4, $0x80000000
+DATA actconst16<>+776(SB)/4, $0x80000000
+DATA actconst16<>+780(SB)/4, $0x80000000
+DATA actconst16<>+784(SB)/4, $0x80000000
+DATA actconst16<>+788(SB)/4, $0x80000000
+DATA actconst16<>+792(SB)/4, $0x80000000
+DATA actconst16<>+796(SB)/4, $0x80000000
+DATA actconst16<>+800(SB)/4, $0x80000000
+DATA actconst16<>+804(SB)/4, $0x80000000
+DATA actconst16<>+808(SB)/4, $0x80000000
+DATA actconst16<>+812(SB)/4, $0x80000000
+DATA actconst16<>+816(SB)/4, $0x80000000
+DATA actconst16<>+820(SB)/4, $0x80000000
+DATA actconst16<>+824(SB)/4, $0x80000000
+DATA actconst16<>+828(SB)/4, $0x80000000
+DATA actconst16<>+832(SB)/4, $0x7fffffff
+DATA actconst16<>+836(SB)/4, $0x7fffffff
+DATA actconst16<>+840(SB)/4, $0x7fffffff
+DATA actconst16<>+844(SB)/4, $0x7fffffff
+DATA actconst16<>+848(SB)/4, $0x7fffffff
+DATA actconst16<>+852(SB)/4, $0x7fffffff
+DATA actconst16<>+856(SB)/4, $0x7fffffff
+DATA actconst16<>+860(SB)/4, $0x7fffffff
+DATA actconst16<>+864(SB)/4, $0x7fffffff
+DATA actconst16<>+868(SB)/4, $0x7fffffff
+DATA actconst16<>+872(SB)/4, $0x7fffffff
+DATA actconst16<>+876(SB)/4, $0x7fffffff
+DATA actconst16<>+880(SB)/4, $0x7fffffff
+DATA actconst16<>+884(SB)/4, $0x7fffffff
+DATA actconst16<>+888(SB)/4, $0x7fffffff
+DATA actconst16<>+892(SB)/4, $0x7fffffff
+DATA actconst16<>+896(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+900(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+904(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+908(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+912(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+916(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+920(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+924(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+928(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+932(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+936(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+940(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+944(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+948(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+952(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+956(SB)/4, $0x3fb8aa3b
+DATA actconst16<>+960(SB)/4, $0x4b400000
+DATA actconst16<>+964(SB)/4, $0x4b400000
+DATA actconst16<>+968(SB)/4, $0x4b400000
+DATA actconst16<>+972(SB)/4, $0x4b400000
+DATA actconst16<>+976(SB)/4, $0x4b400000
+DATA actconst16<>+980(SB)/4, $0x4b400000
+DATA actconst16<>+984(SB)/4, $0x4b400000
+DATA actconst16<>+988(SB)/4, $0x4b400000
+DATA actconst16<>+992(SB)/4, $0x4b400000
+DATA actconst16<>+996(SB)/4, $0x4b400000
+DATA actconst16<>+1000(SB)/4, $0x4b400000
+DATA actconst16<>+1004(SB)/4, $0x4b400000
+DATA actconst16<>+1008(SB)/4, $0x4b400000
+DATA actconst16<>+1012(SB)/4, $0x4b400000
+DATA actconst16<>+1016(SB)/4, $0x4b400000
+DATA actconst16<>+1020(SB)/4, $0x4b400000
+DATA actconst16<>+1024(SB)/4, $0x3f318000
+DATA actconst16<>+1028(SB)/4, $0x3f318000
+DATA actconst16<>+1032(SB)/4, $0x3f318000
+DATA actconst16<>+1036(SB)/4, $0x3f318000
+DATA actconst16<>+1040(SB)/4, $0x3f318000
+DATA actconst16<>+1044(SB)/4, $0x3f318000
+DATA actconst16<>+1048(SB)/4, $0x3f318000
+DATA actconst16<>+1052(SB)/4, $0x3f318000
+DATA actconst16<>+1056(SB)/4, $0x3f318000
+DATA actconst16<>+1060(SB)/4, $0x3f318000
+DATA actconst16<>+1064(SB)/4, $0x3f318000
+DATA actconst16<>+1068(SB)/4, $0x3f318000
+DATA actconst16<>+1072(SB)/4, $0x3f318000
+DATA actconst16<>+1076(SB)/4, $0x3f318000
+DATA actconst16<>+1080(SB)/4, $0x3f318000
+DATA actconst16<>+1084(SB)/4, $0x3f318000
+DATA actconst16<>+1088(SB)/4, $0xb95e8083
+DATA actconst16<>+1092(SB)/4, $0xb95e8083
+DATA actconst16<>+1096(SB)/4, $0xb95e8083
+DATA actconst16<>+1100(SB)/4, $0xb95e8083
+DATA actconst16<>+1104(SB)/4, $0xb95e8083
+DATA actconst16<>+1108(SB)/4, $0xb95e8083
+DATA actconst16<>+1112(SB)/4, $0xb95e8083
+DATA actconst16<>+1116(SB)/4, $0xb95e8083
+DATA actconst16<>+1120(SB)/4, $0xb95e8083
+DATA actconst16<>+1124(SB)/4, $0xb95e8083
+DATA actconst16<>+1128(SB)/4, $0xb95e8083
+DATA actconst16<>+1132(SB)/4, $0xb95e8083
+DATA actconst16<>+1136(SB)/4, $0xb95e8083
+DATA actconst16<>+1140(SB)/4, $0xb95e8083
+DATA actconst16<>+1144(SB)/4, $0xb95e8083
+DATA actconst16<>+1148(SB)/4, $0xb95e8083
+DATA actconst16<>+1152(SB)/4, $0x4b3fff81
+DATA actconst16<>+1156(SB)/4, $0x4b3fff81
+DATA actconst16<>+1160(SB)/4, $0x4b3fff81
+DATA actconst16<>+1164(SB)/4, $0x4b3fff81
+DATA actconst16<>+1168(SB)/4, $0x4b3fff81
+DATA actconst16<>+1172(SB)/4, $0x4b3fff81
+DATA actconst16<>+1176(SB)/4, $0x4b3fff81
+DATA actconst16<>+1180(SB)/4, $0x4b3fff81
+DATA actconst16<>+1184(SB)/4, $0x4b3fff81
+DATA actconst16<>+1188(SB)/4, $0x4b3fff81
+DATA actconst16<>+1192(SB)/4, $0x4b3fff81
+DATA actconst16<>+1196(SB)/4, $0x4b3fff81
+DATA actconst16<>+1200(SB)/4, $0x4b3fff81
+DATA actconst16<>+1204(SB)/4, $0x4b3fff81
+DATA actconst16<>+1208(SB)/4, $0x4b3fff81
+DATA actconst16<>+1212(SB)/4, $0x4b3fff81
+DATA actconst16<>+1216(SB)/4, $0x39506967
+DATA actconst16<>+1220(SB)/4, $0x39506967
+DATA actconst16<>+1224(SB)/4, $0x39506967
+DATA actconst16<>+1228(SB)/4, $0x39506967
+DATA actconst16<>+1232(SB)/4, $0x39506967
+DATA actconst16<>+1236(SB)/4, $0x39506967
+DATA actconst16<>+1240(SB)/4, $0x39506967
+DATA actconst16<>+1244(SB)/4, $0x39506967
+DATA actconst16<>+1248(SB)/4, $0x39506967
+DATA actconst16<>+1252(SB)/4, $0x39506967
+DATA actconst16<>+1256(SB)/4, $0x39506967
+DATA actconst16<>+1260(SB)/4, $0x39506967
+DATA actconst16<>+1264(SB)/4, $0x39506967
+DATA actconst16<>+1268(SB)/4, $0x39506967
+DATA actconst16<>+1272(SB)/4, $0x39506967
+DATA actconst16<>+1276(SB)/4, $0x39506967
+DATA actconst16<>+1280(SB)/4, $0x3ab743ce
+DATA actconst16<>+1284(SB)/4, $0x3ab743ce
+DATA actconst16<>+1288(SB)/4, $0x3ab743ce
+DATA actconst16<>+1292(SB)/4, $0x3ab743ce
+DATA actconst16<>+1296(SB)/4, $0x3ab743ce
+DATA actconst16<>+1300(SB)/4, $0x3ab743ce
+DATA actconst16<>+1304(SB)/4, $0x3ab743ce
+DATA actconst16<>+1308(SB)/4, $0x3ab743ce
+DATA actconst16<>+1312(SB)/4, $0x3ab743ce
+DATA actconst16<>+1316(SB)/4, $0x3ab743ce
+DATA actconst16<>+1320(SB)/4, $0x3ab743ce
+DATA actconst16<>+1324(SB)/4, $0x3ab743ce
+DATA actconst16<>+1328(SB)/4, $0x3ab743ce
+DATA actconst16<>+1332(SB)/4, $0x3ab743ce
+DATA actconst16<>+1336(SB)/4, $0x3ab743ce
+DATA actconst16<>+1340(SB)/4, $0x3ab743ce
+DATA actconst16<>+1344(SB)/4, $0x3c088908
+DATA actconst16<>+1348(SB)/4, $0x3c088908
+DATA actconst16<>+1352(SB)/4, $0x3c088908
+DATA actconst16<>+1356(SB)/4, $0x3c088908
+DATA actconst16<>+1360(SB)/4, $0x3c088908
+DATA actconst16<>+1364(SB)/4, $0x3c088908
+DATA actconst16<>+1368(SB)/4, $0x3c088908
+DATA actconst16<>+1372(SB)/4, $0x3c088908
+DATA actconst16<>+1376(SB)/4, $0x3c088908
+DATA actconst16<>+1380(SB)/4, $0x3c088908
+DATA actconst16<>+1384(SB)/4, $0x3c088908
+DATA actconst16<>+1388(SB)/4, $0x3c088908
+DATA actconst16<>+1392(SB)/4, $0x3c088908
+DATA actconst16<>+1396(SB)/4, $0x3c088908
+DATA actconst16<>+1400(SB)/4, $0x3c088908
+DATA actconst16<>+1404(SB)/4, $0x3c088908
+DATA actconst16<>+1408(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1412(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1416(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1420(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1424(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1428(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1432(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1436(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1440(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1444(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1448(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1452(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1456(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1460(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1464(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1468(SB)/4, $0x3d2aa9c1
+DATA actconst16<>+1472(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1476(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1480(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1484(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1488(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1492(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1496(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1500(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1504(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1508(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1512(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1516(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1520(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1524(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1528(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1532(SB)/4, $0x3e2aaaaa
+DATA actconst16<>+1536(SB)/4, $0x3f000000
+DATA actconst16<>+1540(SB)/4, $0x3f000000
+DATA actconst16<>+1544(SB)/4, $0x3f000000
+DATA actconst16<>+1548(SB)/4, $0x3f000000
+DATA actconst16<>+1552(SB)/4, $0x3f000000
+DATA actconst16<>+1556(SB)/4, $0x3f000000
+DATA actconst16<>+1560(SB)/4, $0x3f000000
+DATA actconst16<>+1564(SB)/4, $0x3f000000
+DATA actconst16<>+1568(SB)/4, $0x3f000000
+DATA actconst16<>+1572(SB)/4, $0x3f000000
+DATA actconst16<>+1576(SB)/4, $0x3f000000
+DATA actconst16<>+1580(SB)/4, $0x3f000000
+DATA actconst16<>+1584(SB)/4, $0x3f000000
+DATA actconst16<>+1588(SB)/4, $0x3f000000
+DATA actconst16<>+1592(SB)/4, $0x3f000000
+DATA actconst16<>+1596(SB)/4, $0x3f000000
+DATA actconst16<>+1600(SB)/4, $0x3f3504f3
+DATA actconst16<>+1604(SB)/4, $0x3f3504f3
+DATA actconst16<>+1608(SB)/4, $0x3f3504f3
+DATA actconst16<>+1612(SB)/4, $0x3f3504f3
+DATA actconst16<>+1616(SB)/4, $0x3f3504f3
+DATA actconst16<>+1620(SB)/4, $0x3f3504f3
+DATA actconst16<>+1624(SB)/4, $0x3f3504f3
+DATA actconst16<>+1628(SB)/4, $0x3f3504f3
+DATA actconst16<>+1632(SB)/4, $0x3f3504f3
+DATA actconst16<>+1636(SB)/4, $0x3f3504f3
+DATA actconst16<>+1640(SB)/4, $0x3f3504f3
+DATA actconst16<>+1644(SB)/4, $0x3f3504f3
+DATA actconst16<>+1648(SB)/4, $0x3f3504f3
+DATA actconst16<>+1652(SB)/4, $0x3f3504f3
+DATA actconst16<>+1656(SB)/4, $0x3f3504f3
+DATA actconst16<>+1660(SB)/4, $0x3f3504f3
+DATA actconst16<>+1664(SB)/4, $0x3e2ef945
+DATA actconst16<>+1668(SB)/4, $0x3e2ef945
+DATA actconst16<>+1672(SB)/4, $0x3e2ef945
+DATA actconst16<>+1676(SB)/4, $0x3e2ef945
+DATA actconst16<>+1680(SB)/4, $0x3e2ef945
+DATA actconst16<>+1684(SB)/4, $0x3e2ef945
+DATA actconst16<>+1688(SB)/4, $0x3e2ef945
+DATA actconst16<>+1692(SB)/4, $0x3e2ef945
+DATA actconst16<>+1696(SB)/4, $0x3e2ef945
+DATA actconst16<>+1700(SB)/4, $0x3e2ef945
+DATA actconst16<>+1704(SB)/4, $0x3e2ef945
+DATA actconst16<>+1708(SB)/4, $0x3e2ef945
+DATA actconst16<>+1712(SB)/4, $0x3e2ef945
+DATA actconst16<>+1716(SB)/4, $0x3e2ef945
+DATA actconst16<>+1720(SB)/4, $0x3e2ef945
+DATA actconst16<>+1724(SB)/4, $0x3e2ef945
+DATA actconst16<>+1728(SB)/4, $0xbf527892
+DATA actconst16<>+1732(SB)/4, $0xbf527892
+DATA actconst16<>+1736(SB)/4, $0xbf527892
+DATA actconst16<>+1740(SB)/4, $0xbf527892
+DATA actconst16<>+1744(SB)/4, $0xbf527892
+DATA actconst16<>+1748(SB)/4, $0xbf527892
+DATA actconst16<>+1752(SB)/4, $0xbf527892
+DATA actconst16<>+1756(SB)/4, $0xbf527892
+DATA actconst16<>+1760(SB)/4, $0xbf527892
+DATA actconst16<>+1764(SB)/4, $0xbf527892
+DATA actconst16<>+1768(SB)/4, $0xbf527892
+DATA actconst16<>+1772(SB)/4, $0xbf527892
+DATA actconst16<>+1776(SB)/4, $0xbf527892
+DATA actconst16<>+1780(SB)/4, $0xbf527892
+DATA actconst16<>+1784(SB)/4, $0xbf527892
+DATA actconst16<>+1788(SB)/4, $0xbf527892
+DATA actconst16<>+1792(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1796(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1800(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1804(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1808(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1812(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1816(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1820(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1824(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1828(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1832(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1836(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1840(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1844(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1848(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1852(SB)/4, $0x3fbe87b0
+DATA actconst16<>+1856(SB)/4, $0xbf914e5d
+DATA actconst16<>+1860(SB)/4, $0xbf914e5d
+DATA actconst16<>+1864(SB)/4, $0xbf914e5d
+DATA actconst16<>+1868(SB)/4, $0xbf914e5d
+DATA actconst16<>+1872(SB)/4, $0xbf914e5d
+DATA actconst16<>+1876(SB)/4, $0xbf914e5d
+DATA actconst16<>+1880(SB)/4, $0xbf914e5d
+DATA actconst16<>+1884(SB)/4, $0xbf914e5d
+DATA actconst16<>+1888(SB)/4, $0xbf914e5d
+DATA actconst16<>+1892(SB)/4, $0xbf914e5d
+DATA actconst16<>+1896(SB)/4, $0xbf914e5d
+DATA actconst16<>+1900(SB)/4, $0xbf914e5d
+DATA actconst16<>+1904(SB)/4, $0xbf914e5d
+DATA actconst16<>+1908(SB)/4, $0xbf914e5d
+DATA actconst16<>+1912(SB)/4, $0xbf914e5d
+DATA actconst16<>+1916(SB)/4, $0xbf914e5d
+DATA actconst16<>+1920(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1924(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1928(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1932(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1936(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1940(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1944(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1948(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1952(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1956(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1960(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1964(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1968(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1972(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1976(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1980(SB)/4, $0x3e8ec7cc
+DATA actconst16<>+1984(SB)/4, $0xbe3ec24c
+DATA actconst16<>+1988(SB)/4, $0xbe3ec24c
+DATA actconst16<>+1992(SB)/4, $0xbe3ec24c
+DATA actconst16<>+1996(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2000(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2004(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2008(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2012(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2016(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2020(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2024(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2028(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2032(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2036(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2040(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2044(SB)/4, $0xbe3ec24c
+DATA actconst16<>+2048(SB)/4, $0x3dc636c9
+DATA actconst16<>+2052(SB)/4, $0x3dc636c9
+DATA actconst16<>+2056(SB)/4, $0x3dc636c9
+DATA actconst16<>+2060(SB)/4, $0x3dc636c9
+DATA actconst16<>+2064(SB)/4, $0x3dc636c9
+DATA actconst16<>+2068(SB)/4, $0x3dc636c9
+DATA actconst16<>+2072(SB)/4, $0x3dc636c9
+DATA actconst16<>+2076(SB)/4, $0x3dc636c9
+DATA actconst16<>+2080(SB)/4, $0x3dc636c9
+DATA actconst16<>+2084(SB)/4, $0x3dc636c9
+DATA actconst16<>+2088(SB)/4, $0x3dc636c9
+DATA actconst16<>+2092(SB)/4, $0x3dc636c9
+DATA actconst16<>+2096(SB)/4, $0x3dc636c9
+DATA actconst16<>+2100(SB)/4, $0x3dc636c9
+DATA actconst16<>+2104(SB)/4, $0x3dc636c9
+DATA actconst16<>+2108(SB)/4, $0x3dc636c9
+DATA actconst16<>+2112(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2116(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2120(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2124(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2128(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2132(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2136(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2140(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2144(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2148(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2152(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2156(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2160(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2164(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2168(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2172(SB)/4, $0x3ebf88fb
+DATA actconst16<>+2176(SB)/4, $0x3f8000c7
+DATA actconst16<>+2180(SB)/4, $0x3f8000c7
+DATA actconst16<>+2184(SB)/4, $0x3f8000c7
+DATA actconst16<>+2188(SB)/4, $0x3f8000c7
+DATA actconst16<>+2192(SB)/4, $0x3f8000c7
+DATA actconst16<>+2196(SB)/4, $0x3f8000c7
+DATA actconst16<>+2200(SB)/4, $0x3f8000c7
+DATA actconst16<>+2204(SB)/4, $0x3f8000c7
+DATA actconst16<>+2208(SB)/4, $0x3f8000c7
+DATA actconst16<>+2212(SB)/4, $0x3f8000c7
+DATA actconst16<>+2216(SB)/4, $0x3f8000c7
+DATA actconst16<>+2220(SB)/4, $0x3f8000c7
+DATA actconst16<>+2224(SB)/4, $0x3f8000c7
+DATA actconst16<>+2228(SB)/4, $0x3f8000c7
+DATA actconst16<>+2232(SB)/4, $0x3f8000c7
+DATA actconst16<>+2236(SB)/4, $0x3f8000c7
+DATA actconst16<>+2240(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2244(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2248(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2252(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2256(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2260(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2264(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2268(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2272(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2276(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2280(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2284(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2288(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2292(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2296(SB)/4, $0xbfa1fc4e
+DATA actconst16<>+2300(SB)/4, $0xbfa1fc4e
+GLOBL actconst16<>(SB), RODATA|NOPTR, $2304
 
 // func actReLUAVX512(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX512F
@@ -884,7 +980,7 @@ actReLUAVX512_end_1:
 // Requires: AVX, AVX512F
 TEXT ·actReLU6AVX512(SB), NOSPLIT, $0-48
 	VMOVUPS actconst16<>+0(SB), Z0
-	VMOVUPS actconst16<>+256(SB), Z1
+	VMOVUPS actconst16<>+512(SB), Z1
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -958,7 +1054,7 @@ actReLU6AVX512_end_1:
 // Requires: AVX, AVX512F
 TEXT ·actHardSigmoidAVX512(SB), NOSPLIT, $0-48
 	VMOVUPS actconst16<>+0(SB), Z0
-	VMOVUPS actconst16<>+256(SB), Z1
+	VMOVUPS actconst16<>+512(SB), Z1
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -977,28 +1073,28 @@ actHardSigmoidAVX512_loopU_3:
 	CMPQ    DI, DX
 	JA      actHardSigmoidAVX512_loop1_4
 	VMOVUPS (AX)(SI*4), Z2
-	VADDPS  actconst16<>+192(SB), Z2, Z2
+	VADDPS  actconst16<>+448(SB), Z2, Z2
 	VMAXPS  Z2, Z0, Z2
 	VMINPS  Z2, Z1, Z2
-	VMULPS  actconst16<>+320(SB), Z2, Z2
+	VMULPS  actconst16<>+576(SB), Z2, Z2
 	VMOVUPS Z2, (AX)(SI*4)
 	VMOVUPS 64(AX)(SI*4), Z2
-	VADDPS  actconst16<>+192(SB), Z2, Z2
+	VADDPS  actconst16<>+448(SB), Z2, Z2
 	VMAXPS  Z2, Z0, Z2
 	VMINPS  Z2, Z1, Z2
-	VMULPS  actconst16<>+320(SB), Z2, Z2
+	VMULPS  actconst16<>+576(SB), Z2, Z2
 	VMOVUPS Z2, 64(AX)(SI*4)
 	VMOVUPS 128(AX)(SI*4), Z2
-	VADDPS  actconst16<>+192(SB), Z2, Z2
+	VADDPS  actconst16<>+448(SB), Z2, Z2
 	VMAXPS  Z2, Z0, Z2
 	VMINPS  Z2, Z1, Z2
-	VMULPS  actconst16<>+320(SB), Z2, Z2
+	VMULPS  actconst16<>+576(SB), Z2, Z2
 	VMOVUPS Z2, 128(AX)(SI*4)
 	VMOVUPS 192(AX)(SI*4), Z2
-	VADDPS  actconst16<>+192(SB), Z2, Z2
+	VADDPS  actconst16<>+448(SB), Z2, Z2
 	VMAXPS  Z2, Z0, Z2
 	VMINPS  Z2, Z1, Z2
-	VMULPS  actconst16<>+320(SB), Z2, Z2
+	VMULPS  actconst16<>+576(SB), Z2, Z2
 	VMOVUPS Z2, 192(AX)(SI*4)
 	MOVQ    DI, SI
 	JMP     actHardSigmoidAVX512_loopU_3
@@ -1008,10 +1104,10 @@ actHardSigmoidAVX512_loop1_4:
 	CMPQ    DI, DX
 	JA      actHardSigmoidAVX512_tail_5
 	VMOVUPS (AX)(SI*4), Z2
-	VADDPS  actconst16<>+192(SB), Z2, Z2
+	VADDPS  actconst16<>+448(SB), Z2, Z2
 	VMAXPS  Z2, Z0, Z2
 	VMINPS  Z2, Z1, Z2
-	VMULPS  actconst16<>+320(SB), Z2, Z2
+	VMULPS  actconst16<>+576(SB), Z2, Z2
 	VMOVUPS Z2, (AX)(SI*4)
 	MOVQ    DI, SI
 	JMP     actHardSigmoidAVX512_loop1_4
@@ -1024,10 +1120,10 @@ actHardSigmoidAVX512_tail_5:
 	MOVWLZX   (R8)(DI*2), DI
 	KMOVW     DI, K1
 	VMOVUPS.Z (AX)(SI*4), K1, Z2
-	VADDPS    actconst16<>+192(SB), Z2, Z2
+	VADDPS    actconst16<>+448(SB), Z2, Z2
 	VMAXPS    Z2, Z0, Z2
 	VMINPS    Z2, Z1, Z2
-	VMULPS    actconst16<>+320(SB), Z2, Z2
+	VMULPS    actconst16<>+576(SB), Z2, Z2
 	VMOVUPS   Z2, K1, (AX)(SI*4)
 	MOVQ      DX, SI
 
@@ -1044,8 +1140,8 @@ actHardSigmoidAVX512_end_1:
 // Requires: AVX, AVX512F
 TEXT ·actHardSwishAVX512(SB), NOSPLIT, $0-48
 	VMOVUPS actconst16<>+0(SB), Z0
-	VMOVUPS actconst16<>+256(SB), Z1
-	VMOVUPS actconst16<>+384(SB), Z2
+	VMOVUPS actconst16<>+512(SB), Z1
+	VMOVUPS actconst16<>+640(SB), Z2
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1064,34 +1160,34 @@ actHardSwishAVX512_loopU_3:
 	CMPQ    DI, DX
 	JA      actHardSwishAVX512_loop1_4
 	VMOVUPS (AX)(SI*4), Z3
-	VADDPS  actconst16<>+192(SB), Z3, Z4
+	VADDPS  actconst16<>+448(SB), Z3, Z4
 	VMAXPS  Z4, Z0, Z4
 	VMINPS  Z4, Z1, Z4
-	VMULPS  actconst16<>+320(SB), Z4, Z4
+	VMULPS  actconst16<>+576(SB), Z4, Z4
 	VMAXPS  Z3, Z2, Z3
 	VMULPS  Z4, Z3, Z3
 	VMOVUPS Z3, (AX)(SI*4)
 	VMOVUPS 64(AX)(SI*4), Z3
-	VADDPS  actconst16<>+192(SB), Z3, Z4
+	VADDPS  actconst16<>+448(SB), Z3, Z4
 	VMAXPS  Z4, Z0, Z4
 	VMINPS  Z4, Z1, Z4
-	VMULPS  actconst16<>+320(SB), Z4, Z4
+	VMULPS  actconst16<>+576(SB), Z4, Z4
 	VMAXPS  Z3, Z2, Z3
 	VMULPS  Z4, Z3, Z3
 	VMOVUPS Z3, 64(AX)(SI*4)
 	VMOVUPS 128(AX)(SI*4), Z3
-	VADDPS  actconst16<>+192(SB), Z3, Z4
+	VADDPS  actconst16<>+448(SB), Z3, Z4
 	VMAXPS  Z4, Z0, Z4
 	VMINPS  Z4, Z1, Z4
-	VMULPS  actconst16<>+320(SB), Z4, Z4
+	VMULPS  actconst16<>+576(SB), Z4, Z4
 	VMAXPS  Z3, Z2, Z3
 	VMULPS  Z4, Z3, Z3
 	VMOVUPS Z3, 128(AX)(SI*4)
 	VMOVUPS 192(AX)(SI*4), Z3
-	VADDPS  actconst16<>+192(SB), Z3, Z4
+	VADDPS  actconst16<>+448(SB), Z3, Z4
 	VMAXPS  Z4, Z0, Z4
 	VMINPS  Z4, Z1, Z4
-	VMULPS  actconst16<>+320(SB), Z4, Z4
+	VMULPS  actconst16<>+576(SB), Z4, Z4
 	VMAXPS  Z3, Z2, Z3
 	VMULPS  Z4, Z3, Z3
 	VMOVUPS Z3, 192(AX)(SI*4)
@@ -1103,10 +1199,10 @@ actHardSwishAVX512_loop1_4:
 	CMPQ    DI, DX
 	JA      actHardSwishAVX512_tail_5
 	VMOVUPS (AX)(SI*4), Z3
-	VADDPS  actconst16<>+192(SB), Z3, Z4
+	VADDPS  actconst16<>+448(SB), Z3, Z4
 	VMAXPS  Z4, Z0, Z4
 	VMINPS  Z4, Z1, Z4
-	VMULPS  actconst16<>+320(SB), Z4, Z4
+	VMULPS  actconst16<>+576(SB), Z4, Z4
 	VMAXPS  Z3, Z2, Z3
 	VMULPS  Z4, Z3, Z3
 	VMOVUPS Z3, (AX)(SI*4)
@@ -1121,10 +1217,10 @@ actHardSwishAVX512_tail_5:
 	MOVWLZX   (R8)(DI*2), DI
 	KMOVW     DI, K1
 	VMOVUPS.Z (AX)(SI*4), K1, Z3
-	VADDPS    actconst16<>+192(SB), Z3, Z4
+	VADDPS    actconst16<>+448(SB), Z3, Z4
 	VMAXPS    Z4, Z0, Z4
 	VMINPS    Z4, Z1, Z4
-	VMULPS    actconst16<>+320(SB), Z4, Z4
+	VMULPS    actconst16<>+576(SB), Z4, Z4
 	VMAXPS    Z3, Z2, Z3
 	VMULPS    Z4, Z3, Z3
 	VMOVUPS   Z3, K1, (AX)(SI*4)
@@ -1142,18 +1238,18 @@ actHardSwishAVX512_end_1:
 // func actSigmoidAVX512(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·actSigmoidAVX512(SB), NOSPLIT, $0-48
-	VMOVUPS actconst16<>+448(SB), Z0
-	VMOVUPS actconst16<>+704(SB), Z1
-	VMOVUPS actconst16<>+768(SB), Z2
-	VMOVUPS actconst16<>+832(SB), Z3
+	VMOVUPS actconst16<>+704(SB), Z0
+	VMOVUPS actconst16<>+960(SB), Z1
+	VMOVUPS actconst16<>+1024(SB), Z2
+	VMOVUPS actconst16<>+1088(SB), Z3
 	VMOVUPS actconst16<>+0(SB), Z4
 	VMOVUPS actconst16<>+64(SB), Z5
-	VMOVUPS actconst16<>+1024(SB), Z6
-	VMOVUPS actconst16<>+1088(SB), Z7
-	VMOVUPS actconst16<>+1152(SB), Z8
-	VMOVUPS actconst16<>+1216(SB), Z9
-	VMOVUPS actconst16<>+1280(SB), Z10
-	VMOVUPS actconst16<>+896(SB), Z11
+	VMOVUPS actconst16<>+1280(SB), Z6
+	VMOVUPS actconst16<>+1344(SB), Z7
+	VMOVUPS actconst16<>+1408(SB), Z8
+	VMOVUPS actconst16<>+1472(SB), Z9
+	VMOVUPS actconst16<>+1536(SB), Z10
+	VMOVUPS actconst16<>+1152(SB), Z11
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1172,14 +1268,14 @@ actSigmoidAVX512_loopU_3:
 	CMPQ         DI, DX
 	JA           actSigmoidAVX512_loop1_4
 	VMOVUPS      (AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1198,14 +1294,14 @@ actSigmoidAVX512_loopU_3:
 	VDIVPS       Z13, Z14, Z14
 	VMOVUPS      Z14, (AX)(SI*4)
 	VMOVUPS      64(AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1231,14 +1327,14 @@ actSigmoidAVX512_loop1_4:
 	CMPQ         DI, DX
 	JA           actSigmoidAVX512_tail_5
 	VMOVUPS      (AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1267,14 +1363,14 @@ actSigmoidAVX512_tail_5:
 	MOVWLZX      (R8)(DI*2), DI
 	KMOVW        DI, K1
 	VMOVUPS.Z    (AX)(SI*4), K1, Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1306,18 +1402,18 @@ actSigmoidAVX512_end_1:
 // func actSiLUAVX512(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·actSiLUAVX512(SB), NOSPLIT, $0-48
-	VMOVUPS actconst16<>+448(SB), Z0
-	VMOVUPS actconst16<>+704(SB), Z1
-	VMOVUPS actconst16<>+768(SB), Z2
-	VMOVUPS actconst16<>+832(SB), Z3
+	VMOVUPS actconst16<>+704(SB), Z0
+	VMOVUPS actconst16<>+960(SB), Z1
+	VMOVUPS actconst16<>+1024(SB), Z2
+	VMOVUPS actconst16<>+1088(SB), Z3
 	VMOVUPS actconst16<>+0(SB), Z4
 	VMOVUPS actconst16<>+64(SB), Z5
-	VMOVUPS actconst16<>+1024(SB), Z6
-	VMOVUPS actconst16<>+1088(SB), Z7
-	VMOVUPS actconst16<>+1152(SB), Z8
-	VMOVUPS actconst16<>+1216(SB), Z9
-	VMOVUPS actconst16<>+1280(SB), Z10
-	VMOVUPS actconst16<>+896(SB), Z11
+	VMOVUPS actconst16<>+1280(SB), Z6
+	VMOVUPS actconst16<>+1344(SB), Z7
+	VMOVUPS actconst16<>+1408(SB), Z8
+	VMOVUPS actconst16<>+1472(SB), Z9
+	VMOVUPS actconst16<>+1536(SB), Z10
+	VMOVUPS actconst16<>+1152(SB), Z11
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1336,14 +1432,14 @@ actSiLUAVX512_loopU_3:
 	CMPQ         DI, DX
 	JA           actSiLUAVX512_loop1_4
 	VMOVUPS      (AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1364,14 +1460,14 @@ actSiLUAVX512_loopU_3:
 	VMULPS       Z14, Z12, Z12
 	VMOVUPS      Z12, (AX)(SI*4)
 	VMOVUPS      64(AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1399,14 +1495,14 @@ actSiLUAVX512_loop1_4:
 	CMPQ         DI, DX
 	JA           actSiLUAVX512_tail_5
 	VMOVUPS      (AX)(SI*4), Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1437,14 +1533,14 @@ actSiLUAVX512_tail_5:
 	MOVWLZX      (R8)(DI*2), DI
 	KMOVW        DI, K1
 	VMOVUPS.Z    (AX)(SI*4), K1, Z12
-	VORPS        actconst16<>+512(SB), Z12, Z13
+	VORPS        actconst16<>+768(SB), Z12, Z13
 	VMAXPS       Z13, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z18
+	VMOVUPS      actconst16<>+896(SB), Z18
 	VFMADD213PS  Z1, Z13, Z18
 	VSUBPS       Z1, Z18, Z19
 	VFNMADD231PS Z2, Z19, Z13
 	VFNMADD231PS Z3, Z19, Z13
-	VMOVUPS      actconst16<>+960(SB), Z19
+	VMOVUPS      actconst16<>+1216(SB), Z19
 	VFMADD213PS  Z6, Z13, Z19
 	VFMADD213PS  Z7, Z13, Z19
 	VFMADD213PS  Z8, Z13, Z19
@@ -1478,18 +1574,18 @@ actSiLUAVX512_end_1:
 // func actGELUAVX512(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·actGELUAVX512(SB), NOSPLIT, $0-48
-	VMOVUPS actconst16<>+448(SB), Z0
+	VMOVUPS actconst16<>+704(SB), Z0
 	VMOVUPS actconst16<>+64(SB), Z1
 	VMOVUPS actconst16<>+0(SB), Z2
-	VMOVUPS actconst16<>+704(SB), Z3
-	VMOVUPS actconst16<>+768(SB), Z4
-	VMOVUPS actconst16<>+832(SB), Z5
-	VMOVUPS actconst16<>+128(SB), Z6
-	VMOVUPS actconst16<>+1024(SB), Z7
-	VMOVUPS actconst16<>+1088(SB), Z8
-	VMOVUPS actconst16<>+1152(SB), Z9
-	VMOVUPS actconst16<>+1216(SB), Z10
-	VMOVUPS actconst16<>+1280(SB), Z11
+	VMOVUPS actconst16<>+960(SB), Z3
+	VMOVUPS actconst16<>+1024(SB), Z4
+	VMOVUPS actconst16<>+1088(SB), Z5
+	VMOVUPS actconst16<>+384(SB), Z6
+	VMOVUPS actconst16<>+1280(SB), Z7
+	VMOVUPS actconst16<>+1344(SB), Z8
+	VMOVUPS actconst16<>+1408(SB), Z9
+	VMOVUPS actconst16<>+1472(SB), Z10
+	VMOVUPS actconst16<>+1536(SB), Z11
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1508,29 +1604,29 @@ actGELUAVX512_loopU_3:
 	CMPQ         DI, DX
 	JA           actGELUAVX512_loop1_4
 	VMOVUPS      (AX)(SI*4), Z12
-	VANDPS       actconst16<>+576(SB), Z12, Z13
-	VMULPS       actconst16<>+1344(SB), Z13, Z13
-	VMOVUPS      actconst16<>+128(SB), Z14
+	VANDPS       actconst16<>+832(SB), Z12, Z13
+	VMULPS       actconst16<>+1600(SB), Z13, Z13
+	VMOVUPS      actconst16<>+384(SB), Z14
 	VFMADD213PS  Z1, Z13, Z14
 	VDIVPS       Z14, Z1, Z15
-	VMOVUPS      actconst16<>+1408(SB), Z14
-	VFMADD213PS  actconst16<>+1472(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1536(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1600(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1664(SB), Z15, Z14
+	VMOVUPS      actconst16<>+1664(SB), Z14
 	VFMADD213PS  actconst16<>+1728(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1792(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1856(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1920(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1984(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2048(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2112(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2176(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2240(SB), Z15, Z14
 	VFNMADD231PS Z13, Z13, Z14
 	VMAXPS       Z14, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z14
+	VMOVUPS      actconst16<>+896(SB), Z14
 	VFMADD213PS  Z3, Z13, Z14
 	VSUBPS       Z3, Z14, Z20
 	VFNMADD231PS Z4, Z20, Z13
 	VFNMADD231PS Z5, Z20, Z13
-	VMOVUPS      actconst16<>+960(SB), Z20
+	VMOVUPS      actconst16<>+1216(SB), Z20
 	VFMADD213PS  Z7, Z13, Z20
 	VFMADD213PS  Z8, Z13, Z20
 	VFMADD213PS  Z9, Z13, Z20
@@ -1539,7 +1635,7 @@ actGELUAVX512_loopU_3:
 	VMULPS       Z13, Z13, Z21
 	VFMADD213PS  Z13, Z21, Z20
 	VADDPS       Z1, Z20, Z20
-	VPSUBD       actconst16<>+896(SB), Z14, Z14
+	VPSUBD       actconst16<>+1152(SB), Z14, Z14
 	VPMAXSD      Z2, Z14, Z14
 	VPSLLD       $0x17, Z14, Z14
 	VMULPS       Z14, Z20, Z20
@@ -1552,29 +1648,29 @@ actGELUAVX512_loopU_3:
 	VMULPS       Z16, Z12, Z12
 	VMOVUPS      Z12, (AX)(SI*4)
 	VMOVUPS      64(AX)(SI*4), Z12
-	VANDPS       actconst16<>+576(SB), Z12, Z13
-	VMULPS       actconst16<>+1344(SB), Z13, Z13
-	VMOVUPS      actconst16<>+128(SB), Z14
+	VANDPS       actconst16<>+832(SB), Z12, Z13
+	VMULPS       actconst16<>+1600(SB), Z13, Z13
+	VMOVUPS      actconst16<>+384(SB), Z14
 	VFMADD213PS  Z1, Z13, Z14
 	VDIVPS       Z14, Z1, Z15
-	VMOVUPS      actconst16<>+1408(SB), Z14
-	VFMADD213PS  actconst16<>+1472(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1536(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1600(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1664(SB), Z15, Z14
+	VMOVUPS      actconst16<>+1664(SB), Z14
 	VFMADD213PS  actconst16<>+1728(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1792(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1856(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1920(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1984(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2048(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2112(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2176(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2240(SB), Z15, Z14
 	VFNMADD231PS Z13, Z13, Z14
 	VMAXPS       Z14, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z14
+	VMOVUPS      actconst16<>+896(SB), Z14
 	VFMADD213PS  Z3, Z13, Z14
 	VSUBPS       Z3, Z14, Z20
 	VFNMADD231PS Z4, Z20, Z13
 	VFNMADD231PS Z5, Z20, Z13
-	VMOVUPS      actconst16<>+960(SB), Z20
+	VMOVUPS      actconst16<>+1216(SB), Z20
 	VFMADD213PS  Z7, Z13, Z20
 	VFMADD213PS  Z8, Z13, Z20
 	VFMADD213PS  Z9, Z13, Z20
@@ -1583,7 +1679,7 @@ actGELUAVX512_loopU_3:
 	VMULPS       Z13, Z13, Z21
 	VFMADD213PS  Z13, Z21, Z20
 	VADDPS       Z1, Z20, Z20
-	VPSUBD       actconst16<>+896(SB), Z14, Z14
+	VPSUBD       actconst16<>+1152(SB), Z14, Z14
 	VPMAXSD      Z2, Z14, Z14
 	VPSLLD       $0x17, Z14, Z14
 	VMULPS       Z14, Z20, Z20
@@ -1603,29 +1699,29 @@ actGELUAVX512_loop1_4:
 	CMPQ         DI, DX
 	JA           actGELUAVX512_tail_5
 	VMOVUPS      (AX)(SI*4), Z12
-	VANDPS       actconst16<>+576(SB), Z12, Z13
-	VMULPS       actconst16<>+1344(SB), Z13, Z13
-	VMOVUPS      actconst16<>+128(SB), Z14
+	VANDPS       actconst16<>+832(SB), Z12, Z13
+	VMULPS       actconst16<>+1600(SB), Z13, Z13
+	VMOVUPS      actconst16<>+384(SB), Z14
 	VFMADD213PS  Z1, Z13, Z14
 	VDIVPS       Z14, Z1, Z15
-	VMOVUPS      actconst16<>+1408(SB), Z14
-	VFMADD213PS  actconst16<>+1472(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1536(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1600(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1664(SB), Z15, Z14
+	VMOVUPS      actconst16<>+1664(SB), Z14
 	VFMADD213PS  actconst16<>+1728(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1792(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1856(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1920(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1984(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2048(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2112(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2176(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2240(SB), Z15, Z14
 	VFNMADD231PS Z13, Z13, Z14
 	VMAXPS       Z14, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z14
+	VMOVUPS      actconst16<>+896(SB), Z14
 	VFMADD213PS  Z3, Z13, Z14
 	VSUBPS       Z3, Z14, Z20
 	VFNMADD231PS Z4, Z20, Z13
 	VFNMADD231PS Z5, Z20, Z13
-	VMOVUPS      actconst16<>+960(SB), Z20
+	VMOVUPS      actconst16<>+1216(SB), Z20
 	VFMADD213PS  Z7, Z13, Z20
 	VFMADD213PS  Z8, Z13, Z20
 	VFMADD213PS  Z9, Z13, Z20
@@ -1634,7 +1730,7 @@ actGELUAVX512_loop1_4:
 	VMULPS       Z13, Z13, Z21
 	VFMADD213PS  Z13, Z21, Z20
 	VADDPS       Z1, Z20, Z20
-	VPSUBD       actconst16<>+896(SB), Z14, Z14
+	VPSUBD       actconst16<>+1152(SB), Z14, Z14
 	VPMAXSD      Z2, Z14, Z14
 	VPSLLD       $0x17, Z14, Z14
 	VMULPS       Z14, Z20, Z20
@@ -1657,29 +1753,29 @@ actGELUAVX512_tail_5:
 	MOVWLZX      (R8)(DI*2), DI
 	KMOVW        DI, K1
 	VMOVUPS.Z    (AX)(SI*4), K1, Z12
-	VANDPS       actconst16<>+576(SB), Z12, Z13
-	VMULPS       actconst16<>+1344(SB), Z13, Z13
-	VMOVUPS      actconst16<>+128(SB), Z14
+	VANDPS       actconst16<>+832(SB), Z12, Z13
+	VMULPS       actconst16<>+1600(SB), Z13, Z13
+	VMOVUPS      actconst16<>+384(SB), Z14
 	VFMADD213PS  Z1, Z13, Z14
 	VDIVPS       Z14, Z1, Z15
-	VMOVUPS      actconst16<>+1408(SB), Z14
-	VFMADD213PS  actconst16<>+1472(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1536(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1600(SB), Z15, Z14
-	VFMADD213PS  actconst16<>+1664(SB), Z15, Z14
+	VMOVUPS      actconst16<>+1664(SB), Z14
 	VFMADD213PS  actconst16<>+1728(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1792(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1856(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1920(SB), Z15, Z14
 	VFMADD213PS  actconst16<>+1984(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2048(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2112(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2176(SB), Z15, Z14
+	VFMADD213PS  actconst16<>+2240(SB), Z15, Z14
 	VFNMADD231PS Z13, Z13, Z14
 	VMAXPS       Z14, Z0, Z13
-	VMOVUPS      actconst16<>+640(SB), Z14
+	VMOVUPS      actconst16<>+896(SB), Z14
 	VFMADD213PS  Z3, Z13, Z14
 	VSUBPS       Z3, Z14, Z20
 	VFNMADD231PS Z4, Z20, Z13
 	VFNMADD231PS Z5, Z20, Z13
-	VMOVUPS      actconst16<>+960(SB), Z20
+	VMOVUPS      actconst16<>+1216(SB), Z20
 	VFMADD213PS  Z7, Z13, Z20
 	VFMADD213PS  Z8, Z13, Z20
 	VFMADD213PS  Z9, Z13, Z20
@@ -1688,7 +1784,7 @@ actGELUAVX512_tail_5:
 	VMULPS       Z13, Z13, Z21
 	VFMADD213PS  Z13, Z21, Z20
 	VADDPS       Z1, Z20, Z20
-	VPSUBD       actconst16<>+896(SB), Z14, Z14
+	VPSUBD       actconst16<>+1152(SB), Z14, Z14
 	VPMAXSD      Z2, Z14, Z14
 	VPSLLD       $0x17, Z14, Z14
 	VMULPS       Z14, Z20, Z20
@@ -1879,7 +1975,7 @@ actReLUAVX2_end_1:
 // Requires: AVX
 TEXT ·actReLU6AVX2(SB), NOSPLIT, $0-48
 	VMOVUPS actconst8<>+0(SB), Y0
-	VMOVUPS actconst8<>+128(SB), Y1
+	VMOVUPS actconst8<>+256(SB), Y1
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1953,7 +2049,7 @@ actReLU6AVX2_end_1:
 // Requires: AVX
 TEXT ·actHardSigmoidAVX2(SB), NOSPLIT, $0-48
 	VMOVUPS actconst8<>+0(SB), Y0
-	VMOVUPS actconst8<>+128(SB), Y1
+	VMOVUPS actconst8<>+256(SB), Y1
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -1972,28 +2068,28 @@ actHardSigmoidAVX2_loopU_3:
 	CMPQ    DI, DX
 	JA      actHardSigmoidAVX2_loop1_4
 	VMOVUPS (AX)(SI*4), Y2
-	VADDPS  actconst8<>+96(SB), Y2, Y2
+	VADDPS  actconst8<>+224(SB), Y2, Y2
 	VMAXPS  Y2, Y0, Y2
 	VMINPS  Y2, Y1, Y2
-	VMULPS  actconst8<>+160(SB), Y2, Y2
+	VMULPS  actconst8<>+288(SB), Y2, Y2
 	VMOVUPS Y2, (AX)(SI*4)
 	VMOVUPS 32(AX)(SI*4), Y2
-	VADDPS  actconst8<>+96(SB), Y2, Y2
+	VADDPS  actconst8<>+224(SB), Y2, Y2
 	VMAXPS  Y2, Y0, Y2
 	VMINPS  Y2, Y1, Y2
-	VMULPS  actconst8<>+160(SB), Y2, Y2
+	VMULPS  actconst8<>+288(SB), Y2, Y2
 	VMOVUPS Y2, 32(AX)(SI*4)
 	VMOVUPS 64(AX)(SI*4), Y2
-	VADDPS  actconst8<>+96(SB), Y2, Y2
+	VADDPS  actconst8<>+224(SB), Y2, Y2
 	VMAXPS  Y2, Y0, Y2
 	VMINPS  Y2, Y1, Y2
-	VMULPS  actconst8<>+160(SB), Y2, Y2
+	VMULPS  actconst8<>+288(SB), Y2, Y2
 	VMOVUPS Y2, 64(AX)(SI*4)
 	VMOVUPS 96(AX)(SI*4), Y2
-	VADDPS  actconst8<>+96(SB), Y2, Y2
+	VADDPS  actconst8<>+224(SB), Y2, Y2
 	VMAXPS  Y2, Y0, Y2
 	VMINPS  Y2, Y1, Y2
-	VMULPS  actconst8<>+160(SB), Y2, Y2
+	VMULPS  actconst8<>+288(SB), Y2, Y2
 	VMOVUPS Y2, 96(AX)(SI*4)
 	MOVQ    DI, SI
 	JMP     actHardSigmoidAVX2_loopU_3
@@ -2003,10 +2099,10 @@ actHardSigmoidAVX2_loop1_4:
 	CMPQ    DI, DX
 	JA      actHardSigmoidAVX2_tail_5
 	VMOVUPS (AX)(SI*4), Y2
-	VADDPS  actconst8<>+96(SB), Y2, Y2
+	VADDPS  actconst8<>+224(SB), Y2, Y2
 	VMAXPS  Y2, Y0, Y2
 	VMINPS  Y2, Y1, Y2
-	VMULPS  actconst8<>+160(SB), Y2, Y2
+	VMULPS  actconst8<>+288(SB), Y2, Y2
 	VMOVUPS Y2, (AX)(SI*4)
 	MOVQ    DI, SI
 	JMP     actHardSigmoidAVX2_loop1_4
@@ -2019,10 +2115,10 @@ actHardSigmoidAVX2_tail_5:
 	NEGQ       DI
 	VMOVUPS    (R8)(DI*4), Y2
 	VMASKMOVPS (AX)(SI*4), Y2, Y3
-	VADDPS     actconst8<>+96(SB), Y3, Y3
+	VADDPS     actconst8<>+224(SB), Y3, Y3
 	VMAXPS     Y3, Y0, Y3
 	VMINPS     Y3, Y1, Y3
-	VMULPS     actconst8<>+160(SB), Y3, Y3
+	VMULPS     actconst8<>+288(SB), Y3, Y3
 	VMASKMOVPS Y3, Y2, (AX)(SI*4)
 	MOVQ       DX, SI
 
@@ -2039,8 +2135,8 @@ actHardSigmoidAVX2_end_1:
 // Requires: AVX
 TEXT ·actHardSwishAVX2(SB), NOSPLIT, $0-48
 	VMOVUPS actconst8<>+0(SB), Y0
-	VMOVUPS actconst8<>+128(SB), Y1
-	VMOVUPS actconst8<>+192(SB), Y2
+	VMOVUPS actconst8<>+256(SB), Y1
+	VMOVUPS actconst8<>+320(SB), Y2
 	MOVQ    x_base+0(FP), AX
 	MOVQ    rows+24(FP), CX
 	MOVQ    cols+32(FP), DX
@@ -2059,34 +2155,34 @@ actHardSwishAVX2_loopU_3:
 	CMPQ    DI, DX
 	JA      actHardSwishAVX2_loop1_4
 	VMOVUPS (AX)(SI*4), Y3
-	VADDPS  actconst8<>+96(SB), Y3, Y4
+	VADDPS  actconst8<>+224(SB), Y3, Y4
 	VMAXPS  Y4, Y0, Y4
 	VMINPS  Y4, Y1, Y4
-	VMULPS  actconst8<>+160(SB), Y4, Y4
+	VMULPS  actconst8<>+288(SB), Y4, Y4
 	VMAXPS  Y3, Y2, Y3
 	VMULPS  Y4, Y3, Y3
 	VMOVUPS Y3, (AX)(SI*4)
 	VMOVUPS 32(AX)(SI*4), Y3
-	VADDPS  actconst8<>+96(SB), Y3, Y4
+	VADDPS  actconst8<>+224(SB), Y3, Y4
 	VMAXPS  Y4, Y0, Y4
 	VMINPS  Y4, Y1, Y4
-	VMULPS  actconst8<>+160(SB), Y4, Y4
+	VMULPS  actconst8<>+288(SB), Y4, Y4
 	VMAXPS  Y3, Y2, Y3
 	VMULPS  Y4, Y3, Y3
 	VMOVUPS Y3, 32(AX)(SI*4)
 	VMOVUPS 64(AX)(SI*4), Y3
-	VADDPS  actconst8<>+96(SB), Y3, Y4
+	VADDPS  actconst8<>+224(SB), Y3, Y4
 	VMAXPS  Y4, Y0, Y4
 	VMINPS  Y4, Y1, Y4
-	VMULPS  actconst8<>+160(SB), Y4, Y4
+	VMULPS  actconst8<>+288(SB), Y4, Y4
 	VMAXPS  Y3, Y2, Y3
 	VMULPS  Y4, Y3, Y3
 	VMOVUPS Y3, 64(AX)(SI*4)
 	VMOVUPS 96(AX)(SI*4), Y3
-	VADDPS  actconst8<>+96(SB), Y3, Y4
+	VADDPS  actconst8<>+224(SB), Y3, Y4
 	VMAXPS  Y4, Y0, Y4
 	VMINPS  Y4, Y1, Y4
-	VMULPS  actconst8<>+160(SB), Y4, Y4
+	VMULPS  actconst8<>+288(SB), Y4, Y4
 	VMAXPS  Y3, Y2, Y3
 	VMULPS  Y4, Y3, Y3
 	VMOVUPS Y3, 96(AX)(SI*4)
@@ -2098,10 +2194,10 @@ actHardSwishAVX2_loop1_4:
 	CMPQ    DI, DX
 	JA      actHardSwishAVX2_tail_5
 	VMOVUPS (AX)(SI*4), Y3
-	VADDPS  actconst8<>+96(SB), Y3, Y4
+	VADDPS  actconst8<>+224(SB), Y3, Y4
 	VMAXPS  Y4, Y0, Y4
 	VMINPS  Y4, Y1, Y4
-	VMULPS  actconst8<>+160(SB), Y4, Y4
+	VMULPS  actconst8<>+288(SB), Y4, Y4
 	VMAXPS  Y3, Y2, Y3
 	VMULPS  Y4, Y3, Y3
 	VMOVUPS Y3, (AX)(SI*4)
@@ -2116,10 +2212,10 @@ actHardSwishAVX2_tail_5:
 	NEGQ       DI
 	VMOVUPS    (R8)(DI*4), Y3
 	VMASKMOVPS (AX)(SI*4), Y3, Y4
-	VADDPS     actconst8<>+96(SB), Y4, Y5
+	VADDPS     actconst8<>+224(SB), Y4, Y5
 	VMAXPS     Y5, Y0, Y5
 	VMINPS     Y5, Y1, Y5
-	VMULPS     actconst8<>+160(SB), Y5, Y5
+	VMULPS     actconst8<>+288(SB), Y5, Y5
 	VMAXPS     Y4, Y2, Y4
 	VMULPS     Y5, Y4, Y4
 	VMASKMOVPS Y4, Y3, (AX)(SI*4)
@@ -2137,10 +2233,10 @@ actHardSwishAVX2_end_1:
 // func actSigmoidAVX2(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·actSigmoidAVX2(SB), NOSPLIT, $0-48
-	VMOVUPS actconst8<>+224(SB), Y0
-	VMOVUPS actconst8<>+352(SB), Y1
-	VMOVUPS actconst8<>+384(SB), Y2
-	VMOVUPS actconst8<>+416(SB), Y3
+	VMOVUPS actconst8<>+352(SB), Y0
+	VMOVUPS actconst8<>+480(SB), Y1
+	VMOVUPS actconst8<>+512(SB), Y2
+	VMOVUPS actconst8<>+544(SB), Y3
 	VMOVUPS actconst8<>+0(SB), Y4
 	VMOVUPS actconst8<>+32(SB), Y5
 	MOVQ    x_base+0(FP), AX
@@ -2161,23 +2257,23 @@ actSigmoidAVX2_loopU_3:
 	CMPQ         DI, DX
 	JA           actSigmoidAVX2_loop1_4
 	VMOVUPS      (AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2186,23 +2282,23 @@ actSigmoidAVX2_loopU_3:
 	VDIVPS       Y7, Y6, Y6
 	VMOVUPS      Y6, (AX)(SI*4)
 	VMOVUPS      32(AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2218,23 +2314,23 @@ actSigmoidAVX2_loop1_4:
 	CMPQ         DI, DX
 	JA           actSigmoidAVX2_tail_5
 	VMOVUPS      (AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2253,23 +2349,23 @@ actSigmoidAVX2_tail_5:
 	NEGQ         DI
 	VMOVUPS      (R8)(DI*4), Y6
 	VMASKMOVPS   (AX)(SI*4), Y6, Y7
-	VORPS        actconst8<>+256(SB), Y7, Y8
+	VORPS        actconst8<>+384(SB), Y7, Y8
 	VMAXPS       Y8, Y0, Y8
-	VMOVUPS      actconst8<>+320(SB), Y9
+	VMOVUPS      actconst8<>+448(SB), Y9
 	VFMADD213PS  Y1, Y8, Y9
 	VSUBPS       Y1, Y9, Y10
 	VFNMADD231PS Y2, Y10, Y8
 	VFNMADD231PS Y3, Y10, Y8
-	VMOVUPS      actconst8<>+480(SB), Y10
-	VFMADD213PS  actconst8<>+512(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+544(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+576(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+608(SB), Y8, Y10
+	VMOVUPS      actconst8<>+608(SB), Y10
 	VFMADD213PS  actconst8<>+640(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+672(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+704(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+736(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+768(SB), Y8, Y10
 	VMULPS       Y8, Y8, Y11
 	VFMADD213PS  Y8, Y11, Y10
 	VADDPS       Y5, Y10, Y10
-	VPSUBD       actconst8<>+448(SB), Y9, Y9
+	VPSUBD       actconst8<>+576(SB), Y9, Y9
 	VPMAXSD      Y4, Y9, Y9
 	VPSLLD       $0x17, Y9, Y9
 	VMULPS       Y9, Y10, Y10
@@ -2291,10 +2387,10 @@ actSigmoidAVX2_end_1:
 // func actSiLUAVX2(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·actSiLUAVX2(SB), NOSPLIT, $0-48
-	VMOVUPS actconst8<>+224(SB), Y0
-	VMOVUPS actconst8<>+352(SB), Y1
-	VMOVUPS actconst8<>+384(SB), Y2
-	VMOVUPS actconst8<>+416(SB), Y3
+	VMOVUPS actconst8<>+352(SB), Y0
+	VMOVUPS actconst8<>+480(SB), Y1
+	VMOVUPS actconst8<>+512(SB), Y2
+	VMOVUPS actconst8<>+544(SB), Y3
 	VMOVUPS actconst8<>+0(SB), Y4
 	VMOVUPS actconst8<>+32(SB), Y5
 	MOVQ    x_base+0(FP), AX
@@ -2315,23 +2411,23 @@ actSiLUAVX2_loopU_3:
 	CMPQ         DI, DX
 	JA           actSiLUAVX2_loop1_4
 	VMOVUPS      (AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2342,23 +2438,23 @@ actSiLUAVX2_loopU_3:
 	VMULPS       Y8, Y6, Y6
 	VMOVUPS      Y6, (AX)(SI*4)
 	VMOVUPS      32(AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2376,23 +2472,23 @@ actSiLUAVX2_loop1_4:
 	CMPQ         DI, DX
 	JA           actSiLUAVX2_tail_5
 	VMOVUPS      (AX)(SI*4), Y6
-	VORPS        actconst8<>+256(SB), Y6, Y7
+	VORPS        actconst8<>+384(SB), Y6, Y7
 	VMAXPS       Y7, Y0, Y7
-	VMOVUPS      actconst8<>+320(SB), Y8
+	VMOVUPS      actconst8<>+448(SB), Y8
 	VFMADD213PS  Y1, Y7, Y8
 	VSUBPS       Y1, Y8, Y9
 	VFNMADD231PS Y2, Y9, Y7
 	VFNMADD231PS Y3, Y9, Y7
-	VMOVUPS      actconst8<>+480(SB), Y9
-	VFMADD213PS  actconst8<>+512(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+544(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+576(SB), Y7, Y9
-	VFMADD213PS  actconst8<>+608(SB), Y7, Y9
+	VMOVUPS      actconst8<>+608(SB), Y9
 	VFMADD213PS  actconst8<>+640(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+672(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+704(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+736(SB), Y7, Y9
+	VFMADD213PS  actconst8<>+768(SB), Y7, Y9
 	VMULPS       Y7, Y7, Y10
 	VFMADD213PS  Y7, Y10, Y9
 	VADDPS       Y5, Y9, Y9
-	VPSUBD       actconst8<>+448(SB), Y8, Y8
+	VPSUBD       actconst8<>+576(SB), Y8, Y8
 	VPMAXSD      Y4, Y8, Y8
 	VPSLLD       $0x17, Y8, Y8
 	VMULPS       Y8, Y9, Y9
@@ -2413,23 +2509,23 @@ actSiLUAVX2_tail_5:
 	NEGQ         DI
 	VMOVUPS      (R8)(DI*4), Y6
 	VMASKMOVPS   (AX)(SI*4), Y6, Y7
-	VORPS        actconst8<>+256(SB), Y7, Y8
+	VORPS        actconst8<>+384(SB), Y7, Y8
 	VMAXPS       Y8, Y0, Y8
-	VMOVUPS      actconst8<>+320(SB), Y9
+	VMOVUPS      actconst8<>+448(SB), Y9
 	VFMADD213PS  Y1, Y8, Y9
 	VSUBPS       Y1, Y9, Y10
 	VFNMADD231PS Y2, Y10, Y8
 	VFNMADD231PS Y3, Y10, Y8
-	VMOVUPS      actconst8<>+480(SB), Y10
-	VFMADD213PS  actconst8<>+512(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+544(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+576(SB), Y8, Y10
-	VFMADD213PS  actconst8<>+608(SB), Y8, Y10
+	VMOVUPS      actconst8<>+608(SB), Y10
 	VFMADD213PS  actconst8<>+640(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+672(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+704(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+736(SB), Y8, Y10
+	VFMADD213PS  actconst8<>+768(SB), Y8, Y10
 	VMULPS       Y8, Y8, Y11
 	VFMADD213PS  Y8, Y11, Y10
 	VADDPS       Y5, Y10, Y10
-	VPSUBD       actconst8<>+448(SB), Y9, Y9
+	VPSUBD       actconst8<>+576(SB), Y9, Y9
 	VPMAXSD      Y4, Y9, Y9
 	VPSLLD       $0x17, Y9, Y9
 	VMULPS       Y9, Y10, Y10
@@ -2453,7 +2549,7 @@ actSiLUAVX2_end_1:
 // func actGELUAVX2(x []float32, rows int, cols int, ld int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·actGELUAVX2(SB), NOSPLIT, $0-48
-	VMOVUPS actconst8<>+224(SB), Y0
+	VMOVUPS actconst8<>+352(SB), Y0
 	VMOVUPS actconst8<>+32(SB), Y1
 	VMOVUPS actconst8<>+0(SB), Y2
 	MOVQ    x_base+0(FP), AX
@@ -2474,86 +2570,86 @@ actGELUAVX2_loopU_3:
 	CMPQ         DI, DX
 	JA           actGELUAVX2_loop1_4
 	VMOVUPS      (AX)(SI*4), Y3
-	VANDPS       actconst8<>+288(SB), Y3, Y4
-	VMULPS       actconst8<>+672(SB), Y4, Y4
-	VMOVUPS      actconst8<>+64(SB), Y5
+	VANDPS       actconst8<>+416(SB), Y3, Y4
+	VMULPS       actconst8<>+800(SB), Y4, Y4
+	VMOVUPS      actconst8<>+192(SB), Y5
 	VFMADD213PS  Y1, Y4, Y5
 	VDIVPS       Y5, Y1, Y6
-	VMOVUPS      actconst8<>+704(SB), Y5
-	VFMADD213PS  actconst8<>+736(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+768(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+800(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+832(SB), Y6, Y5
+	VMOVUPS      actconst8<>+832(SB), Y5
 	VFMADD213PS  actconst8<>+864(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+896(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+928(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+960(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+992(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1024(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1056(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1088(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1120(SB), Y6, Y5
 	VFNMADD231PS Y4, Y4, Y5
 	VMAXPS       Y5, Y0, Y4
-	VMOVUPS      actconst8<>+320(SB), Y5
-	VFMADD213PS  actconst8<>+352(SB), Y4, Y5
-	VSUBPS       actconst8<>+352(SB), Y5, Y7
-	VFNMADD231PS actconst8<>+384(SB), Y7, Y4
-	VFNMADD231PS actconst8<>+416(SB), Y7, Y4
-	VMOVUPS      actconst8<>+480(SB), Y7
-	VFMADD213PS  actconst8<>+512(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+544(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+576(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+608(SB), Y4, Y7
+	VMOVUPS      actconst8<>+448(SB), Y5
+	VFMADD213PS  actconst8<>+480(SB), Y4, Y5
+	VSUBPS       actconst8<>+480(SB), Y5, Y7
+	VFNMADD231PS actconst8<>+512(SB), Y7, Y4
+	VFNMADD231PS actconst8<>+544(SB), Y7, Y4
+	VMOVUPS      actconst8<>+608(SB), Y7
 	VFMADD213PS  actconst8<>+640(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+672(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+704(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+736(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+768(SB), Y4, Y7
 	VMULPS       Y4, Y4, Y8
 	VFMADD213PS  Y4, Y8, Y7
 	VADDPS       Y1, Y7, Y7
-	VPSUBD       actconst8<>+448(SB), Y5, Y5
+	VPSUBD       actconst8<>+576(SB), Y5, Y5
 	VPMAXSD      Y2, Y5, Y5
 	VPSLLD       $0x17, Y5, Y5
 	VMULPS       Y5, Y7, Y7
 	VMULPS       Y6, Y7, Y7
-	VMULPS       actconst8<>+64(SB), Y7, Y7
+	VMULPS       actconst8<>+192(SB), Y7, Y7
 	VSUBPS       Y7, Y1, Y4
 	VBLENDVPS    Y3, Y7, Y4, Y4
 	VMAXPS       Y3, Y0, Y3
 	VMULPS       Y4, Y3, Y3
 	VMOVUPS      Y3, (AX)(SI*4)
 	VMOVUPS      32(AX)(SI*4), Y3
-	VANDPS       actconst8<>+288(SB), Y3, Y4
-	VMULPS       actconst8<>+672(SB), Y4, Y4
-	VMOVUPS      actconst8<>+64(SB), Y5
+	VANDPS       actconst8<>+416(SB), Y3, Y4
+	VMULPS       actconst8<>+800(SB), Y4, Y4
+	VMOVUPS      actconst8<>+192(SB), Y5
 	VFMADD213PS  Y1, Y4, Y5
 	VDIVPS       Y5, Y1, Y6
-	VMOVUPS      actconst8<>+704(SB), Y5
-	VFMADD213PS  actconst8<>+736(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+768(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+800(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+832(SB), Y6, Y5
+	VMOVUPS      actconst8<>+832(SB), Y5
 	VFMADD213PS  actconst8<>+864(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+896(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+928(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+960(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+992(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1024(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1056(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1088(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1120(SB), Y6, Y5
 	VFNMADD231PS Y4, Y4, Y5
 	VMAXPS       Y5, Y0, Y4
-	VMOVUPS      actconst8<>+320(SB), Y5
-	VFMADD213PS  actconst8<>+352(SB), Y4, Y5
-	VSUBPS       actconst8<>+352(SB), Y5, Y7
-	VFNMADD231PS actconst8<>+384(SB), Y7, Y4
-	VFNMADD231PS actconst8<>+416(SB), Y7, Y4
-	VMOVUPS      actconst8<>+480(SB), Y7
-	VFMADD213PS  actconst8<>+512(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+544(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+576(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+608(SB), Y4, Y7
+	VMOVUPS      actconst8<>+448(SB), Y5
+	VFMADD213PS  actconst8<>+480(SB), Y4, Y5
+	VSUBPS       actconst8<>+480(SB), Y5, Y7
+	VFNMADD231PS actconst8<>+512(SB), Y7, Y4
+	VFNMADD231PS actconst8<>+544(SB), Y7, Y4
+	VMOVUPS      actconst8<>+608(SB), Y7
 	VFMADD213PS  actconst8<>+640(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+672(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+704(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+736(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+768(SB), Y4, Y7
 	VMULPS       Y4, Y4, Y8
 	VFMADD213PS  Y4, Y8, Y7
 	VADDPS       Y1, Y7, Y7
-	VPSUBD       actconst8<>+448(SB), Y5, Y5
+	VPSUBD       actconst8<>+576(SB), Y5, Y5
 	VPMAXSD      Y2, Y5, Y5
 	VPSLLD       $0x17, Y5, Y5
 	VMULPS       Y5, Y7, Y7
 	VMULPS       Y6, Y7, Y7
-	VMULPS       actconst8<>+64(SB), Y7, Y7
+	VMULPS       actconst8<>+192(SB), Y7, Y7
 	VSUBPS       Y7, Y1, Y4
 	VBLENDVPS    Y3, Y7, Y4, Y4
 	VMAXPS       Y3, Y0, Y3
@@ -2567,43 +2663,43 @@ actGELUAVX2_loop1_4:
 	CMPQ         DI, DX
 	JA           actGELUAVX2_tail_5
 	VMOVUPS      (AX)(SI*4), Y3
-	VANDPS       actconst8<>+288(SB), Y3, Y4
-	VMULPS       actconst8<>+672(SB), Y4, Y4
-	VMOVUPS      actconst8<>+64(SB), Y5
+	VANDPS       actconst8<>+416(SB), Y3, Y4
+	VMULPS       actconst8<>+800(SB), Y4, Y4
+	VMOVUPS      actconst8<>+192(SB), Y5
 	VFMADD213PS  Y1, Y4, Y5
 	VDIVPS       Y5, Y1, Y6
-	VMOVUPS      actconst8<>+704(SB), Y5
-	VFMADD213PS  actconst8<>+736(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+768(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+800(SB), Y6, Y5
-	VFMADD213PS  actconst8<>+832(SB), Y6, Y5
+	VMOVUPS      actconst8<>+832(SB), Y5
 	VFMADD213PS  actconst8<>+864(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+896(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+928(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+960(SB), Y6, Y5
 	VFMADD213PS  actconst8<>+992(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1024(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1056(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1088(SB), Y6, Y5
+	VFMADD213PS  actconst8<>+1120(SB), Y6, Y5
 	VFNMADD231PS Y4, Y4, Y5
 	VMAXPS       Y5, Y0, Y4
-	VMOVUPS      actconst8<>+320(SB), Y5
-	VFMADD213PS  actconst8<>+352(SB), Y4, Y5
-	VSUBPS       actconst8<>+352(SB), Y5, Y7
-	VFNMADD231PS actconst8<>+384(SB), Y7, Y4
-	VFNMADD231PS actconst8<>+416(SB), Y7, Y4
-	VMOVUPS      actconst8<>+480(SB), Y7
-	VFMADD213PS  actconst8<>+512(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+544(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+576(SB), Y4, Y7
-	VFMADD213PS  actconst8<>+608(SB), Y4, Y7
+	VMOVUPS      actconst8<>+448(SB), Y5
+	VFMADD213PS  actconst8<>+480(SB), Y4, Y5
+	VSUBPS       actconst8<>+480(SB), Y5, Y7
+	VFNMADD231PS actconst8<>+512(SB), Y7, Y4
+	VFNMADD231PS actconst8<>+544(SB), Y7, Y4
+	VMOVUPS      actconst8<>+608(SB), Y7
 	VFMADD213PS  actconst8<>+640(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+672(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+704(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+736(SB), Y4, Y7
+	VFMADD213PS  actconst8<>+768(SB), Y4, Y7
 	VMULPS       Y4, Y4, Y8
 	VFMADD213PS  Y4, Y8, Y7
 	VADDPS       Y1, Y7, Y7
-	VPSUBD       actconst8<>+448(SB), Y5, Y5
+	VPSUBD       actconst8<>+576(SB), Y5, Y5
 	VPMAXSD      Y2, Y5, Y5
 	VPSLLD       $0x17, Y5, Y5
 	VMULPS       Y5, Y7, Y7
 	VMULPS       Y6, Y7, Y7
-	VMULPS       actconst8<>+64(SB), Y7, Y7
+	VMULPS       actconst8<>+192(SB), Y7, Y7
 	VSUBPS       Y7, Y1, Y4
 	VBLENDVPS    Y3, Y7, Y4, Y4
 	VMAXPS       Y3, Y0, Y3
@@ -2620,43 +2716,43 @@ actGELUAVX2_tail_5:
 	NEGQ         DI
 	VMOVUPS      (R8)(DI*4), Y3
 	VMASKMOVPS   (AX)(SI*4), Y3, Y4
-	VANDPS       actconst8<>+288(SB), Y4, Y5
-	VMULPS       actconst8<>+672(SB), Y5, Y5
-	VMOVUPS      actconst8<>+64(SB), Y6
+	VANDPS       actconst8<>+416(SB), Y4, Y5
+	VMULPS       actconst8<>+800(SB), Y5, Y5
+	VMOVUPS      actconst8<>+192(SB), Y6
 	VFMADD213PS  Y1, Y5, Y6
 	VDIVPS       Y6, Y1, Y7
-	VMOVUPS      actconst8<>+704(SB), Y6
-	VFMADD213PS  actconst8<>+736(SB), Y7, Y6
-	VFMADD213PS  actconst8<>+768(SB), Y7, Y6
-	VFMADD213PS  actconst8<>+800(SB), Y7, Y6
-	VFMADD213PS  actconst8<>+832(SB), Y7, Y6
+	VMOVUPS      actconst8<>+832(SB), Y6
 	VFMADD213PS  actconst8<>+864(SB), Y7, Y6
 	VFMADD213PS  actconst8<>+896(SB), Y7, Y6
 	VFMADD213PS  actconst8<>+928(SB), Y7, Y6
 	VFMADD213PS  actconst8<>+960(SB), Y7, Y6
 	VFMADD213PS  actconst8<>+992(SB), Y7, Y6
+	VFMADD213PS  actconst8<>+1024(SB), Y7, Y6
+	VFMADD213PS  actconst8<>+1056(SB), Y7, Y6
+	VFMADD213PS  actconst8<>+1088(SB), Y7, Y6
+	VFMADD213PS  actconst8<>+1120(SB), Y7, Y6
 	VFNMADD231PS Y5, Y5, Y6
 	VMAXPS       Y6, Y0, Y5
-	VMOVUPS      actconst8<>+320(SB), Y6
-	VFMADD213PS  actconst8<>+352(SB), Y5, Y6
-	VSUBPS       actconst8<>+352(SB), Y6, Y8
-	VFNMADD231PS actconst8<>+384(SB), Y8, Y5
-	VFNMADD231PS actconst8<>+416(SB), Y8, Y5
-	VMOVUPS      actconst8<>+480(SB), Y8
-	VFMADD213PS  actconst8<>+512(SB), Y5, Y8
-	VFMADD213PS  actconst8<>+544(SB), Y5, Y8
-	VFMADD213PS  actconst8<>+576(SB), Y5, Y8
-	VFMADD213PS  actconst8<>+608(SB), Y5, Y8
+	VMOVUPS      actconst8<>+448(SB), Y6
+	VFMADD213PS  actconst8<>+480(SB), Y5, Y6
+	VSUBPS       actconst8<>+480(SB), Y6, Y8
+	VFNMADD231PS actconst8<>+512(SB), Y8, Y5
+	VFNMADD231PS actconst8<>+544(SB), Y8, Y5
+	VMOVUPS      actconst8<>+608(SB), Y8
 	VFMADD213PS  actconst8<>+640(SB), Y5, Y8
+	VFMADD213PS  actconst8<>+672(SB), Y5, Y8
+	VFMADD213PS  actconst8<>+704(SB), Y5, Y8
+	VFMADD213PS  actconst8<>+736(SB), Y5, Y8
+	VFMADD213PS  actconst8<>+768(SB), Y5, Y8
 	VMULPS       Y5, Y5, Y9
 	VFMADD213PS  Y5, Y9, Y8
 	VADDPS       Y1, Y8, Y8
-	VPSUBD       actconst8<>+448(SB), Y6, Y6
+	VPSUBD       actconst8<>+576(SB), Y6, Y6
 	VPMAXSD      Y2, Y6, Y6
 	VPSLLD       $0x17, Y6, Y6
 	VMULPS       Y6, Y8, Y8
 	VMULPS       Y7, Y8, Y8
-	VMULPS       actconst8<>+64(SB), Y8, Y8
+	VMULPS       actconst8<>+192(SB), Y8, Y8
 	VSUBPS       Y8, Y1, Y5
 	VBLENDVPS    Y4, Y8, Y5, Y5
 	VMAXPS       Y4, Y0, Y4
@@ -2670,6 +2766,102 @@ actGELUAVX2_done_6:
 	JNZ  actGELUAVX2_row_2
 
 actGELUAVX2_end_1:
+	VZEROUPPER
+	RET
+
+// func actBF16AVX2(x []float32, rows int, cols int, ld int)
+// Requires: AVX, AVX2
+TEXT ·actBF16AVX2(SB), NOSPLIT, $0-48
+	VMOVUPS actconst8<>+64(SB), Y0
+	VMOVUPS actconst8<>+96(SB), Y1
+	VMOVUPS actconst8<>+128(SB), Y2
+	VMOVUPS actconst8<>+160(SB), Y3
+	MOVQ    x_base+0(FP), AX
+	MOVQ    rows+24(FP), CX
+	MOVQ    cols+32(FP), DX
+	MOVQ    ld+40(FP), BX
+	SHLQ    $0x02, BX
+	TESTQ   CX, CX
+	JLE     actBF16AVX2_end_1
+	TESTQ   DX, DX
+	JLE     actBF16AVX2_end_1
+
+actBF16AVX2_row_2:
+	XORQ SI, SI
+
+actBF16AVX2_loopU_3:
+	LEAQ      16(SI), DI
+	CMPQ      DI, DX
+	JA        actBF16AVX2_loop1_4
+	VMOVUPS   (AX)(SI*4), Y4
+	VPSRLD    $0x10, Y4, Y5
+	VPAND     Y0, Y5, Y5
+	VPADDD    Y1, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPOR      Y3, Y4, Y6
+	VPAND     Y2, Y6, Y6
+	VCMPPS    $0x03, Y4, Y4, Y4
+	VBLENDVPS Y4, Y6, Y5, Y5
+	VMOVUPS   Y5, (AX)(SI*4)
+	VMOVUPS   32(AX)(SI*4), Y4
+	VPSRLD    $0x10, Y4, Y5
+	VPAND     Y0, Y5, Y5
+	VPADDD    Y1, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPOR      Y3, Y4, Y6
+	VPAND     Y2, Y6, Y6
+	VCMPPS    $0x03, Y4, Y4, Y4
+	VBLENDVPS Y4, Y6, Y5, Y5
+	VMOVUPS   Y5, 32(AX)(SI*4)
+	MOVQ      DI, SI
+	JMP       actBF16AVX2_loopU_3
+
+actBF16AVX2_loop1_4:
+	LEAQ      8(SI), DI
+	CMPQ      DI, DX
+	JA        actBF16AVX2_tail_5
+	VMOVUPS   (AX)(SI*4), Y4
+	VPSRLD    $0x10, Y4, Y5
+	VPAND     Y0, Y5, Y5
+	VPADDD    Y1, Y5, Y5
+	VPADDD    Y4, Y5, Y5
+	VPAND     Y2, Y5, Y5
+	VPOR      Y3, Y4, Y6
+	VPAND     Y2, Y6, Y6
+	VCMPPS    $0x03, Y4, Y4, Y4
+	VBLENDVPS Y4, Y6, Y5, Y5
+	VMOVUPS   Y5, (AX)(SI*4)
+	MOVQ      DI, SI
+	JMP       actBF16AVX2_loop1_4
+
+actBF16AVX2_tail_5:
+	MOVQ       DX, DI
+	SUBQ       SI, DI
+	JZ         actBF16AVX2_done_6
+	LEAQ       actmask32<>+32(SB), R8
+	NEGQ       DI
+	VMOVUPS    (R8)(DI*4), Y4
+	VMASKMOVPS (AX)(SI*4), Y4, Y5
+	VPSRLD     $0x10, Y5, Y6
+	VPAND      Y0, Y6, Y6
+	VPADDD     Y1, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VPAND      Y2, Y6, Y6
+	VPOR       Y3, Y5, Y7
+	VPAND      Y2, Y7, Y7
+	VCMPPS     $0x03, Y5, Y5, Y5
+	VBLENDVPS  Y5, Y7, Y6, Y6
+	VMASKMOVPS Y6, Y4, (AX)(SI*4)
+	MOVQ       DX, SI
+
+actBF16AVX2_done_6:
+	ADDQ BX, AX
+	DECQ CX
+	JNZ  actBF16AVX2_row_2
+
+actBF16AVX2_end_1:
 	VZEROUPPER
 	RET
 

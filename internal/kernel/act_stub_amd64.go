@@ -84,6 +84,11 @@ func actSiLUAVX2(x []float32, rows int, cols int, ld int)
 //go:noescape
 func actGELUAVX2(x []float32, rows int, cols int, ld int)
 
+// actBF16AVX2 rounds x to the nearest bfloat16 (ties to even; a NaN stays a NaN, made quiet) over rows rows of cols elements of x, row r at r·ld, in place, with AVX2; see act.go.
+//
+//go:noescape
+func actBF16AVX2(x []float32, rows int, cols int, ld int)
+
 // actAddAVX2 computes y[i] = x[i] + z[i] over len(x) elements with AVX2; see act.go.
 //
 //go:noescape

@@ -54,6 +54,10 @@ var constList = []struct {
 }{
 	{"zero", 0},
 	{"one", f32(1)},
+	{"i1", 1},            // bfloat16 rounding: the integer 1,
+	{"i7fff", 0x7fff},    // half an ulp less one,
+	{"hi16", 0xffff0000}, // the kept bits,
+	{"qnan", 0x00400000}, // the quiet bit of a NaN
 	{"half", f32(0.5)},
 	{"three", f32(3)},
 	{"six", f32(6)},
@@ -468,6 +472,30 @@ func (g *gen) kernels() {
 		g.hold("magic", "ln2hi", "ln2lo", "half", "e4", "e3", "e2", "e1", "e0")
 	}
 	g.region(2, g.gelu)
+
+	if !g.avx512 {
+		// One kernel serves both levels: rounding is bound by memory, and
+		// the AVX-512 level calls this one (act_amd64.go).
+		g.begin("BF16", sigAct, "rounds x to the nearest bfloat16 (ties to even; a NaN stays a NaN, made quiet) "+doc)
+		g.hold("i1", "i7fff", "hi16", "qnan")
+		g.region(2, func(v VecVirtual) VecVirtual {
+			// r = (u + 0x7fff + (u>>16 & 1)) & 0xffff0000, as bf16 in bf16.go
+			t := g.vec()
+			VPSRLD(U8(16), v, t)
+			VPAND(g.r("i1"), t, t)
+			VPADDD(g.r("i7fff"), t, t)
+			VPADDD(v, t, t)
+			VPAND(g.r("hi16"), t, t)
+			// a NaN: (u | quiet bit) & 0xffff0000
+			n := g.vec()
+			VPOR(g.r("qnan"), v, n)
+			VPAND(g.r("hi16"), n, n)
+			m := g.vec()
+			VCMPPS(U8(3), v, v, m) // unordered: v is NaN
+			VBLENDVPS(m, n, t, t)
+			return t
+		})
+	}
 
 	vb := g.vb()
 	g.begin("Add", "func(x, z, y []float32)", "computes y[i] = x[i] + z[i] over len(x) elements")
