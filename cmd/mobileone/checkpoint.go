@@ -27,6 +27,19 @@ const precisionHelp = "arithmetic of a float model: `float32` (the default) or b
 	"convolution and linear layer, float32 sums, as bfloat16 hardware computes; this build's kernels are float32 ones, " +
 	"so bf16 shows bfloat16's accuracy at float32's speed or a little below). An int8 file runs in int8"
 
+// addPrecisionFlag adds --precision to a command without ckptFlags
+// (segment, detect, their eval); parsePrecisionFlag reads it.
+func addPrecisionFlag(fs *flag.FlagSet) *string { return fs.String("precision", "", precisionHelp) }
+
+// parsePrecisionFlag normalises --precision ("" is float32).
+func parsePrecisionFlag(s string) (string, error) {
+	p, err := model.ParsePrecision(s)
+	if err != nil {
+		return "", fmt.Errorf("--precision: %w", err)
+	}
+	return p, nil
+}
+
 // registerPrecision adds --precision.
 func (c *ckptFlags) registerPrecision(fs *flag.FlagSet) {
 	fs.StringVar(&c.precision, "precision", "", precisionHelp)

@@ -59,6 +59,7 @@ func cmdDetect(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&labelsFile, "labels", "", "class names, one per line, background first (`file`)")
 	maxDet := fs.Int("max-detections", 100, "detections per image at most")
 	maxMP := fs.Float64("max-megapixels", mobileone.DefaultMaxPixels/1e6, "refuse images larger than this")
+	precision := addPrecisionFlag(fs)
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -79,7 +80,11 @@ func cmdDetect(args []string, stdout, stderr io.Writer) error {
 	if err := uniqueStems(files); err != nil {
 		return err
 	}
-	det, err := loadDetector(weights, *size)
+	prec, err := parsePrecisionFlag(*precision)
+	if err != nil {
+		return err
+	}
+	det, err := loadDetector(weights, *size, prec)
 	if err != nil {
 		return err
 	}
@@ -133,12 +138,12 @@ type detector struct {
 // loadDetector reads a fused SSDLite-MobileOne checkpoint (detectUsage),
 // builds the network at size (0: the metadata's, else 320) and loads it
 // strictly by key.
-func loadDetector(path string, size int) (*detector, error) {
+func loadDetector(path string, size int, precision string) (*detector, error) {
 	sd, meta, err := readStateDict(path)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDetector(sd, meta, size)
+	d, err := newDetector(sd, meta, size, precision)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -147,7 +152,7 @@ func loadDetector(path string, size int) (*detector, error) {
 
 const detClsKey = "head.classification_head.module_list.0.1.weight"
 
-func newDetector(sd map[string]*tensor.Tensor, meta map[string]string, size int) (*detector, error) {
+func newDetector(sd map[string]*tensor.Tensor, meta map[string]string, size int, precision string) (*detector, error) {
 	backbone := map[string]*tensor.Tensor{}
 	for k, v := range sd {
 		if b, ok := strings.CutPrefix(k, "backbone."); ok && !strings.HasPrefix(b, "extra.") {
@@ -209,6 +214,11 @@ func newDetector(sd map[string]*tensor.Tensor, meta map[string]string, size int)
 	}
 	if d.anchors, err = detect.SSDLiteBoxes().Generate(size, size, arch.SSDLiteMapSizes(g)); err != nil {
 		return nil, err
+	}
+	if precision == model.BFloat16 {
+		if g, err = g.BF16(); err != nil {
+			return nil, err
+		}
 	}
 	if d.plan, err = graph.NewPlan(g, 1); err != nil {
 		return nil, err

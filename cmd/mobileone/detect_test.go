@@ -184,7 +184,7 @@ func BenchmarkDetect(b *testing.B) {
 		im.Pix[i] = uint8(i * 7919 % 251)
 	}
 	if path := os.Getenv("MOBILEONE_DET_MODEL"); path != "" {
-		if det, err = loadDetector(path, 0); err != nil {
+		if det, err = loadDetector(path, 0, ""); err != nil {
 			b.Fatal(err)
 		}
 		if p := os.Getenv("MOBILEONE_DET_IMAGE"); p != "" {
@@ -201,7 +201,7 @@ func BenchmarkDetect(b *testing.B) {
 		}
 		g.InitRandom(1)
 		_, sd := g.StateDict()
-		if det, err = newDetector(sd, nil, 320); err != nil {
+		if det, err = newDetector(sd, nil, 320, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -39,6 +39,7 @@ func cmdEvalDetect(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&save, "save-detections", "", "write the detections in COCO's results format to this `file`")
 	size := fs.Int("size", 0, "network input side `S` (0: the model's training size, else 320)")
 	asJSON := fs.Bool("json", false, "print one JSON object (COCO's summary and per-class AP)")
+	precision := addPrecisionFlag(fs)
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -55,7 +56,11 @@ func cmdEvalDetect(args []string, stdout, stderr io.Writer) error {
 	case *size != 0 && (*size < 32 || *size > 2048):
 		return fmt.Errorf("--size must be 32..2048, got %d", *size)
 	}
-	det, err := loadDetector(weights, *size)
+	prec, err := parsePrecisionFlag(*precision)
+	if err != nil {
+		return err
+	}
+	det, err := loadDetector(weights, *size, prec)
 	if err != nil {
 		return err
 	}

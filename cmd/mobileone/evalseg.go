@@ -45,6 +45,7 @@ func cmdEvalSegment(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (dense.Report: mean_iou, pixel_accuracy, classes, confusion_matrix)")
 	outputStride := fs.Int("output-stride", 0, "backbone output stride `16 or 8` if the checkpoint does not store it")
 	rateList := fs.String("rates", "", "ASPP atrous rates if the checkpoint does not store them")
+	precision := addPrecisionFlag(fs)
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,7 +70,11 @@ func cmdEvalSegment(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	seg, err := loadSegmenter(weights, segOptions{Variant: variant, OutputStride: *outputStride, Rates: rates, Size: *size})
+	prec, err := parsePrecisionFlag(*precision)
+	if err != nil {
+		return err
+	}
+	seg, err := loadSegmenter(weights, segOptions{Variant: variant, OutputStride: *outputStride, Rates: rates, Size: *size, Precision: prec})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/data"
+	"github.com/mobileone-go/mobileone/format/safetensors"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/tensor"
@@ -111,4 +114,83 @@ func abs64(v float64) float64 {
 		return -v
 	}
 	return v
+}
+
+// TestDensePrecision: segment and detect load their networks in bfloat16
+// (--precision bf16): the outputs move by a bfloat16-sized amount from
+// float32's, and a bad --precision is refused.
+func TestDensePrecision(t *testing.T) {
+	near := func(name string, f32, bf []float32) {
+		t.Helper()
+		var d, m float64
+		for i, v := range f32 {
+			d = max(d, abs64(float64(v-bf[i])))
+			m = max(m, abs64(float64(v)))
+		}
+		if d == 0 || d > 0.05*m {
+			t.Errorf("%s: bf16 outputs differ from float32's by %.3g (max %.3g)", name, d, m)
+		}
+	}
+	g, err := arch.DeepLabV3MobileOne(segTinyConfig, 3, 16, []int{1, 2, 3}, 64, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.InitRandom(4)
+	keys, sd := g.StateDict()
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "seg.safetensors")
+	if err := safetensors.WriteFile(ck, keys, sd, nil, safetensors.F32); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 3*64*64)
+	for i := range x {
+		x[i] = float32(i%37)/18 - 1
+	}
+	var outs [2][]float32
+	for i, p := range []string{"float32", "bf16"} {
+		s, err := loadSegmenter(ck, segOptions{Size: 64, Precision: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := s.plan.Run(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[i] = append([]float32(nil), y...)
+	}
+	near("segment", outs[0], outs[1])
+
+	dg, err := arch.SSDLiteMobileOne(model.Zoo[0], 5, 0.5, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg.InitRandom(2)
+	_, dsd := dg.StateDict()
+	x = make([]float32, 3*128*128)
+	for i := range x {
+		x[i] = float32(i%41)/20 - 1
+	}
+	for i, p := range []string{"float32", "bf16"} {
+		d, err := newDetector(dsd, nil, 128, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := d.plan.Run(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[i] = append([]float32(nil), y...)
+	}
+	near("detect", outs[0], outs[1])
+
+	img := filepath.Join(dir, "x.png")
+	writePNG(t, img, 40, 30)
+	for _, args := range [][]string{
+		{"segment", "-w", ck, "--precision", "fp16", img},
+		{"detect", "-w", ck, "--precision", "fp16", img},
+	} {
+		if code, _, errs := cli(args...); code == 0 || !strings.Contains(errs, "want float32 or bf16") {
+			t.Errorf("%v: exit %d, %q", args, code, errs)
+		}
+	}
 }

@@ -67,6 +67,7 @@ func cmdSegment(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&rateList, "rates", "", "ASPP atrous rates, comma-separated, if the checkpoint does not store them (default 12,24,36)")
 	alpha := fs.Float64("alpha", 0.5, "overlay opacity of the class colours, 0..1")
 	maxMP := fs.Float64("max-megapixels", mobileone.DefaultMaxPixels/1e6, "refuse images larger than this")
+	precision := addPrecisionFlag(fs)
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -95,7 +96,11 @@ func cmdSegment(args []string, stdout, stderr io.Writer) error {
 	if err := uniqueStems(files); err != nil {
 		return err
 	}
-	seg, err := loadSegmenter(weights, segOptions{Variant: variant, Classes: *classes, OutputStride: *outputStride, Rates: rates, Size: *size})
+	prec, err := parsePrecisionFlag(*precision)
+	if err != nil {
+		return err
+	}
+	seg, err := loadSegmenter(weights, segOptions{Variant: variant, Classes: *classes, OutputStride: *outputStride, Rates: rates, Size: *size, Precision: prec})
 	if err != nil {
 		return err
 	}
@@ -140,6 +145,7 @@ type segOptions struct {
 	OutputStride int    // 0: the metadata's, else 16
 	Rates        []int  // nil: the metadata's, else arch.DeepLabRates
 	Size         int    // the network's input side
+	Precision    string // model.Float32 ("") or model.BFloat16
 }
 
 // segmenter is a loaded DeepLabV3-MobileOne, planned for one Size×Size image.
@@ -251,6 +257,11 @@ func newSegmenter(sd map[string]*tensor.Tensor, meta map[string]string, o segOpt
 	}
 	if err := g.Load(sd); err != nil {
 		return nil, err
+	}
+	if o.Precision == model.BFloat16 {
+		if g, err = g.BF16(); err != nil {
+			return nil, err
+		}
 	}
 	if s.plan, err = graph.NewPlan(g, 1); err != nil {
 		return nil, err

@@ -304,7 +304,7 @@ func finishDetRun(run *train.SSDRun, stdout io.Writer) error {
 	if run.Val == nil {
 		return nil
 	}
-	det, err := loadDetector(path, run.Size)
+	det, err := loadDetector(path, run.Size, "")
 	if err != nil {
 		return err
 	}
