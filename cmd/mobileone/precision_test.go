@@ -9,10 +9,10 @@ import (
 
 	"github.com/mobileone-go/mobileone/arch"
 	"github.com/mobileone-go/mobileone/data"
-	"github.com/mobileone-go/mobileone/format/safetensors"
-	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/format/npy"
+	"github.com/mobileone-go/mobileone/format/safetensors"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
