@@ -78,6 +78,19 @@ function table(args) {
         `${f(o.min_ms / r.min_ms, 2)} | ${f(o.median_ms / r.median_ms, 2)} | ${f(o8.images_per_s, 1)} | ${f(r8.images_per_s, 1)} |`);
     }
   }
+  if (rows.some(r => r.side === 'ours_bf16')) {
+    out.push('');
+    out.push('| variant | threads | ours bf16 min ms | ours bf16 median ms | bf16/float32 ours (min) | bf16/ORT float32 (min) | bf16/ORT float32 (median) | ours bf16 b8 img/s |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const v of variants) {
+      for (const t of threads) {
+        const b = get('ours_bf16', v, t, 1), o = get('ours', v, t, 1), r = get('ort', v, t, 1), b8 = get('ours_bf16', v, t, 8);
+        if (b.min_ms === undefined) continue;
+        out.push(`| ${v.toUpperCase()} | ${t} | ${f(b.min_ms, 2)} | ${f(b.median_ms, 2)} | ${f(b.min_ms / o.min_ms, 2)} | ` +
+          `${f(b.min_ms / r.min_ms, 2)} | ${f(b.median_ms / r.median_ms, 2)} | ${f(b8.images_per_s, 1)} |`);
+      }
+    }
+  }
   const parity = rows.filter(r => r.parity);
   if (parity.length) {
     out.push('');

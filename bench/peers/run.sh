@@ -3,7 +3,7 @@
 #
 #   bench/peers/run.sh [--variants "s0 s1 s2 s3 s4"] [--threads "1 2"] [--seed 1]
 #                      [--rounds 10 --runs 20 --trim 4] [--b8-rounds 3 --b8-runs 5 --b8-trim 1]
-#                      [--repeat 1] [--no-b8] [--out results.md] [--install-only]
+#                      [--repeat 1] [--no-b8] [--bf16] [--out results.md] [--install-only]
 #
 # 1. installs onnxruntime-node@1.30.0 (npm, --ignore-scripts) into
 #    $MOBILEONE_PEERS_DIR (default ~/.cache/mobileone-peers), outside the
@@ -23,6 +23,9 @@
 #    (and of the batch-8 images/s), so a burst of noise on the machine hits
 #    both sides alike instead of one.
 #
+# --bf16 also times our bfloat16 inference (`bench --precision bf16`) in every
+# cell, right after ours in float32, and adds a table of it against both.
+#
 # Machines are noisy: compare ratios from one run, not absolute times across runs.
 set -euo pipefail
 
@@ -40,6 +43,7 @@ do_b8=1
 repeat=1
 out=""
 install_only=0
+bf16=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--variants) variants=$2; shift 2 ;;
@@ -55,7 +59,8 @@ while [ $# -gt 0 ]; do
 	--repeat) repeat=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--install-only) install_only=1; shift ;;
-	-h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--bf16) bf16=1; shift ;;
+	-h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -113,6 +118,15 @@ for v in $variants; do
 				else
 					log "$v: mobileone bench failed; its cells stay empty"
 					status=1
+				fi
+				if [ "$bf16" = 1 ]; then
+					log "$v: $t thread(s), batch $b: ours in bf16 ($rep/$repeat)"
+					if j=$("$mo" bench -m "$v" --random-seed "$seed" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --precision bf16 --json); then
+						echo "{\"side\":\"ours_bf16\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
+					else
+						log "$v: mobileone bench --precision bf16 failed; its cells stay empty"
+						status=1
+					fi
 				fi
 				log "$v: $t thread(s), batch $b: ONNX Runtime ($rep/$repeat)"
 				j=$(node "$here/ort_bench.js" --model "$work/$v.onnx" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json)
