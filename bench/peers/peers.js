@@ -91,6 +91,20 @@ function table(args) {
       }
     }
   }
+  if (rows.some(r => r.side === 'ours_int8')) {
+    out.push('');
+    out.push('| variant | threads | ours int8 min ms | ours int8 median ms | ORT int8 min ms | ORT int8 median ms | ours int8/ORT float32 (min) | ours int8/ORT int8 (min) | ours int8/ORT int8 (median) | ours int8 b8 img/s | ORT int8 b8 img/s |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const v of variants) {
+      for (const t of threads) {
+        const q = get('ours_int8', v, t, 1), qo = get('ort_int8', v, t, 1), r = get('ort', v, t, 1);
+        const q8 = get('ours_int8', v, t, 8), qo8 = get('ort_int8', v, t, 8);
+        if (q.min_ms === undefined && qo.min_ms === undefined) continue;
+        out.push(`| ${v.toUpperCase()} | ${t} | ${f(q.min_ms, 2)} | ${f(q.median_ms, 2)} | ${f(qo.min_ms, 2)} | ${f(qo.median_ms, 2)} | ` +
+          `${f(q.min_ms / r.min_ms, 2)} | ${f(q.min_ms / qo.min_ms, 2)} | ${f(q.median_ms / qo.median_ms, 2)} | ${f(q8.images_per_s, 1)} | ${f(qo8.images_per_s, 1)} |`);
+      }
+    }
+  }
   const parity = rows.filter(r => r.parity);
   if (parity.length) {
     out.push('');

@@ -3,7 +3,7 @@
 #
 #   bench/peers/run.sh [--variants "s0 s1 s2 s3 s4"] [--threads "1 2"] [--seed 1]
 #                      [--rounds 10 --runs 20 --trim 4] [--b8-rounds 3 --b8-runs 5 --b8-trim 1]
-#                      [--repeat 1] [--no-b8] [--bf16] [--out results.md] [--install-only]
+#                      [--repeat 1] [--no-b8] [--bf16] [--int8] [--out results.md] [--install-only]
 #
 # 1. installs onnxruntime-node@1.30.0 (npm, --ignore-scripts) into
 #    $MOBILEONE_PEERS_DIR (default ~/.cache/mobileone-peers), outside the
@@ -25,6 +25,11 @@
 #
 # --bf16 also times our bfloat16 inference (`bench --precision bf16`) in every
 # cell, right after ours in float32, and adds a table of it against both.
+# --int8 quantises each variant's random-weight model (`mobileone quantize`,
+# calibrated on 8 canvases of `mobileone data canvases`, which needs Debian's
+# dataset-fashion-mnist), exports the same int8 model as a QDQ graph, and times
+# ours in int8 and ONNX Runtime's int8 kernels on it in every cell (a table of
+# them against each other and against ORT float32).
 #
 # Machines are noisy: compare ratios from one run, not absolute times across runs.
 set -euo pipefail
@@ -44,6 +49,7 @@ repeat=1
 out=""
 install_only=0
 bf16=0
+int8=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--variants) variants=$2; shift 2 ;;
@@ -60,7 +66,8 @@ while [ $# -gt 0 ]; do
 	--out) out=$2; shift 2 ;;
 	--install-only) install_only=1; shift ;;
 	--bf16) bf16=1; shift ;;
-	-h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--int8) int8=1; shift ;;
+	-h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -89,6 +96,11 @@ results="$work/results.jsonl"
 : >"$results"
 
 node "$here/peers.js" input "$work/in.npy" 2 3 224 224 "$seed"
+if [ "$int8" = 1 ]; then
+	log "calibration images: 8 canvases (mobileone data canvases)"
+	"$mo" data canvases -o "$work/canvases" --train 8 --val 1 --size 256 >&2
+	rm -rf "$work/canvases/SegmentationClass" "$work/canvases/SegmentationObject"
+fi
 status=0
 for v in $variants; do
 	log "$v: export (random weights, seed $seed)"
@@ -104,6 +116,13 @@ for v in $variants; do
 	[ -n "$parity" ] || parity='{"ok":false}'
 	echo "{\"parity\":true,\"variant\":\"$v\",${parity#\{}" >>"$results"
 	log "$v: parity $parity"
+
+	if [ "$int8" = 1 ]; then
+		log "$v: quantise (int8) and export the QDQ graph"
+		"$mo" quantize -w "$work/$v.safetensors" -m "$v" --calib "$work/canvases/JPEGImages" --images 8 --report-images 1 \
+			-o "$work/$v.int8.safetensors" >"$work/$v.quantize.txt"
+		"$mo" export -w "$work/$v.int8.safetensors" -o "$work/$v.int8.onnx" >&2
+	fi
 
 	# 4. Latency (batch 1) and throughput (batch 8).
 	for t in $threads; do
@@ -127,6 +146,18 @@ for v in $variants; do
 						log "$v: mobileone bench --precision bf16 failed; its cells stay empty"
 						status=1
 					fi
+				fi
+				if [ "$int8" = 1 ]; then
+					log "$v: $t thread(s), batch $b: ours in int8 ($rep/$repeat)"
+					if j=$("$mo" bench -w "$work/$v.int8.safetensors" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json); then
+						echo "{\"side\":\"ours_int8\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
+					else
+						log "$v: mobileone bench (int8) failed; its cells stay empty"
+						status=1
+					fi
+					log "$v: $t thread(s), batch $b: ONNX Runtime int8 ($rep/$repeat)"
+					j=$(node "$here/ort_bench.js" --model "$work/$v.int8.onnx" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json)
+					echo "{\"side\":\"ort_int8\",\"variant\":\"$v\",\"r\":$j}" >>"$results"
 				fi
 				log "$v: $t thread(s), batch $b: ONNX Runtime ($rep/$repeat)"
 				j=$(node "$here/ort_bench.js" --model "$work/$v.onnx" --threads "$t" --batch "$b" --rounds "$r" --runs "$n" --trim "$tr" --json)
