@@ -22,6 +22,7 @@ import (
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/serve"
 )
 
@@ -30,9 +31,12 @@ const serveUsage = `usage: mobileone serve [-w [NAME=]CKPT]... [-m s0..s4] [--ad
 
 An HTTP inference server. Without -w it serves the built-in Fashion-MNIST model
 as "fashion-mnist"; each -w serves a checkpoint, named NAME or after its file
-(mobileone_s1.pth.tar: "mobileone_s1"). -m s0..s4 checks that every checkpoint
-is that variant; without -w it serves that variant with random weights (seeded,
-for benchmarking only: the predictions mean nothing, and /v1/models says so).
+(mobileone_s1.pth.tar: "mobileone_s1"). An int8 file (mobileone quantize) runs
+on the int8 engine with the preprocessing it stores; /v1/models gives each
+model's precision. -m s0..s4 checks that every float checkpoint is that
+variant (it does not apply to int8 files); without -w it serves that variant
+with random weights (seeded, for benchmarking only: the predictions mean
+nothing, and /v1/models says so).
 
   POST /v1/models/NAME/classify  an image body (JPEG, PNG, GIF, WebP, BMP, TIFF), or
                                  multipart/form-data with image files; ?top=5&logits=true
@@ -327,11 +331,25 @@ func loadServeModels(c serveConfig, log *slog.Logger) ([]serve.Model, error) {
 		if name == "" {
 			name = modelName(path)
 		}
+		if quant.IsInt8(path) {
+			if c.variant != "" {
+				return nil, fmt.Errorf("%s is an int8 model, which stores its settings: -m does not apply", path)
+			}
+			q, err := quant.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("loaded", "model", name, "file", path, "variant", q.Config.Name, "classes", q.Config.NumClasses,
+				"precision", "int8")
+			out = append(out, serve.Model{Name: name, Int8: q, Weights: filepath.Base(path)})
+			continue
+		}
 		m, err := mobileone.Load(path, mobileone.LoadOptions{Variant: c.variant})
 		if err != nil {
 			return nil, err
 		}
-		log.Info("loaded", "model", name, "file", path, "variant", m.Config.Name, "classes", m.Config.NumClasses)
+		log.Info("loaded", "model", name, "file", path, "variant", m.Config.Name, "classes", m.Config.NumClasses,
+			"precision", "float32")
 		out = append(out, serve.Model{Name: name, Model: m, Weights: filepath.Base(path)})
 	}
 	return out, nil

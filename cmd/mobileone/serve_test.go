@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mobileone-go/mobileone"
+	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/quant"
 )
 
 func TestServeFlags(t *testing.T) {
@@ -310,5 +315,119 @@ func TestServeSIGTERM(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, logs.String())
 		}
+	}
+}
+
+// sampleCalib is the built-in samples, preprocessed for the built-in
+// model, as quant.Images.
+type sampleCalib struct{ pre imageproc.Params }
+
+func (s sampleCalib) Len() int { return 4 }
+func (s sampleCalib) Image(i int) ([]float32, error) {
+	img, _, err := imageproc.Decode(bytes.NewReader(zoo.Samples()[2*i].PNG), 0)
+	if err != nil {
+		return nil, err
+	}
+	return imageproc.Preprocess(img, s.pre).Data, nil
+}
+
+// An int8 file (quantised here on four samples) is served next to a float
+// checkpoint: /v1/models gives their precisions and classify answers what
+// the int8 plan answers for the image alone; -m does not apply to it.
+func TestServeInt8File(t *testing.T) {
+	fm, err := zoo.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal, err := quant.Calibrate(fm, sampleCalib{fm.Preprocessing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := cal.Quantize(quant.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "fm.int8.safetensors")
+	if err := q.Save(file); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli("serve", "--log-level", "error", "--addr", "127.0.0.1:0", "-w", file, "-m", "s0")
+	if code != 1 || !strings.Contains(errs, "is an int8 model, which stores its settings: -m does not apply") {
+		t.Errorf("serve -w INT8 -m s0: exit %d, %q", code, errs)
+	}
+
+	var logs syncBuffer
+	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--max-batch", "4",
+		"-w", file, "-w", "float=" + golden + "/fused.pth.tar"}, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServer(c, log, sigs, func(a net.Addr) { addrc <- a }) }()
+	base := "http://" + (<-addrc).String()
+	waitReady(t, base)
+	defer func() {
+		sigs <- syscall.SIGTERM
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, logs.String())
+		}
+	}()
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Models []struct {
+			Name, Weights, Precision string
+			Classes                  int
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Models) != 2 || list.Models[0].Name != "float" || list.Models[0].Precision != "float32" ||
+		list.Models[1].Name != "fm.int8" || list.Models[1].Precision != "int8" ||
+		list.Models[1].Weights != "fm.int8.safetensors" || list.Models[1].Classes != 10 {
+		t.Errorf("models %+v", list.Models)
+	}
+
+	back, err := quant.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png := zoo.Samples()[7].PNG
+	img, _, err := imageproc.Decode(bytes.NewReader(png), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := back.NewPlan(1, 28, 28)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Run(imageproc.Preprocess(img, back.Preprocessing()).Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(base+"/v1/models/fm.int8/classify?top=1&logits=true", "image/png", bytes.NewReader(png))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Results []struct {
+			Top []struct {
+				Index int
+				Label string
+			}
+			Logits []float32
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(res.Results) != 1 || !slices.Equal(res.Results[0].Logits, want) {
+		t.Fatalf("classify: %d %+v, int8 plan %v", resp.StatusCode, res, want)
+	}
+	if top := mobileone.TopK(want, back.ClassNames(), 1)[0]; res.Results[0].Top[0].Label != top.Label {
+		t.Errorf("top %+v, int8 plan %+v", res.Results[0].Top[0], top)
 	}
 }
