@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -33,7 +34,7 @@ func TestServeFlags(t *testing.T) {
 	}
 	for _, f := range []string{"-w", "-m", "-random-seed", "-addr", "-threads", "-max-batch", "-max-wait", "-queue",
 		"-max-inflight", "-max-images", "-max-body-mb", "-max-megapixels", "-decoders", "-timeout", "-read-timeout",
-		"-write-timeout", "-idle-timeout", "-drain-delay", "-drain-timeout", "-cors-origin", "-log-format", "-log-level"} {
+		"-write-timeout", "-idle-timeout", "-drain-delay", "-drain-timeout", "-gc-headroom-mb", "-cors-origin", "-log-format", "-log-level"} {
 		if !strings.Contains(errs, "\n  "+f+" ") && !strings.Contains(errs, "\n  "+f+"\n") {
 			t.Errorf("serve -h does not explain %s", f)
 		}
@@ -53,6 +54,7 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"--max-megapixels", "0"}, 1, "--max-megapixels"},
 		{[]string{"--timeout", "65s"}, 1, "--write-timeout (1m5s) must be more than --timeout (1m5s)"},
 		{[]string{"--drain-delay", "-1s"}, 1, "--drain-delay must not be negative"},
+		{[]string{"--gc-headroom-mb", "-1"}, 1, "--gc-headroom-mb must be 0..1048576, got -1"},
 		{[]string{"--log-format", "xml"}, 1, `--log-format "xml"`},
 		{[]string{"--log-level", "loud"}, 1, `--log-level "loud"`},
 		{[]string{"-m", "s9"}, 1, "s9"},
@@ -142,10 +144,12 @@ func slowRequest(t *testing.T, addr, model string, body []byte) func() (int, str
 func TestServeInProcess(t *testing.T) {
 	var logs syncBuffer
 	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--drain-delay", "100ms",
-		"-w", "tiny=" + golden + "/fused.pth.tar", "-w", golden + "/unfused.pth.tar", "--log-format", "json"}, &logs)
+		"-w", "tiny=" + golden + "/fused.pth.tar", "-w", golden + "/unfused.pth.tar", "--log-format", "json",
+		"--gc-headroom-mb", "1"}, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer debug.SetGCPercent(gcPercent())
 	sigs := make(chan os.Signal, 1)
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -165,12 +169,59 @@ func TestServeInProcess(t *testing.T) {
 		list.Models[1].Name != "unfused" || list.Models[1].Weights != "unfused.pth.tar" {
 		t.Errorf("models %+v", list.Models)
 	}
+	// 1 MiB of room is a small part of the live heap (the models, and
+	// whatever this test process holds): below Go's default 100.
+	if p := gcPercent(); p < minGCPercent || p >= 100 {
+		t.Errorf("--gc-headroom-mb 1: the garbage collector's target is %d, want %d..99 (live heap %d MiB)", p, minGCPercent, liveHeap()>>20)
+	}
 	sigs <- syscall.SIGTERM
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
 	if !strings.Contains(logs.String(), `"msg":"drained: every request in flight was answered; exiting"`) {
 		t.Errorf("log: %s", logs.String())
+	}
+}
+
+// --gc-headroom-mb sets GOGC to about that room over the live heap,
+// within [10, 100]; by default unless the environment sets GOGC, given
+// whatever it sets.
+func TestServeGCHeadroom(t *testing.T) {
+	for _, tc := range []struct {
+		live, headroom uint64
+		want           int
+	}{
+		{256 << 20, 64 << 20, 25}, // S0's plans: a quarter
+		{100 << 20, 64 << 20, 64}, // between
+		{16 << 20, 64 << 20, 100}, // a small model: Go's default, no more
+		{2 << 30, 64 << 20, 10},   // a large one: the floor
+		{0, 64 << 20, 100},        // (no reading)
+	} {
+		if got := gcPercentFor(tc.live, tc.headroom); got != tc.want {
+			t.Errorf("gcPercentFor(%d MiB live, %d MiB): %d, want %d", tc.live>>20, tc.headroom>>20, got, tc.want)
+		}
+	}
+	if liveHeap() == 0 {
+		t.Error("runtime/metrics gives no live heap")
+	}
+	parse := func(args ...string) int {
+		t.Helper()
+		c, _, err := parseServe(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.gcHeadroomMiB
+	}
+	t.Setenv("GOGC", "")
+	if h := parse(); h != defaultGCHeadroomMiB {
+		t.Errorf("no flag, no GOGC: %d MiB, want %d", h, defaultGCHeadroomMiB)
+	}
+	t.Setenv("GOGC", "150")
+	if h := parse(); h != 0 {
+		t.Errorf("no flag, GOGC=150: %d MiB, want 0 (Go's setting, from the environment)", h)
+	}
+	if h := parse("--gc-headroom-mb", "40"); h != 40 {
+		t.Errorf("--gc-headroom-mb 40, GOGC=150: %d, want 40", h)
 	}
 }
 
