@@ -355,6 +355,9 @@ func (p *Int8Plan) Steps() []string {
 	return out
 }
 
+// Outputs is the number of values Run returns per image.
+func (p *Int8Plan) Outputs() int { return p.outPer }
+
 // Run computes the outputs (N, output...) of x: (N, C, H, W) flattened.
 // The returned slice belongs to the plan. With several images and
 // threads, images run in parallel, one per thread; one image spreads each

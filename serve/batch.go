@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mobileone-go/mobileone/model"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -71,10 +70,19 @@ var (
 	errShuttingDown = errors.New("shutting down")
 )
 
+// plan runs batches of a fixed number of images: x (N, C, H, W)
+// flattened in, the outputs (N, Outputs()) out, in a slice that belongs to
+// the plan and is overwritten by the next Run. The float engine
+// (*model.Plan) and the int8 one (*graph.Int8Plan) are plans.
+type plan interface {
+	Run(x []float32) ([]float32, error)
+	Outputs() int
+}
+
 // batcher runs one model's jobs in batches of up to maxBatch images: it
 // takes what is queued when the engine becomes free and, while requests
 // for the model are still being read and decoded, waits up to maxWait for
-// them to fill the batch. Each batch size has its own Plan (packed weights,
+// them to fill the batch. Each batch size has its own plan (packed weights,
 // preallocated buffers), made and run once at start, so steady-state
 // batches allocate nothing.
 type batcher struct {
@@ -95,8 +103,8 @@ type batcher struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	plans []*model.Plan // plans[n-1] runs n images
-	x     []float32     // the batch's input, maxBatch*per
+	plans []plan    // plans[n-1] runs n images
+	x     []float32 // the batch's input, maxBatch*per
 	batch []*job
 	timer *time.Timer
 
@@ -108,9 +116,11 @@ type batcher struct {
 	queueDepth prometheus.Gauge
 }
 
-func newBatcher(name string, m *model.Model, size int, o *Options, compute *sync.Mutex, met *metrics) (*batcher, error) {
+// newBatcher makes the batcher of a model whose images have per values:
+// newPlan(n) plans the model for batches of n images.
+func newBatcher(name string, per int, newPlan func(n int) (plan, error), o *Options, compute *sync.Mutex, met *metrics) (*batcher, error) {
 	b := &batcher{
-		name: name, per: m.Config.InChannels * size * size, maxBatch: o.MaxBatch, maxWait: o.MaxWait,
+		name: name, per: per, maxBatch: o.MaxBatch, maxWait: o.MaxWait,
 		capacity: int64(o.QueueSize), compute: compute,
 		queue: make(chan *job, o.QueueSize), stop: make(chan struct{}), done: make(chan struct{}),
 		batch:      make([]*job, 0, o.MaxBatch),
@@ -121,7 +131,7 @@ func newBatcher(name string, m *model.Model, size int, o *Options, compute *sync
 	}
 	b.x = make([]float32, o.MaxBatch*b.per)
 	for n := 1; n <= o.MaxBatch; n++ {
-		p, err := model.NewPlan(m, n, size, size)
+		p, err := newPlan(n)
 		if err != nil {
 			return nil, fmt.Errorf("model %q: %w", name, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/tensor"
@@ -267,7 +268,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 	}
 	res := classifyResponse{Model: m.Name, Results: make([]classifyResult, len(jobs))}
 	for i, j := range jobs {
-		preds := m.Model.Model.TopK(j.out, top)
+		preds := mobileone.TopK(j.out, m.names, top)
 		out := classifyResult{File: images[i].name, Top: make([]prediction, len(preds))}
 		for k, p := range preds {
 			out.Top[k] = prediction{Index: p.Index, Label: p.Label, Prob: float64js(p.Prob), Logit: float32js(p.Logit)}

@@ -5,6 +5,10 @@
 //	s, err := serve.New([]serve.Model{{Name: "s1", Model: m, Weights: "s1.safetensors"}}, serve.Options{})
 //	srv := &http.Server{Addr: ":8080", Handler: s}
 //
+// A model is a float one (*mobileone.Model) or an int8 one (*quant.Model,
+// from mobileone quantize); both run on planned engines, one plan per
+// batch size, behind the same batcher.
+//
 // Routes:
 //
 //	POST /v1/models/{name}/classify  an image body, or multipart/form-data with image files; ?top=5&logits=1
@@ -38,6 +42,8 @@ import (
 
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/imageproc"
+	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -45,8 +51,11 @@ import (
 type Model struct {
 	// Name is the model's name in URLs: 1-64 letters, digits, '.', '_'
 	// or '-', starting with a letter or digit.
-	Name  string
+	Name string
+	// Model is a float model, Int8 an int8 one (quant.Load, a file that
+	// mobileone quantize wrote): set one of the two.
 	Model *mobileone.Model
+	Int8  *quant.Model
 	// Weights says where the weights come from (a file name, "built-in",
 	// "random (seed 1)"), shown in /v1/models.
 	Weights string
@@ -170,6 +179,7 @@ type served struct {
 	size  int // input height and width
 	chans int
 	pre   imageproc.Params
+	names []string // class names
 	b     *batcher
 	info  ModelInfo
 	// The .npy headers of one image, (1, C, H, W) and (C, H, W), and a
@@ -232,54 +242,82 @@ func New(models []Model, opts Options) (*Server, error) {
 			s.Close()
 			return nil, fmt.Errorf("two models named %q", m.Name)
 		}
-		if m.Model == nil {
-			s.Close()
-			return nil, fmt.Errorf("model %q is nil", m.Name)
-		}
-		if !m.Model.IsFused() {
-			m.Model = m.Model.Fuse()
-		}
-		sv := &served{Model: m, pre: m.Model.Preprocessing()}
-		sv.size, sv.chans = sv.pre.Crop, m.Model.Config.InChannels
-		want := 3 // RGB
-		if sv.pre.Gray {
-			want = 1
-		}
-		if sv.chans != want {
-			s.Close()
-			return nil, fmt.Errorf("model %q takes %d channels, its preprocessing makes %d", m.Name, sv.chans, want)
-		}
-		b, err := newBatcher(m.Name, m.Model.Model, sv.size, &s.opts, &s.compute, s.met)
+		sv, err := s.prepare(m)
 		if err != nil {
 			s.Close()
 			return nil, err
-		}
-		b.onPanic = func(v any) { s.log.Error("batch failed", "model", m.Name, "panic", fmt.Sprint(v)) }
-		sv.b = b
-		sv.npyHead4, sv.npyHead3 = npyHeader(1, sv.chans, sv.size, sv.size), npyHeader(sv.chans, sv.size, sv.size)
-		if len(sv.npyHead3) != len(sv.npyHead4) || len(sv.npyHead4) > 256 {
-			sv.npyHead4, sv.npyHead3 = nil, nil // (never seen) no fast path
-		}
-		variant := m.Model.Config.Name
-		if variant == "" {
-			variant = "custom"
-		}
-		p := sv.pre
-		sv.info = ModelInfo{
-			Name: m.Name, Variant: variant, Input: [3]int{sv.chans, sv.size, sv.size}, Classes: b.out,
-			Precision: "float32", Weights: m.Weights, Note: m.Note, Parameters: m.Model.Params(), MaxBatch: opts.MaxBatch,
-			Preprocess: preprocessJS{ResizeShort: p.ResizeShort, Crop: p.Crop, Gray: p.Gray, Mean: p.Mean, Std: p.Std},
 		}
 		s.met.queueCap.WithLabelValues(m.Name).Set(float64(opts.QueueSize))
 		s.met.queueDepth.WithLabelValues(m.Name).Set(0)
 		s.models[m.Name] = sv
 		s.order = append(s.order, sv)
-		go b.loop()
+		go sv.b.loop()
 	}
 	sort.Slice(s.order, func(i, j int) bool { return s.order[i].Name < s.order[j].Name })
 	s.met.ready.Set(1)
 	s.handler = s.routes()
 	return s, nil
+}
+
+// prepare plans a model for every batch size and describes it.
+func (s *Server) prepare(m Model) (*served, error) {
+	var (
+		cfg       model.Config
+		precision string
+		params    int
+		newPlan   func(n, size int) (plan, error)
+		sv        = &served{Model: m}
+	)
+	switch {
+	case m.Model == nil && m.Int8 == nil:
+		return nil, fmt.Errorf("model %q is nil: set Model (float) or Int8", m.Name)
+	case m.Model != nil && m.Int8 != nil:
+		return nil, fmt.Errorf("model %q: set Model (float) or Int8, not both", m.Name)
+	case m.Model != nil:
+		if !m.Model.IsFused() {
+			m.Model = m.Model.Fuse()
+			sv.Model = m
+		}
+		fm := m.Model
+		cfg, precision, params = fm.Config, "float32", fm.Params()
+		sv.pre, sv.names = fm.Preprocessing(), fm.ClassNames()
+		newPlan = func(n, size int) (plan, error) { return model.NewPlan(fm.Model, n, size, size) }
+	default:
+		q := m.Int8
+		cfg, precision, params = q.Config, "int8", q.Config.Params()
+		sv.pre, sv.names = q.Preprocessing(), q.ClassNames()
+		newPlan = func(n, size int) (plan, error) { return q.NewPlan(n, size, size) }
+	}
+	sv.size, sv.chans = sv.pre.Crop, cfg.InChannels
+	want := 3 // RGB
+	if sv.pre.Gray {
+		want = 1
+	}
+	if sv.chans != want {
+		return nil, fmt.Errorf("model %q takes %d channels, its preprocessing makes %d", m.Name, sv.chans, want)
+	}
+	b, err := newBatcher(m.Name, sv.chans*sv.size*sv.size, func(n int) (plan, error) { return newPlan(n, sv.size) },
+		&s.opts, &s.compute, s.met)
+	if err != nil {
+		return nil, err
+	}
+	b.onPanic = func(v any) { s.log.Error("batch failed", "model", m.Name, "panic", fmt.Sprint(v)) }
+	sv.b = b
+	sv.npyHead4, sv.npyHead3 = npyHeader(1, sv.chans, sv.size, sv.size), npyHeader(sv.chans, sv.size, sv.size)
+	if len(sv.npyHead3) != len(sv.npyHead4) || len(sv.npyHead4) > 256 {
+		sv.npyHead4, sv.npyHead3 = nil, nil // (never seen) no fast path
+	}
+	variant := cfg.Name
+	if variant == "" {
+		variant = "custom"
+	}
+	p := sv.pre
+	sv.info = ModelInfo{
+		Name: m.Name, Variant: variant, Input: [3]int{sv.chans, sv.size, sv.size}, Classes: b.out,
+		Precision: precision, Weights: m.Weights, Note: m.Note, Parameters: params, MaxBatch: s.opts.MaxBatch,
+		Preprocess: preprocessJS{ResizeShort: p.ResizeShort, Crop: p.Crop, Gray: p.Gray, Mean: p.Mean, Std: p.Std},
+	}
+	return sv, nil
 }
 
 // ServeHTTP implements http.Handler.

@@ -25,6 +25,7 @@ import (
 	"github.com/mobileone-go/mobileone/format/npy"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -765,6 +766,7 @@ func TestNewErrors(t *testing.T) {
 		{[]Model{{Name: "a/b", Model: fashion}}, Options{}, `model name "a/b"`},
 		{[]Model{{Name: "a", Model: fashion}, {Name: "a", Model: fashion}}, Options{}, `two models named "a"`},
 		{[]Model{{Name: "a"}}, Options{}, `model "a" is nil`},
+		{[]Model{{Name: "a", Model: fashion, Int8: &quant.Model{}}}, Options{}, `model "a": set Model (float) or Int8, not both`},
 		{[]Model{{Name: "a", Model: fashion}}, Options{MaxBatch: 300}, "max batch"},
 		{[]Model{{Name: "a", Model: fashion}}, Options{QueueSize: 4, MaxImages: 5}, "max images per request"},
 	} {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +25,7 @@ import (
 	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/internal/zoo"
 	"github.com/mobileone-go/mobileone/model"
+	"github.com/mobileone-go/mobileone/quant"
 	"github.com/mobileone-go/mobileone/serve"
 )
 
@@ -30,9 +34,12 @@ const serveUsage = `usage: mobileone serve [-w [NAME=]CKPT]... [-m s0..s4] [--ad
 
 An HTTP inference server. Without -w it serves the built-in Fashion-MNIST model
 as "fashion-mnist"; each -w serves a checkpoint, named NAME or after its file
-(mobileone_s1.pth.tar: "mobileone_s1"). -m s0..s4 checks that every checkpoint
-is that variant; without -w it serves that variant with random weights (seeded,
-for benchmarking only: the predictions mean nothing, and /v1/models says so).
+(mobileone_s1.pth.tar: "mobileone_s1"). An int8 file (mobileone quantize) runs
+on the int8 engine with the preprocessing it stores; /v1/models gives each
+model's precision. -m s0..s4 checks that every float checkpoint is that
+variant (it does not apply to int8 files); without -w it serves that variant
+with random weights (seeded, for benchmarking only: the predictions mean
+nothing, and /v1/models says so).
 
   POST /v1/models/NAME/classify  an image body (JPEG, PNG, GIF, WebP, BMP, TIFF), or
                                  multipart/form-data with image files; ?top=5&logits=true
@@ -52,6 +59,48 @@ On SIGTERM or Ctrl-C, /readyz turns 503, the server keeps answering for
 finishes the requests in flight (up to --drain-timeout) and exits 0; a second
 signal exits at once with status 1. Logs (log/slog) go to stderr.`
 
+// The garbage collector's room. The models' plans (packed weights and
+// preallocated buffers for every batch size: 226 MB of heap for S0 with
+// --max-batch 8) are nearly all of the live heap, and Go's default target
+// (GOGC=100) lets the heap grow by as much again before the next
+// collection: under load the requests' garbage (bodies, decoded images,
+// answers, bookkeeping) fills that room and the RSS climbs towards twice
+// the plans. Once the models are loaded, serve sets GOGC so that the room
+// is about --gc-headroom-mb beyond the live heap, within
+// [minGCPercent, 100]: S0 with --max-batch 8 gets 28, a model whose plans
+// take under 64 MB Go's default. A collection costs a few ms of CPU (the
+// plans' buffers hold no pointers).
+const (
+	defaultGCHeadroomMiB = 64
+	minGCPercent         = 10
+)
+
+// gcPercentFor is the GOGC that gives a live heap of live bytes about
+// headroom bytes of garbage, within [minGCPercent, 100].
+func gcPercentFor(live, headroom uint64) int {
+	if live == 0 {
+		return 100
+	}
+	return int(min(max(headroom*100/live, minGCPercent), 100))
+}
+
+// liveHeap is the heap the last collection found live, in bytes.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// gcPercent is the garbage collector's target percentage (-1: off).
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
 // weightList collects repeated -w flags.
 type weightList []string
 
@@ -68,6 +117,9 @@ type serveConfig struct {
 	weights                                []string
 	variant                                string
 	seed                                   uint64
+	// gcHeadroomMiB sets GOGC once the models are loaded (see
+	// gcPercentFor; 0: leave Go's, which the GOGC environment variable sets).
+	gcHeadroomMiB int
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -107,6 +159,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, *slog.Logger, err
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "after SIGTERM, keep answering this long with /readyz 503 before closing the listener")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "after the drain delay, how long requests in flight may take to finish")
+	fs.IntVar(&c.gcHeadroomMiB, "gc-headroom-mb", defaultGCHeadroomMiB, "once the models are loaded, set GOGC so that garbage may take about this many `MiB` beyond the live heap (GOGC 10..100; 0: Go's GOGC); the GOGC environment variable, if set, wins over the default (docs/serving.md, \"Memory under load\")")
 	fs.StringVar(&c.opts.CORSOrigin, "cors-origin", "", "send Access-Control-Allow-Origin with this `origin` (\"*\" for any); default: no CORS")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug (every request), info (4xx too), warn or error")
@@ -120,6 +173,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, *slog.Logger, err
 	c.weights = weights
 	if err := c.check(*maxBodyMiB, *maxMP); err != nil {
 		return c, nil, err
+	}
+	headroomSet := false
+	fs.Visit(func(f *flag.Flag) { headroomSet = headroomSet || f.Name == "gc-headroom-mb" })
+	if !headroomSet && os.Getenv("GOGC") != "" {
+		c.gcHeadroomMiB = 0 // the environment's
 	}
 	if c.opts.MaxWait == 0 {
 		c.opts.MaxWait = -1 // serve.Options: 0 means the default
@@ -160,6 +218,8 @@ func (c *serveConfig) check(maxBodyMiB int64, maxMP float64) error {
 		return fmt.Errorf("--write-timeout (%v) must be more than --timeout (%v), or answers are cut off", c.writeTimeout, c.opts.Timeout)
 	case c.drainDelay < 0:
 		return fmt.Errorf("--drain-delay must not be negative, got %v", c.drainDelay)
+	case c.gcHeadroomMiB < 0 || c.gcHeadroomMiB > 1<<20:
+		return fmt.Errorf("--gc-headroom-mb must be 0..1048576, got %d", c.gcHeadroomMiB)
 	}
 	return nil
 }
@@ -250,9 +310,13 @@ func runServer(c serveConfig, log *slog.Logger, sigs <-chan os.Signal, started f
 		return err
 	}
 	defer s.Close()
+	if c.gcHeadroomMiB > 0 {
+		runtime.GC() // what is live now is the models and their plans
+		debug.SetGCPercent(gcPercentFor(liveHeap(), uint64(c.gcHeadroomMiB)<<20))
+	}
 	sw.set(s)
-	log.Info("ready", "threads", c.threads, "max_batch", c.opts.MaxBatch, "max_wait", c.opts.MaxWait.String(),
-		"queue", c.opts.QueueSize, "timeout", c.opts.Timeout.String(), "kernels", kernel.Kernels(), "layout", model.DefaultLayout())
+	log.Info("ready", "gogc", gcPercent(), "live_heap_mb", liveHeap()>>20, "threads", c.threads,
+		"max_batch", c.opts.MaxBatch, "max_wait", c.opts.MaxWait.String(), "queue", c.opts.QueueSize, "timeout", c.opts.Timeout.String(), "kernels", kernel.Kernels(), "layout", model.DefaultLayout())
 
 	var sig os.Signal
 	select {
@@ -327,11 +391,25 @@ func loadServeModels(c serveConfig, log *slog.Logger) ([]serve.Model, error) {
 		if name == "" {
 			name = modelName(path)
 		}
+		if quant.IsInt8(path) {
+			if c.variant != "" {
+				return nil, fmt.Errorf("%s is an int8 model, which stores its settings: -m does not apply", path)
+			}
+			q, err := quant.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("loaded", "model", name, "file", path, "variant", q.Config.Name, "classes", q.Config.NumClasses,
+				"precision", "int8")
+			out = append(out, serve.Model{Name: name, Int8: q, Weights: filepath.Base(path)})
+			continue
+		}
 		m, err := mobileone.Load(path, mobileone.LoadOptions{Variant: c.variant})
 		if err != nil {
 			return nil, err
 		}
-		log.Info("loaded", "model", name, "file", path, "variant", m.Config.Name, "classes", m.Config.NumClasses)
+		log.Info("loaded", "model", name, "file", path, "variant", m.Config.Name, "classes", m.Config.NumClasses,
+			"precision", "float32")
 		out = append(out, serve.Model{Name: name, Model: m, Weights: filepath.Base(path)})
 	}
 	return out, nil

@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mobileone-go/mobileone"
+	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/quant"
 )
 
 func TestServeFlags(t *testing.T) {
@@ -28,7 +34,7 @@ func TestServeFlags(t *testing.T) {
 	}
 	for _, f := range []string{"-w", "-m", "-random-seed", "-addr", "-threads", "-max-batch", "-max-wait", "-queue",
 		"-max-inflight", "-max-images", "-max-body-mb", "-max-megapixels", "-decoders", "-timeout", "-read-timeout",
-		"-write-timeout", "-idle-timeout", "-drain-delay", "-drain-timeout", "-cors-origin", "-log-format", "-log-level"} {
+		"-write-timeout", "-idle-timeout", "-drain-delay", "-drain-timeout", "-gc-headroom-mb", "-cors-origin", "-log-format", "-log-level"} {
 		if !strings.Contains(errs, "\n  "+f+" ") && !strings.Contains(errs, "\n  "+f+"\n") {
 			t.Errorf("serve -h does not explain %s", f)
 		}
@@ -48,6 +54,7 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"--max-megapixels", "0"}, 1, "--max-megapixels"},
 		{[]string{"--timeout", "65s"}, 1, "--write-timeout (1m5s) must be more than --timeout (1m5s)"},
 		{[]string{"--drain-delay", "-1s"}, 1, "--drain-delay must not be negative"},
+		{[]string{"--gc-headroom-mb", "-1"}, 1, "--gc-headroom-mb must be 0..1048576, got -1"},
 		{[]string{"--log-format", "xml"}, 1, `--log-format "xml"`},
 		{[]string{"--log-level", "loud"}, 1, `--log-level "loud"`},
 		{[]string{"-m", "s9"}, 1, "s9"},
@@ -137,10 +144,12 @@ func slowRequest(t *testing.T, addr, model string, body []byte) func() (int, str
 func TestServeInProcess(t *testing.T) {
 	var logs syncBuffer
 	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--drain-delay", "100ms",
-		"-w", "tiny=" + golden + "/fused.pth.tar", "-w", golden + "/unfused.pth.tar", "--log-format", "json"}, &logs)
+		"-w", "tiny=" + golden + "/fused.pth.tar", "-w", golden + "/unfused.pth.tar", "--log-format", "json",
+		"--gc-headroom-mb", "1"}, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer debug.SetGCPercent(gcPercent())
 	sigs := make(chan os.Signal, 1)
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -160,12 +169,59 @@ func TestServeInProcess(t *testing.T) {
 		list.Models[1].Name != "unfused" || list.Models[1].Weights != "unfused.pth.tar" {
 		t.Errorf("models %+v", list.Models)
 	}
+	// 1 MiB of room is a small part of the live heap (the models, and
+	// whatever this test process holds): below Go's default 100.
+	if p := gcPercent(); p < minGCPercent || p >= 100 {
+		t.Errorf("--gc-headroom-mb 1: the garbage collector's target is %d, want %d..99 (live heap %d MiB)", p, minGCPercent, liveHeap()>>20)
+	}
 	sigs <- syscall.SIGTERM
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
 	if !strings.Contains(logs.String(), `"msg":"drained: every request in flight was answered; exiting"`) {
 		t.Errorf("log: %s", logs.String())
+	}
+}
+
+// --gc-headroom-mb sets GOGC to about that room over the live heap,
+// within [10, 100]; by default unless the environment sets GOGC, given
+// whatever it sets.
+func TestServeGCHeadroom(t *testing.T) {
+	for _, tc := range []struct {
+		live, headroom uint64
+		want           int
+	}{
+		{256 << 20, 64 << 20, 25}, // S0's plans: a quarter
+		{100 << 20, 64 << 20, 64}, // between
+		{16 << 20, 64 << 20, 100}, // a small model: Go's default, no more
+		{2 << 30, 64 << 20, 10},   // a large one: the floor
+		{0, 64 << 20, 100},        // (no reading)
+	} {
+		if got := gcPercentFor(tc.live, tc.headroom); got != tc.want {
+			t.Errorf("gcPercentFor(%d MiB live, %d MiB): %d, want %d", tc.live>>20, tc.headroom>>20, got, tc.want)
+		}
+	}
+	if liveHeap() == 0 {
+		t.Error("runtime/metrics gives no live heap")
+	}
+	parse := func(args ...string) int {
+		t.Helper()
+		c, _, err := parseServe(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.gcHeadroomMiB
+	}
+	t.Setenv("GOGC", "")
+	if h := parse(); h != defaultGCHeadroomMiB {
+		t.Errorf("no flag, no GOGC: %d MiB, want %d", h, defaultGCHeadroomMiB)
+	}
+	t.Setenv("GOGC", "150")
+	if h := parse(); h != 0 {
+		t.Errorf("no flag, GOGC=150: %d MiB, want 0 (Go's setting, from the environment)", h)
+	}
+	if h := parse("--gc-headroom-mb", "40"); h != 40 {
+		t.Errorf("--gc-headroom-mb 40, GOGC=150: %d, want 40", h)
 	}
 }
 
@@ -310,5 +366,119 @@ func TestServeSIGTERM(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, logs.String())
 		}
+	}
+}
+
+// sampleCalib is the built-in samples, preprocessed for the built-in
+// model, as quant.Images.
+type sampleCalib struct{ pre imageproc.Params }
+
+func (s sampleCalib) Len() int { return 4 }
+func (s sampleCalib) Image(i int) ([]float32, error) {
+	img, _, err := imageproc.Decode(bytes.NewReader(zoo.Samples()[2*i].PNG), 0)
+	if err != nil {
+		return nil, err
+	}
+	return imageproc.Preprocess(img, s.pre).Data, nil
+}
+
+// An int8 file (quantised here on four samples) is served next to a float
+// checkpoint: /v1/models gives their precisions and classify answers what
+// the int8 plan answers for the image alone; -m does not apply to it.
+func TestServeInt8File(t *testing.T) {
+	fm, err := zoo.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal, err := quant.Calibrate(fm, sampleCalib{fm.Preprocessing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := cal.Quantize(quant.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "fm.int8.safetensors")
+	if err := q.Save(file); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli("serve", "--log-level", "error", "--addr", "127.0.0.1:0", "-w", file, "-m", "s0")
+	if code != 1 || !strings.Contains(errs, "is an int8 model, which stores its settings: -m does not apply") {
+		t.Errorf("serve -w INT8 -m s0: exit %d, %q", code, errs)
+	}
+
+	var logs syncBuffer
+	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--max-batch", "4",
+		"-w", file, "-w", "float=" + golden + "/fused.pth.tar"}, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServer(c, log, sigs, func(a net.Addr) { addrc <- a }) }()
+	base := "http://" + (<-addrc).String()
+	waitReady(t, base)
+	defer func() {
+		sigs <- syscall.SIGTERM
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, logs.String())
+		}
+	}()
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Models []struct {
+			Name, Weights, Precision string
+			Classes                  int
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Models) != 2 || list.Models[0].Name != "float" || list.Models[0].Precision != "float32" ||
+		list.Models[1].Name != "fm.int8" || list.Models[1].Precision != "int8" ||
+		list.Models[1].Weights != "fm.int8.safetensors" || list.Models[1].Classes != 10 {
+		t.Errorf("models %+v", list.Models)
+	}
+
+	back, err := quant.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png := zoo.Samples()[7].PNG
+	img, _, err := imageproc.Decode(bytes.NewReader(png), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := back.NewPlan(1, 28, 28)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Run(imageproc.Preprocess(img, back.Preprocessing()).Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(base+"/v1/models/fm.int8/classify?top=1&logits=true", "image/png", bytes.NewReader(png))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Results []struct {
+			Top []struct {
+				Index int
+				Label string
+			}
+			Logits []float32
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(res.Results) != 1 || !slices.Equal(res.Results[0].Logits, want) {
+		t.Fatalf("classify: %d %+v, int8 plan %v", resp.StatusCode, res, want)
+	}
+	if top := mobileone.TopK(want, back.ClassNames(), 1)[0]; res.Results[0].Top[0].Label != top.Label {
+		t.Errorf("top %+v, int8 plan %+v", res.Results[0].Top[0], top)
 	}
 }
