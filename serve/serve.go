@@ -279,9 +279,15 @@ func (s *Server) prepare(m Model) (*served, error) {
 			sv.Model = m
 		}
 		fm := m.Model
-		cfg, precision, params = fm.Config, "float32", fm.Params()
+		p, err := model.ParsePrecision(fm.Precision)
+		if err != nil {
+			return nil, fmt.Errorf("model %q: %w", m.Name, err)
+		}
+		cfg, precision, params = fm.Config, p, fm.Params()
 		sv.pre, sv.names = fm.Preprocessing(), fm.ClassNames()
-		newPlan = func(n, size int) (plan, error) { return model.NewPlan(fm.Model, n, size, size) }
+		newPlan = func(n, size int) (plan, error) {
+			return model.NewPlanWith(fm.Model, n, size, size, model.PlanOptions{Precision: p})
+		}
 	default:
 		q := m.Int8
 		cfg, precision, params = q.Config, "int8", q.Config.Params()

@@ -117,6 +117,7 @@ type serveConfig struct {
 	weights                                []string
 	variant                                string
 	seed                                   uint64
+	precision                              string // of the float models: model.Float32 or model.BFloat16
 	// gcHeadroomMiB sets GOGC once the models are loaded (see
 	// gcPercentFor; 0: leave Go's, which the GOGC environment variable sets).
 	gcHeadroomMiB int
@@ -143,6 +144,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, *slog.Logger, err
 	fs.StringVar(&c.variant, "m", "", "variant `s0..s4`: check each checkpoint is this variant; without -w, serve it with random weights")
 	fs.StringVar(&c.variant, "model", "", "same as -m")
 	fs.Uint64Var(&c.seed, "random-seed", 1, "seed of the random weights of -m without -w")
+	precision := fs.String("precision", "", "arithmetic of the float models: `float32` (the default) or bf16 (bfloat16 weights and layer inputs, float32 sums; see predict -h); int8 files run in int8")
 	fs.StringVar(&c.addr, "addr", ":8080", "listen on this `host:port`")
 	fs.IntVar(&c.threads, "threads", runtime.GOMAXPROCS(0), "threads the kernels may use (as bench --threads)")
 	fs.IntVar(&c.opts.MaxBatch, "max-batch", 8, "most images run as one batch")
@@ -172,6 +174,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, *slog.Logger, err
 	}
 	c.weights = weights
 	if err := c.check(*maxBodyMiB, *maxMP); err != nil {
+		return c, nil, err
+	}
+	if c.precision, err = parsePrecisionFlag(*precision); err != nil {
 		return c, nil, err
 	}
 	headroomSet := false
@@ -369,6 +374,7 @@ func loadServeModels(c serveConfig, log *slog.Logger) ([]serve.Model, error) {
 			if err != nil {
 				return nil, err
 			}
+			m.Precision = c.precision
 			log.Warn("serving random weights: for benchmarking only, the predictions mean nothing",
 				"model", cfg.Name, "seed", c.seed)
 			return []serve.Model{{Name: cfg.Name, Model: m, Weights: fmt.Sprintf("random (seed %d)", c.seed),
@@ -378,6 +384,7 @@ func loadServeModels(c serveConfig, log *slog.Logger) ([]serve.Model, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.Precision = c.precision
 		log.Info("no -w given: serving the built-in model", "model", "fashion-mnist", "what", zoo.DefaultName)
 		return []serve.Model{{Name: "fashion-mnist", Model: m, Weights: "built-in",
 			Note: "MobileOne trained on Fashion-MNIST by this project (10 clothing classes, grey 28x28)"}}, nil
@@ -408,8 +415,9 @@ func loadServeModels(c serveConfig, log *slog.Logger) ([]serve.Model, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.Precision = c.precision
 		log.Info("loaded", "model", name, "file", path, "variant", m.Config.Name, "classes", m.Config.NumClasses,
-			"precision", "float32")
+			"precision", c.precision)
 		out = append(out, serve.Model{Name: name, Model: m, Weights: filepath.Base(path)})
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/mobileone-go/mobileone"
 	"github.com/mobileone-go/mobileone/imageproc"
 	"github.com/mobileone-go/mobileone/internal/zoo"
+	"github.com/mobileone-go/mobileone/model"
 	"github.com/mobileone-go/mobileone/quant"
 )
 
@@ -480,5 +481,78 @@ func TestServeInt8File(t *testing.T) {
 	}
 	if top := mobileone.TopK(want, back.ClassNames(), 1)[0]; res.Results[0].Top[0].Label != top.Label {
 		t.Errorf("top %+v, int8 plan %+v", res.Results[0].Top[0], top)
+	}
+}
+
+// TestServeBF16: --precision bf16 serves the float models in bfloat16:
+// /v1/models says so and classify answers the bfloat16 plan's logits for
+// the image, bit for bit; a bad --precision is refused.
+func TestServeBF16(t *testing.T) {
+	if _, _, err := parseServe([]string{"--precision", "fp16"}, io.Discard); err == nil || !strings.Contains(err.Error(), "want float32 or bf16") {
+		t.Errorf("--precision fp16: %v", err)
+	}
+	var logs syncBuffer
+	c, log, err := parseServe([]string{"--addr", "127.0.0.1:0", "--threads", "2", "--max-batch", "4", "--precision", "bf16"}, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServer(c, log, sigs, func(a net.Addr) { addrc <- a }) }()
+	base := "http://" + (<-addrc).String()
+	waitReady(t, base)
+	defer func() {
+		sigs <- syscall.SIGTERM
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, logs.String())
+		}
+	}()
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Models []struct{ Name, Precision string }
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Models) != 1 || list.Models[0].Precision != "bf16" {
+		t.Errorf("models %+v", list.Models)
+	}
+	m, err := zoo.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	png := zoo.Samples()[3].PNG
+	img, _, err := imageproc.Decode(bytes.NewReader(png), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := imageproc.Preprocess(img, m.Preprocessing())
+	want := map[string][]float32{}
+	for _, p := range []string{"float32", "bf16"} {
+		pl, err := model.NewPlanWith(m.Model, 1, 28, 28, model.PlanOptions{Precision: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := pl.Run(x.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p] = append([]float32(nil), y...)
+	}
+	if slices.Equal(want["float32"], want["bf16"]) {
+		t.Fatal("bf16 and float32 plans agree bit for bit: the test cannot tell them apart")
+	}
+	resp, err = http.Post(base+"/v1/models/"+list.Models[0].Name+"/classify?logits=true", "image/png", bytes.NewReader(png))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct{ Results []struct{ Logits []float32 } }
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(res.Results) != 1 || !slices.Equal(res.Results[0].Logits, want["bf16"]) {
+		t.Fatalf("classify: %d %+v, bf16 plan %v", resp.StatusCode, res, want["bf16"])
 	}
 }
