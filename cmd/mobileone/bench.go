@@ -23,6 +23,7 @@ import (
 const benchUsage = `usage: mobileone bench (-w CKPT | -m s0..s4|MODEL [--random-seed N]) [--threads N] [--batch B]
                        [--size H[xW]] [--rounds 20 --runs 50 --trim 10] [--layout blocked|nchw]
                        [--precision float32|bf16] [--json] [--profile]
+       mobileone bench --peak [--threads N] [--json]
 
 Measures the latency of the fused network with the authors' ModelBench method:
 per round, one warm-up run, then --runs timed runs, sorted, and the --trim
@@ -33,6 +34,10 @@ forces a kernel family. --layout picks the activation layout (default: the
 channel-blocked engine with SIMD kernels, NCHW with the pure-Go ones; the
 other one for comparison). --precision bf16 times bfloat16 inference (see
 predict --help). --profile adds the time of every layer.
+
+--peak measures this CPU's peak multiply-accumulate rate for each instruction
+family the kernels use (float32 FMA, exact int16 pairs for int8, u8×s8 with
+saturation), on --threads cores at once: the ceilings to compare kernels with.
 
 -m MODEL times a model of the comparison zoo ("mobileone info --list") on the
 graph engine that runs them all (random weights, or -w with its state dict).`
@@ -77,6 +82,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	trim := fs.Int("trim", 10, "fastest and slowest runs dropped per round for the trimmed mean")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.Bool("profile", false, "also print the time of every layer")
+	peak := fs.Bool("peak", false, "measure the CPU's peak rate per instruction family instead (no model)")
 	layout := fs.String("layout", "", "activation layout: blocked or nchw (default: "+model.DefaultLayout()+" here)")
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -85,6 +91,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	weights, variant := ck.weights, ck.variant
 	if len(rest) > 0 {
 		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	if *peak {
+		if weights != "" || variant != "" || ck.precision != "" {
+			return errors.New("--peak measures the CPU, not a model: drop -w, -m and --precision")
+		}
+		if *threads < 1 || *threads > 1024 {
+			return fmt.Errorf("--threads must be 1..1024, got %d", *threads)
+		}
+		return benchPeak(*threads, *asJSON, stdout)
 	}
 	h, w, err := parseSize(size)
 	if err != nil {
@@ -216,3 +231,37 @@ func printProfile(stdout io.Writer, layers []model.LayerTime) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// benchPeak prints kernel.PeakRates on threads cores.
+func benchPeak(threads int, asJSON bool, stdout io.Writer) error {
+	fams := kernel.PeakRates(threads, 400*time.Millisecond)
+	if asJSON {
+		type fam struct {
+			Name   string  `json:"name"`
+			Use    string  `json:"use"`
+			GMACs  float64 `json:"gmac_per_s"`
+			GFLOPs float64 `json:"gflop_per_s"`
+		}
+		res := struct {
+			Threads  int    `json:"threads"`
+			CPU      string `json:"cpu"`
+			Features string `json:"cpu_features"`
+			Families []fam  `json:"families"`
+		}{Threads: threads, CPU: study.ThisMachine().CPU, Features: cpu.Detected.String(), Families: []fam{}}
+		for _, f := range fams {
+			res.Families = append(res.Families, fam{f.Name, f.Use, f.GMACs, 2 * f.GMACs})
+		}
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "peak multiply-accumulate rates, %d thread(s); CPU: %s (%s)\n", threads, study.ThisMachine().CPU, cpu.Detected.String())
+	if len(fams) == 0 {
+		fmt.Fprintln(stdout, "none: this build or CPU runs no assembly kernels (pure Go)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "family\tGMAC/s\tGFLOP/s\tused by")
+	for _, f := range fams {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\n", f.Name, f.GMACs, 2*f.GMACs, f.Use)
+	}
+	return tw.Flush()
+}
