@@ -103,6 +103,13 @@ func TestInt8ConvOp(t *testing.T) {
 		{"dw 32 5x5 s2", qshape(11, 13, 32, 32, 5, 2, 32, 0, 0)},
 		{"dw 16 3x3 s1 on 1x1 (no interior)", qshape(1, 1, 16, 16, 3, 1, 16, 0, 0)},
 		{"dw 1024 s1 2x2", qshape(2, 2, 1024, 1024, 3, 1, 1024, 0, 0)},
+		{"dw 64 s1 17x9 zp (many border patches)", qshape(17, 9, 64, 64, 3, 1, 64, 131, 2)},
+		{"dw 16 1x1 kernel zp", qshape(5, 4, 16, 16, 1, 1, 16, 9, 0)},
+		{"dw 32 dilation 2 zp", func() QConvShape {
+			s := qshape(9, 10, 32, 32, 3, 1, 32, 17, 3)
+			s.Dilation, s.Pad, s.PadW = 2, 2, 2
+			return s
+		}()},
 		{"pw 48→128 7x7", qshape(7, 7, 48, 128, 1, 1, 1, 0, 0)},
 		{"pw 128→128 7x7", qshape(7, 7, 128, 128, 1, 1, 1, 0, 0)},
 		{"pw 256→1024 2x2", qshape(2, 2, 256, 1024, 1, 1, 1, 0, 0)},

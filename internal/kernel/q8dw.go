@@ -65,11 +65,17 @@ func (op *QConvOp) packDepthwise() {
 		}
 	}
 	op.dwOffs = make([]int, 2*np)
+	op.dwPatchOffs = make([]int, 2*np)
 	for t := range 2 * np {
 		if t < kk {
 			ky, kx := t/s.KW, t%s.KW
 			op.dwOffs[t] = (ky*s.Dilation*s.W + kx*s.Dilation) * c
+			op.dwPatchOffs[t] = t * c
 		}
+	}
+	op.dwPad = make([]uint8, c)
+	for i := range op.dwPad {
+		op.dwPad[i] = uint8(s.XZero)
 	}
 }
 
