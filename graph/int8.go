@@ -16,13 +16,20 @@ type QParam struct {
 
 // Quantize maps x to uint8 as ONNX QuantizeLinear does:
 // saturate(roundHalfEven(x / Scale) + Zero) to [0, 255].
+//
+// The rounding: f = x/Scale in float32 is first limited to [−256, 256]
+// (which changes no result: Zero is in [0, 255], so beyond ±256 the
+// output saturates either way), then rounded half to even by adding the
+// float32 magic number 1.5·2²³ (exact for |f| ≤ 2²²; see
+// kernel.requantFast). NaN gives Zero.
 func (q QParam) Quantize(x float32) uint8 {
-	f := float64(float32(x / q.Scale))
-	if math.IsNaN(f) {
+	f := x / q.Scale
+	if f != f {
 		return uint8(q.Zero)
 	}
-	r := math.RoundToEven(f) + float64(q.Zero)
-	return uint8(max(0, min(255, r)))
+	f = min(max(f, -256), 256)
+	r := int32(math.Float32bits(f+12582912)) - 0x4B400000 + q.Zero
+	return uint8(min(max(r, 0), 255))
 }
 
 // Dequantize is (q − Zero)·Scale.
