@@ -116,6 +116,9 @@ func TestInt8ConvOp(t *testing.T) {
 		{"pw 48→48 14x14", qshape(14, 14, 48, 48, 1, 1, 1, 0, 0)},
 		{"pw odd 13→21 3x5 zp", qshape(3, 5, 13, 21, 1, 1, 1, 9, 4)},
 		{"pw 1→1 1x1", qshape(1, 1, 1, 1, 1, 1, 1, 0, 0)},
+		{"pw 16→40 40x41 zp", qshape(40, 41, 16, 40, 1, 1, 1, 7, 1)},
+		{"pw 256→48 13x13", qshape(13, 13, 256, 48, 1, 1, 1, 0, 0)},
+		{"pw 33→16 3x11 (widening tails)", qshape(3, 11, 33, 16, 1, 1, 1, 0, 0)},
 		{"pw 1024 acc large", qshape(1, 3, 1024, 16, 1, 1, 1, 255, 0)},
 		{"grouped 8→12 g4 3x3", qshape(6, 7, 8, 12, 3, 1, 4, 0, 0)},
 		{"dense 5x5 s2", qshape(9, 8, 4, 6, 5, 2, 1, 1, 0)},
@@ -338,6 +341,35 @@ func TestInt8DepthwiseTwins(t *testing.T) {
 					if got[i] != want[i] {
 						t.Fatalf("%s taps %d extreme %v: byte %d = %d, want %d", name, taps, extreme, i-guard, got[i], want[i])
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestInt8WidenTwins: q8widenAVX2 against widenU8 on every length from 0
+// to past a few 16-byte steps, all byte values, with guard bands.
+func TestInt8WidenTwins(t *testing.T) {
+	if len(q8widenAsm) == 0 {
+		t.Skip("no assembly int8 kernels on this machine")
+	}
+	for name, widen := range q8widenAsm {
+		for n := range 70 {
+			src := make([]uint8, n)
+			for i := range src {
+				src[i] = uint8(251*i + n)
+			}
+			const guard = 16
+			want := make([]int16, n+2*guard)
+			got := make([]int16, n+2*guard)
+			for i := range want {
+				want[i], got[i] = -7, -7
+			}
+			widenU8(want[guard:guard+n], src)
+			widen(got[guard:guard+n], src)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s n %d: element %d = %d, want %d", name, n, i-guard, got[i], want[i])
 				}
 			}
 		}

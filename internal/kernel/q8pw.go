@@ -38,6 +38,18 @@ func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out 
 	}
 }
 
+// widenU8 is dst[i] = int16(src[i]) for i < len(src): the widening of
+// activations into the micro-kernel's rows (q8widenAVX2 is its twin).
+func widenU8(dst []int16, src []uint8) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = int16(v)
+	}
+}
+
+// q8widenImpl is the widening in use, chosen once from the CPU.
+var q8widenImpl = widenU8
+
 // q8pwImpl is the micro-kernel in use, chosen once from the CPU.
 var q8pwImpl q8pwKernel = q8pwGo
 
@@ -98,6 +110,10 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 	if cpu.Selected() < cpu.AVX2 {
 		kern = q8pwGo
 	}
+	widen := q8widenImpl
+	if cpu.Selected() < cpu.AVX2 {
+		widen = widenU8
+	}
 	x16 := sc.x16[:pwRows*2*kp]
 	for p := p0; p < p1; p += pwRows {
 		rows := min(pwRows, p1-p)
@@ -109,11 +125,14 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 			}
 			if op.Kind == "im2col" {
 				op.im2colRow(x, p+r, xr)
-			} else {
-				src := x[(p+r)*cin : (p+r+1)*cin]
-				for i, v := range src {
-					xr[i] = int16(v)
+			} else if cin&1 == 1 || r == 0 {
+				// Even Cin: the rows' pixels are contiguous in x and in
+				// x16, widened with one call.
+				n := 1
+				if cin&1 == 0 {
+					n = rows
 				}
+				widen(x16[r*2*kp : (r+n)*2*kp][:n*cin], x[(p+r)*cin:(p+r+n)*cin])
 			}
 			if cin&1 == 1 {
 				xr[cin] = 0
@@ -141,6 +160,20 @@ func (op *QConvOp) im2colRow(x []uint8, p int, xr []int16) {
 	s := &op.S
 	oy, ox := p/s.OutW, p%s.OutW
 	xz := int16(s.XZero)
+	iy0, ix0 := oy*s.Stride-s.Pad, ox*s.Stride-s.PadW
+	if s.Dilation == 1 && iy0 >= 0 && iy0+s.K <= s.H && ix0 >= 0 && ix0+s.KW <= s.W {
+		// Every tap inside: per kernel row, the KW taps' channels are
+		// contiguous in x as in xr.
+		n := s.KW * s.Cin
+		for ky := range s.K {
+			src := x[((iy0+ky)*s.W+ix0)*s.Cin:][:n]
+			dst := xr[ky*n:][:n]
+			for c, v := range src {
+				dst[c] = int16(v) - xz
+			}
+		}
+		return
+	}
 	i := 0
 	for ky := range s.K {
 		iy := oy*s.Stride - s.Pad + ky*s.Dilation

@@ -246,3 +246,34 @@ pairsdone:
 end:
 	VZEROUPPER
 	RET
+
+// func q8widenAVX2(dst []int16, src []uint8)
+// Requires: AVX, AVX2
+TEXT ·q8widenAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+wide:
+	CMPQ      DX, $0x10
+	JL        tail
+	VPMOVZXBW (CX), Y0
+	VMOVDQU   Y0, (AX)
+	ADDQ      $0x10, CX
+	ADDQ      $0x20, AX
+	SUBQ      $0x10, DX
+	JMP       wide
+
+tail:
+	TESTQ   DX, DX
+	JE      done
+	MOVBLZX (CX), BX
+	MOVW    BX, (AX)
+	INCQ    CX
+	ADDQ    $0x02, AX
+	DECQ    DX
+	JMP     tail
+
+done:
+	VZEROUPPER
+	RET

@@ -13,3 +13,8 @@ func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, ou
 //
 //go:noescape
 func q8dwAVX2(x []uint8, offs []int, n int, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)
+
+// q8widenAVX2 widens uint8 to int16 with AVX2 (VPMOVZXBW); see widenU8.
+//
+//go:noescape
+func q8widenAVX2(dst []int16, src []uint8)

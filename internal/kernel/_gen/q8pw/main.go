@@ -247,6 +247,41 @@ func depthwise() {
 	RET()
 }
 
+// widen generates q8widenAVX2 (see widenU8 in q8pw.go): dst[i] =
+// int16(src[i]) for i < len(src), 16 at a time with VPMOVZXBW, the tail
+// one by one.
+func widen() {
+	TEXT("q8widenAVX2", NOSPLIT, "func(dst []int16, src []uint8)")
+	Pragma("noescape")
+	Doc("q8widenAVX2 widens uint8 to int16 with AVX2 (VPMOVZXBW); see widenU8.")
+	dst := Load(Param("dst").Base(), GP64())
+	src := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	Label("wide")
+	CMPQ(n, Imm(16))
+	JL(LabelRef("tail"))
+	v := YMM()
+	VPMOVZXBW(Mem{Base: src}, v)
+	VMOVDQU(v, Mem{Base: dst})
+	ADDQ(Imm(16), src)
+	ADDQ(Imm(32), dst)
+	SUBQ(Imm(16), n)
+	JMP(LabelRef("wide"))
+	Label("tail")
+	TESTQ(n, n)
+	JE(LabelRef("done"))
+	b := GP32()
+	MOVBLZX(Mem{Base: src}, b)
+	MOVW(b.As16(), Mem{Base: dst})
+	INCQ(src)
+	ADDQ(Imm(2), dst)
+	DECQ(n)
+	JMP(LabelRef("tail"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
 func main() {
 	flag.Parse()
 	if f := flag.Lookup("pkg"); f.Value.String() == "" {
@@ -255,5 +290,6 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	kernel()
 	depthwise()
+	widen()
 	Generate()
 }
