@@ -174,20 +174,17 @@ TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 	MOVQ         zlh+168(FP), R9
 	MOVL         (R9), R10
 	MOVL         4(R9), R11
-	MOVL         8(R9), R12
-	MOVL         12(R9), R9
+	MOVL         8(R9), R9
 	SUBL         R10, R11
-	SUBL         R10, R12
+	SUBL         R10, R9
 	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
 	VMOVD        R11, X1
 	VPBROADCASTD X1, Y1
 	VCVTDQ2PS    Y1, Y1
-	VMOVD        R12, X2
+	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
 	VCVTDQ2PS    Y2, Y2
-	VMOVD        R9, X3
-	VPBROADCASTW X3, Y3
 	MOVQ         w_base+64(FP), R9
 	MOVQ         bias_base+88(FP), R10
 	MOVQ         mult_base+112(FP), R11
@@ -195,8 +192,8 @@ TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 pixel:
 	CMPQ    BX, $0x00
 	JE      end
-	VMOVDQU (R10), Y4
-	VMOVDQU 32(R10), Y5
+	VMOVDQU (R10), Y3
+	VMOVDQU 32(R10), Y4
 	XORQ    R12, R12
 	MOVQ    R9, R13
 	MOVQ    CX, R14
@@ -206,38 +203,36 @@ pair:
 	JE         pairsdone
 	MOVQ       (R14), R15
 	MOVQ       8(R14), BP
-	VPMOVZXBW  (AX)(R15*1), Y6
-	VPMOVZXBW  (AX)(BP*1), Y7
-	VPSUBW     Y3, Y6, Y6
-	VPSUBW     Y3, Y7, Y7
-	VPUNPCKLWD Y7, Y6, Y8
-	VPUNPCKHWD Y7, Y6, Y6
-	VPMADDWD   (R13), Y8, Y8
-	VPMADDWD   32(R13), Y6, Y6
-	VPADDD     Y8, Y4, Y4
-	VPADDD     Y6, Y5, Y5
+	VPMOVZXBW  (AX)(R15*1), Y5
+	VPMOVZXBW  (AX)(BP*1), Y6
+	VPUNPCKLWD Y6, Y5, Y7
+	VPUNPCKHWD Y6, Y5, Y5
+	VPMADDWD   (R13), Y7, Y7
+	VPMADDWD   32(R13), Y5, Y5
+	VPADDD     Y7, Y3, Y3
+	VPADDD     Y5, Y4, Y4
 	ADDQ       $0x10, R14
 	ADDQ       $0x40, R13
 	INCQ       R12
 	JMP        pair
 
 pairsdone:
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       (R11), Y3, Y3
+	VMAXPS       Y1, Y3, Y3
+	VMINPS       Y2, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPADDD       Y0, Y3, Y3
 	VCVTDQ2PS    Y4, Y4
-	VMULPS       (R11), Y4, Y4
+	VMULPS       32(R11), Y4, Y4
 	VMAXPS       Y1, Y4, Y4
 	VMINPS       Y2, Y4, Y4
 	VCVTPS2DQ    Y4, Y4
 	VPADDD       Y0, Y4, Y4
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       32(R11), Y5, Y5
-	VMAXPS       Y1, Y5, Y5
-	VMINPS       Y2, Y5, Y5
-	VCVTPS2DQ    Y5, Y5
-	VPADDD       Y0, Y5, Y5
-	VPACKSSDW    Y5, Y4, Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPACKUSWB    X5, X4, X5
-	VMOVDQU      X5, (R8)
+	VPACKSSDW    Y4, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPACKUSWB    X4, X3, X4
+	VMOVDQU      X4, (R8)
 	ADDQ         DI, R8
 	ADDQ         SI, AX
 	DECQ         BX

@@ -143,14 +143,15 @@ func kernel() {
 
 // depthwise generates q8dwAVX2 (see q8dwGo in q8dw.go): n output pixels
 // of one 16-channel block of a depthwise convolution whose taps are all
-// inside the input. Per pair of taps, both taps' 16 uint8 channels are
-// widened to int16 (VPMOVZXBW), the zero point subtracted, and the two
-// interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11 and 4–7, 12–15)
-// so that VPMADDWD against the weights packed in the same order adds both
-// taps' products per channel into int32, exactly (|(x−z)·w| ≤ 255·128
-// fits int16's operands, the pair sum int32). Bias and multipliers are
-// packed in that channel order too, and VPACKSSDW of the two halves puts
-// the channels back in order.
+// inside the input (or in a patch padded with the input zero point). Per
+// pair of taps, both taps' 16 uint8 channels are widened to int16
+// (VPMOVZXBW) and interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11
+// and 4–7, 12–15) so that VPMADDWD against the weights packed in the same
+// order adds both taps' products per channel into int32, exactly
+// (|x·w| ≤ 255·128 fits int16's operands, the pair sum int32). The input
+// zero point is not subtracted: its share, −XZero·Σw, is in the packed
+// bias. Bias and multipliers are packed in that channel order too, and
+// VPACKSSDW of the two halves puts the channels back in order.
 func depthwise() {
 	TEXT("q8dwAVX2", NOSPLIT, "func(x []uint8, offs []int, n, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)")
 	Pragma("noescape")
@@ -164,14 +165,13 @@ func depthwise() {
 	ostep := Load(Param("ostep"), GP64())
 	out := Load(Param("out").Base(), GP64())
 	zlh := Load(Param("zlh"), GP64())
-	zp32, lo32, hi32, xz32 := GP32(), GP32(), GP32(), GP32()
+	zp32, lo32, hi32 := GP32(), GP32(), GP32()
 	MOVL(Mem{Base: zlh}, zp32)
 	MOVL(Mem{Base: zlh, Disp: 4}, lo32)
 	MOVL(Mem{Base: zlh, Disp: 8}, hi32)
-	MOVL(Mem{Base: zlh, Disp: 12}, xz32)
 	SUBL(zp32, lo32)
 	SUBL(zp32, hi32)
-	zp, lo, hi, xz := YMM(), YMM(), YMM(), YMM()
+	zp, lo, hi := YMM(), YMM(), YMM()
 	for _, c := range []struct {
 		g     GPVirtual
 		v     VecVirtual
@@ -184,9 +184,6 @@ func depthwise() {
 			VCVTDQ2PS(c.v, c.v)
 		}
 	}
-	xzx := XMM()
-	VMOVD(xz32, xzx)
-	VPBROADCASTW(xzx, xz)
 	w := Load(Param("w").Base(), GP64())
 	bias := Load(Param("bias").Base(), GP64())
 	mult := Load(Param("mult").Base(), GP64())
@@ -210,8 +207,6 @@ func depthwise() {
 	xa, xb := YMM(), YMM()
 	VPMOVZXBW(Mem{Base: x, Index: oa, Scale: 1}, xa)
 	VPMOVZXBW(Mem{Base: x, Index: ob, Scale: 1}, xb)
-	VPSUBW(xz, xa, xa)
-	VPSUBW(xz, xb, xb)
 	l, h := YMM(), YMM()
 	VPUNPCKLWD(xb, xa, l)
 	VPUNPCKHWD(xb, xa, h)
