@@ -209,12 +209,13 @@ func TestInt8PointwiseTwins(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(9, 10))
 	for name, kern := range q8pwAsm {
-		for _, kp := range []int{1, 2, 3, 7, 24, 64, 257, 1024} {
+		for i, kp := range []int{1, 2, 3, 7, 24, 64, 257, 1024} {
+			nb := 1 + i%3 // 1 to 3 blocks per call
 			for _, mode := range []string{"random", "extreme", "ties"} {
 				x16 := make([]int16, pwRows*2*kp)
-				w16 := make([]int16, kp*pwCols*2)
-				bias := make([]int32, pwCols)
-				mult := make([]float32, pwCols)
+				w16 := make([]int16, nb*kp*pwCols*2)
+				bias := make([]int32, nb*pwCols)
+				mult := make([]float32, nb*pwCols)
 				for i := range x16 {
 					x16[i] = int16(r.IntN(256))
 				}
@@ -247,17 +248,17 @@ func TestInt8PointwiseTwins(t *testing.T) {
 					zlh = [4]int32{3, 0, 255, 0}
 				}
 				const guard = 32
-				ldo := pwCols + 5
+				ldo := nb*pwCols + 5
 				want := make([]uint8, guard*2+pwRows*ldo)
 				got := make([]uint8, len(want))
 				for i := range want {
 					want[i], got[i] = 0x5A, 0x5A
 				}
-				q8pwGo(x16, kp, w16, bias, mult, want[guard:], ldo, &zlh)
-				kern(x16, kp, w16, bias, mult, got[guard:], ldo, &zlh)
+				q8pwGo(x16, kp, nb, w16, bias, mult, want[guard:], ldo, &zlh)
+				kern(x16, kp, nb, w16, bias, mult, got[guard:], ldo, &zlh)
 				for i := range want {
 					if got[i] != want[i] {
-						t.Fatalf("%s kp %d %s: byte %d = %d, want %d", name, kp, mode, i-guard, got[i], want[i])
+						t.Fatalf("%s kp %d nb %d %s: byte %d = %d, want %d", name, kp, nb, mode, i-guard, got[i], want[i])
 					}
 				}
 			}

@@ -19,21 +19,28 @@ const (
 	pwCols = 16
 )
 
-// q8pwKernel computes out[r·ldo + j] = Requant(bias[j] + Σ_k x16[r·2kp + k]·w16[...], mult[j], zp, lo, hi)
-// for r < pwRows, j < pwCols, from one packed weight block. See q8pwGo,
-// the pure-Go twin whose loops define it.
-type q8pwKernel func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
+// q8pwKernel computes, for nb consecutive packed weight blocks b (kp ≥ 1, nb ≥ 1),
+// r < pwRows and j < pwCols, with wb = w16[b·kp·pwCols·2:],
+//
+//	out[r·ldo + b·pwCols + j] = Requant(bias[b·pwCols+j] + Σ_k x16[r·2kp + k]·wb[...], mult[b·pwCols+j], zp, lo, hi)
+//
+// See q8pwGo, the pure-Go twin whose loops define it.
+type q8pwKernel func(x16 []int16, kp, nb int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
 
 // q8pwGo is the reference loop of the pointwise micro-kernel.
-func q8pwGo(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32) {
-	for r := range pwRows {
-		xr := x16[r*2*kp : (r+1)*2*kp]
-		for j := range pwCols {
-			acc := bias[j]
-			for k := range kp {
-				acc += int32(xr[2*k])*int32(w16[(k*pwCols+j)*2]) + int32(xr[2*k+1])*int32(w16[(k*pwCols+j)*2+1])
+func q8pwGo(x16 []int16, kp, nb int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32) {
+	for b := range nb {
+		wb := w16[b*kp*pwCols*2 : (b+1)*kp*pwCols*2]
+		for r := range pwRows {
+			xr := x16[r*2*kp : (r+1)*2*kp]
+			for j := range pwCols {
+				o := b*pwCols + j
+				acc := bias[o]
+				for k := range kp {
+					acc += int32(xr[2*k])*int32(wb[(k*pwCols+j)*2]) + int32(xr[2*k+1])*int32(wb[(k*pwCols+j)*2+1])
+				}
+				out[r*ldo+o] = ref.Requant(acc, mult[o], zlh[0], zlh[1], zlh[2])
 			}
-			out[r*ldo+j] = ref.Requant(acc, mult[j], zlh[0], zlh[1], zlh[2])
 		}
 	}
 }
@@ -56,7 +63,7 @@ var q8pwImpl q8pwKernel = q8pwGo
 // Q8Kernels names the int8 pointwise micro-kernel in use.
 func Q8Kernels() string {
 	if cpu.Selected() >= cpu.AVX2 && q8pwHaveAVX2 {
-		return "int8 pointwise 4x16 avx2 (vpmaddwd)"
+		return "int8 pointwise 4x16 avx2 (vpmaddwd, blocks looped in asm)"
 	}
 	return "int8 pointwise 4x16 pure go"
 }
@@ -138,14 +145,16 @@ func (op *QConvOp) runPointwise(x, out []uint8, p0, p1 int, sc *QScratch) {
 				xr[cin] = 0
 			}
 		}
-		for b := range nb {
+		b0 := 0
+		if rows == pwRows && cout >= pwCols {
+			// The full blocks of a full tile: one call, straight into out.
+			b0 = cout / pwCols
+			kern(x16, kp, b0, op.w16, op.bias, op.mult, out[p*cout:], cout, &op.zlh)
+		}
+		for b := b0; b < nb; b++ {
 			w := op.w16[b*kp*pwCols*2 : (b+1)*kp*pwCols*2]
 			bias, mult := op.bias[b*pwCols:(b+1)*pwCols], op.mult[b*pwCols:(b+1)*pwCols]
-			if rows == pwRows && (b+1)*pwCols <= cout {
-				kern(x16, kp, w, bias, mult, out[p*cout+b*pwCols:], cout, &op.zlh)
-				continue
-			}
-			kern(x16, kp, w, bias, mult, sc.t, pwCols, &op.zlh)
+			kern(x16, kp, 1, w, bias, mult, sc.t, pwCols, &op.zlh)
 			n := min(pwCols, cout-b*pwCols)
 			for r := range rows {
 				copy(out[(p+r)*cout+b*pwCols:(p+r)*cout+b*pwCols+n], sc.t[r*pwCols:r*pwCols+n])
