@@ -37,7 +37,7 @@ type QConvOp struct {
 	dwM    []float32
 	dwOffs []int
 	// Border pixels (dwBorder): tap offsets in a (K, KW, C) patch, and
-	// a row of C input zero points for taps outside the input.
+	// KW·C input zero points for taps outside the input.
 	dwPatchOffs []int
 	dwPad       []uint8
 }
@@ -203,7 +203,8 @@ const dwPatchPix = 8
 
 // dwBorder runs depthwise border pixels (taps partly outside the input)
 // through q8dwKernel: each pixel's receptive field is copied into a
-// patch (K, KW, C) of the scratch, taps outside the input filled with the
+// patch (K, KW, C) of the scratch (a kernel row's inside taps with one
+// copy when the dilation is 1), taps outside the input filled with the
 // input zero point (x − XZero = 0: padding adds nothing, as in ref.QConv),
 // dwPatchPix patches per call; the outputs go to scratch and are copied
 // to their pixels.
@@ -221,8 +222,24 @@ func (bd *dwBorder) add(oy, ox int) {
 	op, s := bd.op, &bd.op.S
 	c, kk := s.Cout, s.K*s.KW
 	patch := bd.sc.dw[bd.n*kk*c : (bd.n+1)*kk*c]
+	ix0 := ox*s.Stride - s.PadW
 	for ky := range s.K {
 		iy := oy*s.Stride - s.Pad + ky*s.Dilation
+		row := patch[ky*s.KW*c : (ky+1)*s.KW*c]
+		if iy < 0 || iy >= s.H {
+			copy(row, op.dwPad)
+			continue
+		}
+		if s.Dilation == 1 {
+			// The taps inside the input are contiguous in x: one copy,
+			// zero points either side.
+			kx0 := min(max(0, -ix0), s.KW)
+			kx1 := max(min(s.KW, s.W-ix0), kx0)
+			copy(row[:kx0*c], op.dwPad)
+			copy(row[kx0*c:kx1*c], bd.x[(iy*s.W+ix0+kx0)*c:])
+			copy(row[kx1*c:], op.dwPad)
+			continue
+		}
 		for kx := range s.KW {
 			ix := ox*s.Stride - s.PadW + kx*s.Dilation
 			dst := patch[(ky*s.KW+kx)*c : (ky*s.KW+kx+1)*c]

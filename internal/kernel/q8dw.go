@@ -77,7 +77,7 @@ func (op *QConvOp) packDepthwise() {
 			op.dwPatchOffs[t] = t * c
 		}
 	}
-	op.dwPad = make([]uint8, c)
+	op.dwPad = make([]uint8, s.KW*c)
 	for i := range op.dwPad {
 		op.dwPad[i] = uint8(s.XZero)
 	}
