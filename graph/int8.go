@@ -16,13 +16,20 @@ type QParam struct {
 
 // Quantize maps x to uint8 as ONNX QuantizeLinear does:
 // saturate(roundHalfEven(x / Scale) + Zero) to [0, 255].
+//
+// The rounding: f = x/Scale in float32 is first limited to [−256, 256]
+// (which changes no result: Zero is in [0, 255], so beyond ±256 the
+// output saturates either way), then rounded half to even by adding the
+// float32 magic number 1.5·2²³ (exact for |f| ≤ 2²²; see
+// kernel.requantFast). NaN gives Zero.
 func (q QParam) Quantize(x float32) uint8 {
-	f := float64(float32(x / q.Scale))
-	if math.IsNaN(f) {
+	f := x / q.Scale
+	if f != f {
 		return uint8(q.Zero)
 	}
-	r := math.RoundToEven(f) + float64(q.Zero)
-	return uint8(max(0, min(255, r)))
+	f = min(max(f, -256), 256)
+	r := int32(math.Float32bits(f+12582912)) - 0x4B400000 + q.Zero
+	return uint8(min(max(r, 0), 255))
 }
 
 // Dequantize is (q − Zero)·Scale.
@@ -465,7 +472,28 @@ func qgap(q []uint8, shape []int, qp QParam, out []float32) {
 func linear(n *Node, x []float32, xs []int, out []float32, ys []int) {
 	d, o := xs[len(xs)-1], ys[len(ys)-1]
 	for r := 0; r < len(x)/d; r++ {
-		for j := 0; j < o; j++ {
+		xr := x[r*d : (r+1)*d]
+		j := 0
+		// Four outputs at once: four independent float64 sums, each in
+		// the order of the one-output loop below (so the same bits), the
+		// additions no longer waiting on one another.
+		for ; j+4 <= o; j += 4 {
+			var s0, s1, s2, s3 float64
+			if n.b != nil {
+				s0, s1, s2, s3 = float64(n.b[j]), float64(n.b[j+1]), float64(n.b[j+2]), float64(n.b[j+3])
+			}
+			w0, w1, w2, w3 := n.w[j*d:(j+1)*d], n.w[(j+1)*d:(j+2)*d], n.w[(j+2)*d:(j+3)*d], n.w[(j+3)*d:(j+4)*d]
+			w0, w1, w2, w3 = w0[:len(xr)], w1[:len(xr)], w2[:len(xr)], w3[:len(xr)]
+			for k, v := range xr {
+				f := float64(v)
+				s0 += f * float64(w0[k])
+				s1 += f * float64(w1[k])
+				s2 += f * float64(w2[k])
+				s3 += f * float64(w3[k])
+			}
+			out[r*o+j], out[r*o+j+1], out[r*o+j+2], out[r*o+j+3] = float32(s0), float32(s1), float32(s2), float32(s3)
+		}
+		for ; j < o; j++ {
 			s := 0.0
 			if n.b != nil {
 				s = float64(n.b[j])

@@ -36,6 +36,10 @@ type QConvOp struct {
 	dwB    []int32
 	dwM    []float32
 	dwOffs []int
+	// Border pixels (dwBorder): tap offsets in a (K, KW, C) patch, and
+	// KW·C input zero points for taps outside the input.
+	dwPatchOffs []int
+	dwPad       []uint8
 }
 
 // NewQConvOp checks the shape and packs w: (Cout, Cin/Groups, K, KW).
@@ -114,11 +118,13 @@ type QScratch struct {
 	acc []int32
 	x16 []int16
 	t   []uint8
+	dw  []uint8 // depthwise border patches and their outputs (dwBorder)
 }
 
-// ScratchC is the channel count NewQScratch must allow for the op.
+// ScratchC is the channel count NewQScratch must allow for the op (for
+// im2col and depthwise ops, taps × channels).
 func (op *QConvOp) ScratchC() int {
-	if op.Kind == "im2col" {
+	if op.Kind == "im2col" || op.Kind == "depthwise" {
 		return max(op.S.Cout, op.S.Cin*op.S.K*op.S.KW)
 	}
 	return max(op.S.Cout, op.S.Cin)
@@ -126,57 +132,147 @@ func (op *QConvOp) ScratchC() int {
 
 // NewQScratch makes scratch for ops whose ScratchC is at most maxC.
 func NewQScratch(maxC int) *QScratch {
-	return &QScratch{acc: make([]int32, maxC), x16: make([]int16, pwRows*(maxC+1)), t: make([]uint8, pwRows*pwCols)}
+	return &QScratch{acc: make([]int32, maxC), x16: make([]int16, pwRows*(maxC+1)), t: make([]uint8, pwRows*pwCols),
+		dw: make([]uint8, 2*dwPatchPix*maxC)}
 }
 
 // Run computes output rows [y0, y1) of one image: x (H, W, Cin) → out
 // (OutH, OutW, Cout).
 func (op *QConvOp) Run(x, out []uint8, y0, y1 int, sc *QScratch) {
 	s := &op.S
-	if len(x) < s.H*s.W*s.Cin || len(out) < s.OutH*s.OutW*s.Cout || y0 < 0 || y1 > s.OutH || len(sc.acc) < s.Cout || len(sc.x16) < pwRows*(op.ScratchC()+1) {
+	if len(x) < s.H*s.W*s.Cin || len(out) < s.OutH*s.OutW*s.Cout || y0 < 0 || y1 > s.OutH || len(sc.acc) < s.Cout || len(sc.x16) < pwRows*(op.ScratchC()+1) || len(sc.dw) < 2*dwPatchPix*op.ScratchC() {
 		panic("kernel: int8 conv buffers too small")
 	}
 	switch op.Kind {
 	case "pointwise", "im2col":
 		op.runPointwise(x, out, y0*s.OutW, y1*s.OutW, sc)
 	case "depthwise":
-		op.runDepthwise(x, out, y0, y1, sc.acc[:s.Cout])
+		op.runDepthwise(x, out, y0, y1, sc)
 	default:
 		op.runGeneral(x, out, y0, y1, sc.acc[:s.Cout])
 	}
 }
 
 // runDepthwise: per output pixel, the taps accumulate across the channel
-// vector (weights packed (K, KW, C)).
-func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, acc []int32) {
+// vector (weights packed (K, KW, C)). With packed 16-channel blocks, the
+// interior runs q8dwKernel on the input itself and the border pixels run
+// it on patches (see dwBorder); otherwise every pixel is dwPixel.
+func (op *QConvOp) runDepthwise(x, out []uint8, y0, y1 int, sc *QScratch) {
 	s := &op.S
 	c := s.Cout
+	if op.dwW == nil {
+		for oy := y0; oy < y1; oy++ {
+			for ox := 0; ox < s.OutW; ox++ {
+				op.dwPixel(x, out, oy, ox, sc.acc[:c])
+			}
+		}
+		return
+	}
 	kern := q8dwImpl
 	if cpu.Selected() < cpu.AVX2 {
 		kern = q8dwGo
 	}
 	a, b := dwInterior(s)
+	np := len(op.dwOffs) / 2
+	bd := dwBorder{op: op, x: x, out: out, sc: sc, kern: kern}
 	for oy := y0; oy < y1; oy++ {
 		iy0 := oy*s.Stride - s.Pad
-		if op.dwW != nil && iy0 >= 0 && iy0+(s.K-1)*s.Dilation < s.H && a < b {
-			np := len(op.dwOffs) / 2
+		if iy0 >= 0 && iy0+(s.K-1)*s.Dilation < s.H && a < b {
 			for blk := range c / 16 {
 				base := (iy0*s.W+a*s.Stride-s.PadW)*c + blk*16
 				kern(x[base:], op.dwOffs, b-a, s.Stride*c, op.dwW[blk*np*32:(blk+1)*np*32], op.dwB[blk*16:blk*16+16],
 					op.dwM[blk*16:blk*16+16], out[(oy*s.OutW+a)*c+blk*16:], c, &op.zlh)
 			}
 			for ox := 0; ox < a; ox++ {
-				op.dwPixel(x, out, oy, ox, acc)
+				bd.add(oy, ox)
 			}
 			for ox := b; ox < s.OutW; ox++ {
-				op.dwPixel(x, out, oy, ox, acc)
+				bd.add(oy, ox)
 			}
 			continue
 		}
 		for ox := 0; ox < s.OutW; ox++ {
-			op.dwPixel(x, out, oy, ox, acc)
+			bd.add(oy, ox)
 		}
 	}
+	bd.flush()
+}
+
+// dwPatchPix is how many border pixels dwBorder gathers per kernel call.
+const dwPatchPix = 8
+
+// dwBorder runs depthwise border pixels (taps partly outside the input)
+// through q8dwKernel: each pixel's receptive field is copied into a
+// patch (K, KW, C) of the scratch (a kernel row's inside taps with one
+// copy when the dilation is 1), taps outside the input filled with the
+// input zero point (x − XZero = 0: padding adds nothing, as in ref.QConv),
+// dwPatchPix patches per call; the outputs go to scratch and are copied
+// to their pixels.
+type dwBorder struct {
+	op   *QConvOp
+	x    []uint8
+	out  []uint8
+	sc   *QScratch
+	kern q8dwKernel
+	n    int
+	pix  [dwPatchPix]int
+}
+
+func (bd *dwBorder) add(oy, ox int) {
+	op, s := bd.op, &bd.op.S
+	c, kk := s.Cout, s.K*s.KW
+	patch := bd.sc.dw[bd.n*kk*c : (bd.n+1)*kk*c]
+	ix0 := ox*s.Stride - s.PadW
+	for ky := range s.K {
+		iy := oy*s.Stride - s.Pad + ky*s.Dilation
+		row := patch[ky*s.KW*c : (ky+1)*s.KW*c]
+		if iy < 0 || iy >= s.H {
+			copy(row, op.dwPad)
+			continue
+		}
+		if s.Dilation == 1 {
+			// The taps inside the input are contiguous in x: one copy,
+			// zero points either side.
+			kx0 := min(max(0, -ix0), s.KW)
+			kx1 := max(min(s.KW, s.W-ix0), kx0)
+			copy(row[:kx0*c], op.dwPad)
+			copy(row[kx0*c:kx1*c], bd.x[(iy*s.W+ix0+kx0)*c:])
+			copy(row[kx1*c:], op.dwPad)
+			continue
+		}
+		for kx := range s.KW {
+			ix := ox*s.Stride - s.PadW + kx*s.Dilation
+			dst := patch[(ky*s.KW+kx)*c : (ky*s.KW+kx+1)*c]
+			if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+				copy(dst, op.dwPad)
+				continue
+			}
+			copy(dst, bd.x[(iy*s.W+ix)*c:(iy*s.W+ix+1)*c])
+		}
+	}
+	bd.pix[bd.n] = oy*s.OutW + ox
+	bd.n++
+	if bd.n == dwPatchPix {
+		bd.flush()
+	}
+}
+
+func (bd *dwBorder) flush() {
+	if bd.n == 0 {
+		return
+	}
+	op, s := bd.op, &bd.op.S
+	c, kk := s.Cout, s.K*s.KW
+	np := len(op.dwOffs) / 2
+	res := bd.sc.dw[dwPatchPix*kk*c : dwPatchPix*kk*c+bd.n*c]
+	for blk := range c / 16 {
+		bd.kern(bd.sc.dw[blk*16:], op.dwPatchOffs, bd.n, kk*c, op.dwW[blk*np*32:(blk+1)*np*32], op.dwB[blk*16:blk*16+16],
+			op.dwM[blk*16:blk*16+16], res[blk*16:], c, &op.zlh)
+	}
+	for i, p := range bd.pix[:bd.n] {
+		copy(bd.out[p*c:(p+1)*c], res[i*c:(i+1)*c])
+	}
+	bd.n = 0
 }
 
 // dwPixel computes one output pixel of a depthwise convolution, skipping

@@ -103,12 +103,22 @@ func TestInt8ConvOp(t *testing.T) {
 		{"dw 32 5x5 s2", qshape(11, 13, 32, 32, 5, 2, 32, 0, 0)},
 		{"dw 16 3x3 s1 on 1x1 (no interior)", qshape(1, 1, 16, 16, 3, 1, 16, 0, 0)},
 		{"dw 1024 s1 2x2", qshape(2, 2, 1024, 1024, 3, 1, 1024, 0, 0)},
+		{"dw 64 s1 17x9 zp (many border patches)", qshape(17, 9, 64, 64, 3, 1, 64, 131, 2)},
+		{"dw 16 1x1 kernel zp", qshape(5, 4, 16, 16, 1, 1, 16, 9, 0)},
+		{"dw 32 dilation 2 zp", func() QConvShape {
+			s := qshape(9, 10, 32, 32, 3, 1, 32, 17, 3)
+			s.Dilation, s.Pad, s.PadW = 2, 2, 2
+			return s
+		}()},
 		{"pw 48→128 7x7", qshape(7, 7, 48, 128, 1, 1, 1, 0, 0)},
 		{"pw 128→128 7x7", qshape(7, 7, 128, 128, 1, 1, 1, 0, 0)},
 		{"pw 256→1024 2x2", qshape(2, 2, 256, 1024, 1, 1, 1, 0, 0)},
 		{"pw 48→48 14x14", qshape(14, 14, 48, 48, 1, 1, 1, 0, 0)},
 		{"pw odd 13→21 3x5 zp", qshape(3, 5, 13, 21, 1, 1, 1, 9, 4)},
 		{"pw 1→1 1x1", qshape(1, 1, 1, 1, 1, 1, 1, 0, 0)},
+		{"pw 16→40 40x41 zp", qshape(40, 41, 16, 40, 1, 1, 1, 7, 1)},
+		{"pw 256→48 13x13", qshape(13, 13, 256, 48, 1, 1, 1, 0, 0)},
+		{"pw 33→16 3x11 (widening tails)", qshape(3, 11, 33, 16, 1, 1, 1, 0, 0)},
 		{"pw 1024 acc large", qshape(1, 3, 1024, 16, 1, 1, 1, 255, 0)},
 		{"grouped 8→12 g4 3x3", qshape(6, 7, 8, 12, 3, 1, 4, 0, 0)},
 		{"dense 5x5 s2", qshape(9, 8, 4, 6, 5, 2, 1, 1, 0)},
@@ -199,12 +209,13 @@ func TestInt8PointwiseTwins(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(9, 10))
 	for name, kern := range q8pwAsm {
-		for _, kp := range []int{1, 2, 3, 7, 24, 64, 257, 1024} {
+		for i, kp := range []int{1, 2, 3, 7, 24, 64, 257, 1024} {
+			nb := 1 + i%3 // 1 to 3 blocks per call
 			for _, mode := range []string{"random", "extreme", "ties"} {
 				x16 := make([]int16, pwRows*2*kp)
-				w16 := make([]int16, kp*pwCols*2)
-				bias := make([]int32, pwCols)
-				mult := make([]float32, pwCols)
+				w16 := make([]int16, nb*kp*pwCols*2)
+				bias := make([]int32, nb*pwCols)
+				mult := make([]float32, nb*pwCols)
 				for i := range x16 {
 					x16[i] = int16(r.IntN(256))
 				}
@@ -237,17 +248,17 @@ func TestInt8PointwiseTwins(t *testing.T) {
 					zlh = [4]int32{3, 0, 255, 0}
 				}
 				const guard = 32
-				ldo := pwCols + 5
+				ldo := nb*pwCols + 5
 				want := make([]uint8, guard*2+pwRows*ldo)
 				got := make([]uint8, len(want))
 				for i := range want {
 					want[i], got[i] = 0x5A, 0x5A
 				}
-				q8pwGo(x16, kp, w16, bias, mult, want[guard:], ldo, &zlh)
-				kern(x16, kp, w16, bias, mult, got[guard:], ldo, &zlh)
+				q8pwGo(x16, kp, nb, w16, bias, mult, want[guard:], ldo, &zlh)
+				kern(x16, kp, nb, w16, bias, mult, got[guard:], ldo, &zlh)
 				for i := range want {
 					if got[i] != want[i] {
-						t.Fatalf("%s kp %d %s: byte %d = %d, want %d", name, kp, mode, i-guard, got[i], want[i])
+						t.Fatalf("%s kp %d nb %d %s: byte %d = %d, want %d", name, kp, nb, mode, i-guard, got[i], want[i])
 					}
 				}
 			}
@@ -331,6 +342,35 @@ func TestInt8DepthwiseTwins(t *testing.T) {
 					if got[i] != want[i] {
 						t.Fatalf("%s taps %d extreme %v: byte %d = %d, want %d", name, taps, extreme, i-guard, got[i], want[i])
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestInt8WidenTwins: q8widenAVX2 against widenU8 on every length from 0
+// to past a few 16-byte steps, all byte values, with guard bands.
+func TestInt8WidenTwins(t *testing.T) {
+	if len(q8widenAsm) == 0 {
+		t.Skip("no assembly int8 kernels on this machine")
+	}
+	for name, widen := range q8widenAsm {
+		for n := range 70 {
+			src := make([]uint8, n)
+			for i := range src {
+				src[i] = uint8(251*i + n)
+			}
+			const guard = 16
+			want := make([]int16, n+2*guard)
+			got := make([]int16, n+2*guard)
+			for i := range want {
+				want[i], got[i] = -7, -7
+			}
+			widenU8(want[guard:guard+n], src)
+			widen(got[guard:guard+n], src)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s n %d: element %d = %d, want %d", name, n, i-guard, got[i], want[i])
 				}
 			}
 		}

@@ -15,21 +15,22 @@ type q8dwKernel func(x []uint8, offs []int, n, xstep int, w []int16, bias []int3
 
 // q8dwGo: for pixel i and packed position j (channel ch = dwChan[j]),
 //
-//	out[i·ostep + ch] = Requant(bias[j] + Σ_k (x[i·xstep + offs[2k] + ch] − xz)·w[k·32 + (j/8)·16 + (j%8)·2]
-//	                                    + (x[i·xstep + offs[2k+1] + ch] − xz)·w[k·32 + (j/8)·16 + (j%8)·2 + 1], mult[j], zlh)
+//	out[i·ostep + ch] = Requant(bias[j] + Σ_k x[i·xstep + offs[2k] + ch]·w[k·32 + (j/8)·16 + (j%8)·2]
+//	                                    + x[i·xstep + offs[2k+1] + ch]·w[k·32 + (j/8)·16 + (j%8)·2 + 1], mult[j], zlh)
 //
-// with zlh = (zero point, lo, hi, input zero point xz); taps come in
-// pairs (offs: byte offsets of the taps from the pixel's first tap; an
-// odd tap count ends with a zero-weight partner).
+// with zlh = (zero point, lo, hi, ·); taps come in pairs (offs: byte
+// offsets of the taps from the pixel's first tap; an odd tap count ends
+// with a zero-weight partner). The input zero point's share of the sum,
+// −XZero·Σ_t w[t], is folded into the packed bias (packDepthwise): the
+// int32 sums are the same modulo 2³², hence the same accumulator.
 func q8dwGo(x []uint8, offs []int, n, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32) {
-	xz := zlh[3]
 	for i := range n {
 		for j := range 16 {
 			ch, half, e := dwChan[j], j/8, j%8
 			acc := bias[j]
 			for k := range len(offs) / 2 {
-				xa := int32(x[i*xstep+offs[2*k]+ch]) - xz
-				xb := int32(x[i*xstep+offs[2*k+1]+ch]) - xz
+				xa := int32(x[i*xstep+offs[2*k]+ch])
+				xb := int32(x[i*xstep+offs[2*k+1]+ch])
 				acc += xa*int32(w[k*32+half*16+e*2]) + xb*int32(w[k*32+half*16+e*2+1])
 			}
 			out[i*ostep+ch] = ref.Requant(acc, mult[j], zlh[0], zlh[1], zlh[2])
@@ -55,6 +56,9 @@ func (op *QConvOp) packDepthwise() {
 		for j := range 16 {
 			ch := b*16 + dwChan[j]
 			op.dwB[b*16+j], op.dwM[b*16+j] = op.bias[ch], op.mult[ch]
+			for t := range kk {
+				op.dwB[b*16+j] -= s.XZero * int32(op.w[t*c+ch])
+			}
 			for k := range np {
 				for e := range 2 {
 					if t := 2*k + e; t < kk {
@@ -65,11 +69,17 @@ func (op *QConvOp) packDepthwise() {
 		}
 	}
 	op.dwOffs = make([]int, 2*np)
+	op.dwPatchOffs = make([]int, 2*np)
 	for t := range 2 * np {
 		if t < kk {
 			ky, kx := t/s.KW, t%s.KW
 			op.dwOffs[t] = (ky*s.Dilation*s.W + kx*s.Dilation) * c
+			op.dwPatchOffs[t] = t * c
 		}
+	}
+	op.dwPad = make([]uint8, s.KW*c)
+	for i := range op.dwPad {
+		op.dwPad[i] = uint8(s.XZero)
 	}
 }
 

@@ -15,11 +15,16 @@ var q8pwAsm = map[string]q8pwKernel{}
 // q8dwAsm: the same for the depthwise kernels.
 var q8dwAsm = map[string]q8dwKernel{}
 
+// q8widenAsm: the same for the widening (each against widenU8).
+var q8widenAsm = map[string]func(dst []int16, src []uint8){}
+
 func init() {
 	if cpu.Detected.AVX2 {
 		q8pwAsm["avx2"] = q8pwAVX2
 		q8pwImpl = q8pwAVX2
 		q8dwAsm["avx2"] = q8dwAVX2
 		q8dwImpl = q8dwAVX2
+		q8widenAsm["avx2"] = q8widenAVX2
+		q8widenImpl = q8widenAVX2
 	}
 }

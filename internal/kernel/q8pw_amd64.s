@@ -4,159 +4,160 @@
 
 #include "textflag.h"
 
-// func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
+// func q8pwAVX2(x16 []int16, kp int, nb int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
 // Requires: AVX, AVX2
-TEXT ·q8pwAVX2(SB), NOSPLIT, $0-144
-	MOVQ  x16_base+0(FP), AX
-	MOVQ  kp+24(FP), CX
-	MOVQ  w16_base+32(FP), DX
-	MOVQ  CX, BX
-	SHLQ  $0x02, BX
-	LEAQ  (AX)(BX*1), SI
-	LEAQ  (SI)(BX*1), DI
-	LEAQ  (DI)(BX*1), BX
-	VPXOR Y0, Y0, Y0
-	VPXOR Y1, Y1, Y1
-	VPXOR Y2, Y2, Y2
+TEXT ·q8pwAVX2(SB), NOSPLIT, $0-152
+	MOVQ         x16_base+0(FP), AX
+	MOVQ         kp+24(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (AX)(CX*1), DX
+	LEAQ         (DX)(CX*1), BX
+	LEAQ         (BX)(CX*1), CX
+	MOVQ         w16_base+40(FP), SI
+	MOVQ         nb+32(FP), DI
+	MOVQ         bias_base+64(FP), R8
+	MOVQ         mult_base+88(FP), R9
+	MOVQ         out_base+112(FP), R10
+	MOVQ         zlh+144(FP), R11
+	MOVL         (R11), R12
+	MOVL         4(R11), R13
+	MOVL         8(R11), R11
+	SUBL         R12, R13
+	SUBL         R12, R11
+	VMOVD        R12, X0
+	VPBROADCASTD X0, Y0
+	VMOVD        R13, X1
+	VPBROADCASTD X1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMOVD        R11, X2
+	VPBROADCASTD X2, Y2
+	VCVTDQ2PS    Y2, Y2
+
+block:
 	VPXOR Y3, Y3, Y3
 	VPXOR Y4, Y4, Y4
 	VPXOR Y5, Y5, Y5
 	VPXOR Y6, Y6, Y6
 	VPXOR Y7, Y7, Y7
-	XORQ  R8, R8
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	XORQ  R11, R11
+	MOVQ  kp+24(FP), R12
 
-loop:
-	CMPQ         CX, $0x00
-	JE           done
-	VMOVDQU      (DX), Y8
-	VMOVDQU      32(DX), Y9
-	VPBROADCASTD (AX)(R8*1), Y10
-	VPMADDWD     Y8, Y10, Y11
-	VPADDD       Y11, Y0, Y0
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y1, Y1
-	VPBROADCASTD (SI)(R8*1), Y10
-	VPMADDWD     Y8, Y10, Y11
-	VPADDD       Y11, Y2, Y2
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
-	VPBROADCASTD (DI)(R8*1), Y10
-	VPMADDWD     Y8, Y10, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
-	VPBROADCASTD (BX)(R8*1), Y10
-	VPMADDWD     Y8, Y10, Y8
-	VPADDD       Y8, Y6, Y6
-	VPMADDWD     Y9, Y10, Y8
-	VPADDD       Y8, Y7, Y7
-	ADDQ         $0x04, R8
-	ADDQ         $0x40, DX
-	DECQ         CX
-	JMP          loop
-
-done:
-	MOVQ         zlh+136(FP), AX
-	MOVL         (AX), CX
-	MOVL         4(AX), DX
-	MOVL         8(AX), AX
-	SUBL         CX, DX
-	SUBL         CX, AX
-	VMOVD        CX, X8
-	VPBROADCASTD X8, Y8
-	VMOVD        DX, X9
-	VPBROADCASTD X9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VMOVD        AX, X10
-	VPBROADCASTD X10, Y10
-	VCVTDQ2PS    Y10, Y10
-	MOVQ         bias_base+56(FP), AX
-	MOVQ         mult_base+80(FP), CX
-	VMOVDQU      (AX), Y11
-	VMOVUPS      (CX), Y12
-	VPADDD       Y11, Y0, Y0
-	VCVTDQ2PS    Y0, Y0
-	VMULPS       Y12, Y0, Y0
-	VMAXPS       Y9, Y0, Y0
-	VMINPS       Y10, Y0, Y0
-	VCVTPS2DQ    Y0, Y0
-	VPADDD       Y8, Y0, Y0
-	VPADDD       Y11, Y2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y12, Y2, Y2
-	VMAXPS       Y9, Y2, Y2
-	VMINPS       Y10, Y2, Y2
-	VCVTPS2DQ    Y2, Y2
-	VPADDD       Y8, Y2, Y2
-	VPADDD       Y11, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y12, Y4, Y4
-	VMAXPS       Y9, Y4, Y4
-	VMINPS       Y10, Y4, Y4
-	VCVTPS2DQ    Y4, Y4
-	VPADDD       Y8, Y4, Y4
-	VPADDD       Y11, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y12, Y6, Y6
-	VMAXPS       Y9, Y6, Y6
-	VMINPS       Y10, Y6, Y6
-	VCVTPS2DQ    Y6, Y6
-	VPADDD       Y8, Y6, Y6
-	VMOVDQU      32(AX), Y11
-	VMOVUPS      32(CX), Y12
-	VPADDD       Y11, Y1, Y1
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       Y12, Y1, Y1
-	VMAXPS       Y9, Y1, Y1
-	VMINPS       Y10, Y1, Y1
-	VCVTPS2DQ    Y1, Y1
-	VPADDD       Y8, Y1, Y1
-	VPADDD       Y11, Y3, Y3
+pair:
+	VMOVDQU      (SI), Y11
+	VMOVDQU      32(SI), Y12
+	VPBROADCASTD (AX)(R11*1), Y13
+	VPMADDWD     Y11, Y13, Y14
+	VPADDD       Y14, Y3, Y3
+	VPMADDWD     Y12, Y13, Y14
+	VPADDD       Y14, Y4, Y4
+	VPBROADCASTD (DX)(R11*1), Y13
+	VPMADDWD     Y11, Y13, Y14
+	VPADDD       Y14, Y5, Y5
+	VPMADDWD     Y12, Y13, Y14
+	VPADDD       Y14, Y6, Y6
+	VPBROADCASTD (BX)(R11*1), Y13
+	VPMADDWD     Y11, Y13, Y14
+	VPADDD       Y14, Y7, Y7
+	VPMADDWD     Y12, Y13, Y14
+	VPADDD       Y14, Y8, Y8
+	VPBROADCASTD (CX)(R11*1), Y13
+	VPMADDWD     Y11, Y13, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     Y12, Y13, Y11
+	VPADDD       Y11, Y10, Y10
+	ADDQ         $0x04, R11
+	ADDQ         $0x40, SI
+	DECQ         R12
+	JNZ          pair
+	VPADDD       (R8), Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y12, Y3, Y3
-	VMAXPS       Y9, Y3, Y3
-	VMINPS       Y10, Y3, Y3
+	VMULPS       (R9), Y3, Y3
+	VMAXPS       Y1, Y3, Y3
+	VMINPS       Y2, Y3, Y3
 	VCVTPS2DQ    Y3, Y3
-	VPADDD       Y8, Y3, Y3
-	VPADDD       Y11, Y5, Y5
+	VPADDD       Y0, Y3, Y3
+	VPADDD       (R8), Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y12, Y5, Y5
-	VMAXPS       Y9, Y5, Y5
-	VMINPS       Y10, Y5, Y5
+	VMULPS       (R9), Y5, Y5
+	VMAXPS       Y1, Y5, Y5
+	VMINPS       Y2, Y5, Y5
 	VCVTPS2DQ    Y5, Y5
-	VPADDD       Y8, Y5, Y5
-	VPADDD       Y11, Y7, Y7
+	VPADDD       Y0, Y5, Y5
+	VPADDD       (R8), Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y12, Y7, Y7
-	VMAXPS       Y9, Y7, Y7
-	VMINPS       Y10, Y7, Y7
+	VMULPS       (R9), Y7, Y7
+	VMAXPS       Y1, Y7, Y7
+	VMINPS       Y2, Y7, Y7
 	VCVTPS2DQ    Y7, Y7
-	VPADDD       Y8, Y7, Y7
-	MOVQ         out_base+104(FP), AX
-	MOVQ         ldo+128(FP), CX
-	VPACKSSDW    Y1, Y0, Y0
-	VPERMQ       $0xd8, Y0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VPACKUSWB    X1, X0, X1
-	VMOVDQU      X1, (AX)
-	ADDQ         CX, AX
-	VPACKSSDW    Y3, Y2, Y0
-	VPERMQ       $0xd8, Y0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VPACKUSWB    X1, X0, X1
-	VMOVDQU      X1, (AX)
-	ADDQ         CX, AX
-	VPACKSSDW    Y5, Y4, Y0
-	VPERMQ       $0xd8, Y0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VPACKUSWB    X1, X0, X1
-	VMOVDQU      X1, (AX)
-	ADDQ         CX, AX
-	VPACKSSDW    Y7, Y6, Y0
-	VPERMQ       $0xd8, Y0, Y0
-	VEXTRACTI128 $0x01, Y0, X1
-	VPACKUSWB    X1, X0, X1
-	VMOVDQU      X1, (AX)
+	VPADDD       Y0, Y7, Y7
+	VPADDD       (R8), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       (R9), Y9, Y9
+	VMAXPS       Y1, Y9, Y9
+	VMINPS       Y2, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VPADDD       Y0, Y9, Y9
+	VPADDD       32(R8), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       32(R9), Y4, Y4
+	VMAXPS       Y1, Y4, Y4
+	VMINPS       Y2, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VPADDD       Y0, Y4, Y4
+	VPADDD       32(R8), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       32(R9), Y6, Y6
+	VMAXPS       Y1, Y6, Y6
+	VMINPS       Y2, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VPADDD       Y0, Y6, Y6
+	VPADDD       32(R8), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       32(R9), Y8, Y8
+	VMAXPS       Y1, Y8, Y8
+	VMINPS       Y2, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VPADDD       Y0, Y8, Y8
+	VPADDD       32(R8), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       32(R9), Y10, Y10
+	VMAXPS       Y1, Y10, Y10
+	VMINPS       Y2, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPADDD       Y0, Y10, Y10
+	MOVQ         ldo+136(FP), R11
+	MOVQ         R10, R12
+	VPACKSSDW    Y4, Y3, Y3
+	VPERMQ       $0xd8, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPACKUSWB    X4, X3, X4
+	VMOVDQU      X4, (R12)
+	ADDQ         R11, R12
+	VPACKSSDW    Y6, Y5, Y5
+	VPERMQ       $0xd8, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPACKUSWB    X6, X5, X6
+	VMOVDQU      X6, (R12)
+	ADDQ         R11, R12
+	VPACKSSDW    Y8, Y7, Y7
+	VPERMQ       $0xd8, Y7, Y7
+	VEXTRACTI128 $0x01, Y7, X8
+	VPACKUSWB    X8, X7, X8
+	VMOVDQU      X8, (R12)
+	ADDQ         R11, R12
+	VPACKSSDW    Y10, Y9, Y9
+	VPERMQ       $0xd8, Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X10
+	VPACKUSWB    X10, X9, X10
+	VMOVDQU      X10, (R12)
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R9
+	ADDQ         $0x10, R10
+	DECQ         DI
+	JNZ          block
 	VZEROUPPER
 	RET
 
@@ -174,20 +175,17 @@ TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 	MOVQ         zlh+168(FP), R9
 	MOVL         (R9), R10
 	MOVL         4(R9), R11
-	MOVL         8(R9), R12
-	MOVL         12(R9), R9
+	MOVL         8(R9), R9
 	SUBL         R10, R11
-	SUBL         R10, R12
+	SUBL         R10, R9
 	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
 	VMOVD        R11, X1
 	VPBROADCASTD X1, Y1
 	VCVTDQ2PS    Y1, Y1
-	VMOVD        R12, X2
+	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
 	VCVTDQ2PS    Y2, Y2
-	VMOVD        R9, X3
-	VPBROADCASTW X3, Y3
 	MOVQ         w_base+64(FP), R9
 	MOVQ         bias_base+88(FP), R10
 	MOVQ         mult_base+112(FP), R11
@@ -195,8 +193,8 @@ TEXT ·q8dwAVX2(SB), NOSPLIT, $8-176
 pixel:
 	CMPQ    BX, $0x00
 	JE      end
-	VMOVDQU (R10), Y4
-	VMOVDQU 32(R10), Y5
+	VMOVDQU (R10), Y3
+	VMOVDQU 32(R10), Y4
 	XORQ    R12, R12
 	MOVQ    R9, R13
 	MOVQ    CX, R14
@@ -206,43 +204,72 @@ pair:
 	JE         pairsdone
 	MOVQ       (R14), R15
 	MOVQ       8(R14), BP
-	VPMOVZXBW  (AX)(R15*1), Y6
-	VPMOVZXBW  (AX)(BP*1), Y7
-	VPSUBW     Y3, Y6, Y6
-	VPSUBW     Y3, Y7, Y7
-	VPUNPCKLWD Y7, Y6, Y8
-	VPUNPCKHWD Y7, Y6, Y6
-	VPMADDWD   (R13), Y8, Y8
-	VPMADDWD   32(R13), Y6, Y6
-	VPADDD     Y8, Y4, Y4
-	VPADDD     Y6, Y5, Y5
+	VPMOVZXBW  (AX)(R15*1), Y5
+	VPMOVZXBW  (AX)(BP*1), Y6
+	VPUNPCKLWD Y6, Y5, Y7
+	VPUNPCKHWD Y6, Y5, Y5
+	VPMADDWD   (R13), Y7, Y7
+	VPMADDWD   32(R13), Y5, Y5
+	VPADDD     Y7, Y3, Y3
+	VPADDD     Y5, Y4, Y4
 	ADDQ       $0x10, R14
 	ADDQ       $0x40, R13
 	INCQ       R12
 	JMP        pair
 
 pairsdone:
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       (R11), Y3, Y3
+	VMAXPS       Y1, Y3, Y3
+	VMINPS       Y2, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPADDD       Y0, Y3, Y3
 	VCVTDQ2PS    Y4, Y4
-	VMULPS       (R11), Y4, Y4
+	VMULPS       32(R11), Y4, Y4
 	VMAXPS       Y1, Y4, Y4
 	VMINPS       Y2, Y4, Y4
 	VCVTPS2DQ    Y4, Y4
 	VPADDD       Y0, Y4, Y4
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       32(R11), Y5, Y5
-	VMAXPS       Y1, Y5, Y5
-	VMINPS       Y2, Y5, Y5
-	VCVTPS2DQ    Y5, Y5
-	VPADDD       Y0, Y5, Y5
-	VPACKSSDW    Y5, Y4, Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPACKUSWB    X5, X4, X5
-	VMOVDQU      X5, (R8)
+	VPACKSSDW    Y4, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPACKUSWB    X4, X3, X4
+	VMOVDQU      X4, (R8)
 	ADDQ         DI, R8
 	ADDQ         SI, AX
 	DECQ         BX
 	JMP          pixel
 
 end:
+	VZEROUPPER
+	RET
+
+// func q8widenAVX2(dst []int16, src []uint8)
+// Requires: AVX, AVX2
+TEXT ·q8widenAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+wide:
+	CMPQ      DX, $0x10
+	JL        tail
+	VPMOVZXBW (CX), Y0
+	VMOVDQU   Y0, (AX)
+	ADDQ      $0x10, CX
+	ADDQ      $0x20, AX
+	SUBQ      $0x10, DX
+	JMP       wide
+
+tail:
+	TESTQ   DX, DX
+	JE      done
+	MOVBLZX (CX), BX
+	MOVW    BX, (AX)
+	INCQ    CX
+	ADDQ    $0x02, AX
+	DECQ    DX
+	JMP     tail
+
+done:
 	VZEROUPPER
 	RET

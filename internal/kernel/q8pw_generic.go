@@ -9,3 +9,6 @@ var q8pwAsm = map[string]q8pwKernel{}
 
 // q8dwAsm lists the assembly depthwise kernels (none).
 var q8dwAsm = map[string]q8dwKernel{}
+
+// q8widenAsm lists the assembly widenings (none).
+var q8widenAsm = map[string]func(dst []int16, src []uint8){}

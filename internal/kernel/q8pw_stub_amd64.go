@@ -4,12 +4,17 @@
 
 package kernel
 
-// q8pwAVX2 computes a 4-pixel × 16-channel int8 pointwise tile with AVX2 (VPMADDWD); see q8pwGo.
+// q8pwAVX2 computes a 4-pixel tile of nb 16-channel blocks of an int8 pointwise convolution with AVX2 (VPMADDWD); see q8pwGo.
 //
 //go:noescape
-func q8pwAVX2(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
+func q8pwAVX2(x16 []int16, kp int, nb int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)
 
 // q8dwAVX2 computes n pixels of a 16-channel block of an int8 depthwise convolution with AVX2; see q8dwGo.
 //
 //go:noescape
 func q8dwAVX2(x []uint8, offs []int, n int, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)
+
+// q8widenAVX2 widens uint8 to int16 with AVX2 (VPMOVZXBW); see widenU8.
+//
+//go:noescape
+func q8widenAVX2(dst []int16, src []uint8)

@@ -4,10 +4,10 @@
 //	cd internal/kernel/_gen && go run ./q8pw -out ../q8pw_amd64.s -stubs ../q8pw_stub_amd64.go
 //
 // q8pwAVX2 has the signature and the meaning of q8pwGo (q8pw.go, the
-// pure-Go twin whose loops define it): a tile of 4 pixels × 16 output
-// channels,
+// pure-Go twin whose loops define it): a tile of 4 pixels × nb blocks of
+// 16 output channels (kp ≥ 1, nb ≥ 1); for block b, with wb = w16[b·kp·32:],
 //
-//	out[r·ldo + j] = Requant(bias[j] + Σ_k x16[r·2kp + 2k]·w16[(k·16+j)·2] + x16[r·2kp + 2k+1]·w16[(k·16+j)·2+1], mult[j], zlh)
+//	out[r·ldo + 16b + j] = Requant(bias[16b+j] + Σ_k x16[r·2kp + 2k]·wb[(k·16+j)·2] + x16[r·2kp + 2k+1]·wb[(k·16+j)·2+1], mult[16b+j], zlh)
 //
 // Exactness: the operands are int16 (uint8 activations and int8 weights
 // widened when packed), and VPMADDWD multiplies int16 pairs and adds the two
@@ -16,7 +16,9 @@
 // than 2³¹/(255·128) ≈ 65,000 input channels). Per input-channel pair, the
 // kernel loads the pair's weights for the 16 outputs (two YMM: 8 outputs ×
 // 2 int16 each), broadcasts each pixel's pair (VPBROADCASTD, one int32 =
-// two int16) and issues 8 VPMADDWD + 8 VPADDD into 8 accumulators.
+// two int16) and issues 8 VPMADDWD + 8 VPADDD into 8 accumulators. The
+// loop over the blocks is inside, so one call does the whole tile (the
+// activations, 4·2kp int16, stay in L1; the constants stay in registers).
 //
 // Requantisation is ref.Requant's, step by step: VCVTDQ2PS (round to
 // nearest even, as Go's float32(int32)), VMULPS by the multiplier (one
@@ -38,14 +40,13 @@ import (
 const rows = 4
 
 func kernel() {
-	TEXT("q8pwAVX2", NOSPLIT, "func(x16 []int16, kp int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)")
+	TEXT("q8pwAVX2", NOSPLIT, "func(x16 []int16, kp, nb int, w16 []int16, bias []int32, mult []float32, out []uint8, ldo int, zlh *[4]int32)")
 	Pragma("noescape")
-	Doc("q8pwAVX2 computes a 4-pixel × 16-channel int8 pointwise tile with AVX2 (VPMADDWD); see q8pwGo.")
+	Doc("q8pwAVX2 computes a 4-pixel tile of nb 16-channel blocks of an int8 pointwise convolution with AVX2 (VPMADDWD); see q8pwGo.")
+	// Row r at xr[r] + idx; idx advances over the pairs and is reset for
+	// each block.
 	x := Load(Param("x16").Base(), GP64())
-	kp := Load(Param("kp"), GP64())
-	w := Load(Param("w16").Base(), GP64())
-	ldx := GP64()
-	MOVQ(kp, ldx)
+	ldx := Load(Param("kp"), GP64())
 	SHLQ(Imm(2), ldx) // bytes per pixel row: 2kp int16
 	var xr [rows]GPVirtual
 	for r := range rows {
@@ -56,37 +57,13 @@ func kernel() {
 			LEAQ(Mem{Base: xr[r-1], Index: ldx, Scale: 1}, xr[r])
 		}
 	}
-	var acc [rows][2]VecVirtual
-	for r := range rows {
-		for h := range 2 {
-			acc[r][h] = YMM()
-			VPXOR(acc[r][h], acc[r][h], acc[r][h])
-		}
-	}
-	idx := GP64()
-	XORQ(idx, idx)
-	Label("loop")
-	CMPQ(kp, Imm(0))
-	JE(LabelRef("done"))
-	w0, w1 := YMM(), YMM()
-	VMOVDQU(Mem{Base: w}, w0)
-	VMOVDQU(Mem{Base: w, Disp: 32}, w1)
-	for r := range rows {
-		b := YMM()
-		VPBROADCASTD(Mem{Base: xr[r], Index: idx, Scale: 1}, b)
-		t0, t1 := YMM(), YMM()
-		VPMADDWD(w0, b, t0)
-		VPADDD(t0, acc[r][0], acc[r][0])
-		VPMADDWD(w1, b, t1)
-		VPADDD(t1, acc[r][1], acc[r][1])
-	}
-	ADDQ(Imm(4), idx)
-	ADDQ(Imm(64), w)
-	DECQ(kp)
-	JMP(LabelRef("loop"))
-	Label("done")
+	w := Load(Param("w16").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	bias := Load(Param("bias").Base(), GP64())
+	mult := Load(Param("mult").Base(), GP64())
+	ob := Load(Param("out").Base(), GP64())
 
-	// Constants: zp, lo−zp and hi−zp (as float32).
+	// Constants: zp, lo−zp and hi−zp (as float32), for every block.
 	zlh := Load(Param("zlh"), GP64())
 	zp32, lo32, hi32 := GP32(), GP32(), GP32()
 	MOVL(Mem{Base: zlh}, zp32)
@@ -96,9 +73,8 @@ func kernel() {
 	SUBL(zp32, hi32)
 	zp, lo, hi := YMM(), YMM(), YMM()
 	bcast := func(g GPVirtual, v VecVirtual, float bool) {
-		xv := XMM()
-		VMOVD(g, xv)
-		VPBROADCASTD(xv, v)
+		VMOVD(g, v.AsX())
+		VPBROADCASTD(v.AsX(), v)
 		if float {
 			VCVTDQ2PS(v, v)
 		}
@@ -106,51 +82,83 @@ func kernel() {
 	bcast(zp32, zp, false)
 	bcast(lo32, lo, true)
 	bcast(hi32, hi, true)
-	bias := Load(Param("bias").Base(), GP64())
-	mult := Load(Param("mult").Base(), GP64())
+
+	Label("block")
+	var acc [rows][2]VecVirtual
+	for r := range rows {
+		for h := range 2 {
+			acc[r][h] = YMM()
+			VPXOR(acc[r][h], acc[r][h], acc[r][h])
+		}
+	}
+	idx := GP64()
+	XORQ(idx, idx)
+	row := func(r int) Mem { return Mem{Base: xr[r], Index: idx, Scale: 1} }
+	k := Load(Param("kp"), GP64())
+	Label("pair")
+	w0, w1 := YMM(), YMM()
+	VMOVDQU(Mem{Base: w}, w0)
+	VMOVDQU(Mem{Base: w, Disp: 32}, w1)
+	for r := range rows {
+		b, t := YMM(), YMM()
+		VPBROADCASTD(row(r), b)
+		VPMADDWD(w0, b, t)
+		VPADDD(t, acc[r][0], acc[r][0])
+		VPMADDWD(w1, b, t)
+		VPADDD(t, acc[r][1], acc[r][1])
+	}
+	ADDQ(Imm(4), idx)
+	ADDQ(Imm(64), w) // after the pairs, w is the next block's
+	DECQ(k)
+	JNZ(LabelRef("pair"))
+
 	for h := range 2 {
-		bv, mv := YMM(), YMM()
-		VMOVDQU(Mem{Base: bias, Disp: 32 * h}, bv)
-		VMOVUPS(Mem{Base: mult, Disp: 32 * h}, mv)
 		for r := range rows {
 			a := acc[r][h]
-			VPADDD(bv, a, a)
+			VPADDD(Mem{Base: bias, Disp: 32 * h}, a, a)
 			VCVTDQ2PS(a, a)
-			VMULPS(mv, a, a)
+			VMULPS(Mem{Base: mult, Disp: 32 * h}, a, a)
 			VMAXPS(lo, a, a)
 			VMINPS(hi, a, a)
 			VCVTPS2DQ(a, a)
 			VPADDD(zp, a, a)
 		}
 	}
-	out := Load(Param("out").Base(), GP64())
 	ldo := Load(Param("ldo"), GP64())
+	o := GP64()
+	MOVQ(ob, o)
 	for r := range rows {
-		p := YMM()
+		p := acc[r][0]
 		VPACKSSDW(acc[r][1], acc[r][0], p) // per lane: 4 of cols 0–7, 4 of cols 8–15
 		VPERMQ(Imm(0xD8), p, p)            // cols 0–7, then 8–15, as int16
-		hiX := XMM()
+		hiX := acc[r][1].AsX()
 		VEXTRACTI128(Imm(1), p, hiX)
 		VPACKUSWB(hiX, p.AsX(), hiX)
-		VMOVDQU(hiX, Mem{Base: out})
+		VMOVDQU(hiX, Mem{Base: o})
 		if r < rows-1 {
-			ADDQ(ldo, out)
+			ADDQ(ldo, o)
 		}
 	}
+	ADDQ(Imm(64), bias)
+	ADDQ(Imm(64), mult)
+	ADDQ(Imm(16), ob)
+	DECQ(nb)
+	JNZ(LabelRef("block"))
 	VZEROUPPER()
 	RET()
 }
 
 // depthwise generates q8dwAVX2 (see q8dwGo in q8dw.go): n output pixels
 // of one 16-channel block of a depthwise convolution whose taps are all
-// inside the input. Per pair of taps, both taps' 16 uint8 channels are
-// widened to int16 (VPMOVZXBW), the zero point subtracted, and the two
-// interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11 and 4–7, 12–15)
-// so that VPMADDWD against the weights packed in the same order adds both
-// taps' products per channel into int32, exactly (|(x−z)·w| ≤ 255·128
-// fits int16's operands, the pair sum int32). Bias and multipliers are
-// packed in that channel order too, and VPACKSSDW of the two halves puts
-// the channels back in order.
+// inside the input (or in a patch padded with the input zero point). Per
+// pair of taps, both taps' 16 uint8 channels are widened to int16
+// (VPMOVZXBW) and interleaved (VPUNPCKLWD/VPUNPCKHWD: channels 0–3, 8–11
+// and 4–7, 12–15) so that VPMADDWD against the weights packed in the same
+// order adds both taps' products per channel into int32, exactly
+// (|x·w| ≤ 255·128 fits int16's operands, the pair sum int32). The input
+// zero point is not subtracted: its share, −XZero·Σw, is in the packed
+// bias. Bias and multipliers are packed in that channel order too, and
+// VPACKSSDW of the two halves puts the channels back in order.
 func depthwise() {
 	TEXT("q8dwAVX2", NOSPLIT, "func(x []uint8, offs []int, n, xstep int, w []int16, bias []int32, mult []float32, out []uint8, ostep int, zlh *[4]int32)")
 	Pragma("noescape")
@@ -164,14 +172,13 @@ func depthwise() {
 	ostep := Load(Param("ostep"), GP64())
 	out := Load(Param("out").Base(), GP64())
 	zlh := Load(Param("zlh"), GP64())
-	zp32, lo32, hi32, xz32 := GP32(), GP32(), GP32(), GP32()
+	zp32, lo32, hi32 := GP32(), GP32(), GP32()
 	MOVL(Mem{Base: zlh}, zp32)
 	MOVL(Mem{Base: zlh, Disp: 4}, lo32)
 	MOVL(Mem{Base: zlh, Disp: 8}, hi32)
-	MOVL(Mem{Base: zlh, Disp: 12}, xz32)
 	SUBL(zp32, lo32)
 	SUBL(zp32, hi32)
-	zp, lo, hi, xz := YMM(), YMM(), YMM(), YMM()
+	zp, lo, hi := YMM(), YMM(), YMM()
 	for _, c := range []struct {
 		g     GPVirtual
 		v     VecVirtual
@@ -184,9 +191,6 @@ func depthwise() {
 			VCVTDQ2PS(c.v, c.v)
 		}
 	}
-	xzx := XMM()
-	VMOVD(xz32, xzx)
-	VPBROADCASTW(xzx, xz)
 	w := Load(Param("w").Base(), GP64())
 	bias := Load(Param("bias").Base(), GP64())
 	mult := Load(Param("mult").Base(), GP64())
@@ -210,8 +214,6 @@ func depthwise() {
 	xa, xb := YMM(), YMM()
 	VPMOVZXBW(Mem{Base: x, Index: oa, Scale: 1}, xa)
 	VPMOVZXBW(Mem{Base: x, Index: ob, Scale: 1}, xb)
-	VPSUBW(xz, xa, xa)
-	VPSUBW(xz, xb, xb)
 	l, h := YMM(), YMM()
 	VPUNPCKLWD(xb, xa, l)
 	VPUNPCKHWD(xb, xa, h)
@@ -247,6 +249,41 @@ func depthwise() {
 	RET()
 }
 
+// widen generates q8widenAVX2 (see widenU8 in q8pw.go): dst[i] =
+// int16(src[i]) for i < len(src), 16 at a time with VPMOVZXBW, the tail
+// one by one.
+func widen() {
+	TEXT("q8widenAVX2", NOSPLIT, "func(dst []int16, src []uint8)")
+	Pragma("noescape")
+	Doc("q8widenAVX2 widens uint8 to int16 with AVX2 (VPMOVZXBW); see widenU8.")
+	dst := Load(Param("dst").Base(), GP64())
+	src := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	Label("wide")
+	CMPQ(n, Imm(16))
+	JL(LabelRef("tail"))
+	v := YMM()
+	VPMOVZXBW(Mem{Base: src}, v)
+	VMOVDQU(v, Mem{Base: dst})
+	ADDQ(Imm(16), src)
+	ADDQ(Imm(32), dst)
+	SUBQ(Imm(16), n)
+	JMP(LabelRef("wide"))
+	Label("tail")
+	TESTQ(n, n)
+	JE(LabelRef("done"))
+	b := GP32()
+	MOVBLZX(Mem{Base: src}, b)
+	MOVW(b.As16(), Mem{Base: dst})
+	INCQ(src)
+	ADDQ(Imm(2), dst)
+	DECQ(n)
+	JMP(LabelRef("tail"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
 func main() {
 	flag.Parse()
 	if f := flag.Lookup("pkg"); f.Value.String() == "" {
@@ -255,5 +292,6 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	kernel()
 	depthwise()
+	widen()
 	Generate()
 }
