@@ -25,7 +25,7 @@ type ckptFlags struct {
 // precisionHelp is --precision's help.
 const precisionHelp = "arithmetic of a float model: `float32` (the default) or bf16 (bfloat16 weights and inputs of every " +
 	"convolution and linear layer, float32 sums, as bfloat16 hardware computes; this build's kernels are float32 ones, " +
-	"so bf16 shows bfloat16's accuracy at float32's speed or a little below). An int8 file runs in int8"
+	"so bf16 shows bfloat16's accuracy at float32's speed or a little below); refused for an int8 file, which runs in int8"
 
 // addPrecisionFlag adds --precision to a command without ckptFlags
 // (segment, detect, their eval); parsePrecisionFlag reads it.
