@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/mobileone-go/mobileone/internal/kernel"
+	"github.com/mobileone-go/mobileone/internal/kernel/ref"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -108,7 +109,7 @@ type q8value struct {
 
 type q8step struct {
 	name string
-	kind string // "quantize", "dequantize", "qconv", "fconv", "relu", "qgap", "fgap", "linear", "se", "fact"
+	kind string // "quantize", "dequantize", "qconv", "fconv", "relu", "qgap", "fgap", "linear", "se", "qse", "fact"
 	in   q8value
 	out  q8value
 	op   *kernel.QConvOp
@@ -121,6 +122,14 @@ type q8worker struct {
 	f  [][]float32
 	q  [][]uint8
 	sc *kernel.QScratch
+	se *qseScratch
+}
+
+// qseScratch holds a uint8 SE step's per-channel work.
+type qseScratch struct {
+	sums            []int64
+	mean, hid, gate []float64
+	mult            []float32
 }
 
 // NewInt8Plan lowers g onto int8 kernels per spec for batches of n
@@ -199,7 +208,22 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 		return fw, nil
 	}
 	maxC := 1
+	readers := make([]int, len(g.Shapes))
 	for _, nd := range g.Nodes {
+		for _, v := range nd.In {
+			readers[v]++
+		}
+	}
+	readers[g.Output]++
+	for _, v := range g.Outs {
+		readers[v]++
+	}
+	skip := map[*Node]bool{} // ReLU nodes a uint8 SE step applies
+	seC, seHidden := 0, 0
+	for i, nd := range g.Nodes {
+		if skip[nd] {
+			continue
+		}
 		ys := g.Shapes[nd.Out]
 		switch nd.Kind {
 		case Input:
@@ -302,6 +326,19 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 			p.steps = append(p.steps, q8step{name: nd.Name, kind: "linear", in: x, out: o, node: fn})
 			vals[nd.Out] = o
 		case SE:
+			// An SE on a uint8 value whose only reader is the next node, a
+			// ReLU, runs on the uint8 values (qse): the channel means from
+			// exact integer sums, the gate in float64, and one per-channel
+			// requantisation into the ReLU's quantisation, clamped at its
+			// zero point. Otherwise it runs in float (se).
+			var relu *Node
+			if i+1 < len(g.Nodes) && vals[nd.In[0]].quant && readers[nd.Out] == 1 && len(g.Shapes[nd.In[0]]) == 3 {
+				if r := g.Nodes[i+1]; r.Kind == Act && r.Act == ReLU && r.In[0] == nd.Out {
+					if _, ok := spec.Act[r.Name]; ok {
+						relu = r
+					}
+				}
+			}
 			want := make([]int, len(nd.Tensors))
 			for i, t := range nd.Tensors {
 				want[i] = tensor.NumelOf(t.Shape)
@@ -313,6 +350,19 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 			fn := &Node{Kind: SE, Name: nd.Name, Act: nd.Act, Gate: nd.Gate, Hidden: nd.Hidden, Tensors: make([]Tensor, len(fw))}
 			for i := range fw {
 				fn.Tensors[i] = Tensor{Data: fw[i]}
+			}
+			if relu != nil {
+				qy, err := act(relu.Name)
+				if err != nil {
+					return nil, err
+				}
+				x := vals[nd.In[0]]
+				o := newBuf(true, ys, qy)
+				p.steps = append(p.steps, q8step{name: nd.Name, kind: "qse", in: x, out: o, node: fn, lo: uint8(qy.Zero)})
+				vals[nd.Out], vals[relu.Out] = o, o
+				skip[relu] = true
+				seC, seHidden = max(seC, ys[0]), max(seHidden, nd.Hidden)
+				continue
 			}
 			x := asFloat(nd.In[0])
 			o := newBuf(false, ys, QParam{})
@@ -327,7 +377,8 @@ func NewInt8Plan(g *Graph, spec *Int8Spec, n int) (*Int8Plan, error) {
 	p.outPer = tensor.NumelOf(g.OutputShape())
 	p.out = make([]float32, n*p.outPer)
 	for range p.threads {
-		w := &q8worker{sc: kernel.NewQScratch(maxC)}
+		w := &q8worker{sc: kernel.NewQScratch(maxC), se: &qseScratch{sums: make([]int64, seC), mean: make([]float64, seC),
+			hid: make([]float64, seHidden), gate: make([]float64, seC), mult: make([]float32, seC)}}
 		for _, s := range fsizes {
 			w.f = append(w.f, make([]float32, s))
 		}
@@ -431,6 +482,8 @@ func (p *Int8Plan) runImage(w *q8worker, x, y []float32, threads int) {
 			linear(s.node, w.f[s.in.buf], s.in.shape, w.f[s.out.buf], s.out.shape)
 		case "se":
 			refSE(s.node, w.f[s.in.buf], s.in.shape, w.f[s.out.buf])
+		case "qse":
+			qse(s, w.q[s.in.buf], w.q[s.out.buf], w.se)
 		}
 	}
 	copy(y, w.f[p.outBuf])
@@ -538,4 +591,39 @@ func (p *Int8Plan) QuantizedValue(name string) ([]uint8, QParam) {
 		}
 	}
 	return nil, QParam{}
+}
+
+// qse is squeeze-excitation followed by ReLU on uint8 (H, W, C) values:
+// mean[c] = s_x·(Σ_p q[p][c] − HW·z_x)/HW (the sum exact in int64), the
+// gate from the means in float64 as the reference SE computes it, then
+// y[p][c] = ref.Requant(q[p][c] − z_x, fl32(s_x·gate[c]/s_y), z_y, lo, 255)
+// with lo = z_y (the ReLU): the real value x·gate[c], quantised once with
+// the ReLU's parameters, instead of a dequantisation to float, the SE, the
+// ReLU and a quantisation back.
+func qse(s *q8step, x, y []uint8, sc *qseScratch) {
+	c, hw := s.in.shape[0], s.in.shape[1]*s.in.shape[2]
+	qx, qy := s.in.q, s.out.q
+	sums := sc.sums[:c]
+	clear(sums)
+	for p := range hw {
+		for ch, v := range x[p*c : (p+1)*c] {
+			sums[ch] += int64(v)
+		}
+	}
+	mean := sc.mean[:c]
+	for ch, v := range sums {
+		mean[ch] = float64(v-int64(hw)*int64(qx.Zero)) * float64(qx.Scale) / float64(hw)
+	}
+	gate := seGateOfMeans(s.node, mean, sc.hid[:s.node.Hidden], sc.gate[:c])
+	mult := sc.mult[:c]
+	for ch, g := range gate {
+		mult[ch] = float32(float64(qx.Scale) * g / float64(qy.Scale))
+	}
+	lo, zx, zy := int32(s.lo), qx.Zero, qy.Zero
+	for p := range hw {
+		xr, yr := x[p*c:(p+1)*c], y[p*c:(p+1)*c]
+		for ch, v := range xr {
+			yr[ch] = ref.Requant(int32(v)-zx, mult[ch], zy, lo, 255)
+		}
+	}
 }

@@ -225,3 +225,123 @@ func TestInt8PlanAllocs(t *testing.T) {
 		t.Errorf("banded conv: %.1f allocations per run", a)
 	}
 }
+
+// TestInt8PlanSE: squeeze-excitation followed by ReLU on a uint8 value runs
+// as one uint8 step (qse, no dequantisation or quantisation around it),
+// and the logits equal the same network computed here step by step: the
+// stem with ref.QConv, the SE's gate in float64 from the dequantised
+// channel means, each value requantised by ref.Requant into the ReLU's
+// parameters, the pointwise layer, pooling and the classifier.
+func TestInt8PlanSE(t *testing.T) {
+	b := NewBuilder("int8-se", 3, 6, 5)
+	x := b.Conv(b.Input(), "stem", ConvSpec{Out: 12, K: 3, Pad: 1, Bias: true, Act: None})
+	x = b.SE(x, "se", SESpec{Hidden: 4, Act: ReLU, Gate: Sigmoid, Reduce: "se.reduce", Expand: "se.expand", ConvWeights: true})
+	x = b.Act(x, "relu", ReLU)
+	x = b.Conv(x, "pw", ConvSpec{Out: 8, K: 1, Bias: true, Act: ReLU})
+	x = b.GlobalAvgPool(x, "gap")
+	x = b.Linear(x, "fc", 3, true, None)
+	g, err := b.Graph(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	spec := &Int8Spec{Act: map[string]QParam{"input": {0.03, 110}, "stem": {0.04, 120}, "se": {0.03, 125}, "relu": {0.02, 0}, "pw": {0.05, 0}},
+		Conv: map[string]*Int8Conv{}, Float: map[string][][]float32{}}
+	randConv := func(name string, cout, n int) {
+		c := &Int8Conv{W: make([]int8, n), WScale: make([]float32, cout), Bias: make([]int32, cout)}
+		for i := range c.W {
+			c.W[i] = int8(r.IntN(255) - 127)
+		}
+		for o := range cout {
+			c.WScale[o] = float32(0.001 + 0.004*r.Float64())
+			c.Bias[o] = int32(r.IntN(2001) - 1000)
+		}
+		spec.Conv[name] = c
+	}
+	randConv("stem", 12, 12*3*9)
+	randConv("pw", 8, 8*12)
+	rf := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(s * r.NormFloat64())
+		}
+		return v
+	}
+	w1, b1, w2, b2 := rf(4*12, 0.5), rf(4, 0.1), rf(12*4, 0.5), rf(12, 0.3)
+	spec.Float["se"] = [][]float32{w1, b1, w2, b2}
+	fw, fb := rf(3*8, 1), rf(3, 0.1)
+	spec.Float["fc"] = [][]float32{fw, fb}
+
+	p, err := NewInt8Plan(g, spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := strings.Join(p.Steps(), "; ")
+	if !strings.Contains(steps, "qse se") || strings.Contains(steps, "dequantize") || strings.Count(steps, "quantize") != 1 {
+		t.Errorf("steps: %s", steps)
+	}
+	img := rf(3*6*5, 1)
+	got, err := p.Run(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The chain, written out.
+	in, sq, rq, pq := spec.Act["input"], spec.Act["stem"], spec.Act["relu"], spec.Act["pw"]
+	const hw = 6 * 5
+	q := make([]uint8, 3*hw) // (H, W, C)
+	for ch := range 3 {
+		for i := range hw {
+			f := math.RoundToEven(float64(img[ch*hw+i]/in.Scale)) + float64(in.Zero)
+			q[i*3+ch] = uint8(max(0, min(255, f)))
+		}
+	}
+	conv := func(name string, x []uint8, xq, yq QParam, cin, cout, k int, lo int32) []uint8 {
+		c := spec.Conv[name]
+		m := make([]float32, cout)
+		for o := range m {
+			m[o] = float32(float64(xq.Scale) * float64(c.WScale[o]) / float64(yq.Scale))
+		}
+		s := ref.QConvShape{H: 6, W: 5, Cin: cin, Cout: cout, K: k, KW: k, Stride: 1, Pad: k / 2, PadW: k / 2, Dilation: 1,
+			Groups: 1, OutH: 6, OutW: 5, XZero: xq.Zero, YZero: yq.Zero, Lo: lo, Hi: 255}
+		out := make([]uint8, hw*cout)
+		ref.QConv(s, x, c.W, c.Bias, m, out)
+		return out
+	}
+	a := conv("stem", q, in, sq, 3, 12, 3, 0)
+	var mean [12]float64
+	for i, v := range a {
+		mean[i%12] += (float64(v) - float64(sq.Zero)) * float64(sq.Scale) / hw
+	}
+	var hid [4]float64
+	for j := range hid {
+		s := float64(b1[j])
+		for ch := range 12 {
+			s += float64(w1[j*12+ch]) * mean[ch]
+		}
+		hid[j] = math.Max(s, 0)
+	}
+	for i, v := range a {
+		ch := i % 12
+		s := float64(b2[ch])
+		for j := range 4 {
+			s += float64(w2[ch*4+j]) * hid[j]
+		}
+		gate := 1 / (1 + math.Exp(-s))
+		a[i] = ref.Requant(int32(v)-sq.Zero, float32(float64(sq.Scale)*gate/float64(rq.Scale)), rq.Zero, rq.Zero, 255)
+	}
+	a = conv("pw", a, rq, pq, 12, 8, 1, pq.Zero)
+	var pooled [8]float64
+	for i, v := range a {
+		pooled[i%8] += float64(int32(v)-pq.Zero) * float64(pq.Scale)
+	}
+	for j := range 3 {
+		s := float64(fb[j])
+		for k := range 8 {
+			s += float64(float32(pooled[k]/hw)) * float64(fw[j*8+k])
+		}
+		if d := math.Abs(float64(got[j]) - s); d > 1e-5*(1+math.Abs(s)) {
+			t.Errorf("logit %d = %v, want %v", j, got[j], s)
+		}
+	}
+}

@@ -181,7 +181,6 @@ func refPool(n *Node, x []float32, xs []int, out []float32, ys []int) {
 
 // seGate computes SE's per-channel gate of x (C, HW).
 func seGate(n *Node, x []float32, c, hw int) []float64 {
-	w1, b1, w2, b2 := n.Tensors[0].Data, n.Tensors[1].Data, n.Tensors[2].Data, n.Tensors[3].Data
 	mean := make([]float64, c)
 	for ch := 0; ch < c; ch++ {
 		for _, v := range x[ch*hw : (ch+1)*hw] {
@@ -189,7 +188,14 @@ func seGate(n *Node, x []float32, c, hw int) []float64 {
 		}
 		mean[ch] /= float64(hw)
 	}
-	hid := make([]float64, n.Hidden)
+	return seGateOfMeans(n, mean, make([]float64, n.Hidden), make([]float64, c))
+}
+
+// seGateOfMeans is SE's gate from the channel means, in hid (Hidden) and
+// gate (C) as scratch; it returns gate.
+func seGateOfMeans(n *Node, mean, hid, gate []float64) []float64 {
+	w1, b1, w2, b2 := n.Tensors[0].Data, n.Tensors[1].Data, n.Tensors[2].Data, n.Tensors[3].Data
+	c := len(mean)
 	for j := range hid {
 		s := float64(b1[j])
 		for ch := 0; ch < c; ch++ {
@@ -197,7 +203,6 @@ func seGate(n *Node, x []float32, c, hw int) []float64 {
 		}
 		hid[j] = act64(s, n.Act)
 	}
-	gate := make([]float64, c)
 	for ch := range gate {
 		s := float64(b2[ch])
 		for j, v := range hid {
