@@ -73,9 +73,10 @@ type Int8Spec struct {
 // quantisation where a float value feeds an int8 convolution and a
 // dequantisation where a quantised value feeds a float node. Nodes
 // supported: Conv (any kernel, stride, padding, dilation, groups), Act
-// (ReLU on quantised values, any on float), GlobalAvgPool, Linear, SE
-// (float). Run allocates nothing except in SE, which runs on the float
-// reference executor.
+// (ReLU on quantised values, any on float), GlobalAvgPool, Linear, SE (on
+// the uint8 values when a ReLU follows it, see qse; else in float). Run
+// allocates nothing except in an SE run in float, on the reference
+// executor.
 type Int8Plan struct {
 	N       int
 	g       *Graph

@@ -285,6 +285,12 @@ func TestInt8PlanSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got = append([]float32(nil), got...)
+	if !raceEnabled {
+		if a := steadyAllocs(20, func() { p.Run(img) }); a != 0 {
+			t.Errorf("%v allocations per run", a)
+		}
+	}
 
 	// The chain, written out.
 	in, sq, rq, pq := spec.Act["input"], spec.Act["stem"], spec.Act["relu"], spec.Act["pw"]
