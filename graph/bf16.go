@@ -1,6 +1,6 @@
 package graph
 
-import "math"
+import "github.com/mobileone-go/mobileone/internal/kernel"
 
 // bfloat16 inference: Graph.BF16 makes a copy of a graph that computes as
 // a bfloat16 engine does (PyTorch's CPU autocast, ONNX Runtime's and
@@ -70,7 +70,7 @@ func (g *Graph) BF16() (*Graph, error) {
 		if n.Kind == Conv || n.Kind == Linear {
 			c.w = make([]float32, len(n.w))
 			for i, v := range n.w {
-				c.w[i] = roundBF16(v)
+				c.w[i] = kernel.RoundBF16(v)
 			}
 		}
 		out := add(&c, g.Shapes[n.Out])
@@ -100,14 +100,4 @@ func (g *Graph) IsBF16() bool {
 		}
 	}
 	return false
-}
-
-// roundBF16 rounds x to the nearest bfloat16, ties to even (a NaN stays a
-// NaN), as the kernels do.
-func roundBF16(x float32) float32 {
-	u := math.Float32bits(x)
-	if u&0x7fffffff > 0x7f800000 {
-		return math.Float32frombits(u&0xffff0000 | 0x00400000)
-	}
-	return math.Float32frombits((u + 0x7fff + (u>>16)&1) & 0xffff0000)
 }

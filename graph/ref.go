@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mobileone-go/mobileone/internal/kernel"
 	"github.com/mobileone-go/mobileone/tensor"
 )
 
@@ -386,7 +387,7 @@ func refDynamic(n *Node, x []float32, xs []int, out []float32, sc *dynScratch) {
 
 func act64(v float64, a Activation) float64 {
 	if a&BF16 != 0 {
-		return float64(roundBF16(float32(act64(v, a.Base()))))
+		return float64(kernel.RoundBF16(float32(act64(v, a.Base()))))
 	}
 	switch a {
 	case ReLU:

@@ -93,6 +93,16 @@ type PlanOptions struct {
 	Precision string
 }
 
+// PrecisionGraph returns g as it computes in precision (Float32 or ""
+// gives g itself, BFloat16 its graph.Graph.BF16 copy).
+func PrecisionGraph(g *graph.Graph, precision string) (*graph.Graph, error) {
+	p, err := ParsePrecision(precision)
+	if err != nil || p == Float32 {
+		return g, err
+	}
+	return g.BF16()
+}
+
 // NewPlanWith is NewPlan with options.
 func NewPlanWith(m *Model, n, h, w int, o PlanOptions) (*Plan, error) {
 	layout := o.Layout
@@ -125,10 +135,8 @@ func NewPlanWith(m *Model, n, h, w int, o PlanOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if precision == BFloat16 {
-		if g, err = g.BF16(); err != nil {
-			return nil, err
-		}
+	if g, err = PrecisionGraph(g, precision); err != nil {
+		return nil, err
 	}
 	gp, err := graph.NewPlanLayout(g, n, layout)
 	if err != nil {

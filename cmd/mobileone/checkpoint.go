@@ -51,9 +51,9 @@ func (c *ckptFlags) checkPrecision(int8File bool) error {
 	if c.precision == "" {
 		return nil
 	}
-	p, err := model.ParsePrecision(c.precision)
+	p, err := parsePrecisionFlag(c.precision)
 	if err != nil {
-		return fmt.Errorf("--precision: %w", err)
+		return err
 	}
 	if int8File && p != model.Float32 {
 		return fmt.Errorf("--precision %s: %s is an int8 model (quantised by mobileone quantize), which runs in int8; --precision applies to float models", c.precision, c.weights)

@@ -215,10 +215,8 @@ func newDetector(sd map[string]*tensor.Tensor, meta map[string]string, size int,
 	if d.anchors, err = detect.SSDLiteBoxes().Generate(size, size, arch.SSDLiteMapSizes(g)); err != nil {
 		return nil, err
 	}
-	if precision == model.BFloat16 {
-		if g, err = g.BF16(); err != nil {
-			return nil, err
-		}
+	if g, err = model.PrecisionGraph(g, precision); err != nil {
+		return nil, err
 	}
 	if d.plan, err = graph.NewPlan(g, 1); err != nil {
 		return nil, err

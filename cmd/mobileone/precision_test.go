@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,8 +75,8 @@ func TestPrecisionFlag(t *testing.T) {
 	}
 	var d, m float64
 	for i, v := range logits[0].Data {
-		d = max(d, abs64(float64(v-logits[1].Data[i])))
-		m = max(m, abs64(float64(v)))
+		d = max(d, math.Abs(float64(v-logits[1].Data[i])))
+		m = max(m, math.Abs(float64(v)))
 	}
 	if d == 0 || d > 0.05*m {
 		t.Errorf("bf16 logits differ from float32's by %.3g (max |logit| %.3g): want a bfloat16-sized difference", d, m)
@@ -109,13 +110,6 @@ func TestPrecisionFlag(t *testing.T) {
 	}
 }
 
-func abs64(v float64) float64 {
-	if v < 0 {
-		return -v
-	}
-	return v
-}
-
 // TestDensePrecision: segment and detect load their networks in bfloat16
 // (--precision bf16): the outputs move by a bfloat16-sized amount from
 // float32's, and a bad --precision is refused.
@@ -124,8 +118,8 @@ func TestDensePrecision(t *testing.T) {
 		t.Helper()
 		var d, m float64
 		for i, v := range f32 {
-			d = max(d, abs64(float64(v-bf[i])))
-			m = max(m, abs64(float64(v)))
+			d = max(d, math.Abs(float64(v-bf[i])))
+			m = max(m, math.Abs(float64(v)))
 		}
 		if d == 0 || d > 0.05*m {
 			t.Errorf("%s: bf16 outputs differ from float32's by %.3g (max %.3g)", name, d, m)

@@ -258,10 +258,8 @@ func newSegmenter(sd map[string]*tensor.Tensor, meta map[string]string, o segOpt
 	if err := g.Load(sd); err != nil {
 		return nil, err
 	}
-	if o.Precision == model.BFloat16 {
-		if g, err = g.BF16(); err != nil {
-			return nil, err
-		}
+	if g, err = model.PrecisionGraph(g, o.Precision); err != nil {
+		return nil, err
 	}
 	if s.plan, err = graph.NewPlan(g, 1); err != nil {
 		return nil, err

@@ -264,10 +264,8 @@ func zooBench(s *arch.Spec, weights string, batch, h, w, threads, rounds, runs, 
 	if precision == "" {
 		precision = model.Float32
 	}
-	if precision == model.BFloat16 {
-		if g, err = g.BF16(); err != nil {
-			return err
-		}
+	if g, err = model.PrecisionGraph(g, precision); err != nil {
+		return err
 	}
 	kernel.SetThreads(threads)
 	defer kernel.SetThreads(0)

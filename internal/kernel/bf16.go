@@ -40,6 +40,11 @@ func bf16(x float32) uint16 {
 	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
 }
 
+// RoundBF16 rounds x to the nearest bfloat16 and widens it back: the
+// value a bfloat16 engine stores (ties to even; a NaN stays a NaN, made
+// quiet), as ActBF16 rounds.
+func RoundBF16(x float32) float32 { return bf16Float(bf16(x)) }
+
 // bf16Float widens a bfloat16 to float32 (exact).
 func bf16Float(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
